@@ -1,0 +1,56 @@
+#include "rfaas/fabric/fabric.hpp"
+
+#include <cstdlib>
+
+#ifdef RFAAS_HAVE_OFI
+#include "fabric/ofi/ofi_backend.hpp"
+#endif
+
+namespace rfaas::fabric {
+
+const char* to_string(Errc e) noexcept {
+  switch (e) {
+    case Errc::ok: return "ok";
+    case Errc::again: return "again (too many writes outstanding)";
+    case Errc::timeout: return "timeout";
+    case Errc::peer_lost: return "peer lost";
+    case Errc::remote_access: return "remote access error (wrong key or out of bounds)";
+    case Errc::invalid_argument: return "invalid argument";
+    case Errc::no_backend: return "backend or provider not available";
+    case Errc::unsupported: return "unsupported by the provider";
+    case Errc::protocol: return "protocol error";
+    case Errc::io: return "transport i/o error";
+  }
+  return "unknown";
+}
+
+const char* to_string(Backend b) noexcept { return b == Backend::ofi ? "ofi" : "verbs"; }
+
+Config Config::from_env() {
+  Config c;
+  if (const char* b = std::getenv("RFAAS_FABRIC"); b && *b) {
+    std::string name = b;
+    if (name == "ofi") c.backend = Backend::ofi;
+    else if (name == "verbs") c.backend = Backend::verbs;
+    else throw Error(Errc::no_backend, "RFAAS_FABRIC='" + name + "' is not a backend (ofi, verbs)");
+  }
+  if (const char* p = std::getenv("RFAAS_OFI_PROVIDER"); p && *p) c.ofi_provider = p;
+  if (const char* h = std::getenv("RFAAS_FABRIC_HOST"); h && *h) c.local_host = h;
+  return c;
+}
+
+std::unique_ptr<Domain> open_domain(const Config& config) {
+  switch (config.backend) {
+    case Backend::ofi:
+#ifdef RFAAS_HAVE_OFI
+      return ofi::open_domain(config);
+#else
+      throw Error(Errc::no_backend, "this rfaas was built without the ofi backend (RFAAS_WITH_OFI=OFF)");
+#endif
+    case Backend::verbs:
+      throw Error(Errc::no_backend, "this rfaas was built without the verbs backend");
+  }
+  throw Error(Errc::no_backend, "unknown backend");
+}
+
+}  // namespace rfaas::fabric

@@ -1,0 +1,604 @@
+#include "fabric/ofi/ofi_backend.hpp"
+
+#include <poll.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <atomic>
+#include <cstring>
+#include <set>
+#include <vector>
+
+#include "net/tcp_socket.hpp"
+
+namespace rfaas::fabric::ofi {
+namespace {
+
+constexpr uint32_t kApiVersion = FI_VERSION(1, 9);
+// Once per this many poll() calls (or at the next poll after a wait()), the endpoint checks the
+// bootstrap socket for a lost peer and its outstanding writes against write_timeout: one syscall
+// per few thousand polls, a lost peer noticed within about a millisecond of polling.
+constexpr uint32_t kPollsPerHousekeeping = 4096;
+constexpr int kCqBatch = 16;
+
+[[noreturn]] void fail(Errc code, const std::string& what, int fi_rc) {
+  throw Error(code, what + ": " + fi_strerror(-fi_rc) + " (" + std::to_string(fi_rc) + ")");
+}
+
+std::string full_provider_name(const std::string& requested) {
+  if (requested == "tcp") return "tcp;ofi_rxm";
+  return requested;
+}
+
+// Maps a provider's error number for a failed operation to our names.
+Errc map_cq_error(int err) {
+  switch (err) {
+    case FI_EACCES:
+    case FI_EINVAL:
+    case FI_EKEYREJECTED:
+    case FI_EPERM:
+    case FI_EFAULT:
+    case FI_EOVERFLOW:
+    case FI_ETOOSMALL:
+      return Errc::remote_access;
+    case FI_ECONNRESET:
+    case FI_ECONNREFUSED:
+    case FI_ECONNABORTED:
+    case FI_ENOTCONN:
+    case FI_EHOSTUNREACH:
+    case EPIPE:
+    case FI_ESHUTDOWN:
+    case FI_EIO:
+    case FI_ETIMEDOUT:
+    case FI_ECANCELED:  // tcp;ofi_rxm cancels what was queued on a broken connection
+      return Errc::peer_lost;
+    default:
+      return Errc::io;
+  }
+}
+
+fi_info* make_hints(const std::string& provider) {
+  fi_info* hints = fi_allocinfo();
+  if (!hints) throw Error(Errc::io, "fi_allocinfo failed");
+  hints->caps = FI_RMA | FI_WRITE | FI_REMOTE_WRITE;
+  // Modes rfaas supports: every operation carries its own context slot.
+  hints->mode = FI_CONTEXT | FI_CONTEXT2;
+  hints->ep_attr->type = FI_EP_RDM;
+  hints->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
+  // One endpoint and CQ per worker thread; a domain's endpoints are used concurrently.
+  hints->domain_attr->threading = FI_THREAD_COMPLETION;
+  if (!provider.empty()) hints->fabric_attr->prov_name = strdup(provider.c_str());
+  return hints;
+}
+
+class OfiDomain;
+
+class OfiMemoryRegion final : public MemoryRegion {
+ public:
+  OfiMemoryRegion(fid_mr* mr, void* data, size_t size, void* desc, uint64_t key, uint64_t base) : mr_(mr) {
+    data_ = data;
+    size_ = size;
+    desc_ = desc;
+    key_ = key;
+    remote_base_ = base;
+  }
+  ~OfiMemoryRegion() override { fi_close(&mr_->fid); }
+
+ private:
+  fid_mr* mr_;
+};
+
+// Handshake on the bootstrap socket; both sides send one and read one.
+struct HelloHeader {
+  char magic[4];
+  uint16_t version;
+  uint16_t provider_len;
+  uint16_t address_len;
+  uint8_t data_len;
+  uint8_t pad;
+};
+constexpr char kHelloMagic[4] = {'R', 'F', 'O', 'F'};
+constexpr uint16_t kHelloVersion = 1;
+constexpr size_t kHelloMax = sizeof(HelloHeader) + 256 + 1024 + kConnectionDataMax;
+
+class OfiEndpoint final : public Endpoint {
+ public:
+  OfiEndpoint(OfiDomain& domain, const EndpointConfig& config);
+  ~OfiEndpoint() override;
+
+  void connect(const std::string& address, const ConnectionData& mine, ConnectionData& theirs,
+               std::chrono::milliseconds timeout) override;
+  Errc write_imm(const MemoryRegion& src, size_t src_offset, size_t length, const RemoteRegion& dst,
+                 uint64_t dst_offset, uint32_t imm, uint64_t context) noexcept override;
+  int poll(Completion* out, int max) noexcept override;
+  Errc wait(std::chrono::microseconds timeout) noexcept override;
+  size_t max_inline() const noexcept override { return inject_size_; }
+  bool connected() const noexcept override { return peer_ != FI_ADDR_NOTAVAIL && !broken_; }
+
+  // Exchanges addresses and connection data over `stream`, then keeps it for liveness.
+  void handshake(net::TcpStream stream, const ConnectionData& mine, ConnectionData& theirs, net::Deadline deadline);
+  OfiDomain& domain() const { return domain_; }
+
+ private:
+  enum class SlotState : uint8_t { free, in_use, abandoned };
+  struct OpSlot {
+    fi_context2 ctx;  // first member: the provider hands back &ctx as op_context
+    uint64_t user_context;
+    SlotState state;
+    // When housekeeping first saw this write outstanding; stamped there, not on the fast path.
+    std::chrono::steady_clock::time_point first_seen;
+  };
+
+  int report_lost(Completion* out, int max) noexcept;
+  int housekeeping(Completion* out, int max) noexcept;
+  // Returns a completed slot; false when it had been abandoned (its error was already reported).
+  bool release_slot(OpSlot* slot) noexcept {
+    bool live = slot->state == SlotState::in_use;
+    slot->state = SlotState::free;
+    free_slots_[free_count_++] = static_cast<uint32_t>(slot - slots_.data());
+    return live;
+  }
+  Errc sleeping_wait(std::chrono::microseconds timeout) noexcept;
+
+  OfiDomain& domain_;
+  fid_ep* ep_ = nullptr;
+  fid_cq* cq_ = nullptr;
+  fid_av* av_ = nullptr;
+  int cq_fd_ = -1;
+  fi_addr_t peer_ = FI_ADDR_NOTAVAIL;
+  size_t inject_size_ = 0;
+  net::TcpStream bootstrap_;
+
+  std::vector<OpSlot> slots_;
+  std::vector<uint32_t> free_slots_;
+  uint32_t free_count_ = 0;
+  uint32_t polls_ = 0;
+  std::chrono::milliseconds write_timeout_;
+  // Entries a sleeping wait() read ahead; poll() hands them out first.
+  fi_cq_data_entry stash_[kCqBatch];
+  int stash_count_ = 0;
+  int stash_next_ = 0;
+  bool broken_ = false;
+  bool lost_reported_ = false;
+  size_t lost_cursor_ = 0;
+};
+
+class OfiDomain final : public Domain {
+ public:
+  explicit OfiDomain(const Config& config);
+  ~OfiDomain() override;
+
+  Backend backend() const noexcept override { return Backend::ofi; }
+  std::string provider() const override { return info_->fabric_attr->prov_name; }
+  std::unique_ptr<MemoryRegion> register_memory(void* data, size_t size, Access access) override;
+  std::unique_ptr<Endpoint> create_endpoint(const EndpointConfig& config) override {
+    return std::make_unique<OfiEndpoint>(*this, config);
+  }
+  std::unique_ptr<Listener> listen(const std::string& host, uint16_t port) override;
+
+  fi_info* info() const { return info_; }
+  fid_fabric* fabric() const { return fabric_; }
+  fid_domain* domain() const { return domain_; }
+
+ private:
+  fi_info* info_ = nullptr;
+  fid_fabric* fabric_ = nullptr;
+  fid_domain* domain_ = nullptr;
+  std::atomic<uint64_t> next_key_{1};
+};
+
+class OfiListener final : public Listener {
+ public:
+  OfiListener(OfiDomain& domain, net::TcpListener tcp) : domain_(domain), tcp_(std::move(tcp)) {}
+  std::string address() const override { return net::HostPort{tcp_.host(), tcp_.port()}.str(); }
+  void accept(Endpoint& ep, const ConnectionData& mine, ConnectionData& theirs,
+              std::chrono::milliseconds timeout) override;
+
+ private:
+  OfiDomain& domain_;
+  net::TcpListener tcp_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+OfiDomain::OfiDomain(const Config& config) {
+  std::string prov = full_provider_name(config.ofi_provider);
+  fi_info* hints = make_hints(prov);
+  // Providers on IP networks bind their endpoints to the configured host.
+  bool ip_provider = prov.find("shm") == std::string::npos;
+  int rc = fi_getinfo(kApiVersion, ip_provider ? config.local_host.c_str() : nullptr, nullptr,
+                      ip_provider ? FI_SOURCE : 0, hints, &info_);
+  fi_freeinfo(hints);
+  if (rc != 0 || !info_) {
+    info_ = nullptr;
+    throw Error(Errc::no_backend, "libfabric provider '" + prov +
+                                      "' is not available or cannot do RMA writes with remote CQ data (" +
+                                      fi_strerror(-rc) + "); usable providers here: " + available_providers());
+  }
+  // Keep only the first (preferred) match.
+  if (info_->next) {
+    fi_freeinfo(info_->next);
+    info_->next = nullptr;
+  }
+  if (info_->domain_attr->cq_data_size < 4) {
+    std::string name = info_->fabric_attr->prov_name;
+    fi_freeinfo(info_);
+    throw Error(Errc::unsupported, "provider '" + name + "' carries fewer than 4 bytes of remote CQ data");
+  }
+  if ((rc = fi_fabric(info_->fabric_attr, &fabric_, nullptr)) != 0) {
+    fi_freeinfo(info_);
+    fail(Errc::io, "fi_fabric", rc);
+  }
+  if ((rc = fi_domain(fabric_, info_, &domain_, nullptr)) != 0) {
+    fi_close(&fabric_->fid);
+    fi_freeinfo(info_);
+    fail(Errc::io, "fi_domain", rc);
+  }
+}
+
+OfiDomain::~OfiDomain() {
+  if (domain_) fi_close(&domain_->fid);
+  if (fabric_) fi_close(&fabric_->fid);
+  if (info_) fi_freeinfo(info_);
+}
+
+std::unique_ptr<MemoryRegion> OfiDomain::register_memory(void* data, size_t size, Access access) {
+  if (!data || size == 0) throw Error(Errc::invalid_argument, "register_memory: empty region");
+  uint64_t mode = info_->domain_attr->mr_mode;
+  uint64_t flags = FI_WRITE;
+  if (access == Access::remote_write) flags |= FI_REMOTE_WRITE;
+  uint64_t requested_key = next_key_.fetch_add(1);
+  fid_mr* mr = nullptr;
+  int rc = fi_mr_reg(domain_, data, size, flags, 0, requested_key, 0, &mr, nullptr);
+  if (rc != 0) fail(Errc::io, "fi_mr_reg of " + std::to_string(size) + " bytes", rc);
+  uint64_t key = (mode & FI_MR_PROV_KEY) ? fi_mr_key(mr) : requested_key;
+  uint64_t base = (mode & FI_MR_VIRT_ADDR) ? reinterpret_cast<uint64_t>(data) : 0;
+  return std::make_unique<OfiMemoryRegion>(mr, data, size, fi_mr_desc(mr), key, base);
+}
+
+std::unique_ptr<Listener> OfiDomain::listen(const std::string& host, uint16_t port) {
+  try {
+    return std::make_unique<OfiListener>(*this, net::TcpListener::bind(host, port));
+  } catch (const net::NetError& e) {
+    throw Error(Errc::io, std::string("listen: ") + e.what());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+OfiEndpoint::OfiEndpoint(OfiDomain& domain, const EndpointConfig& config) : domain_(domain) {
+  fi_info* info = domain.info();
+  uint32_t depth = std::max<uint32_t>(1, std::min<uint32_t>(config.max_outstanding_writes,
+                                                            static_cast<uint32_t>(info->tx_attr->size)));
+  slots_.resize(depth);
+  free_slots_.resize(depth);
+  for (uint32_t i = 0; i < depth; ++i) free_slots_[i] = depth - 1 - i;
+  free_count_ = depth;
+  inject_size_ = info->tx_attr->inject_size;
+  write_timeout_ = config.write_timeout;
+
+  auto cleanup_fail = [this](const char* what, int rc) {
+    if (ep_) fi_close(&ep_->fid);
+    if (cq_) fi_close(&cq_->fid);
+    if (av_) fi_close(&av_->fid);
+    ep_ = nullptr, cq_ = nullptr, av_ = nullptr;
+    fail(Errc::io, what, rc);
+  };
+
+  fi_cq_attr cq_attr{};
+  cq_attr.format = FI_CQ_FORMAT_DATA;
+  cq_attr.size = std::max<size_t>(depth + config.receive_depth, 64);
+  cq_attr.wait_obj = config.blocking_wait ? FI_WAIT_FD : FI_WAIT_NONE;
+  int rc = fi_cq_open(domain.domain(), &cq_attr, &cq_, nullptr);
+  if (rc != 0 && config.blocking_wait) {
+    // No fd to block on (shm has none): wait() becomes a sleeping poll, see there.
+    cq_attr.wait_obj = FI_WAIT_NONE;
+    rc = fi_cq_open(domain.domain(), &cq_attr, &cq_, nullptr);
+  }
+  if (rc != 0) {
+    cq_ = nullptr;
+    cleanup_fail("fi_cq_open", rc);
+  }
+  if (cq_attr.wait_obj == FI_WAIT_FD && (rc = fi_control(&cq_->fid, FI_GETWAIT, &cq_fd_)) != 0)
+    cleanup_fail("fi_control(FI_GETWAIT)", rc);
+
+  fi_av_attr av_attr{};
+  av_attr.type = FI_AV_TABLE;
+  av_attr.count = 1;
+  if ((rc = fi_av_open(domain.domain(), &av_attr, &av_, nullptr)) != 0) cleanup_fail("fi_av_open", rc);
+  if ((rc = fi_endpoint(domain.domain(), info, &ep_, nullptr)) != 0) cleanup_fail("fi_endpoint", rc);
+  if ((rc = fi_ep_bind(ep_, &av_->fid, 0)) != 0) cleanup_fail("fi_ep_bind(av)", rc);
+  if ((rc = fi_ep_bind(ep_, &cq_->fid, FI_TRANSMIT | FI_RECV)) != 0) cleanup_fail("fi_ep_bind(cq)", rc);
+  if ((rc = fi_enable(ep_)) != 0) cleanup_fail("fi_enable", rc);
+}
+
+OfiEndpoint::~OfiEndpoint() {
+  if (ep_) fi_close(&ep_->fid);
+  if (cq_) fi_close(&cq_->fid);
+  if (av_) fi_close(&av_->fid);
+}
+
+void OfiEndpoint::handshake(net::TcpStream stream, const ConnectionData& mine, ConnectionData& theirs,
+                            net::Deadline deadline) {
+  if (peer_ != FI_ADDR_NOTAVAIL) throw Error(Errc::invalid_argument, "endpoint is already connected");
+  if (mine.size > kConnectionDataMax) throw Error(Errc::invalid_argument, "connection data too large");
+  std::string prov = domain_.provider();
+  uint8_t name[1024];
+  size_t name_len = sizeof name;
+  int rc = fi_getname(&ep_->fid, name, &name_len);
+  if (rc != 0) fail(Errc::io, "fi_getname", rc);
+
+  HelloHeader h{};
+  std::memcpy(h.magic, kHelloMagic, 4);
+  h.version = kHelloVersion;
+  h.provider_len = static_cast<uint16_t>(prov.size());
+  h.address_len = static_cast<uint16_t>(name_len);
+  h.data_len = mine.size;
+  std::vector<uint8_t> msg(sizeof h);
+  std::memcpy(msg.data(), &h, sizeof h);
+  msg.insert(msg.end(), prov.begin(), prov.end());
+  msg.insert(msg.end(), name, name + name_len);
+  msg.insert(msg.end(), mine.bytes, mine.bytes + mine.size);
+
+  std::vector<uint8_t> reply;
+  try {
+    stream.send_frame(msg.data(), msg.size(), deadline);
+    reply = stream.recv_frame(kHelloMax, deadline);
+  } catch (const net::NetError& e) {
+    throw Error(e.code() == net::NetErrc::timeout ? Errc::timeout
+                : e.code() == net::NetErrc::too_large ? Errc::protocol
+                                                      : Errc::peer_lost,
+                std::string("fabric handshake: ") + e.what());
+  }
+  HelloHeader peer{};
+  if (reply.size() < sizeof peer) throw Error(Errc::protocol, "fabric handshake: short hello");
+  std::memcpy(&peer, reply.data(), sizeof peer);
+  if (std::memcmp(peer.magic, kHelloMagic, 4) != 0 || peer.version != kHelloVersion)
+    throw Error(Errc::protocol, "fabric handshake: peer is not an rfaas ofi endpoint of this version");
+  if (reply.size() != sizeof peer + peer.provider_len + peer.address_len + peer.data_len ||
+      peer.data_len > kConnectionDataMax)
+    throw Error(Errc::protocol, "fabric handshake: hello lengths do not add up");
+  const uint8_t* p = reply.data() + sizeof peer;
+  std::string peer_prov(reinterpret_cast<const char*>(p), peer.provider_len);
+  p += peer.provider_len;
+  if (peer_prov != prov)
+    throw Error(Errc::protocol, "fabric handshake: peer uses provider '" + peer_prov + "', this side '" + prov + "'");
+  rc = fi_av_insert(av_, p, 1, &peer_, 0, nullptr);
+  if (rc != 1) {
+    peer_ = FI_ADDR_NOTAVAIL;
+    fail(Errc::protocol, "fabric handshake: fi_av_insert of the peer's address", rc < 0 ? rc : -FI_EINVAL);
+  }
+  p += peer.address_len;
+  theirs.size = peer.data_len;
+  std::memcpy(theirs.bytes, p, peer.data_len);
+  bootstrap_ = std::move(stream);
+}
+
+void OfiEndpoint::connect(const std::string& address, const ConnectionData& mine, ConnectionData& theirs,
+                          std::chrono::milliseconds timeout) {
+  auto deadline = net::deadline_in(timeout);
+  net::TcpStream stream;
+  try {
+    stream = net::TcpStream::connect(net::HostPort::parse(address), deadline);
+  } catch (const net::NetError& e) {
+    throw Error(e.code() == net::NetErrc::timeout ? Errc::timeout
+                : e.code() == net::NetErrc::invalid_address ? Errc::invalid_argument
+                                                            : Errc::peer_lost,
+                std::string("connect: ") + e.what());
+  }
+  handshake(std::move(stream), mine, theirs, deadline);
+}
+
+void OfiListener::accept(Endpoint& ep, const ConnectionData& mine, ConnectionData& theirs,
+                         std::chrono::milliseconds timeout) {
+  auto* ofi_ep = dynamic_cast<OfiEndpoint*>(&ep);
+  if (!ofi_ep || &ofi_ep->domain() != &domain_)
+    throw Error(Errc::invalid_argument, "accept: the endpoint belongs to another domain");
+  auto deadline = net::deadline_in(timeout);
+  net::TcpStream stream;
+  try {
+    stream = tcp_.accept(deadline);
+  } catch (const net::NetError& e) {
+    throw Error(e.code() == net::NetErrc::timeout ? Errc::timeout : Errc::io, std::string("accept: ") + e.what());
+  }
+  ofi_ep->handshake(std::move(stream), mine, theirs, deadline);
+}
+
+// --- hot path --------------------------------------------------------------------------------
+
+Errc OfiEndpoint::write_imm(const MemoryRegion& src, size_t src_offset, size_t length, const RemoteRegion& dst,
+                            uint64_t dst_offset, uint32_t imm, uint64_t context) noexcept {
+  if (broken_) [[unlikely]]
+    return Errc::peer_lost;
+  if (src_offset + length > src.size()) [[unlikely]]
+    return Errc::invalid_argument;
+  if (dst_offset + length > dst.length) [[unlikely]]
+    return Errc::remote_access;
+  if (free_count_ == 0) [[unlikely]]
+    return Errc::again;
+  uint32_t slot = free_slots_[--free_count_];
+  slots_[slot].user_context = context;
+  slots_[slot].state = SlotState::in_use;
+  slots_[slot].first_seen = {};
+  ssize_t rc = fi_writedata(ep_, static_cast<char*>(src.data()) + src_offset, length, src.descriptor(), imm, peer_,
+                            dst.address + dst_offset, dst.key, &slots_[slot].ctx);
+  if (rc == 0) [[likely]]
+    return Errc::ok;
+  release_slot(&slots_[slot]);
+  if (rc == -FI_EAGAIN) return Errc::again;
+  return map_cq_error(static_cast<int>(-rc));
+}
+
+int OfiEndpoint::report_lost(Completion* out, int max) noexcept {
+  // Every write still outstanding fails with its own completion, then the endpoint reports the
+  // loss once more with context 0, so a caller with nothing in flight learns of it too.
+  int n = 0;
+  for (; lost_cursor_ < slots_.size() && n < max; ++lost_cursor_) {
+    OpSlot& s = slots_[lost_cursor_];
+    if (s.state == SlotState::free) continue;
+    if (release_slot(&s)) out[n++] = Completion{Completion::Kind::error, Errc::peer_lost, 0, 0, s.user_context};
+  }
+  if (n < max && lost_cursor_ == slots_.size() && !lost_reported_) {
+    lost_reported_ = true;
+    out[n++] = Completion{Completion::Kind::error, Errc::peer_lost, 0, 0, 0};
+  }
+  return n;
+}
+
+int OfiEndpoint::housekeeping(Completion* out, int max) noexcept {
+  polls_ = 0;
+  if (bootstrap_ && bootstrap_.peer_closed()) {
+    broken_ = true;
+    return report_lost(out, max);
+  }
+  int n = 0;
+  auto now = std::chrono::steady_clock::now();
+  for (OpSlot& s : slots_) {
+    if (s.state != SlotState::in_use) continue;
+    if (s.first_seen == std::chrono::steady_clock::time_point{}) {
+      s.first_seen = now;
+    } else if (now - s.first_seen > write_timeout_ && n < max) {
+      // Keep the slot until the provider hands it back; report the failure now.
+      s.state = SlotState::abandoned;
+      out[n++] = Completion{Completion::Kind::error, Errc::timeout, 0, 0, s.user_context};
+    }
+  }
+  return n;
+}
+
+int OfiEndpoint::poll(Completion* out, int max) noexcept {
+  if (broken_) [[unlikely]]
+    return report_lost(out, max);
+  if (++polls_ >= kPollsPerHousekeeping) [[unlikely]] {
+    if (int n = housekeeping(out, max)) return n;
+  }
+  fi_cq_data_entry read_buf[kCqBatch];
+  const fi_cq_data_entry* entries = read_buf;
+  ssize_t n;
+  if (stash_count_ > stash_next_) [[unlikely]] {
+    entries = stash_ + stash_next_;
+    n = std::min(max, stash_count_ - stash_next_);
+    stash_next_ += static_cast<int>(n);
+  } else {
+    n = fi_cq_read(cq_, read_buf, static_cast<size_t>(std::min(max, kCqBatch)));
+  }
+  if (n > 0) [[likely]] {
+    int out_n = 0;
+    for (ssize_t i = 0; i < n; ++i) {
+      const fi_cq_data_entry& e = entries[i];
+      Completion& c = out[out_n];
+      if (e.flags & FI_REMOTE_CQ_DATA) {
+        c.kind = Completion::Kind::write_received;
+        c.error = Errc::ok;
+        c.imm = static_cast<uint32_t>(e.data);
+        c.length = static_cast<uint32_t>(e.len);
+        c.context = 0;
+        ++out_n;
+      } else {
+        auto* slot = reinterpret_cast<OpSlot*>(e.op_context);
+        c.kind = Completion::Kind::write_sent;
+        c.error = Errc::ok;
+        c.imm = 0;
+        c.length = 0;
+        c.context = slot->user_context;
+        out_n += release_slot(slot);
+      }
+    }
+    return out_n;
+  }
+  if (n == -FI_EAGAIN) return 0;
+  if (n == -FI_EAVAIL) {
+    fi_cq_err_entry err{};
+    if (fi_cq_readerr(cq_, &err, 0) != 1) return 0;
+    Errc code = map_cq_error(err.err);
+    // Providers name a dead peer in many ways (ECANCELED, ENOTCONN, ...); the bootstrap socket
+    // tells for sure.
+    if (code != Errc::remote_access && bootstrap_ && bootstrap_.peer_closed()) code = Errc::peer_lost;
+    if (code == Errc::peer_lost) broken_ = true;
+    uint64_t context = 0;
+    if (err.op_context && !(err.flags & FI_REMOTE_CQ_DATA)) {
+      auto* slot = reinterpret_cast<OpSlot*>(err.op_context);
+      context = slot->user_context;
+      if (!release_slot(slot)) return 0;  // already reported as timed out
+    }
+    out[0] = Completion{Completion::Kind::error, code, 0, 0, context};
+    return 1;
+  }
+  out[0] = Completion{Completion::Kind::error, Errc::io, 0, 0, 0};
+  return 1;
+}
+
+Errc OfiEndpoint::wait(std::chrono::microseconds timeout) noexcept {
+  if (broken_) return Errc::peer_lost;
+  polls_ = kPollsPerHousekeeping;  // the next poll() looks after timeouts and liveness
+  if (stash_count_ > stash_next_) return Errc::ok;
+  if (cq_fd_ < 0) return sleeping_wait(timeout);
+  fid* fids[1] = {&cq_->fid};
+  if (fi_trywait(domain_.fabric(), fids, 1) != FI_SUCCESS) return Errc::ok;  // something is ready
+  pollfd fds[2] = {{cq_fd_, POLLIN, 0}, {bootstrap_.fd(), POLLIN, 0}};
+  auto us = std::max<int64_t>(0, timeout.count());
+  timespec ts{static_cast<time_t>(us / 1'000'000), static_cast<long>((us % 1'000'000) * 1000)};
+  int r = ::ppoll(fds, bootstrap_ ? 2 : 1, &ts, nullptr);
+  if (r == 0) return Errc::timeout;
+  if (r > 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) && bootstrap_.peer_closed()) {
+    broken_ = true;
+    return Errc::peer_lost;
+  }
+  return Errc::ok;
+}
+
+// For providers without a wait object (shm progresses only when polled): read the CQ, and
+// between reads sleep on the bootstrap socket with a period that doubles from 4 us to
+// kMaxSleepUs. The thread gives up its core, a lost peer wakes it at once, and a write that
+// arrives is noticed within one period.
+Errc OfiEndpoint::sleeping_wait(std::chrono::microseconds timeout) noexcept {
+  constexpr int64_t kMaxSleepUs = 256;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int64_t step_us = 4;
+  for (;;) {
+    ssize_t n = fi_cq_read(cq_, stash_, kCqBatch);
+    if (n > 0) {
+      stash_count_ = static_cast<int>(n);
+      stash_next_ = 0;
+      return Errc::ok;
+    }
+    if (n != -FI_EAGAIN) return Errc::ok;  // an error entry: poll() reports it
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return Errc::timeout;
+    int64_t left_us = std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count();
+    int64_t us = std::min(step_us, left_us);
+    timespec ts{static_cast<time_t>(us / 1'000'000), static_cast<long>((us % 1'000'000) * 1000)};
+    pollfd fd{bootstrap_.fd(), POLLIN, 0};
+    int r = ::ppoll(&fd, bootstrap_ ? 1 : 0, &ts, nullptr);
+    if (r > 0 && bootstrap_.peer_closed()) {
+      broken_ = true;
+      return Errc::peer_lost;
+    }
+    step_us = std::min(step_us * 2, kMaxSleepUs);
+  }
+}
+
+}  // namespace
+
+std::string available_providers() {
+  fi_info* hints = make_hints("");
+  fi_info* list = nullptr;
+  std::set<std::string> names;
+  if (fi_getinfo(kApiVersion, nullptr, nullptr, 0, hints, &list) == 0) {
+    for (fi_info* i = list; i; i = i->next) names.insert(i->fabric_attr->prov_name);
+    fi_freeinfo(list);
+  }
+  fi_freeinfo(hints);
+  std::string out;
+  for (auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out.empty() ? "(none)" : out;
+}
+
+std::unique_ptr<Domain> open_domain(const Config& config) { return std::make_unique<OfiDomain>(config); }
+
+}  // namespace rfaas::fabric::ofi

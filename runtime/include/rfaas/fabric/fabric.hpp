@@ -1,0 +1,211 @@
+// runtime/fabric: the narrow transport interface rfaas is built on.
+//
+// It offers what the invocation protocol needs and nothing more: a domain, memory registration,
+// connected endpoints, RDMA write-with-immediate, completion polling (busy) and waiting
+// (blocking). It knows nothing of leases or functions. A backend (ofi/, verbs/) fills these
+// classes; which backend is chosen once, at open_domain(), never per operation.
+//
+// Errors: setup calls throw fabric::Error (cold path). Hot-path calls (write_imm, poll, wait)
+// are noexcept and return error values; a broken connection surfaces as an error completion.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rfaas::fabric {
+
+enum class Errc : uint8_t {
+  ok = 0,
+  again,             // too many writes outstanding: poll completions, then retry
+  timeout,           // a bounded wait ended without the event
+  peer_lost,         // the peer died or the connection broke
+  remote_access,     // the write hit a wrong key or went beyond the remote region
+  invalid_argument,  // a local argument is wrong (bounds of a local region, sizes)
+  no_backend,        // the requested backend or provider is not available here
+  unsupported,       // the provider cannot do what rfaas needs
+  protocol,          // the peer sent a malformed or incompatible handshake
+  io,                // any other transport failure (message has the provider's words)
+};
+const char* to_string(Errc) noexcept;
+
+class Error : public std::runtime_error {
+ public:
+  Error(Errc code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  Errc code() const noexcept { return code_; }
+
+ private:
+  Errc code_;
+};
+
+enum class Backend : uint8_t { ofi, verbs };
+const char* to_string(Backend) noexcept;
+
+struct Config {
+  Backend backend = Backend::ofi;
+  // libfabric provider: "shm", "tcp" (means "tcp;ofi_rxm"), or any provider string fi_getinfo takes.
+  std::string ofi_provider = "shm";
+  // Address the endpoints of this domain bind to, where the provider binds to one.
+  std::string local_host = "127.0.0.1";
+
+  // From RFAAS_FABRIC (ofi|verbs), RFAAS_OFI_PROVIDER and RFAAS_FABRIC_HOST; unset keeps the
+  // defaults above. Throws Error(no_backend) for an unknown backend name.
+  static Config from_env();
+};
+
+// Where the remote side may write: the triple a peer needs for write_imm. `address` is what the
+// provider wants as the target address of byte 0 of the region: its virtual address for providers
+// with virtual addressing (shm, verbs), 0 for offset-addressed ones (tcp;ofi_rxm).
+struct RemoteRegion {
+  uint64_t address = 0;
+  uint64_t key = 0;
+  uint64_t length = 0;
+};
+
+enum class Access : uint32_t {
+  local = 0,         // source of writes only
+  remote_write = 1,  // peers may write into it
+};
+
+// A registered range of memory. The hot path reads the plain members directly.
+class MemoryRegion {
+ public:
+  virtual ~MemoryRegion() = default;
+  MemoryRegion(const MemoryRegion&) = delete;
+  MemoryRegion& operator=(const MemoryRegion&) = delete;
+
+  void* data() const noexcept { return data_; }
+  size_t size() const noexcept { return size_; }
+  void* descriptor() const noexcept { return desc_; }
+  RemoteRegion remote() const noexcept { return {remote_base_, key_, size_}; }
+
+ protected:
+  MemoryRegion() = default;
+  void* data_ = nullptr;
+  size_t size_ = 0;
+  void* desc_ = nullptr;
+  uint64_t key_ = 0;
+  uint64_t remote_base_ = 0;
+};
+
+struct Completion {
+  enum class Kind : uint8_t {
+    write_sent,      // our write_imm finished locally; `context` is the caller's
+    write_received,  // a peer's write landed here; `imm` and `length` describe it
+    error,           // `error` says what; `context` names the failed write (0 if none).
+                     // A lost peer fails each outstanding write, then reports once with context 0.
+  };
+  Kind kind = Kind::error;
+  Errc error = Errc::ok;
+  uint32_t imm = 0;
+  uint32_t length = 0;
+  uint64_t context = 0;
+};
+
+// Up to this many bytes travel with a connection request and its answer (rdma_cm's RC private
+// data allows 56; the protocol needs a region descriptor and a few ids).
+inline constexpr size_t kConnectionDataMax = 48;
+
+struct ConnectionData {
+  uint8_t size = 0;
+  uint8_t bytes[kConnectionDataMax] = {};
+};
+
+struct EndpointConfig {
+  uint32_t max_outstanding_writes = 64;  // write_imm returns Errc::again beyond this
+  uint32_t receive_depth = 256;          // receives kept posted, for backends that consume one per write
+  bool blocking_wait = true;             // set up a completion channel so wait() can block
+  // A write not completed by then fails with Errc::timeout: some providers drop a refused write
+  // without reporting it (see docs/fabric.md). Checked while polling, off the fast path.
+  std::chrono::milliseconds write_timeout{10'000};
+};
+
+class Endpoint {
+ public:
+  virtual ~Endpoint() = default;
+  Endpoint(const Endpoint&) = delete;
+  Endpoint& operator=(const Endpoint&) = delete;
+
+  // Connects to a listener at "host:port". `mine` reaches the listener's accept(); its answer
+  // comes back in `theirs`. Throws Error; bounded by `timeout`.
+  virtual void connect(const std::string& address, const ConnectionData& mine, ConnectionData& theirs,
+                       std::chrono::milliseconds timeout) = 0;
+
+  // Writes [src.data()+src_offset, +length) to dst.address+dst_offset at the peer and delivers
+  // `imm` with it. One write_sent (or error) completion carrying `context` follows.
+  virtual Errc write_imm(const MemoryRegion& src, size_t src_offset, size_t length, const RemoteRegion& dst,
+                         uint64_t dst_offset, uint32_t imm, uint64_t context) noexcept = 0;
+
+  // Fills up to `max` completions without blocking; returns how many.
+  virtual int poll(Completion* out, int max) noexcept = 0;
+
+  // Blocks until a completion may be ready (Errc::ok), `timeout` passes (Errc::timeout), or the
+  // peer is lost (Errc::peer_lost; poll() then reports it). Needs EndpointConfig::blocking_wait.
+  virtual Errc wait(std::chrono::microseconds timeout) noexcept = 0;
+
+  // Payloads up to this size are sent inline (no local memory registration is read).
+  virtual size_t max_inline() const noexcept = 0;
+  virtual bool connected() const noexcept = 0;
+
+ protected:
+  Endpoint() = default;
+};
+
+class Listener {
+ public:
+  virtual ~Listener() = default;
+  // "host:port" for connectors.
+  virtual std::string address() const = 0;
+  // Accepts one connection into `ep` (a fresh endpoint of the same domain). Throws Error(timeout).
+  virtual void accept(Endpoint& ep, const ConnectionData& mine, ConnectionData& theirs,
+                      std::chrono::milliseconds timeout) = 0;
+};
+
+class Domain {
+ public:
+  virtual ~Domain() = default;
+  Domain(const Domain&) = delete;
+  Domain& operator=(const Domain&) = delete;
+
+  virtual Backend backend() const noexcept = 0;
+  // Human-readable provider name, e.g. "shm" or "tcp;ofi_rxm".
+  virtual std::string provider() const = 0;
+
+  virtual std::unique_ptr<MemoryRegion> register_memory(void* data, size_t size, Access access) = 0;
+  virtual std::unique_ptr<Endpoint> create_endpoint(const EndpointConfig& config = {}) = 0;
+  // Port 0 picks a free port.
+  virtual std::unique_ptr<Listener> listen(const std::string& host, uint16_t port) = 0;
+
+ protected:
+  Domain() = default;
+};
+
+// Opens a domain of the configured backend. Throws Error(no_backend) naming what is available
+// when the backend or provider is missing.
+std::unique_ptr<Domain> open_domain(const Config& config);
+
+// Helpers for ConnectionData.
+template <class T>
+ConnectionData make_connection_data(const T& value) {
+  static_assert(sizeof(T) <= kConnectionDataMax, "connection data too large for the transport");
+  ConnectionData cd;
+  cd.size = sizeof(T);
+  __builtin_memcpy(cd.bytes, &value, sizeof(T));
+  return cd;
+}
+
+template <class T>
+T read_connection_data(const ConnectionData& cd) {
+  static_assert(sizeof(T) <= kConnectionDataMax, "connection data too large for the transport");
+  if (cd.size != sizeof(T)) throw Error(Errc::protocol, "connection data has " + std::to_string(cd.size) +
+                                                            " bytes, expected " + std::to_string(sizeof(T)));
+  T value;
+  __builtin_memcpy(&value, cd.bytes, sizeof(T));
+  return value;
+}
+
+}  // namespace rfaas::fabric

@@ -1,0 +1,95 @@
+// TCP sockets with bounded waits, for cold-path channels: the fabric bootstrap handshake and
+// (later) the control protocol. Every blocking call takes a deadline; nothing waits forever.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rfaas::net {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+
+inline Deadline deadline_in(std::chrono::milliseconds ms) { return Clock::now() + ms; }
+
+enum class NetErrc { timeout, closed, refused, invalid_address, too_large, io };
+const char* to_string(NetErrc);
+
+class NetError : public std::runtime_error {
+ public:
+  NetError(NetErrc code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  NetErrc code() const noexcept { return code_; }
+
+ private:
+  NetErrc code_;
+};
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  // Accepts "host:port" and "[v6]:port"; throws NetError(invalid_address).
+  static HostPort parse(const std::string& text);
+  std::string str() const;
+};
+
+// Owns one file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const noexcept { return fd_; }
+  int release() noexcept { int f = fd_; fd_ = -1; return f; }
+  void reset() noexcept;
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+class TcpStream {
+ public:
+  TcpStream() = default;
+  explicit TcpStream(Fd fd) : fd_(std::move(fd)) {}
+  static TcpStream connect(const HostPort& to, Deadline deadline);
+
+  void send_all(const void* data, size_t size, Deadline deadline);
+  void recv_all(void* data, size_t size, Deadline deadline);  // throws closed on EOF
+  // Frames are a 4-byte little-endian length followed by the bytes.
+  void send_frame(const void* data, size_t size, Deadline deadline);
+  std::vector<uint8_t> recv_frame(size_t max_size, Deadline deadline);
+
+  // Non-blocking check: true when the peer has closed the connection or it is broken.
+  // Pending unread data does not count as closed.
+  bool peer_closed() const noexcept;
+  int fd() const noexcept { return fd_.get(); }
+  explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
+
+ private:
+  Fd fd_;
+};
+
+class TcpListener {
+ public:
+  // Port 0 picks a free port; port() tells which.
+  static TcpListener bind(const std::string& host, uint16_t port, int backlog = 64);
+  TcpStream accept(Deadline deadline);
+  uint16_t port() const noexcept { return port_; }
+  const std::string& host() const noexcept { return host_; }
+  int fd() const noexcept { return fd_.get(); }
+
+ private:
+  Fd fd_;
+  std::string host_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace rfaas::net

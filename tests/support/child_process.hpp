@@ -1,0 +1,81 @@
+// Starts a helper program as a real second process, with a bounded wait for its end. The
+// destructor kills a child that is still running, so a failed test leaves nothing behind.
+#pragma once
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace rfaas::testing {
+
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env = {}) {
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e; ++e) {
+      std::string kv = *e;
+      auto key = kv.substr(0, kv.find('='));
+      if (!extra_env.count(key)) env_strings.push_back(kv);
+    }
+    for (auto& [k, v] : extra_env) env_strings.push_back(k + "=" + v);
+    std::vector<char*> args, envp;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    for (auto& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    if (posix_spawn(&pid_, argv[0].c_str(), nullptr, nullptr, args.data(), envp.data()) != 0)
+      throw std::runtime_error("cannot start " + argv[0]);
+  }
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  ~ChildProcess() {
+    if (pid_ > 0 && !status_) {
+      ::kill(pid_, SIGKILL);
+      int st;
+      ::waitpid(pid_, &st, 0);
+    }
+  }
+
+  pid_t pid() const { return pid_; }
+  void kill(int sig = SIGKILL) { ::kill(pid_, sig); }
+
+  // The raw wait status, or nothing if the child is still running after `timeout`.
+  std::optional<int> wait_for(std::chrono::milliseconds timeout) {
+    if (status_) return status_;
+    auto end = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      int st;
+      pid_t r = ::waitpid(pid_, &st, WNOHANG);
+      if (r == pid_) {
+        status_ = st;
+        return status_;
+      }
+      if (std::chrono::steady_clock::now() >= end) return std::nullopt;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  // Exit code if the child exited normally within `timeout`, else -1.
+  int exit_code(std::chrono::milliseconds timeout) {
+    auto st = wait_for(timeout);
+    if (!st || !WIFEXITED(*st)) return -1;
+    return WEXITSTATUS(*st);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+}  // namespace rfaas::testing
