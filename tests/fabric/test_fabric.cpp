@@ -123,7 +123,9 @@ TEST_CASE("write-with-immediate round trips carry every byte", "[fabric]") {
 }
 
 TEST_CASE("many writes outstanding at once all arrive intact", "[fabric]") {
-  Session s({"echo"}, fabric::EndpointConfig{.max_outstanding_writes = 64, .receive_depth = 256, .blocking_wait = true});
+  fabric::EndpointConfig cfg;
+  cfg.max_outstanding_writes = 64;
+  Session s({"echo"}, cfg);
   constexpr uint32_t kMessages = 256;  // four times the send queue: exercises Errc::again
   constexpr uint32_t kSize = 4000;
   std::memset(s.recv_buf.data(), 0, s.recv_buf.size());
@@ -235,7 +237,10 @@ TEST_CASE("a peer killed mid-stream surfaces as an error within 5 s", "[fabric]"
 }
 
 TEST_CASE("the blocking wait wakes on an arriving write and honours its timeout", "[fabric]") {
-  Session s({"write-after", "300"});
+  fabric::EndpointConfig cfg;
+  cfg.wait_mode = GENERATE(fabric::WaitMode::sleep, fabric::WaitMode::event);
+  INFO("wait mode " << (cfg.wait_mode == fabric::WaitMode::sleep ? "sleep" : "event"));
+  Session s({"write-after", "300"}, cfg);
   std::vector<fabric::Completion> seen;
   auto t0 = Clock::now();
   double cpu0 = cpu_seconds();
@@ -280,6 +285,13 @@ TEST_CASE("the blocking wait wakes on an arriving write and honours its timeout"
   }
   CHECK(lost);
   CHECK(Clock::now() - t2 < 5s);
+}
+
+TEST_CASE("an endpoint without a wait mode refuses to wait", "[fabric]") {
+  fabric::EndpointConfig cfg;
+  cfg.wait_mode = fabric::WaitMode::none;
+  Session s({"echo"}, cfg);
+  CHECK(s.ep->wait(10ms) == fabric::Errc::unsupported);
 }
 
 TEST_CASE("an unknown provider is a clear error naming what is available", "[fabric]") {

@@ -159,6 +159,7 @@ class OfiEndpoint final : public Endpoint {
   uint32_t free_count_ = 0;
   uint32_t polls_ = 0;
   std::chrono::milliseconds write_timeout_;
+  WaitMode wait_mode_;
   // Entries a sleeping wait() read ahead; poll() hands them out first.
   fi_cq_data_entry stash_[kCqBatch];
   int stash_count_ = 0;
@@ -281,6 +282,7 @@ OfiEndpoint::OfiEndpoint(OfiDomain& domain, const EndpointConfig& config) : doma
   free_count_ = depth;
   inject_size_ = info->tx_attr->inject_size;
   write_timeout_ = config.write_timeout;
+  wait_mode_ = config.wait_mode;
 
   auto cleanup_fail = [this](const char* what, int rc) {
     if (ep_) fi_close(&ep_->fid);
@@ -293,10 +295,10 @@ OfiEndpoint::OfiEndpoint(OfiDomain& domain, const EndpointConfig& config) : doma
   fi_cq_attr cq_attr{};
   cq_attr.format = FI_CQ_FORMAT_DATA;
   cq_attr.size = std::max<size_t>(depth + config.receive_depth, 64);
-  cq_attr.wait_obj = config.blocking_wait ? FI_WAIT_FD : FI_WAIT_NONE;
+  cq_attr.wait_obj = config.wait_mode == WaitMode::event ? FI_WAIT_FD : FI_WAIT_NONE;
   int rc = fi_cq_open(domain.domain(), &cq_attr, &cq_, nullptr);
-  if (rc != 0 && config.blocking_wait) {
-    // No fd to block on (shm has none): wait() becomes a sleeping poll, see there.
+  if (rc != 0 && cq_attr.wait_obj == FI_WAIT_FD) {
+    // No fd to block on (shm has none): wait() sleeps instead, see sleeping_wait().
     cq_attr.wait_obj = FI_WAIT_NONE;
     rc = fi_cq_open(domain.domain(), &cq_attr, &cq_, nullptr);
   }
@@ -536,6 +538,7 @@ int OfiEndpoint::poll(Completion* out, int max) noexcept {
 Errc OfiEndpoint::wait(std::chrono::microseconds timeout) noexcept {
   if (broken_) return Errc::peer_lost;
   polls_ = kPollsPerHousekeeping;  // the next poll() looks after timeouts and liveness
+  if (wait_mode_ == WaitMode::none) return Errc::unsupported;
   if (stash_count_ > stash_next_) return Errc::ok;
   if (cq_fd_ < 0) return sleeping_wait(timeout);
   fid* fids[1] = {&cq_->fid};
