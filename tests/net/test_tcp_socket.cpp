@@ -1,0 +1,96 @@
+// runtime/net: address parsing, framing limits and bounded waits.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
+
+#include "net/tcp_socket.hpp"
+
+using namespace rfaas::net;
+using namespace std::chrono_literals;
+
+TEST_CASE("host:port addresses parse, bad ones are named errors", "[net]") {
+  auto a = HostPort::parse("127.0.0.1:4000");
+  CHECK(a.host == "127.0.0.1");
+  CHECK(a.port == 4000);
+  auto b = HostPort::parse("[::1]:65535");
+  CHECK(b.host == "::1");
+  CHECK(b.port == 65535);
+  CHECK(b.str() == "[::1]:65535");
+  CHECK(HostPort::parse("node17:0").str() == "node17:0");
+  for (const char* bad : {"", "host", "host:", ":80", "host:65536", "host:12a", "[::1]80", "[::1", "host:123456"}) {
+    INFO(bad);
+    try {
+      HostPort::parse(bad);
+      FAIL("accepted");
+    } catch (const NetError& e) {
+      CHECK(e.code() == NetErrc::invalid_address);
+    }
+  }
+}
+
+TEST_CASE("frames round-trip and oversized frames are refused", "[net]") {
+  auto listener = TcpListener::bind("127.0.0.1", 0);
+  REQUIRE(listener.port() != 0);
+  std::thread client([&] {
+    auto s = TcpStream::connect({"127.0.0.1", listener.port()}, deadline_in(5s));
+    std::string msg = "hello rfaas";
+    s.send_frame(msg.data(), msg.size(), deadline_in(5s));
+    std::vector<uint8_t> big(5000, 7);
+    s.send_frame(big.data(), big.size(), deadline_in(5s));
+  });
+  auto server = listener.accept(deadline_in(5s));
+  auto got = server.recv_frame(100, deadline_in(5s));
+  CHECK(std::string(got.begin(), got.end()) == "hello rfaas");
+  try {
+    server.recv_frame(4096, deadline_in(5s));
+    FAIL("oversized frame accepted");
+  } catch (const NetError& e) {
+    CHECK(e.code() == NetErrc::too_large);
+  }
+  client.join();
+}
+
+TEST_CASE("waits are bounded and a closed peer is noticed", "[net]") {
+  auto listener = TcpListener::bind("127.0.0.1", 0);
+  SECTION("accept with nobody connecting times out") {
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+      listener.accept(deadline_in(100ms));
+      FAIL("accepted nothing");
+    } catch (const NetError& e) {
+      CHECK(e.code() == NetErrc::timeout);
+    }
+    CHECK(std::chrono::steady_clock::now() - t0 >= 90ms);
+  }
+  SECTION("recv from a silent peer times out, then its close is seen") {
+    auto client = TcpStream::connect({"127.0.0.1", listener.port()}, deadline_in(5s));
+    auto server = listener.accept(deadline_in(5s));
+    CHECK_FALSE(server.peer_closed());
+    uint8_t b;
+    try {
+      server.recv_all(&b, 1, deadline_in(50ms));
+      FAIL("received from a silent peer");
+    } catch (const NetError& e) {
+      CHECK(e.code() == NetErrc::timeout);
+    }
+    client = TcpStream();
+    std::this_thread::sleep_for(20ms);
+    CHECK(server.peer_closed());
+    try {
+      server.recv_all(&b, 1, deadline_in(1s));
+      FAIL("received from a closed peer");
+    } catch (const NetError& e) {
+      CHECK(e.code() == NetErrc::closed);
+    }
+  }
+  SECTION("connect to a port nobody listens on is refused") {
+    uint16_t port = listener.port();
+    listener = TcpListener::bind("127.0.0.1", 0);  // frees the old port
+    try {
+      TcpStream::connect({"127.0.0.1", port}, deadline_in(2s));
+      FAIL("connected to nothing");
+    } catch (const NetError& e) {
+      CHECK(e.code() == NetErrc::refused);
+    }
+  }
+}
