@@ -122,6 +122,36 @@ TEST_CASE("write-with-immediate round trips carry every byte", "[fabric]") {
   }
 }
 
+TEST_CASE("a gathered write lands header and payload contiguously", "[fabric]") {
+  Session s({"echo"});
+  std::vector<uint8_t> header(64);
+  auto header_mr = s.domain->register_memory(header.data(), header.size(), fabric::Access::local);
+  for (size_t size : {size_t{0}, size_t{1}, size_t{4096}, size_t{1} << 20}) {
+    INFO("payload " << size);
+    fill_pattern(header.data(), 24, 500);
+    fill_pattern(s.send_buf.data() + 100, size, 501);
+    std::memset(s.recv_buf.data(), 0, 24 + size + 64);
+    // The header's 24 bytes, then the payload from another region at an offset.
+    fabric::Segment segs[2] = {{header_mr.get(), 0, 24}, {s.send_mr.get(), 100, size}};
+    uint32_t imm = echo_imm(0, static_cast<uint32_t>(24 + size));
+    std::vector<fabric::Completion> seen;
+    fabric::Errc rc;
+    while ((rc = s.ep->write_imm(segs, 2, s.peer_region, 0, imm, 5)) == fabric::Errc::again) s.poll_until(seen, 0ms, [](auto&) { return false; });
+    REQUIRE(rc == fabric::Errc::ok);
+    REQUIRE(s.poll_until(seen, 5s, [&](auto& v) { return find_received(v, imm) && count(v, Kind::write_sent) == 1; }));
+    REQUIRE(find_error(seen) == nullptr);
+    CHECK(check_pattern(s.recv_buf.data(), 24, 500) == 24);
+    CHECK(check_pattern(s.recv_buf.data() + 24, size, 501) == size);
+    for (size_t i = 24 + size; i < 24 + size + 64; ++i) REQUIRE(s.recv_buf[i] == 0);
+  }
+  // Bounds are checked per segment and for the gathered total.
+  fabric::Segment bad_local[2] = {{header_mr.get(), 60, 24}, {s.send_mr.get(), 0, 1}};
+  CHECK(s.ep->write_imm(bad_local, 2, s.peer_region, 0, 1, 1) == fabric::Errc::invalid_argument);
+  fabric::Segment too_long[2] = {{header_mr.get(), 0, 24}, {s.send_mr.get(), 0, kPeerBufferSize}};
+  CHECK(s.ep->write_imm(too_long, 2, s.peer_region, 0, 1, 1) == fabric::Errc::remote_access);
+  CHECK(s.ep->write_imm(too_long, 3, s.peer_region, 0, 1, 1) == fabric::Errc::invalid_argument);
+}
+
 TEST_CASE("many writes outstanding at once all arrive intact", "[fabric]") {
   fabric::EndpointConfig cfg;
   cfg.max_outstanding_writes = 64;

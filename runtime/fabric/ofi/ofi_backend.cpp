@@ -115,6 +115,8 @@ class OfiEndpoint final : public Endpoint {
                std::chrono::milliseconds timeout) override;
   Errc write_imm(const MemoryRegion& src, size_t src_offset, size_t length, const RemoteRegion& dst,
                  uint64_t dst_offset, uint32_t imm, uint64_t context) noexcept override;
+  Errc write_imm(const Segment* segments, int count, const RemoteRegion& dst, uint64_t dst_offset, uint32_t imm,
+                 uint64_t context) noexcept override;
   int poll(Completion* out, int max) noexcept override;
   Errc wait(std::chrono::microseconds timeout) noexcept override;
   size_t max_inline() const noexcept override { return inject_size_; }
@@ -137,6 +139,14 @@ class OfiEndpoint final : public Endpoint {
   int report_lost(Completion* out, int max) noexcept;
   int housekeeping(Completion* out, int max) noexcept;
   // Returns a completed slot; false when it had been abandoned (its error was already reported).
+  OpSlot* take_slot(uint64_t context) noexcept {
+    if (free_count_ == 0) return nullptr;
+    OpSlot* slot = &slots_[free_slots_[--free_count_]];
+    slot->user_context = context;
+    slot->state = SlotState::in_use;
+    slot->first_seen = {};
+    return slot;
+  }
   bool release_slot(OpSlot* slot) noexcept {
     bool live = slot->state == SlotState::in_use;
     slot->state = SlotState::free;
@@ -421,19 +431,55 @@ Errc OfiEndpoint::write_imm(const MemoryRegion& src, size_t src_offset, size_t l
     return Errc::invalid_argument;
   if (dst_offset + length > dst.length) [[unlikely]]
     return Errc::remote_access;
-  if (free_count_ == 0) [[unlikely]]
+  OpSlot* slot = take_slot(context);
+  if (!slot) [[unlikely]]
     return Errc::again;
-  uint32_t slot = free_slots_[--free_count_];
-  slots_[slot].user_context = context;
-  slots_[slot].state = SlotState::in_use;
-  slots_[slot].first_seen = {};
   ssize_t rc = fi_writedata(ep_, static_cast<char*>(src.data()) + src_offset, length, src.descriptor(), imm, peer_,
-                            dst.address + dst_offset, dst.key, &slots_[slot].ctx);
+                            dst.address + dst_offset, dst.key, &slot->ctx);
   if (rc == 0) [[likely]]
     return Errc::ok;
-  release_slot(&slots_[slot]);
-  if (rc == -FI_EAGAIN) return Errc::again;
-  return map_cq_error(static_cast<int>(-rc));
+  release_slot(slot);
+  return rc == -FI_EAGAIN ? Errc::again : map_cq_error(static_cast<int>(-rc));
+}
+
+Errc OfiEndpoint::write_imm(const Segment* segments, int count, const RemoteRegion& dst, uint64_t dst_offset,
+                            uint32_t imm, uint64_t context) noexcept {
+  if (broken_) [[unlikely]]
+    return Errc::peer_lost;
+  if (count < 1 || count > kMaxSegments) [[unlikely]]
+    return Errc::invalid_argument;
+  iovec iov[kMaxSegments];
+  void* desc[kMaxSegments];
+  size_t total = 0;
+  for (int i = 0; i < count; ++i) {
+    const Segment& s = segments[i];
+    if (s.offset + s.length > s.region->size()) [[unlikely]]
+      return Errc::invalid_argument;
+    iov[i].iov_base = static_cast<char*>(s.region->data()) + s.offset;
+    iov[i].iov_len = s.length;
+    desc[i] = s.region->descriptor();
+    total += s.length;
+  }
+  if (dst_offset + total > dst.length) [[unlikely]]
+    return Errc::remote_access;
+  OpSlot* slot = take_slot(context);
+  if (!slot) [[unlikely]]
+    return Errc::again;
+  fi_rma_iov rma{dst.address + dst_offset, total, dst.key};
+  fi_msg_rma msg{};
+  msg.msg_iov = iov;
+  msg.desc = desc;
+  msg.iov_count = static_cast<size_t>(count);
+  msg.addr = peer_;
+  msg.rma_iov = &rma;
+  msg.rma_iov_count = 1;
+  msg.context = &slot->ctx;
+  msg.data = imm;
+  ssize_t rc = fi_writemsg(ep_, &msg, FI_REMOTE_CQ_DATA | FI_COMPLETION);
+  if (rc == 0) [[likely]]
+    return Errc::ok;
+  release_slot(slot);
+  return rc == -FI_EAGAIN ? Errc::again : map_cq_error(static_cast<int>(-rc));
 }
 
 int OfiEndpoint::report_lost(Completion* out, int max) noexcept {
@@ -443,11 +489,11 @@ int OfiEndpoint::report_lost(Completion* out, int max) noexcept {
   for (; lost_cursor_ < slots_.size() && n < max; ++lost_cursor_) {
     OpSlot& s = slots_[lost_cursor_];
     if (s.state == SlotState::free) continue;
-    if (release_slot(&s)) out[n++] = Completion{Completion::Kind::error, Errc::peer_lost, 0, 0, s.user_context};
+    if (release_slot(&s)) out[n++] = Completion{Completion::Kind::error, Errc::peer_lost, 0, s.user_context};
   }
   if (n < max && lost_cursor_ == slots_.size() && !lost_reported_) {
     lost_reported_ = true;
-    out[n++] = Completion{Completion::Kind::error, Errc::peer_lost, 0, 0, 0};
+    out[n++] = Completion{Completion::Kind::error, Errc::peer_lost, 0, 0};
   }
   return n;
 }
@@ -467,7 +513,7 @@ int OfiEndpoint::housekeeping(Completion* out, int max) noexcept {
     } else if (now - s.first_seen > write_timeout_ && n < max) {
       // Keep the slot until the provider hands it back; report the failure now.
       s.state = SlotState::abandoned;
-      out[n++] = Completion{Completion::Kind::error, Errc::timeout, 0, 0, s.user_context};
+      out[n++] = Completion{Completion::Kind::error, Errc::timeout, 0, s.user_context};
     }
   }
   return n;
@@ -498,7 +544,6 @@ int OfiEndpoint::poll(Completion* out, int max) noexcept {
         c.kind = Completion::Kind::write_received;
         c.error = Errc::ok;
         c.imm = static_cast<uint32_t>(e.data);
-        c.length = static_cast<uint32_t>(e.len);
         c.context = 0;
         ++out_n;
       } else {
@@ -506,7 +551,6 @@ int OfiEndpoint::poll(Completion* out, int max) noexcept {
         c.kind = Completion::Kind::write_sent;
         c.error = Errc::ok;
         c.imm = 0;
-        c.length = 0;
         c.context = slot->user_context;
         out_n += release_slot(slot);
       }
@@ -528,10 +572,10 @@ int OfiEndpoint::poll(Completion* out, int max) noexcept {
       context = slot->user_context;
       if (!release_slot(slot)) return 0;  // already reported as timed out
     }
-    out[0] = Completion{Completion::Kind::error, code, 0, 0, context};
+    out[0] = Completion{Completion::Kind::error, code, 0, context};
     return 1;
   }
-  out[0] = Completion{Completion::Kind::error, Errc::io, 0, 0, 0};
+  out[0] = Completion{Completion::Kind::error, Errc::io, 0, 0};
   return 1;
 }
 

@@ -95,16 +95,25 @@ class MemoryRegion {
 struct Completion {
   enum class Kind : uint8_t {
     write_sent,      // our write_imm finished locally; `context` is the caller's
-    write_received,  // a peer's write landed here; `imm` and `length` describe it
+    write_received,  // a peer's write landed here; `imm` is what it carried. Its length is not
+                     // reported: tcp;ofi_rxm does not, so protocols carry sizes themselves.
     error,           // `error` says what; `context` names the failed write (0 if none).
                      // A lost peer fails each outstanding write, then reports once with context 0.
   };
   Kind kind = Kind::error;
   Errc error = Errc::ok;
   uint32_t imm = 0;
-  uint32_t length = 0;
   uint64_t context = 0;
 };
+
+// One piece of a gathered write: bytes [offset, offset+length) of a registered region.
+struct Segment {
+  const MemoryRegion* region = nullptr;
+  size_t offset = 0;
+  size_t length = 0;
+};
+// Every backend gathers at least this many segments into one write.
+inline constexpr int kMaxSegments = 2;
 
 // Up to this many bytes travel with a connection request and its answer (rdma_cm's RC private
 // data allows 56; the protocol needs a region descriptor and a few ids).
@@ -148,6 +157,11 @@ class Endpoint {
   // `imm` with it. One write_sent (or error) completion carrying `context` follows.
   virtual Errc write_imm(const MemoryRegion& src, size_t src_offset, size_t length, const RemoteRegion& dst,
                          uint64_t dst_offset, uint32_t imm, uint64_t context) noexcept = 0;
+
+  // The same, gathering up to kMaxSegments local segments into one contiguous remote range
+  // (e.g. a small header and a payload in the caller's own memory).
+  virtual Errc write_imm(const Segment* segments, int count, const RemoteRegion& dst, uint64_t dst_offset,
+                         uint32_t imm, uint64_t context) noexcept = 0;
 
   // Fills up to `max` completions without blocking; returns how many.
   virtual int poll(Completion* out, int max) noexcept = 0;
