@@ -1,0 +1,117 @@
+#include "protocol/control.hpp"
+
+#include "protocol/json_fields.hpp"
+
+namespace rfaas::protocol {
+
+using detail::field;
+using detail::is_hex;
+using detail::malformed;
+
+const char* to_string(ControlErrc c) {
+  switch (c) {
+    case ControlErrc::malformed: return "malformed";
+    case ControlErrc::bad_token: return "bad_token";
+    case ControlErrc::lease_expired: return "lease_expired";
+    case ControlErrc::lease_active: return "lease_active";
+    case ControlErrc::no_capacity: return "no_capacity";
+    case ControlErrc::library_mismatch: return "library_mismatch";
+    case ControlErrc::library_load_failed: return "library_load_failed";
+    case ControlErrc::executor_failed: return "executor_failed";
+    case ControlErrc::internal: return "internal";
+  }
+  return "internal";
+}
+
+std::optional<ControlErrc> control_errc_from_string(const std::string& s) {
+  for (auto c : {ControlErrc::malformed, ControlErrc::bad_token, ControlErrc::lease_expired, ControlErrc::lease_active,
+                 ControlErrc::no_capacity, ControlErrc::library_mismatch, ControlErrc::library_load_failed,
+                 ControlErrc::executor_failed, ControlErrc::internal})
+    if (s == to_string(c)) return c;
+  return std::nullopt;
+}
+
+// --- messages ------------------------------------------------------------------------------------
+
+void to_json(nlohmann::json& j, const AllocateRequest& m) {
+  j = {{"token", m.token}, {"library_sha256", m.library_sha256}, {"library_size", m.library_size},
+       {"library_name", m.library_name}, {"functions", m.functions}, {"workers", m.workers}, {"slots", m.slots},
+       {"input_capacity", m.input_capacity}, {"output_capacity", m.output_capacity},
+       {"hot_timeout_us", m.hot_timeout_us}};
+}
+
+void from_json(const nlohmann::json& j, AllocateRequest& m) {
+  if (!j.contains("token")) malformed("missing field 'token'");
+  m.token = j.at("token").get<LeaseToken>();
+  m.library_sha256 = field<std::string>(j, "library_sha256");
+  if (!is_hex(m.library_sha256, 64)) malformed("library_sha256 must be 64 lowercase hex digits");
+  m.library_size = field<uint64_t>(j, "library_size");
+  m.library_name = field<std::string>(j, "library_name");
+  if (!j.contains("functions") || !j.at("functions").is_array()) malformed("field 'functions' must be an array");
+  m.functions.clear();
+  for (const auto& f : j.at("functions")) {
+    if (!f.is_string() || f.get<std::string>().empty() || f.get<std::string>().size() > 255)
+      malformed("function names must be non-empty strings of at most 255 bytes");
+    m.functions.push_back(f.get<std::string>());
+  }
+  if (m.functions.empty()) malformed("no functions requested");
+  m.workers = field<uint32_t>(j, "workers");
+  m.slots = field<uint32_t>(j, "slots");
+  m.input_capacity = field<uint64_t>(j, "input_capacity");
+  m.output_capacity = field<uint64_t>(j, "output_capacity");
+  m.hot_timeout_us = field<int64_t>(j, "hot_timeout_us");
+}
+
+void to_json(nlohmann::json& j, const Allocated& m) {
+  j = {{"lease_id", m.lease_id}, {"address", m.address}, {"workers", m.workers}, {"library_cached", m.library_cached}};
+}
+
+void from_json(const nlohmann::json& j, Allocated& m) {
+  m.lease_id = field<uint64_t>(j, "lease_id");
+  m.address = field<std::string>(j, "address");
+  m.workers = field<uint32_t>(j, "workers");
+  m.library_cached = field<bool>(j, "library_cached");
+}
+
+void to_json(nlohmann::json& j, const Usage& m) {
+  j = {{"invocations", m.invocations}, {"hot_polling_ns", m.hot_polling_ns}, {"compute_ns", m.compute_ns}};
+}
+
+void from_json(const nlohmann::json& j, Usage& m) {
+  m.invocations = field<uint64_t>(j, "invocations");
+  m.hot_polling_ns = field<uint64_t>(j, "hot_polling_ns");
+  m.compute_ns = field<uint64_t>(j, "compute_ns");
+}
+
+void to_json(nlohmann::json& j, const LeaseEnded& m) {
+  j = {{"reason", m.reason}, {"detail", m.detail}, {"usage", m.usage}};
+}
+
+void from_json(const nlohmann::json& j, LeaseEnded& m) {
+  m.reason = field<std::string>(j, "reason");
+  m.detail = field<std::string>(j, "detail");
+  if (!j.contains("usage")) malformed("missing field 'usage'");
+  m.usage = j.at("usage").get<Usage>();
+}
+
+ControlMessage ControlMessage::parse(const std::vector<uint8_t>& frame) {
+  nlohmann::json j = nlohmann::json::parse(frame.begin(), frame.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) malformed("control frame is not a JSON object");
+  if (!j.contains("type") || !j.at("type").is_string()) malformed("control message without a type");
+  if (!j.contains("version") || !j.at("version").is_number_unsigned() || j.at("version").get<uint32_t>() != kControlVersion)
+    malformed("control message of an unsupported version (this side speaks " + std::to_string(kControlVersion) + ")");
+  ControlMessage m;
+  m.type = j.at("type").get<std::string>();
+  m.body = j.contains("body") ? j.at("body") : nlohmann::json::object();
+  return m;
+}
+
+std::string make_message(const std::string& type, nlohmann::json body) {
+  return nlohmann::json{{"type", type}, {"version", kControlVersion}, {"body", std::move(body)}}.dump();
+}
+
+std::string make_error(ControlErrc code, const std::string& message) {
+  return make_message("error", {{"code", to_string(code)}, {"message", message}});
+}
+
+}  // namespace rfaas::protocol

@@ -1,0 +1,109 @@
+// Control messages between clients, executor daemons and executors: length-prefixed JSON over
+// TCP (runtime/net frames). Cold path. Each message has a "type"; parsing validates every
+// field and throws MessageError naming the problem, so a daemon can answer and carry on.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "protocol/lease_token.hpp"
+
+namespace rfaas::protocol {
+
+inline constexpr uint32_t kControlVersion = 1;
+inline constexpr size_t kMaxControlFrame = 64 * 1024;
+
+// Error codes on the wire, in "error" replies and lease_ended notices.
+enum class ControlErrc {
+  malformed,            // not a valid message of this protocol
+  bad_token,            // MAC does not verify, or the token is for another daemon
+  lease_expired,        // the token's expiry has passed
+  lease_active,         // this lease id is already being served
+  no_capacity,          // not enough free cores or memory
+  library_mismatch,     // library bytes do not match the announced size or SHA-256
+  library_load_failed,  // dlopen failed or a function name does not resolve
+  executor_failed,      // the executor process failed to start
+  internal,
+};
+const char* to_string(ControlErrc);
+std::optional<ControlErrc> control_errc_from_string(const std::string&);
+
+class MessageError : public std::runtime_error {
+ public:
+  MessageError(ControlErrc code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  ControlErrc code() const noexcept { return code_; }
+
+ private:
+  ControlErrc code_;
+};
+
+struct AllocateRequest {
+  LeaseToken token;
+  std::string library_sha256;  // hex
+  uint64_t library_size = 0;
+  std::string library_name;    // for logs
+  std::vector<std::string> functions;  // resolved once; index i is function i on the wire
+  uint32_t workers = 1;
+  uint32_t slots = 4;
+  uint64_t input_capacity = 1 << 20;
+  uint64_t output_capacity = 1 << 20;
+  int64_t hot_timeout_us = 10'000;  // -1 always hot, 0 always warm
+};
+
+struct Allocated {
+  uint64_t lease_id = 0;
+  std::string address;  // executor's fabric listener, host:port
+  uint32_t workers = 0;
+  bool library_cached = false;
+};
+
+struct Usage {
+  uint64_t invocations = 0;
+  uint64_t hot_polling_ns = 0;
+  uint64_t compute_ns = 0;
+};
+
+struct LeaseEnded {
+  std::string reason;  // "expired", "released", "executor_crashed", "revoked"
+  std::string detail;
+  Usage usage;
+};
+
+void to_json(nlohmann::json& j, const AllocateRequest& m);
+void from_json(const nlohmann::json& j, AllocateRequest& m);
+void to_json(nlohmann::json& j, const Allocated& m);
+void from_json(const nlohmann::json& j, Allocated& m);
+void to_json(nlohmann::json& j, const Usage& m);
+void from_json(const nlohmann::json& j, Usage& m);
+void to_json(nlohmann::json& j, const LeaseEnded& m);
+void from_json(const nlohmann::json& j, LeaseEnded& m);
+
+// A parsed frame: its type and body. Throws MessageError(malformed) for bad JSON, a missing
+// type, or an unsupported version.
+struct ControlMessage {
+  std::string type;
+  nlohmann::json body;
+  static ControlMessage parse(const std::vector<uint8_t>& frame);
+  // Typed access: throws MessageError(malformed) naming the bad field.
+  template <class T>
+  T as() const {
+    try {
+      return body.get<T>();
+    } catch (const MessageError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw MessageError(ControlErrc::malformed, "malformed '" + type + "' message: " + e.what());
+    }
+  }
+};
+
+// Serialises `body` with its type and version into a frame payload.
+std::string make_message(const std::string& type, nlohmann::json body = nlohmann::json::object());
+std::string make_error(ControlErrc code, const std::string& message);
+
+}  // namespace rfaas::protocol

@@ -1,0 +1,102 @@
+#include "protocol/lease_token.hpp"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include "protocol/json_fields.hpp"
+
+namespace rfaas::protocol {
+
+using detail::field;
+using detail::hex;
+using detail::is_hex;
+using detail::malformed;
+
+ClusterSecret ClusterSecret::load(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw SecretError("cluster secret " + path + ": " + std::strerror(errno));
+  struct stat st{};
+  ::fstat(fd, &st);
+  if (st.st_mode & 077) {
+    ::close(fd);
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%03o", st.st_mode & 0777);
+    throw SecretError("cluster secret " + path + " is accessible by group or others (mode " + mode + "); chmod 600 it");
+  }
+  std::vector<uint8_t> key(static_cast<size_t>(st.st_size));
+  ssize_t n = ::read(fd, key.data(), key.size());
+  ::close(fd);
+  if (n != static_cast<ssize_t>(key.size())) throw SecretError("cluster secret " + path + ": short read");
+  if (key.size() < 16) throw SecretError("cluster secret " + path + " is shorter than 16 bytes");
+  return ClusterSecret(std::move(key));
+}
+
+void ClusterSecret::generate(const std::string& path, size_t bytes) {
+  std::vector<uint8_t> key(bytes);
+  if (RAND_bytes(key.data(), static_cast<int>(bytes)) != 1) throw SecretError("RAND_bytes failed");
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) throw SecretError("cannot create " + path + ": " + std::strerror(errno));
+  bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size());
+  ::close(fd);
+  if (!ok) throw SecretError("cannot write " + path);
+}
+
+std::string LeaseToken::canonical() const {
+  return "rfaas-lease-v1\n" + std::to_string(lease_id) + "\n" + executor + "\n" + std::to_string(cores) + "\n" +
+         std::to_string(memory_bytes) + "\n" + std::to_string(expires_at_ms) + "\n" + client;
+}
+
+static std::string hmac_hex(const ClusterSecret& secret, const std::string& text) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.key().data(), static_cast<int>(secret.key().size()),
+       reinterpret_cast<const unsigned char*>(text.data()), text.size(), out, &len);
+  return hex(out, len);
+}
+
+void LeaseToken::sign(const ClusterSecret& secret) { mac = hmac_hex(secret, canonical()); }
+
+bool LeaseToken::verify(const ClusterSecret& secret) const {
+  std::string expected = hmac_hex(secret, canonical());
+  return mac.size() == expected.size() && CRYPTO_memcmp(mac.data(), expected.data(), mac.size()) == 0;
+}
+
+void to_json(nlohmann::json& j, const LeaseToken& t) {
+  j = {{"lease_id", t.lease_id}, {"executor", t.executor}, {"cores", t.cores}, {"memory_bytes", t.memory_bytes},
+       {"expires_at_ms", t.expires_at_ms}, {"client", t.client}, {"mac", t.mac}};
+}
+
+void from_json(const nlohmann::json& j, LeaseToken& t) {
+  t.lease_id = field<uint64_t>(j, "lease_id");
+  t.executor = field<std::string>(j, "executor");
+  t.cores = field<uint32_t>(j, "cores");
+  t.memory_bytes = field<uint64_t>(j, "memory_bytes");
+  t.expires_at_ms = field<int64_t>(j, "expires_at_ms");
+  t.client = field<std::string>(j, "client");
+  t.mac = field<std::string>(j, "mac");
+  if (!is_hex(t.mac, 64)) malformed("token mac must be 64 lowercase hex digits");
+}
+
+int64_t unix_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string sha256_hex(const void* data, size_t size) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data, size, out, &len, EVP_sha256(), nullptr);
+  return hex(out, len);
+}
+
+}  // namespace rfaas::protocol

@@ -1,0 +1,56 @@
+// Lease tokens: the lease's fields with an HMAC-SHA256 over them, keyed by the cluster secret
+// that the broker and the executor daemons share. A daemon serves a lease only for a token it
+// can verify. The same format is issued by the broker and, in direct mode, made by whoever
+// holds the secret (tests, single-node setups).
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace rfaas::protocol {
+
+class SecretError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class ClusterSecret {
+ public:
+  // Reads the secret file. Refuses a file readable or writable by group or others, or one
+  // shorter than 16 bytes: SecretError with the reason.
+  static ClusterSecret load(const std::string& path);
+  // Writes `bytes` random bytes to a new file with mode 0600.
+  static void generate(const std::string& path, size_t bytes = 32);
+  explicit ClusterSecret(std::vector<uint8_t> key) : key_(std::move(key)) {}
+  const std::vector<uint8_t>& key() const { return key_; }
+
+ private:
+  std::vector<uint8_t> key_;
+};
+
+struct LeaseToken {
+  uint64_t lease_id = 0;
+  std::string executor;      // node name of the executor daemon it is valid on
+  uint32_t cores = 0;
+  uint64_t memory_bytes = 0;
+  int64_t expires_at_ms = 0;  // Unix epoch milliseconds
+  std::string client;         // who holds it, for accounting
+  std::string mac;            // lowercase hex HMAC-SHA256 over canonical()
+
+  std::string canonical() const;
+  void sign(const ClusterSecret& secret);
+  // Constant-time comparison of the MAC; says nothing about expiry.
+  bool verify(const ClusterSecret& secret) const;
+};
+
+void to_json(nlohmann::json& j, const LeaseToken& t);
+void from_json(const nlohmann::json& j, LeaseToken& t);  // throws MessageError(malformed)
+
+int64_t unix_now_ms();
+std::string sha256_hex(const void* data, size_t size);
+
+}  // namespace rfaas::protocol

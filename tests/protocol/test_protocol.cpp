@@ -1,0 +1,170 @@
+// runtime/protocol: immediates, lease tokens, the cluster secret file, control messages.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "protocol/control.hpp"
+#include "protocol/invocation.hpp"
+#include "protocol/lease_token.hpp"
+
+using namespace rfaas::protocol;
+namespace fs = std::filesystem;
+
+namespace {
+std::vector<uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() / ("rfaas-test-" + std::to_string(getpid()) + "-" + std::to_string(rand()));
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+ClusterSecret test_secret() { return ClusterSecret(std::vector<uint8_t>(32, 0x42)); }
+
+LeaseToken sample_token() {
+  LeaseToken t;
+  t.lease_id = 17;
+  t.executor = "node-a";
+  t.cores = 2;
+  t.memory_bytes = 1 << 30;
+  t.expires_at_ms = 1'900'000'000'000;
+  t.client = "rank-0";
+  return t;
+}
+}  // namespace
+
+TEST_CASE("immediates round-trip every field at its limits", "[protocol]") {
+  for (uint32_t slot : {0u, 1u, kMaxSlots - 1})
+    for (uint32_t fn : {0u, 7u, kMaxFunctions - 1}) {
+      uint32_t imm = request_imm(slot, fn);
+      CHECK(request_slot(imm) == slot);
+      CHECK(request_function(imm) == fn);
+      CHECK(request_reserved(imm) == 0);
+    }
+  for (auto st : {InvocationStatus::ok, InvocationStatus::unknown_function, InvocationStatus::bad_request})
+    for (uint32_t size : {0u, 1u, static_cast<uint32_t>(kMaxResultSize)}) {
+      uint32_t imm = response_imm(kMaxSlots - 1, st, size);
+      CHECK(response_slot(imm) == kMaxSlots - 1);
+      CHECK(response_status(imm) == st);
+      CHECK(response_size(imm) == size);
+    }
+  CHECK(input_slot_stride(0) == 64);
+  CHECK(input_slot_stride(40) == 64);
+  CHECK(input_slot_stride(41) == 128);
+}
+
+TEST_CASE("a signed token verifies; any change to it does not", "[protocol][token]") {
+  auto secret = test_secret();
+  LeaseToken t = sample_token();
+  t.sign(secret);
+  CHECK(t.mac.size() == 64);
+  CHECK(t.verify(secret));
+  CHECK_FALSE(t.verify(ClusterSecret(std::vector<uint8_t>(32, 0x43))));
+  auto altered = [&](auto change) {
+    LeaseToken u = t;
+    change(u);
+    return u.verify(secret);
+  };
+  CHECK_FALSE(altered([](LeaseToken& u) { u.cores = 3; }));
+  CHECK_FALSE(altered([](LeaseToken& u) { u.expires_at_ms += 1; }));
+  CHECK_FALSE(altered([](LeaseToken& u) { u.executor = "node-b"; }));
+  CHECK_FALSE(altered([](LeaseToken& u) { u.lease_id = 18; }));
+  CHECK_FALSE(altered([](LeaseToken& u) { u.client = "rank-1"; }));
+  CHECK_FALSE(altered([](LeaseToken& u) { u.mac[10] = u.mac[10] == 'a' ? 'b' : 'a'; }));
+  // Fields cannot be shifted between each other through the separator.
+  CHECK_FALSE(altered([](LeaseToken& u) { u.executor = "node-a\n2"; u.cores = 0; }));
+  // And it survives JSON.
+  LeaseToken back = nlohmann::json(t).get<LeaseToken>();
+  CHECK(back.verify(secret));
+}
+
+TEST_CASE("the cluster secret file must be private", "[protocol][token]") {
+  TempDir dir;
+  auto path = (dir.path / "secret").string();
+  ClusterSecret::generate(path);
+  CHECK(ClusterSecret::load(path).key().size() == 32);
+  CHECK_THROWS_AS(ClusterSecret::generate(path), SecretError);  // never overwrites
+  ::chmod(path.c_str(), 0640);
+  CHECK_THROWS_WITH(ClusterSecret::load(path), Catch::Contains("chmod 600"));
+  auto short_path = (dir.path / "short").string();
+  { std::ofstream(short_path) << "tiny"; }
+  ::chmod(short_path.c_str(), 0600);
+  CHECK_THROWS_WITH(ClusterSecret::load(short_path), Catch::Contains("shorter than 16"));
+  CHECK_THROWS_AS(ClusterSecret::load((dir.path / "missing").string()), SecretError);
+}
+
+TEST_CASE("control messages round-trip", "[protocol][control]") {
+  AllocateRequest req;
+  req.token = sample_token();
+  req.token.sign(test_secret());
+  req.library_sha256 = sha256_hex("abc", 3);
+  req.library_size = 3;
+  req.library_name = "libx.so";
+  req.functions = {"echo", "saxpy"};
+  req.workers = 2;
+  auto frame = make_message("allocate", req);
+  auto msg = ControlMessage::parse(bytes(frame));
+  CHECK(msg.type == "allocate");
+  auto back = msg.as<AllocateRequest>();
+  CHECK(back.functions == req.functions);
+  CHECK(back.workers == 2);
+  CHECK(back.token.verify(test_secret()));
+  CHECK(req.library_sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+  LeaseEnded ended{"expired", "at 123", {5, 6, 7}};
+  auto e = ControlMessage::parse(bytes(make_message("lease_ended", ended))).as<LeaseEnded>();
+  CHECK(e.reason == "expired");
+  CHECK(e.usage.compute_ns == 7);
+  auto err = ControlMessage::parse(bytes(make_error(ControlErrc::bad_token, "nope")));
+  CHECK(err.type == "error");
+  CHECK(control_errc_from_string(err.body.at("code").get<std::string>()) == ControlErrc::bad_token);
+}
+
+TEST_CASE("malformed control messages are named errors", "[protocol][control]") {
+  auto expect_malformed = [](const std::string& text, const char* mentions) {
+    INFO(text);
+    try {
+      auto m = ControlMessage::parse(bytes(text));
+      m.as<AllocateRequest>();
+      FAIL("accepted");
+    } catch (const MessageError& e) {
+      CHECK(e.code() == ControlErrc::malformed);
+      CHECK_THAT(e.what(), Catch::Contains(mentions));
+    }
+  };
+  expect_malformed("", "not a JSON object");
+  expect_malformed("{not json", "not a JSON object");
+  expect_malformed("[1,2]", "not a JSON object");
+  expect_malformed(R"({"version":1})", "without a type");
+  expect_malformed(R"({"type":"allocate","version":99})", "unsupported version");
+  expect_malformed(R"({"type":"allocate","version":1,"body":{}})", "token");
+  nlohmann::json good = nlohmann::json::parse(make_message("allocate", [] {
+    AllocateRequest r;
+    r.token = sample_token();
+    r.token.sign(test_secret());
+    r.library_sha256 = std::string(64, 'a');
+    r.functions = {"f"};
+    return r;
+  }()));
+  auto with = [&](const char* field, nlohmann::json value) {
+    auto j = good;
+    j["body"][field] = value;
+    return j.dump();
+  };
+  expect_malformed(with("workers", -1), "workers");
+  expect_malformed(with("workers", "two"), "workers");
+  expect_malformed(with("workers", 1ull << 40), "out of range");
+  expect_malformed(with("functions", nlohmann::json::array()), "no functions");
+  expect_malformed(with("functions", {1, 2}), "function names");
+  expect_malformed(with("library_sha256", "xyz"), "library_sha256");
+  auto j = good;
+  j["body"]["token"]["mac"] = "short";
+  expect_malformed(j.dump(), "mac");
+  j = good;
+  j["body"]["token"].erase("expires_at_ms");
+  expect_malformed(j.dump(), "expires_at_ms");
+}
