@@ -1,0 +1,68 @@
+// rfaas-executord: one per node. Accepts clients on a TCP control port (length-prefixed JSON,
+// runtime/protocol/control.hpp), verifies their lease tokens, takes the function library (or
+// finds it cached), starts one rfaas-executor process per lease, and watches the lease until
+// it is released, expires, its executor dies, or its client disappears. One thread per
+// control connection; a bad client costs only its own thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "executor/lease_table.hpp"
+#include "executor/library_cache.hpp"
+#include "net/tcp_socket.hpp"
+#include "protocol/lease_token.hpp"
+
+namespace rfaas::executor {
+
+struct DaemonConfig {
+  std::string listen = "127.0.0.1:0";  // control port; port 0 picks one
+  std::string node_name;               // tokens must name this node; default: the hostname
+  std::string secret_file;             // cluster secret, mode 0600
+  std::vector<int> cores;              // cores it may lease; default: all online cores
+  std::string executor_path;           // rfaas-executor; default: beside this binary
+  std::string fabric_host = "127.0.0.1";  // where executors listen for client endpoints
+  uint64_t max_library_bytes = 256ull << 20;
+  uint64_t library_cache_bytes = 1ull << 30;
+  uint32_t control_timeout_ms = 10'000;  // bound on every wait for a client or an executor
+
+  // Reads a JSON config file; keys as the fields above. Throws std::runtime_error.
+  static DaemonConfig from_json_file(const std::string& path);
+};
+
+class ExecutorDaemon {
+ public:
+  explicit ExecutorDaemon(DaemonConfig config);
+  ~ExecutorDaemon();
+
+  const DaemonConfig& config() const { return config_; }
+  std::string address() const;  // host:port of the control port
+  // Serves until shutdown(); then revokes the leases still running and returns.
+  void serve();
+  void shutdown() { shutdown_.store(true); }
+  bool shutting_down() const { return shutdown_.load(); }
+
+  LeaseTable& leases() { return leases_; }
+  LibraryCache& libraries() { return libraries_; }
+  const protocol::ClusterSecret& secret() const { return secret_; }
+
+ private:
+  void session(net::TcpStream stream);
+
+  DaemonConfig config_;
+  protocol::ClusterSecret secret_;
+  LeaseTable leases_;
+  LibraryCache libraries_;
+  net::TcpListener listener_;
+  std::atomic<bool> shutdown_{false};
+  std::mutex sessions_mutex_;
+  std::condition_variable sessions_done_;
+  int sessions_ = 0;
+};
+
+}  // namespace rfaas::executor

@@ -1,0 +1,83 @@
+// rfaas-executord: the executor daemon of one node. See executor_daemon.hpp and
+// docs/executor.md. Flags override the JSON config file given with --config.
+#include <signal.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "executor/executor_daemon.hpp"
+
+namespace po = boost::program_options;
+
+namespace {
+rfaas::executor::ExecutorDaemon* g_daemon = nullptr;
+void on_signal(int) {
+  if (g_daemon) g_daemon->shutdown();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path, listen, node_name, secret_file, executor_path, fabric_host, ready_file, cores_csv;
+  po::options_description desc("rfaas-executord: serves leases of this node's cores");
+  desc.add_options()("help,h", "show this help")
+      ("config", po::value(&config_path), "JSON config file (keys: listen, node_name, secret_file, cores, "
+                                          "executor_path, fabric_host, max_library_bytes, library_cache_bytes, "
+                                          "control_timeout_ms)")
+      ("listen", po::value(&listen), "control port, host:port (port 0 picks one)")
+      ("node-name", po::value(&node_name), "the node name lease tokens must carry (default: hostname)")
+      ("secret-file", po::value(&secret_file), "cluster secret shared with the broker (mode 0600)")
+      ("cores", po::value(&cores_csv), "comma-separated core ids to lease (default: all)")
+      ("executor", po::value(&executor_path), "path of rfaas-executor (default: beside this binary)")
+      ("fabric-host", po::value(&fabric_host), "address executors listen on for client endpoints")
+      ("ready-file", po::value(&ready_file), "write the control address here once listening");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << "rfaas-executord: " << e.what() << "\n" << desc << "\n";
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  try {
+    rfaas::executor::DaemonConfig cfg;
+    if (!config_path.empty()) cfg = rfaas::executor::DaemonConfig::from_json_file(config_path);
+    if (!listen.empty()) cfg.listen = listen;
+    if (!node_name.empty()) cfg.node_name = node_name;
+    if (!secret_file.empty()) cfg.secret_file = secret_file;
+    if (!executor_path.empty()) cfg.executor_path = executor_path;
+    if (!fabric_host.empty()) cfg.fabric_host = fabric_host;
+    if (!cores_csv.empty()) {
+      cfg.cores.clear();
+      size_t pos = 0;
+      while (pos < cores_csv.size()) {
+        size_t comma = cores_csv.find(',', pos);
+        cfg.cores.push_back(std::stoi(cores_csv.substr(pos, comma - pos)));
+        pos = comma == std::string::npos ? cores_csv.size() : comma + 1;
+      }
+    }
+    if (cfg.secret_file.empty()) throw std::runtime_error("no cluster secret: give --secret-file or secret_file");
+    signal(SIGPIPE, SIG_IGN);
+    rfaas::executor::ExecutorDaemon daemon(cfg);
+    g_daemon = &daemon;
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    if (!ready_file.empty()) {
+      std::string tmp = ready_file + ".tmp";
+      std::ofstream(tmp) << daemon.address() << "\n";
+      std::rename(tmp.c_str(), ready_file.c_str());
+    }
+    daemon.serve();
+    g_daemon = nullptr;
+  } catch (const std::exception& e) {
+    std::cerr << "rfaas-executord: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

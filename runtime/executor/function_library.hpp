@@ -1,0 +1,35 @@
+// A function library loaded into an executor: the shared object arrives as a memfd, is opened
+// with dlopen("/proc/self/fd/N"), and the requested names are resolved to pointers once.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rfaas::executor {
+
+// The reference ABI: returns the number of bytes written to `out`.
+using FunctionPtr = uint32_t (*)(void* in, uint32_t in_size, void* out);
+
+class LibraryError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class FunctionLibrary {
+ public:
+  // Throws LibraryError naming the dlopen error or the first name that does not resolve.
+  FunctionLibrary(int fd, const std::vector<std::string>& names);
+  ~FunctionLibrary();
+  FunctionLibrary(const FunctionLibrary&) = delete;
+  FunctionLibrary& operator=(const FunctionLibrary&) = delete;
+
+  const std::vector<FunctionPtr>& functions() const { return functions_; }
+
+ private:
+  void* handle_ = nullptr;
+  std::vector<FunctionPtr> functions_;
+};
+
+}  // namespace rfaas::executor

@@ -1,0 +1,41 @@
+#include "executor/lease_table.hpp"
+
+#include <algorithm>
+
+namespace rfaas::executor {
+
+std::vector<int> LeaseTable::reserve(uint64_t lease_id, uint32_t cores) {
+  std::lock_guard lock(mutex_);
+  if (active_.count(lease_id))
+    throw protocol::MessageError(protocol::ControlErrc::lease_active,
+                                 "lease " + std::to_string(lease_id) + " is already being served");
+  if (cores > free_.size())
+    throw protocol::MessageError(protocol::ControlErrc::no_capacity, "asked for " + std::to_string(cores) +
+                                                                         " cores, " + std::to_string(free_.size()) +
+                                                                         " free of " + std::to_string(total_));
+  std::vector<int> taken(free_.begin(), free_.begin() + cores);
+  free_.erase(free_.begin(), free_.begin() + cores);
+  active_[lease_id] = taken;
+  return taken;
+}
+
+void LeaseTable::release(uint64_t lease_id) {
+  std::lock_guard lock(mutex_);
+  auto it = active_.find(lease_id);
+  if (it == active_.end()) return;
+  free_.insert(free_.end(), it->second.begin(), it->second.end());
+  std::sort(free_.begin(), free_.end());
+  active_.erase(it);
+}
+
+size_t LeaseTable::free_cores() const {
+  std::lock_guard lock(mutex_);
+  return free_.size();
+}
+
+size_t LeaseTable::active_leases() const {
+  std::lock_guard lock(mutex_);
+  return active_.size();
+}
+
+}  // namespace rfaas::executor

@@ -1,0 +1,60 @@
+#include "executor/library_cache.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace rfaas::executor {
+
+LibraryCache::~LibraryCache() {
+  for (auto& e : entries_) ::close(e.fd);
+}
+
+std::optional<int> LibraryCache::open(const std::string& sha256) {
+  std::lock_guard lock(mutex_);
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    if (it->sha256 != sha256) continue;
+    entries_.splice(entries_.begin(), entries_, it);
+    int fd = ::fcntl(it->fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return std::nullopt;
+    return fd;
+  }
+  return std::nullopt;
+}
+
+int LibraryCache::insert(const std::string& sha256, const std::vector<uint8_t>& bytes) {
+  int fd = ::memfd_create(("rfaas-lib-" + sha256.substr(0, 16)).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) throw std::runtime_error(std::string("memfd_create: ") + std::strerror(errno));
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
+    if (n <= 0) {
+      ::close(fd);
+      throw std::runtime_error(std::string("writing the library to its memfd: ") + std::strerror(errno));
+    }
+    off += static_cast<size_t>(n);
+  }
+  // Sealed: no lease can change the bytes another lease will load.
+  ::fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+  int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  std::lock_guard lock(mutex_);
+  for (auto it = entries_.begin(); it != entries_.end(); ++it)
+    if (it->sha256 == sha256) {  // another session stored it meanwhile
+      ::close(fd);
+      return copy;
+    }
+  entries_.push_front({sha256, fd, bytes.size()});
+  used_ += bytes.size();
+  while (used_ > capacity_ && entries_.size() > 1) {
+    used_ -= entries_.back().size;
+    ::close(entries_.back().fd);
+    entries_.pop_back();
+  }
+  return copy;
+}
+
+}  // namespace rfaas::executor

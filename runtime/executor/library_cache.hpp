@@ -1,0 +1,39 @@
+// Function libraries an executor daemon has received, kept as sealed memfds keyed by SHA-256,
+// so a client deploying the same library again sends only its hash. Bounded in bytes; the
+// least recently used libraries are dropped first.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace rfaas::executor {
+
+class LibraryCache {
+ public:
+  explicit LibraryCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
+  ~LibraryCache();
+  LibraryCache(const LibraryCache&) = delete;
+  LibraryCache& operator=(const LibraryCache&) = delete;
+
+  // A new descriptor (the caller closes it) for the library with this hash, if cached.
+  std::optional<int> open(const std::string& sha256);
+  // Stores the bytes (already verified against `sha256`); returns a new descriptor for them.
+  int insert(const std::string& sha256, const std::vector<uint8_t>& bytes);
+
+ private:
+  struct Entry {
+    std::string sha256;
+    int fd;
+    uint64_t size;
+  };
+  std::mutex mutex_;
+  std::list<Entry> entries_;  // most recently used first
+  uint64_t capacity_;
+  uint64_t used_ = 0;
+};
+
+}  // namespace rfaas::executor

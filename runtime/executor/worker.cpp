@@ -1,0 +1,147 @@
+#include "executor/worker.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include "executor/cycle_clock.hpp"
+
+namespace rfaas::executor {
+
+using protocol::InvocationHeader;
+using protocol::InvocationStatus;
+
+namespace {
+// A warm wait is bounded so that stop() is seen within this time.
+constexpr auto kWarmWaitSlice = std::chrono::milliseconds(100);
+// While hot, the clock is read once per this many empty polls.
+constexpr uint32_t kPollsPerClockRead = 256;
+}  // namespace
+
+Worker::Worker(fabric::Domain& domain, const WorkerConfig& config, const std::vector<FunctionPtr>& functions)
+    : config_(config), functions_(functions), stride_(protocol::input_slot_stride(config.input_capacity)) {
+  input_.resize(stride_ * config.slots);
+  output_.resize(std::max<uint64_t>(config.output_capacity, 1) * config.slots);
+  input_mr_ = domain.register_memory(input_.data(), input_.size(), fabric::Access::remote_write);
+  output_mr_ = domain.register_memory(output_.data(), output_.size(), fabric::Access::local);
+  fabric::EndpointConfig ecfg;
+  ecfg.max_outstanding_writes = 2 * config.slots + 8;
+  ecfg.wait_mode = config.hot_timeout_us < 0 ? fabric::WaitMode::none : fabric::WaitMode::sleep;
+  endpoint_ = domain.create_endpoint(ecfg);
+  pending_.reserve(config.slots * 2);
+}
+
+Worker::~Worker() {
+  stop();
+  join();
+}
+
+void Worker::start(double ticks_per_ns) {
+  ticks_per_ns_ = ticks_per_ns;
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+protocol::Usage Worker::usage() const {
+  return {invocations_, static_cast<uint64_t>(hot_ticks_ / ticks_per_ns_),
+          static_cast<uint64_t>(compute_ticks_ / ticks_per_ns_)};
+}
+
+void Worker::handle(uint32_t imm) {
+  uint32_t slot = protocol::request_slot(imm);
+  uint32_t fn = protocol::request_function(imm);
+  if (slot >= config_.slots) return;  // nowhere to answer: a broken client; drop it
+  if (protocol::request_reserved(imm) != 0) return;
+  uint8_t* base = input_.data() + slot * stride_;
+  InvocationHeader h;
+  std::memcpy(&h, base, sizeof h);
+  fabric::RemoteRegion target{h.out_address, h.out_key, h.out_capacity};
+  uint64_t capacity = std::min<uint64_t>(h.out_capacity, config_.output_capacity);
+  InvocationStatus status = InvocationStatus::ok;
+  uint32_t size = 0;
+  if (fn >= functions_.size()) {
+    status = InvocationStatus::unknown_function;
+  } else if (h.in_size > config_.input_capacity) {
+    status = InvocationStatus::payload_too_large;
+  } else {
+    uint64_t t0 = CycleClock::now();
+    uint32_t written = functions_[fn](base + sizeof h, h.in_size, output_.data() + slot * config_.output_capacity);
+    compute_ticks_ += CycleClock::now() - t0;
+    ++invocations_;
+    if (written > capacity) status = InvocationStatus::output_too_large;
+    else size = written;
+  }
+  // pending_ was sized at setup for every slot twice; a client flooding one slot loses the excess
+  // rather than making this path allocate.
+  if (pending_.size() < pending_.capacity()) pending_.push_back({slot, status, size, target});
+}
+
+bool Worker::send_pending() {
+  while (pending_head_ < pending_.size()) {
+    const Reply& r = pending_[pending_head_];
+    auto rc = endpoint_->write_imm(*output_mr_, r.slot * config_.output_capacity, r.size, r.target, 0,
+                                   protocol::response_imm(r.slot, r.status, r.size), 0);
+    if (rc == fabric::Errc::again) return true;  // retried after the next poll
+    if (rc == fabric::Errc::peer_lost) return false;
+    // Any other refusal (the client named a bad target) drops this reply only.
+    ++pending_head_;
+  }
+  pending_.clear();
+  pending_head_ = 0;
+  return true;
+}
+
+void Worker::run() {
+  if (config_.core >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(config_.core, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  }
+  const uint64_t hot_ticks_limit =
+      config_.hot_timeout_us < 0 ? UINT64_MAX : static_cast<uint64_t>(config_.hot_timeout_us * 1000.0 * ticks_per_ns_);
+  fabric::Completion comps[16];
+  uint64_t idle_since = CycleClock::now();
+  uint32_t empty = 0;
+  bool client_gone = false;
+  while (!client_gone && !stop_.load(std::memory_order_relaxed)) {
+    int n = endpoint_->poll(comps, 16);
+    if (n == 0) {
+      if (++empty < kPollsPerClockRead) continue;
+      empty = 0;
+      uint64_t now = CycleClock::now();
+      if (now - idle_since < hot_ticks_limit) continue;
+      // Warm: block until work arrives, the client goes, or stop().
+      hot_ticks_ += now - idle_since;
+      fabric::Errc rc;
+      do {
+        rc = endpoint_->wait(std::chrono::duration_cast<std::chrono::microseconds>(kWarmWaitSlice));
+      } while (rc == fabric::Errc::timeout && !stop_.load(std::memory_order_relaxed));
+      if (rc == fabric::Errc::peer_lost) break;
+      idle_since = CycleClock::now();
+      continue;
+    }
+    uint64_t now = CycleClock::now();
+    hot_ticks_ += now - idle_since;
+    for (int i = 0; i < n; ++i) {
+      const fabric::Completion& c = comps[i];
+      if (c.kind == fabric::Completion::Kind::write_received) {
+        handle(c.imm);
+      } else if (c.kind == fabric::Completion::Kind::error && c.error == fabric::Errc::peer_lost) {
+        client_gone = true;
+      }
+    }
+    if (!pending_.empty() && !send_pending()) client_gone = true;
+    idle_since = CycleClock::now();
+    empty = 0;
+  }
+  finished_.store(true, std::memory_order_release);
+}
+
+}  // namespace rfaas::executor

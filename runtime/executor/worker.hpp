@@ -1,0 +1,79 @@
+// One worker of an executor: a thread on one leased core that owns one fabric endpoint, K input
+// slots (registered, written by the client) and K output slots (registered, written back from).
+// Nothing is shared with other workers on the invocation path.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "executor/function_library.hpp"
+#include "protocol/control.hpp"
+#include "protocol/invocation.hpp"
+#include "rfaas/fabric/fabric.hpp"
+
+namespace rfaas::executor {
+
+struct WorkerConfig {
+  uint32_t index = 0;
+  int core = -1;  // pin to this core; -1 leaves placement to the OS
+  uint32_t slots = 4;
+  uint64_t input_capacity = 1 << 20;
+  uint64_t output_capacity = 1 << 20;
+  int64_t hot_timeout_us = 10'000;  // -1 always hot, 0 always warm
+};
+
+class Worker {
+ public:
+  Worker(fabric::Domain& domain, const WorkerConfig& config, const std::vector<FunctionPtr>& functions);
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+  ~Worker();
+
+  fabric::Endpoint& endpoint() { return *endpoint_; }
+  fabric::RemoteRegion input_region() const { return input_mr_->remote(); }
+
+  // Runs the loop on its own thread until stop() or the client goes away.
+  void start(double ticks_per_ns);
+  void stop() { stop_.store(true, std::memory_order_relaxed); }
+  void join();
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+  protocol::Usage usage() const;  // after join()
+
+ private:
+  struct Reply {
+    uint32_t slot;
+    protocol::InvocationStatus status;
+    uint32_t size;
+    fabric::RemoteRegion target;
+  };
+
+  void run();
+  void handle(uint32_t imm);
+  bool send_pending();  // false when the client is gone
+
+  WorkerConfig config_;
+  const std::vector<FunctionPtr>& functions_;
+  uint64_t stride_;
+  std::vector<uint8_t> input_;
+  std::vector<uint8_t> output_;
+  std::unique_ptr<fabric::MemoryRegion> input_mr_;
+  std::unique_ptr<fabric::MemoryRegion> output_mr_;
+  std::unique_ptr<fabric::Endpoint> endpoint_;
+
+  // Replies that met a full send queue; at most one per slot is ever pending.
+  std::vector<Reply> pending_;
+  size_t pending_head_ = 0;
+
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> finished_{false};
+  double ticks_per_ns_ = 1.0;
+  uint64_t invocations_ = 0;
+  uint64_t hot_ticks_ = 0;
+  uint64_t compute_ticks_ = 0;
+};
+
+}  // namespace rfaas::executor

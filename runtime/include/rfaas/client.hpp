@@ -1,0 +1,158 @@
+// The rfaas client API (C++). A client holds a lease on an executor node, deploys a function
+// library there, and invokes its functions: each invocation is one RDMA write-with-immediate of
+// [header | payload] into a worker's input slot and one write of the result back.
+//
+//   auto grant = rfaas::direct_lease("node17:7000", {.node_name = "node17", .secret_file = "...", .cores = 2});
+//   auto ex = rfaas::Executor::deploy(grant, {.library_path = "libmyfns.so", .functions = {"saxpy"}});
+//   size_t n; rfaas::Errc e = ex->invoke(ex->function("saxpy"), in, in_size, out, out_cap, &n);
+//
+// Setup (deploy, registration, release) throws rfaas::Error. The invocation calls (invoke,
+// submit, wait, test) return rfaas::Errc and neither allocate nor throw. An Executor is used
+// by one thread at a time.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rfaas {
+
+enum class Errc : int {
+  ok = 0,
+  unknown_function = 1,     // no such function in the deployed library
+  payload_too_large = 2,    // input beyond the lease's input capacity
+  output_too_large = 3,     // the function returned more than the output capacity
+  executor_lost = 4,        // the executor died (a crashing function, kill -9) or is unreachable
+  lease_expired = 5,        // the lease's time is up
+  lease_revoked = 6,        // the lease was taken back (daemon drained or shut down)
+  bad_token = 7,            // the lease token does not verify or is for another node
+  library_load_failed = 8,  // dlopen failed, a function name did not resolve, or the bytes were damaged
+  no_capacity = 9,          // the executor node has not enough free cores or memory
+  timeout = 10,             // a bounded wait ended first
+  busy = 11,                // every input slot is in use: wait for an invocation first
+  invalid_argument = 12,    // a bad argument, handle or request
+  connection_failed = 13,   // the daemon or executor could not be reached
+  protocol = 14,            // the other side answered outside the protocol
+  lease_in_use = 15,        // this lease is already deployed
+};
+const char* to_string(Errc) noexcept;
+
+class Error : public std::runtime_error {
+ public:
+  Error(Errc code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  Errc code() const noexcept { return code_; }
+
+ private:
+  Errc code_;
+};
+
+// A lease: where its executor daemon listens and the token that proves it. From the broker, or
+// made directly from the cluster secret with direct_lease().
+struct LeaseGrant {
+  std::string daemon_address;  // host:port of the executor daemon's control port
+  std::string token;           // the signed lease token (JSON)
+  uint64_t lease_id = 0;
+  int64_t expires_at_ms = 0;  // Unix epoch ms
+};
+
+struct DirectLeaseOptions {
+  std::string node_name;    // the daemon's node name
+  std::string secret_file;  // the cluster secret (mode 0600)
+  uint32_t cores = 1;
+  uint64_t memory_bytes = 1ull << 30;
+  std::chrono::milliseconds duration{std::chrono::minutes(10)};
+  std::string client = "rfaas-client";
+};
+
+// Direct mode: signs a lease token with the cluster secret, without a broker.
+LeaseGrant direct_lease(const std::string& daemon_address, const DirectLeaseOptions& options);
+
+struct DeployOptions {
+  std::string library_path;             // the function library (.so) to ship
+  std::vector<std::string> functions;   // names to resolve; function(name) gives their ids
+  uint32_t workers = 1;                 // leased cores to use, one worker each
+  uint32_t slots = 4;                   // invocations in flight per worker (at most 64)
+  uint64_t input_capacity = 64 * 1024;  // payload bytes per invocation
+  uint64_t output_capacity = 64 * 1024; // result bytes per invocation (at most 8 MiB - 1)
+  int64_t hot_timeout_us = 10'000;      // executor busy-polls this long, then blocks; -1 always hot
+  int64_t client_hot_timeout_us = 1'000;  // this side busy-polls for a result this long, then sleeps
+  std::chrono::milliseconds control_timeout{10'000};     // bound on every setup step
+  std::chrono::milliseconds invocation_timeout{10'000};  // default bound for invoke()
+};
+
+struct Usage {
+  uint64_t invocations = 0;
+  uint64_t hot_polling_ns = 0;
+  uint64_t compute_ns = 0;
+};
+
+// Handle of a submitted invocation.
+struct Invocation {
+  uint32_t worker = 0;
+  uint32_t slot = 0;
+  uint32_t generation = 0;
+};
+
+// Memory owned by rfaas and registered with the lease's domain: invocations read inputs from it
+// and write results into it with no copy.
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  void* data() const noexcept { return data_; }
+  size_t size() const noexcept { return size_; }
+
+ protected:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+class Executor {
+ public:
+  // Connects to the daemon, presents the token, ships the library (or its hash if cached) and
+  // connects one endpoint per worker. Throws Error.
+  static std::unique_ptr<Executor> deploy(const LeaseGrant& grant, const DeployOptions& options);
+  virtual ~Executor() = default;
+
+  virtual uint32_t workers() const noexcept = 0;
+  virtual uint64_t lease_id() const noexcept = 0;
+  virtual bool library_was_cached() const noexcept = 0;
+  // The id of a deployed function; -1 if it was not deployed.
+  virtual int function(std::string_view name) const noexcept = 0;
+
+  // Registered memory: inputs read from and results written into it travel without a copy.
+  // Unregistered memory works too, through one copy into rfaas's own slot buffers.
+  virtual std::unique_ptr<Buffer> allocate(size_t bytes) = 0;
+  virtual void register_memory(void* data, size_t bytes) = 0;
+  virtual void deregister_memory(void* data) = 0;
+
+  // Synchronous call: `out_size` gets the result's length. Bounded by `timeout` (default:
+  // DeployOptions::invocation_timeout).
+  virtual Errc invoke(int function, const void* in, size_t in_size, void* out, size_t out_capacity,
+                      size_t* out_size, std::chrono::microseconds timeout = std::chrono::microseconds(-1)) noexcept = 0;
+  // Starts an invocation on `worker` (-1: the next one with a free slot); Errc::busy when none.
+  virtual Errc submit(int function, const void* in, size_t in_size, void* out, size_t out_capacity,
+                      Invocation* handle, int worker = -1) noexcept = 0;
+  // Completes a submitted invocation; Errc::timeout leaves it pending (wait again or abandon).
+  virtual Errc wait(const Invocation& handle, size_t* out_size,
+                    std::chrono::microseconds timeout = std::chrono::microseconds(-1)) noexcept = 0;
+  // Non-blocking: *done is set when wait() would return at once.
+  virtual Errc test(const Invocation& handle, bool* done) noexcept = 0;
+  // Gives up on a pending invocation; its slot returns when the late result arrives.
+  virtual void abandon(const Invocation& handle) noexcept = 0;
+  // The same input to every worker; outs[i] (capacity out_capacity each) gets worker i's result.
+  virtual Errc invoke_all(int function, const void* in, size_t in_size, void* const* outs, size_t out_capacity,
+                          size_t* out_sizes) noexcept = 0;
+
+  // Ends the lease and returns what the executor counted. Idempotent; the destructor releases.
+  virtual Usage release() = 0;
+
+ protected:
+  Executor() = default;
+};
+
+}  // namespace rfaas

@@ -1,0 +1,383 @@
+// The executor daemon, executor processes and the client API, end to end: a real
+// rfaas-executord on loopback, real executor processes, the function libraries in functions/.
+// The transport comes from the environment (CTest runs this once per provider).
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "net/tcp_socket.hpp"
+#include "rfaas/client.hpp"
+#include "support/executor_daemon_process.hpp"
+
+using namespace rfaas;
+using namespace rfaas::testing;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+DirectLeaseOptions lease_options(const ExecutorDaemonProcess& d, uint32_t cores = 1,
+                                 std::chrono::milliseconds duration = 60s) {
+  DirectLeaseOptions o;
+  o.node_name = ExecutorDaemonProcess::kNodeName;
+  o.secret_file = d.secret_file();
+  o.cores = cores;
+  o.duration = duration;
+  o.client = "test";
+  return o;
+}
+
+DeployOptions basic(uint32_t workers = 1) {
+  DeployOptions o;
+  o.library_path = RFAAS_FUNCTIONS_BASIC;
+  o.functions = {"echo", "noop", "saxpy", "crash", "overclaim"};
+  o.workers = workers;
+  o.slots = 4;
+  o.input_capacity = 64 * 1024;
+  o.output_capacity = 64 * 1024;
+  o.invocation_timeout = 10s;
+  return o;
+}
+
+std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>((i * 131 + seed * 7) ^ (i >> 8));
+  return v;
+}
+
+Errc deploy_error(const LeaseGrant& g, const DeployOptions& o) {
+  try {
+    Executor::deploy(g, o);
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return Errc::ok;
+}
+
+// A fresh lease on the daemon still works end to end.
+void check_daemon_serves(const ExecutorDaemonProcess& d) {
+  auto ex = Executor::deploy(direct_lease(d.address(), lease_options(d)), basic());
+  uint64_t v = 0x1234, r = 0;
+  size_t n = 0;
+  REQUIRE(ex->invoke(ex->function("echo"), &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  CHECK(n == sizeof v);
+  CHECK(r == v);
+}
+
+}  // namespace
+
+TEST_CASE("echo returns every byte at every size up to the slot, from any memory", "[executor]") {
+  ExecutorDaemonProcess daemon;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  int echo = ex->function("echo");
+  REQUIRE(echo >= 0);
+  auto in_buf = ex->allocate(64 * 1024);
+  auto out_buf = ex->allocate(64 * 1024);
+  for (size_t size : {size_t{0}, size_t{1}, size_t{63}, size_t{64}, size_t{4096}, size_t{65535}, size_t{65536}}) {
+    INFO("size " << size);
+    auto data = pattern(size, static_cast<uint32_t>(size));
+    // Unregistered memory (through rfaas's slot buffers).
+    std::vector<uint8_t> out(size + 16, 0xEE);
+    size_t n = 99;
+    REQUIRE(ex->invoke(echo, data.data(), size, out.data(), size, &n) == Errc::ok);
+    CHECK(n == size);
+    CHECK(std::memcmp(out.data(), data.data(), size) == 0);
+    CHECK(out[size] == 0xEE);
+    // rfaas buffers: written from and into directly.
+    std::memcpy(in_buf->data(), data.data(), size);
+    std::memset(out_buf->data(), 0, 64 * 1024);
+    REQUIRE(ex->invoke(echo, in_buf->data(), size, out_buf->data(), 64 * 1024, &n) == Errc::ok);
+    CHECK(n == size);
+    CHECK(std::memcmp(out_buf->data(), data.data(), size) == 0);
+  }
+  // The caller's own memory, registered.
+  std::vector<uint8_t> mine = pattern(10000, 3), back(10000);
+  ex->register_memory(mine.data(), mine.size());
+  ex->register_memory(back.data(), back.size());
+  size_t n = 0;
+  REQUIRE(ex->invoke(echo, mine.data() + 100, 5000, back.data() + 7, 9000, &n) == Errc::ok);
+  CHECK(n == 5000);
+  CHECK(std::memcmp(back.data() + 7, mine.data() + 100, 5000) == 0);
+  ex->deregister_memory(mine.data());
+  REQUIRE(ex->invoke(echo, mine.data(), 10, back.data(), 10, &n) == Errc::ok);  // copy path again
+  auto usage = ex->release();
+  CHECK(usage.invocations == 7 * 2 + 2);
+}
+
+TEST_CASE("many invocations in flight across workers all complete correctly", "[executor]") {
+  ExecutorDaemonProcess daemon({"--cores", "0,1"});
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon, 2)), basic(2));
+  REQUIRE(ex->workers() == 2);
+  int echo = ex->function("echo");
+  constexpr int kRounds = 50;
+  constexpr int kInFlight = 8;  // 2 workers x 4 slots
+  std::vector<std::vector<uint8_t>> inputs(kInFlight), outputs(kInFlight);
+  for (int round = 0; round < kRounds; ++round) {
+    Invocation h[kInFlight];
+    for (int i = 0; i < kInFlight; ++i) {
+      inputs[i] = pattern(1000 + i * 10, round * 100 + i);
+      outputs[i].assign(inputs[i].size(), 0);
+      REQUIRE(ex->submit(echo, inputs[i].data(), inputs[i].size(), outputs[i].data(), outputs[i].size(), &h[i]) ==
+              Errc::ok);
+    }
+    // Every slot is taken now.
+    Invocation extra;
+    uint8_t x = 0;
+    CHECK(ex->submit(echo, &x, 1, &x, 1, &extra) == Errc::busy);
+    for (int i = kInFlight - 1; i >= 0; --i) {  // out of order on purpose
+      size_t n = 0;
+      REQUIRE(ex->wait(h[i], &n) == Errc::ok);
+      REQUIRE(n == inputs[i].size());
+      REQUIRE(outputs[i] == inputs[i]);
+    }
+  }
+  // invoke_all: one result per worker.
+  uint32_t v = 77, r0 = 0, r1 = 0;
+  void* outs[2] = {&r0, &r1};
+  size_t sizes[2];
+  REQUIRE(ex->invoke_all(echo, &v, sizeof v, outs, sizeof v, sizes) == Errc::ok);
+  CHECK((r0 == 77 && r1 == 77 && sizes[0] == 4 && sizes[1] == 4));
+}
+
+TEST_CASE("saxpy computes on the executor", "[executor]") {
+  ExecutorDaemonProcess daemon;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  constexpr uint32_t n = 1000;
+  std::vector<uint8_t> in(8 + 8 * n);
+  float a = 2.5f;
+  std::memcpy(in.data(), &a, 4);
+  std::memcpy(in.data() + 4, &n, 4);
+  auto* x = reinterpret_cast<float*>(in.data() + 8);
+  for (uint32_t i = 0; i < n; ++i) x[i] = static_cast<float>(i), x[n + i] = 1.0f;
+  std::vector<float> out(n);
+  size_t got = 0;
+  REQUIRE(ex->invoke(ex->function("saxpy"), in.data(), in.size(), out.data(), out.size() * 4, &got) == Errc::ok);
+  REQUIRE(got == n * 4);
+  for (uint32_t i = 0; i < n; ++i) REQUIRE(out[i] == 2.5f * i + 1.0f);
+}
+
+TEST_CASE("bad requests are named errors and the lease keeps working", "[executor]") {
+  ExecutorDaemonProcess daemon;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  std::vector<uint8_t> big(64 * 1024 + 1), out(64 * 1024);
+  size_t n;
+  CHECK(ex->function("no_such_function") == -1);
+  CHECK(ex->invoke(-1, big.data(), 1, out.data(), 1, &n) == Errc::unknown_function);
+  CHECK(ex->invoke(5, big.data(), 1, out.data(), 1, &n) == Errc::unknown_function);
+  CHECK(ex->invoke(ex->function("echo"), big.data(), big.size(), out.data(), out.size(), &n) ==
+        Errc::payload_too_large);
+  CHECK(ex->invoke(ex->function("overclaim"), big.data(), 10, out.data(), out.size(), &n) == Errc::output_too_large);
+  // A result larger than the caller's buffer (but within the lease) is refused, not truncated.
+  CHECK(ex->invoke(ex->function("echo"), big.data(), 100, out.data(), 50, &n) == Errc::output_too_large);
+  uint32_t v = 5, r = 0;
+  CHECK(ex->invoke(ex->function("echo"), &v, 4, &r, 4, &n) == Errc::ok);
+  CHECK(r == 5);
+}
+
+TEST_CASE("forged, misdirected and expired tokens are refused; the daemon serves on", "[executor][token]") {
+  ExecutorDaemonProcess daemon;
+  auto grant = direct_lease(daemon.address(), lease_options(daemon));
+  SECTION("a token with a changed field") {
+    auto j = nlohmann::json::parse(grant.token);
+    j["cores"] = 64;
+    grant.token = j.dump();
+    CHECK(deploy_error(grant, basic()) == Errc::bad_token);
+  }
+  SECTION("a token signed with another secret") {
+    TempDir dir;
+    auto other = (dir.path() / "other").string();
+    {
+      std::ofstream s(other);
+      s << "a completely different secret!!";
+    }
+    ::chmod(other.c_str(), 0600);
+    auto o = lease_options(daemon);
+    o.secret_file = other;
+    CHECK(deploy_error(direct_lease(daemon.address(), o), basic()) == Errc::bad_token);
+  }
+  SECTION("a token for another node") {
+    auto o = lease_options(daemon);
+    o.node_name = "some-other-node";
+    CHECK(deploy_error(direct_lease(daemon.address(), o), basic()) == Errc::bad_token);
+  }
+  SECTION("an expired token") {
+    auto o = lease_options(daemon);
+    o.duration = -1000ms;
+    CHECK(deploy_error(direct_lease(daemon.address(), o), basic()) == Errc::lease_expired);
+  }
+  SECTION("a lease id already being served") {
+    auto ex = Executor::deploy(grant, basic());
+    CHECK(deploy_error(grant, basic()) == Errc::lease_in_use);
+  }
+  SECTION("more cores than the node has") {
+    CHECK(deploy_error(direct_lease(daemon.address(), lease_options(daemon, 64)), basic(64)) == Errc::no_capacity);
+  }
+  SECTION("more workers than the token grants") {
+    CHECK(deploy_error(grant, basic(2)) == Errc::invalid_argument);
+  }
+  CHECK(daemon.alive());
+  check_daemon_serves(daemon);
+}
+
+TEST_CASE("library problems are named errors", "[executor]") {
+  ExecutorDaemonProcess daemon;
+  auto grant = [&] { return direct_lease(daemon.address(), lease_options(daemon)); };
+  SECTION("a function name that does not resolve") {
+    auto o = basic();
+    o.functions = {"echo", "not_in_this_library"};
+    CHECK(deploy_error(grant(), o) == Errc::library_load_failed);
+  }
+  SECTION("a file that is not a shared library") {
+    TempDir dir;
+    auto path = (dir.path() / "libjunk.so").string();
+    std::ofstream(path) << "this is not an ELF file";
+    auto o = basic();
+    o.library_path = path;
+    CHECK(deploy_error(grant(), o) == Errc::library_load_failed);
+  }
+  SECTION("a library path that does not exist") {
+    auto o = basic();
+    o.library_path = "/nonexistent/lib.so";
+    CHECK(deploy_error(grant(), o) == Errc::library_load_failed);
+  }
+  check_daemon_serves(daemon);
+}
+
+TEST_CASE("the code cache sends a library once", "[executor]") {
+  ExecutorDaemonProcess daemon;
+  auto first = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  CHECK_FALSE(first->library_was_cached());
+  first->release();
+  auto second = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  CHECK(second->library_was_cached());
+  uint32_t v = 9, r = 0;
+  size_t n;
+  CHECK(second->invoke(second->function("echo"), &v, 4, &r, 4, &n) == Errc::ok);
+}
+
+TEST_CASE("a crashing function fails only its lease, with executor_lost", "[executor][faults]") {
+  ExecutorDaemonProcess daemon;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  uint32_t v = 1, r;
+  size_t n;
+  auto t0 = Clock::now();
+  CHECK(ex->invoke(ex->function("crash"), &v, 4, &r, 4, &n) == Errc::executor_lost);
+  CHECK(Clock::now() - t0 < 5s);
+  CHECK(ex->invoke(ex->function("echo"), &v, 4, &r, 4, &n) == Errc::executor_lost);
+  CHECK(daemon.alive());
+  check_daemon_serves(daemon);
+}
+
+TEST_CASE("an executor killed with SIGKILL mid-run fails in-flight invocations in bounded time", "[executor][faults]") {
+  if (const char* why = sigkill_unsafe_provider()) {
+    WARN(why);
+    return;
+  }
+  ExecutorDaemonProcess daemon;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  int echo = ex->function("echo");
+  std::vector<uint8_t> in = pattern(4096, 1), out(4096);
+  size_t n;
+  REQUIRE(ex->invoke(echo, in.data(), in.size(), out.data(), out.size(), &n) == Errc::ok);
+  auto pids = daemon.executors();
+  REQUIRE(pids.size() == 1);
+  Invocation h[4];
+  for (auto& hh : h) REQUIRE(ex->submit(echo, in.data(), in.size(), out.data(), out.size(), &hh) == Errc::ok);
+  ::kill(pids[0], SIGKILL);
+  auto t0 = Clock::now();
+  int lost = 0;
+  for (auto& hh : h) {
+    Errc e = ex->wait(hh, &n, 10s);
+    CHECK((e == Errc::ok || e == Errc::executor_lost));  // done before the kill, or failed
+    lost += e == Errc::executor_lost;
+  }
+  CHECK(Clock::now() - t0 < 5s);
+  // From now on every call says so at once.
+  CHECK(ex->invoke(echo, in.data(), in.size(), out.data(), out.size(), &n, 1s) == Errc::executor_lost);
+  INFO(lost << " of 4 in-flight invocations failed");
+  CHECK(daemon.alive());
+  check_daemon_serves(daemon);
+}
+
+TEST_CASE("an expired lease stops serving with lease_expired", "[executor][lease]") {
+  ExecutorDaemonProcess daemon;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon, 1, 1500ms)), basic());
+  uint32_t v = 3, r;
+  size_t n;
+  REQUIRE(ex->invoke(ex->function("echo"), &v, 4, &r, 4, &n) == Errc::ok);
+  std::this_thread::sleep_for(1700ms);
+  auto t0 = Clock::now();
+  CHECK(ex->invoke(ex->function("echo"), &v, 4, &r, 4, &n, 3s) == Errc::lease_expired);
+  CHECK(Clock::now() - t0 < 5s);
+  // Its core is free again.
+  check_daemon_serves(daemon);
+}
+
+TEST_CASE("warm executors wake for an invocation", "[executor]") {
+  ExecutorDaemonProcess daemon;
+  auto o = basic();
+  o.hot_timeout_us = 0;  // always warm
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), o);
+  uint32_t v = 11, r = 0;
+  size_t n;
+  for (int i = 0; i < 3; ++i) {
+    std::this_thread::sleep_for(200ms);
+    REQUIRE(ex->invoke(ex->function("echo"), &v, 4, &r, 4, &n, 2s) == Errc::ok);
+    CHECK(r == 11);
+  }
+}
+
+TEST_CASE("a client that disappears gives its cores back", "[executor][faults]") {
+  ExecutorDaemonProcess daemon({"--cores", "0"});
+  {
+    auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+    // The only core is leased.
+    CHECK(deploy_error(direct_lease(daemon.address(), lease_options(daemon)), basic()) == Errc::no_capacity);
+  }  // destroyed without release(): endpoints and control connection close
+  auto t0 = Clock::now();
+  for (;;) {
+    Errc e = deploy_error(direct_lease(daemon.address(), lease_options(daemon)), basic());
+    if (e == Errc::ok) break;
+    REQUIRE(Clock::now() - t0 < 5s);
+    std::this_thread::sleep_for(50ms);
+  }
+}
+
+TEST_CASE("garbage on the control port is refused and the daemon serves on", "[executor][faults]") {
+  ExecutorDaemonProcess daemon;
+  auto hp = net::HostPort::parse(daemon.address());
+  auto expect_refusal = [&](const std::vector<uint8_t>& frame, bool framed) {
+    auto s = net::TcpStream::connect(hp, net::deadline_in(2s));
+    if (framed) s.send_frame(frame.data(), frame.size(), net::deadline_in(2s));
+    else s.send_all(frame.data(), frame.size(), net::deadline_in(2s));
+    try {
+      auto reply = s.recv_frame(64 * 1024, net::deadline_in(5s));
+      std::string text(reply.begin(), reply.end());
+      CHECK(text.find("\"error\"") != std::string::npos);
+    } catch (const net::NetError& e) {
+      CHECK(e.code() == net::NetErrc::closed);  // an oversized length: the daemon hangs up
+    }
+  };
+  std::string not_json = "hello, is this rfaas?";
+  expect_refusal({not_json.begin(), not_json.end()}, true);
+  std::string wrong_type = R"({"type":"launch_missiles","version":1,"body":{}})";
+  expect_refusal({wrong_type.begin(), wrong_type.end()}, true);
+  std::string bad_body = R"({"type":"allocate","version":1,"body":{"token":42}})";
+  expect_refusal({bad_body.begin(), bad_body.end()}, true);
+  expect_refusal({0xFF, 0xFF, 0xFF, 0x7F, 1, 2, 3}, false);  // a 2 GiB frame announced
+  {
+    // A client that connects and says nothing is dropped after the control timeout; meanwhile
+    // others are served.
+    auto silent = net::TcpStream::connect(hp, net::deadline_in(2s));
+    check_daemon_serves(daemon);
+  }
+  CHECK(daemon.alive());
+  check_daemon_serves(daemon);
+}

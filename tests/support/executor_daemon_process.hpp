@@ -1,0 +1,86 @@
+// A real rfaas-executord for integration tests: its own cluster secret in a temp folder, a
+// control port on loopback, stopped with SIGTERM (then SIGKILL) when the test ends.
+#pragma once
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/child_process.hpp"
+
+namespace rfaas::testing {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "rfaas-test-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+class ExecutorDaemonProcess {
+ public:
+  static constexpr const char* kNodeName = "test-node";
+
+  explicit ExecutorDaemonProcess(std::vector<std::string> extra_args = {}) {
+    secret_ = (dir_.path() / "secret").string();
+    {
+      std::ofstream s(secret_, std::ios::binary);
+      for (int i = 0; i < 32; ++i) s.put(static_cast<char>(i * 7 + 3));
+    }
+    ::chmod(secret_.c_str(), 0600);
+    auto ready = (dir_.path() / "ready").string();
+    std::vector<std::string> argv{RFAAS_EXECUTORD, "--listen", "127.0.0.1:0", "--node-name", kNodeName,
+                                  "--secret-file", secret_, "--ready-file", ready};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    process_ = std::make_unique<ChildProcess>(argv);
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < end) {
+      std::ifstream in(ready);
+      if (in >> address_) return;
+      if (process_->wait_for(std::chrono::milliseconds(0))) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    throw std::runtime_error("rfaas-executord did not start");
+  }
+  ~ExecutorDaemonProcess() {
+    process_->kill(SIGTERM);
+    process_->wait_for(std::chrono::seconds(15));
+  }
+
+  const std::string& address() const { return address_; }
+  const std::string& secret_file() const { return secret_; }
+  ChildProcess& process() { return *process_; }
+  bool alive() { return !process_->wait_for(std::chrono::milliseconds(0)); }
+
+  // Pids of the executor processes this daemon is running now.
+  std::vector<pid_t> executors() const {
+    std::vector<pid_t> out;
+    std::string task_dir = "/proc/" + std::to_string(process_->pid()) + "/task";
+    for (auto& t : std::filesystem::directory_iterator(task_dir)) {
+      std::ifstream children(t.path() / "children");
+      for (pid_t p; children >> p;) out.push_back(p);
+    }
+    return out;
+  }
+
+ private:
+  TempDir dir_;
+  std::string secret_;
+  std::string address_;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+}  // namespace rfaas::testing
