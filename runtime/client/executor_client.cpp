@@ -121,6 +121,7 @@ class ExecutorClient final : public Executor {
   uint32_t workers() const noexcept override { return static_cast<uint32_t>(links_.size()); }
   uint64_t lease_id() const noexcept override { return lease_id_; }
   bool library_was_cached() const noexcept override { return cached_; }
+  DeployTiming deploy_timing() const noexcept override { return timing_; }
   int function(std::string_view name) const noexcept override {
     auto it = std::find(functions_.begin(), functions_.end(), name);
     return it == functions_.end() ? -1 : static_cast<int>(it - functions_.begin());
@@ -157,6 +158,7 @@ class ExecutorClient final : public Executor {
   uint64_t lease_id_ = 0;
   int64_t expires_at_ms_ = 0;
   bool cached_ = false;
+  DeployTiming timing_;
   uint64_t in_stride_ = 0;
   net::TcpStream control_;
   std::unique_ptr<fabric::Domain> domain_;
@@ -204,15 +206,22 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
   expires_at_ms_ = req.token.expires_at_ms;
 
   protocol::Allocated allocated;
+  auto ms_since = [](Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); };
+  auto t_start = Clock::now();
+  auto t_phase = t_start;
   try {
     control_ = net::TcpStream::connect(net::HostPort::parse(grant.daemon_address), net::deadline_in(timeout));
     std::string msg = protocol::make_message("allocate", req);
     control_.send_frame(msg.data(), msg.size(), net::deadline_in(timeout));
+    timing_.connect_ms = ms_since(t_phase);
+    t_phase = Clock::now();
     for (;;) {
       auto reply = protocol::ControlMessage::parse(
           control_.recv_frame(protocol::kMaxControlFrame, net::deadline_in(timeout * 2)));
       if (reply.type == "send_library") {
+        auto t_lib = Clock::now();
         control_.send_frame(library.data(), library.size(), net::deadline_in(timeout * 6));
+        timing_.library_ms = ms_since(t_lib);
         continue;
       }
       if (reply.type == "error") {
@@ -229,6 +238,8 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
   } catch (const protocol::MessageError& e) {
     fail(Errc::protocol, e.what());
   }
+  timing_.executor_start_ms = ms_since(t_phase) - timing_.library_ms;
+  t_phase = Clock::now();
   cached_ = allocated.library_cached;
   if (allocated.workers != options.workers) fail(Errc::protocol, "daemon allocated a different number of workers");
 
@@ -258,6 +269,8 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
       l.ep->connect(allocated.address, fabric::make_connection_data(hello), theirs, timeout);
       l.input = fabric::read_connection_data<fabric::RemoteRegion>(theirs);
     }
+    timing_.endpoints_ms = ms_since(t_phase);
+    timing_.total_ms = ms_since(t_start);
   } catch (const fabric::Error& e) {
     fail(e.code() == fabric::Errc::no_backend ? Errc::invalid_argument : Errc::connection_failed,
          std::string("connecting to the executor: ") + e.what());
@@ -471,7 +484,7 @@ Errc ExecutorClient::finish(WorkerLink& link, SlotState& s, uint32_t slot, size_
   size_t size = s.size;
   if (e == Errc::ok && s.copy_to) {
     if (size > s.copy_capacity) e = Errc::output_too_large;
-    else std::memcpy(s.copy_to, link.staging_out.data() + slot * options_.output_capacity, size);
+    else if (size) std::memcpy(s.copy_to, link.staging_out.data() + slot * options_.output_capacity, size);
   }
   if (out_size) *out_size = e == Errc::ok ? size : 0;
   s.state = SlotState::State::free;

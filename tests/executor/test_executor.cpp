@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -88,14 +89,14 @@ TEST_CASE("echo returns every byte at every size up to the slot, from any memory
     size_t n = 99;
     REQUIRE(ex->invoke(echo, data.data(), size, out.data(), size, &n) == Errc::ok);
     CHECK(n == size);
-    CHECK(std::memcmp(out.data(), data.data(), size) == 0);
+    CHECK(std::equal(data.begin(), data.end(), out.begin()));
     CHECK(out[size] == 0xEE);
     // rfaas buffers: written from and into directly.
-    std::memcpy(in_buf->data(), data.data(), size);
+    std::copy(data.begin(), data.end(), static_cast<uint8_t*>(in_buf->data()));
     std::memset(out_buf->data(), 0, 64 * 1024);
     REQUIRE(ex->invoke(echo, in_buf->data(), size, out_buf->data(), 64 * 1024, &n) == Errc::ok);
     CHECK(n == size);
-    CHECK(std::memcmp(out_buf->data(), data.data(), size) == 0);
+    CHECK(std::equal(data.begin(), data.end(), static_cast<uint8_t*>(out_buf->data())));
   }
   // The caller's own memory, registered.
   std::vector<uint8_t> mine = pattern(10000, 3), back(10000);

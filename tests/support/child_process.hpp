@@ -3,7 +3,7 @@
 #pragma once
 
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,8 +35,16 @@ class ChildProcess {
     args.push_back(nullptr);
     for (auto& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0].c_str(), nullptr, nullptr, args.data(), envp.data()) != 0)
-      throw std::runtime_error("cannot start " + argv[0]);
+    pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("cannot fork for " + argv[0]);
+    if (pid_ == 0) {
+      // Dies with the test: a test that crashes leaves no daemon holding CTest's output pipe.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      ::execve(args[0], args.data(), envp.data());
+      ::_exit(127);
+    }
   }
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;

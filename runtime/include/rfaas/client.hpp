@@ -91,6 +91,15 @@ struct Usage {
   uint64_t compute_ns = 0;
 };
 
+// Where deploy() spent its time (milliseconds): the cold start, phase by phase.
+struct DeployTiming {
+  double connect_ms = 0;         // TCP connection to the daemon and the allocate request sent
+  double library_ms = 0;         // shipping the library (0 when the daemon had it cached)
+  double executor_start_ms = 0;  // token check, executor spawn, library load, until "allocated"
+  double endpoints_ms = 0;       // connecting one fabric endpoint per worker
+  double total_ms = 0;
+};
+
 // Handle of a submitted invocation.
 struct Invocation {
   uint32_t worker = 0;
@@ -121,6 +130,7 @@ class Executor {
   virtual uint32_t workers() const noexcept = 0;
   virtual uint64_t lease_id() const noexcept = 0;
   virtual bool library_was_cached() const noexcept = 0;
+  virtual DeployTiming deploy_timing() const noexcept = 0;
   // The id of a deployed function; -1 if it was not deployed.
   virtual int function(std::string_view name) const noexcept = 0;
 

@@ -1,0 +1,410 @@
+// rfaas-bench: benchmarks of the invocation path against the raw transport, in one run.
+//
+//   rfaas-bench invoke [--provider shm|tcp] [--repeats N] [--json FILE]
+//
+// Starts its own rfaas-executord (one leased core: core 1) and a raw libfabric responder (also
+// on core 1), pins itself to core 0, and measures, interleaving raw and rfaas blocks:
+//   - hot round trip: echo of S bytes (S in, S out) vs the raw write-with-immediate ping-pong of S
+//     bytes each way, and a no-op (S in, 0 out);
+//   - bandwidth: no-op invocations with 1 MiB inputs, 4 in flight, vs raw streaming of 1 MiB writes;
+//   - throughput: 64 B no-ops with 1 and with K in flight;
+//   - warm round trip: an always-warm lease (hot_timeout_us = 0), one call after each idle pause;
+//   - cold start: lease token to first result, by phase, with and without the library cached.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <fcntl.h>
+
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <spawn.h>
+#include <thread>
+
+#include "raw_ofi.hpp"
+#include "rfaas/client.hpp"
+
+extern char** environ;
+
+namespace po = boost::program_options;
+using namespace rfaas;
+using namespace rfaas::bench;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Options {
+  std::string provider = "shm";
+  int repeats = 5;
+  double seconds = 0.05;
+  std::vector<size_t> sizes{8, 64, 4096, 65536, 1u << 20};
+  std::string json_path;
+  std::string executord = RFAAS_EXECUTORD_DEFAULT;
+  std::string library = RFAAS_FUNCTIONS_BASIC_DEFAULT;
+};
+
+// Commands to the raw responder over the socketpair.
+struct Command {
+  uint64_t op;  // 0 quit, 1 ping-pong, 2 stream
+  uint64_t size;
+  uint64_t count;
+};
+
+void raw_responder(const Options& o, int sock) {
+  pin_to_core(1);
+  RawOfi raw(o.provider, sock);
+  for (;;) {
+    Command c;
+    sock_recv(sock, &c, sizeof c);
+    if (c.op == 0) return;
+    if (c.op == 1) pingpong_responder(raw, c.size, static_cast<int>(c.count));
+    if (c.op == 2) stream_responder(raw, static_cast<int>(c.count));
+    char done = 1;
+    sock_send(sock, &done, 1);
+  }
+}
+
+void raw_command(int sock, Command c) { sock_send(sock, &c, sizeof c); }
+void raw_done(int sock) {
+  char done;
+  sock_recv(sock, &done, 1);
+}
+
+// A private rfaas-executord leasing core 1, with its own cluster secret.
+class Daemon {
+ public:
+  explicit Daemon(const Options& o) {
+    char tmpl[] = "/tmp/rfaas-bench-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    secret_ = dir_ + "/secret";
+    {
+      std::ofstream s(secret_, std::ios::binary);
+      for (int i = 0; i < 32; ++i) s.put(static_cast<char>(rand()));
+    }
+    ::chmod(secret_.c_str(), 0600);
+    std::string ready = dir_ + "/ready";
+    std::vector<std::string> args{o.executord, "--listen", "127.0.0.1:0", "--node-name", "bench-node",
+                                  "--secret-file", secret_, "--ready-file", ready, "--cores", "1"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, (dir_ + "/executord.log").c_str(), O_WRONLY | O_CREAT, 0644);
+    if (posix_spawn(&pid_, o.executord.c_str(), &fa, nullptr, argv.data(), environ) != 0)
+      die("cannot start " + o.executord);
+    posix_spawn_file_actions_destroy(&fa);
+    for (int i = 0; i < 1000 && address_.empty(); ++i) {
+      std::ifstream in(ready);
+      in >> address_;
+      if (address_.empty()) std::this_thread::sleep_for(10ms);
+    }
+    if (address_.empty()) die("rfaas-executord did not start (log: " + dir_ + "/executord.log)");
+  }
+  ~Daemon() {
+    ::kill(pid_, SIGTERM);
+    int st;
+    for (int i = 0; i < 1000 && ::waitpid(pid_, &st, WNOHANG) == 0; ++i) std::this_thread::sleep_for(10ms);
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &st, 0);
+    std::filesystem::remove_all(dir_);
+  }
+  LeaseGrant lease() const {
+    DirectLeaseOptions l;
+    l.node_name = "bench-node";
+    l.secret_file = secret_;
+    l.cores = 1;
+    l.memory_bytes = 1ull << 32;
+    l.duration = 30min;
+    l.client = "rfaas-bench";
+    return direct_lease(address_, l);
+  }
+
+ private:
+  std::string dir_, secret_, address_;
+  pid_t pid_ = -1;
+};
+
+DeployOptions deploy_options(const Options& o, int64_t hot_timeout_us) {
+  DeployOptions d;
+  d.library_path = o.library;
+  d.functions = {"echo", "noop"};
+  d.workers = 1;
+  d.slots = 4;
+  d.input_capacity = kMaxSize;
+  d.output_capacity = kMaxSize;
+  d.hot_timeout_us = hot_timeout_us;
+  d.client_hot_timeout_us = hot_timeout_us < 0 ? -1 : 1000;
+  return d;
+}
+
+int iterations_for(size_t size, const Options& o) {
+  double guess_ns = (o.provider == "shm" ? 2500.0 : 30000.0) + size * (o.provider == "shm" ? 0.2 : 0.6);
+  return std::clamp(static_cast<int>(o.seconds * 1e9 / guess_ns), 50, 20000);
+}
+
+std::vector<double> invoke_rtts(Executor& ex, int fn, Buffer& in, Buffer& out, size_t in_size, int warmup, int iters) {
+  std::vector<double> ns;
+  ns.reserve(iters);
+  size_t n;
+  for (int i = 0; i < warmup + iters; ++i) {
+    auto t0 = Clock::now();
+    Errc e = ex.invoke(fn, in.data(), in_size, out.data(), out.size(), &n);
+    auto t1 = Clock::now();
+    if (e != Errc::ok) die(std::string("invoke: ") + to_string(e));
+    if (i >= warmup) ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+  }
+  return ns;
+}
+
+// Invocations per second with `in_flight` outstanding, for about `seconds`.
+double throughput(Executor& ex, int fn, Buffer& in, std::vector<std::unique_ptr<Buffer>>& outs, size_t in_size,
+                  int in_flight, double seconds, double* bytes_per_s) {
+  std::vector<Invocation> h(in_flight);
+  for (int i = 0; i < in_flight; ++i)
+    if (Errc e = ex.submit(fn, in.data(), in_size, outs[i]->data(), outs[i]->size(), &h[i]); e != Errc::ok)
+      die(std::string("submit: ") + to_string(e));
+  uint64_t done = 0;
+  auto t0 = Clock::now();
+  auto end = t0 + std::chrono::duration<double>(seconds);
+  size_t n;
+  int last = 0;
+  for (int i = 0;; i = (i + 1) % in_flight) {
+    if (Errc e = ex.wait(h[i], &n); e != Errc::ok) die(std::string("wait: ") + to_string(e));
+    ++done;
+    if ((done & 63) == 0 && Clock::now() > end) {
+      last = i;
+      break;
+    }
+    if (Errc e = ex.submit(fn, in.data(), in_size, outs[i]->data(), outs[i]->size(), &h[i]); e != Errc::ok)
+      die(std::string("submit: ") + to_string(e));
+  }
+  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  for (int j = 0; j < in_flight; ++j)  // the others are still in flight
+    if (j != last && ex.wait(h[j], &n) != Errc::ok) die("drain");
+  if (bytes_per_s) *bytes_per_s = done * static_cast<double>(in_size) / s;
+  return done / s;
+}
+
+void json_line(std::FILE* json, const std::string& body) {
+  if (json) std::fprintf(json, "{\"bench\":\"invoke\",%s}\n", body.c_str());
+}
+
+int run(const Options& o) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) die("socketpair");
+  std::fflush(stdout);
+  pid_t child = fork();
+  if (child < 0) die("fork");
+  if (child == 0) {
+    ::close(sv[0]);
+    try {
+      raw_responder(o, sv[1]);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "raw responder: %s\n", e.what());
+      _exit(1);
+    }
+    _exit(0);
+  }
+  ::close(sv[1]);
+  int sock = sv[0];
+  pin_to_core(0);
+  std::FILE* json = nullptr;
+  if (o.json_path == "-") json = stdout;
+  else if (!o.json_path.empty() && !(json = std::fopen(o.json_path.c_str(), "a"))) die("cannot open " + o.json_path);
+  const char* prov = o.provider.c_str();
+
+  RawOfi raw(o.provider, sock);
+  Daemon daemon(o);
+
+  // Cold start, library not yet cached, then the hot lease used below.
+  auto t0 = Clock::now();
+  auto ex = Executor::deploy(daemon.lease(), deploy_options(o, -1));
+  auto in = ex->allocate(kMaxSize);
+  auto out = ex->allocate(kMaxSize);
+  size_t n;
+  int echo = ex->function("echo"), noop = ex->function("noop");
+  if (ex->invoke(noop, in->data(), 8, out->data(), out->size(), &n) != Errc::ok) die("first invocation failed");
+  double cold_uncached_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  DeployTiming cold_uncached = ex->deploy_timing();
+  for (size_t i = 0; i < kMaxSize; ++i) static_cast<uint8_t*>(in->data())[i] = static_cast<uint8_t>(i * 7);
+
+  std::printf("\nrfaas-bench invoke  provider %s  (%d interleaved repeats; hot lease, 1 worker on core 1; us)\n",
+              o.provider.c_str(), o.repeats);
+  std::printf("%-9s %10s %9s %11s %10s %9s %9s %11s\n", "size", "raw med", "raw p99", "echo med", "echo p99",
+              "diff", "ratio", "noop med");
+  for (size_t size : o.sizes) {
+    int iters = iterations_for(size, o);
+    int warmup = std::max(10, iters / 10);
+    std::vector<double> raw_med, echo_med, noop_med, raw_all, echo_all;
+    for (int r = 0; r < o.repeats; ++r) {
+      raw_command(sock, {1, size, static_cast<uint64_t>(warmup + iters)});
+      auto a = pingpong_initiator(raw, size, warmup, iters);
+      raw_done(sock);
+      auto b = invoke_rtts(*ex, echo, *in, *out, size, warmup, iters);
+      auto c = invoke_rtts(*ex, noop, *in, *out, size, warmup, iters);
+      raw_med.push_back(median(a));
+      echo_med.push_back(median(b));
+      noop_med.push_back(median(c));
+      raw_all.insert(raw_all.end(), a.begin(), a.end());
+      echo_all.insert(echo_all.end(), b.begin(), b.end());
+    }
+    double rm = median(raw_med) / 1e3, em = median(echo_med) / 1e3, nm = median(noop_med) / 1e3;
+    double rp = percentile(raw_all, 0.99) / 1e3, ep = percentile(echo_all, 0.99) / 1e3;
+    std::printf("%-9zu %10.3f %9.3f %11.3f %10.3f %+9.3f %9.3f %11.3f\n", size, rm, rp, em, ep, em - rm, em / rm, nm);
+    char buf[512];
+    std::snprintf(buf, sizeof buf,
+                  "\"metric\":\"hot_rtt_us\",\"provider\":\"%s\",\"size\":%zu,\"raw_median\":%.4f,\"raw_p99\":%.4f,"
+                  "\"echo_median\":%.4f,\"echo_p99\":%.4f,\"noop_median\":%.4f,\"diff\":%.4f,\"ratio\":%.4f,"
+                  "\"repeats\":%d,\"iterations\":%d",
+                  prov, size, rm, rp, em, ep, nm, em - rm, em / rm, o.repeats, iters);
+    json_line(json, buf);
+  }
+
+  // Bandwidth: 1 MiB inputs.
+  std::vector<std::unique_ptr<Buffer>> outs;
+  for (int i = 0; i < 4; ++i) outs.push_back(ex->allocate(64));
+  std::vector<double> raw_bw, inv_bw;
+  for (int r = 0; r < o.repeats; ++r) {
+    raw_command(sock, {2, kMaxSize, 400});
+    raw_bw.push_back(stream_initiator(raw, kMaxSize, 400));
+    raw_done(sock);
+    double bps;
+    throughput(*ex, noop, *in, outs, kMaxSize, 4, o.seconds * 4, &bps);
+    inv_bw.push_back(bps / 1e9);
+  }
+  double rb = median(raw_bw), ib = median(inv_bw);
+  std::printf("\nbandwidth, 1 MiB inputs: raw stream %.2f GB/s, no-op invocations (4 in flight) %.2f GB/s, ratio %.3f\n",
+              rb, ib, ib / rb);
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "\"metric\":\"bandwidth_gbps\",\"provider\":\"%s\",\"size\":%zu,\"raw\":%.4f,\"invoke\":%.4f,\"ratio\":%.4f",
+                prov, kMaxSize, rb, ib, ib / rb);
+  json_line(json, buf);
+
+  // Throughput of small invocations.
+  std::vector<double> t1, t4;
+  for (int r = 0; r < o.repeats; ++r) {
+    t1.push_back(throughput(*ex, noop, *in, outs, 64, 1, o.seconds * 4, nullptr));
+    t4.push_back(throughput(*ex, noop, *in, outs, 64, 4, o.seconds * 4, nullptr));
+  }
+  std::printf("throughput, 64 B no-ops: %.0f /s with 1 in flight, %.0f /s with 4 in flight (one worker)\n",
+              median(t1), median(t4));
+  std::snprintf(buf, sizeof buf,
+                "\"metric\":\"throughput_per_s\",\"provider\":\"%s\",\"size\":64,\"in_flight_1\":%.0f,\"in_flight_4\":%.0f",
+                prov, median(t1), median(t4));
+  json_line(json, buf);
+  double hot64 = 0;
+  {
+    auto v = invoke_rtts(*ex, echo, *in, *out, 64, 100, 2000);
+    hot64 = median(v) / 1e3;
+  }
+  ex->release();
+  ex.reset();
+
+  // Warm: an always-warm executor, one call after each pause.
+  auto warm = Executor::deploy(daemon.lease(), deploy_options(o, 0));
+  auto win = warm->allocate(64), wout = warm->allocate(64);
+  std::vector<double> warm_ns;
+  for (int i = 0; i < 40; ++i) {
+    std::this_thread::sleep_for(3ms);
+    auto t = Clock::now();
+    if (warm->invoke(warm->function("echo"), win->data(), 64, wout->data(), 64, &n) != Errc::ok) die("warm invoke");
+    warm_ns.push_back(std::chrono::duration<double, std::nano>(Clock::now() - t).count());
+  }
+  warm->release();
+  warm.reset();
+  double wm = median(warm_ns) / 1e3, wp = percentile(warm_ns, 0.99) / 1e3;
+  std::printf("warm round trip, 64 B echo after 3 ms idle: median %.1f us, p99 %.1f us (hot: %.3f us)\n", wm, wp, hot64);
+  std::snprintf(buf, sizeof buf,
+                "\"metric\":\"warm_rtt_us\",\"provider\":\"%s\",\"size\":64,\"median\":%.3f,\"p99\":%.3f,\"hot_median\":%.3f",
+                prov, wm, wp, hot64);
+  json_line(json, buf);
+
+  // Cold start with the library cached: token to first result.
+  std::vector<double> cold_total, cold_connect, cold_start, cold_eps, cold_first;
+  for (int r = 0; r < o.repeats; ++r) {
+    auto t = Clock::now();
+    auto c = Executor::deploy(daemon.lease(), deploy_options(o, -1));
+    auto tf = Clock::now();
+    uint64_t v = 1, back = 0;
+    if (c->invoke(c->function("echo"), &v, 8, &back, 8, &n) != Errc::ok) die("cold invoke");
+    auto te = Clock::now();
+    auto dt = c->deploy_timing();
+    cold_total.push_back(std::chrono::duration<double, std::milli>(te - t).count());
+    cold_first.push_back(std::chrono::duration<double, std::milli>(te - tf).count());
+    cold_connect.push_back(dt.connect_ms);
+    cold_start.push_back(dt.executor_start_ms);
+    cold_eps.push_back(dt.endpoints_ms);
+    c->release();
+  }
+  std::printf("cold start, token to first result (library cached), median of %d: %.2f ms = connect %.2f + executor start "
+              "%.2f + endpoints %.2f + first invocation %.2f\n",
+              o.repeats, median(cold_total), median(cold_connect), median(cold_start), median(cold_eps),
+              median(cold_first));
+  std::printf("cold start, library not cached (first lease): %.2f ms (library transfer %.2f ms, executor start %.2f ms)\n",
+              cold_uncached_ms, cold_uncached.library_ms, cold_uncached.executor_start_ms);
+  std::snprintf(buf, sizeof buf,
+                "\"metric\":\"cold_start_ms\",\"provider\":\"%s\",\"cached_total\":%.3f,\"connect\":%.3f,"
+                "\"executor_start\":%.3f,\"endpoints\":%.3f,\"first_invocation\":%.3f,\"uncached_total\":%.3f,"
+                "\"uncached_library\":%.3f",
+                prov, median(cold_total), median(cold_connect), median(cold_start), median(cold_eps),
+                median(cold_first), cold_uncached_ms, cold_uncached.library_ms);
+  json_line(json, buf);
+
+  raw_command(sock, {0, 0, 0});
+  int st;
+  waitpid(child, &st, 0);
+  if (json && json != stdout) std::fclose(json);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  po::options_description desc("rfaas-bench invoke: the invocation path beside the raw transport");
+  desc.add_options()("help,h", "show this help")
+      ("provider,p", po::value(&o.provider)->default_value(o.provider), "libfabric provider: shm or tcp")
+      ("repeats,r", po::value(&o.repeats)->default_value(o.repeats), "interleaved repeats")
+      ("seconds,s", po::value(&o.seconds)->default_value(o.seconds), "approximate seconds per block")
+      ("sizes", po::value<std::vector<size_t>>()->multitoken(), "payload sizes (default 8 64 4096 65536 1048576)")
+      ("json", po::value(&o.json_path), "append JSON lines here ('-' for stdout)")
+      ("executord", po::value(&o.executord)->default_value(o.executord), "rfaas-executord to start")
+      ("library", po::value(&o.library)->default_value(o.library), "function library with echo and noop");
+  po::positional_options_description pos;
+  pos.add("command", 1);
+  desc.add_options()("command", po::value<std::string>(), "invoke");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(desc).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << "rfaas-bench: " << e.what() << "\n" << desc << "\n";
+    return 2;
+  }
+  if (vm.count("help") || !vm.count("command")) {
+    std::cout << "usage: rfaas-bench invoke [options]\n" << desc << "\n";
+    return vm.count("help") ? 0 : 2;
+  }
+  if (vm["command"].as<std::string>() != "invoke") {
+    std::cerr << "rfaas-bench: unknown benchmark '" << vm["command"].as<std::string>() << "' (have: invoke)\n";
+    return 2;
+  }
+  if (vm.count("sizes")) o.sizes = vm["sizes"].as<std::vector<size_t>>();
+  for (size_t s : o.sizes)
+    if (s > kMaxSize) die("sizes are limited to 1 MiB");
+  // The client library reads the transport from the environment; keep both sides on one provider.
+  setenv("RFAAS_FABRIC", "ofi", 1);
+  setenv("RFAAS_OFI_PROVIDER", o.provider.c_str(), 1);
+  if (o.provider == "tcp") o.provider = "tcp;ofi_rxm";
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rfaas-bench: %s\n", e.what());
+    return 1;
+  }
+}
