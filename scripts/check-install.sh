@@ -10,4 +10,5 @@ cmake --install "$build" --prefix "$scratch/prefix" >/dev/null
 cmake -S "$root/tests/install-consumer" -B "$scratch/consumer" -G Ninja -DCMAKE_PREFIX_PATH="$scratch/prefix" >/dev/null
 cmake --build "$scratch/consumer" >/dev/null
 "$scratch/consumer/consumer"
+"$scratch/consumer/consumer_c"
 echo "check-install: ok"

@@ -382,3 +382,10 @@ TEST_CASE("garbage on the control port is refused and the daemon serves on", "[e
   CHECK(daemon.alive());
   check_daemon_serves(daemon);
 }
+
+TEST_CASE("the C API works from a C program", "[executor][c-api]") {
+  ExecutorDaemonProcess daemon;
+  ChildProcess c({RFAAS_C_API_CLIENT, daemon.address(), ExecutorDaemonProcess::kNodeName, daemon.secret_file(),
+                  RFAAS_FUNCTIONS_BASIC});
+  CHECK(c.exit_code(60s) == 0);
+}

@@ -1,0 +1,176 @@
+// The C API (include/rfaas/rfaas.h) over the C++ client: exceptions become codes here, with
+// the message kept per thread for rfaas_last_error().
+#include "rfaas/rfaas.h"
+
+#include <new>
+#include <string>
+
+#include "rfaas/client.hpp"
+
+struct rfaas_lease {
+  rfaas::LeaseGrant grant;
+};
+
+struct rfaas_executor {
+  std::unique_ptr<rfaas::Executor> impl;
+};
+
+static_assert(RFAAS_ERR_LEASE_IN_USE == static_cast<int>(rfaas::Errc::lease_in_use), "C and C++ codes agree");
+static_assert(RFAAS_ERR_BUSY == static_cast<int>(rfaas::Errc::busy), "C and C++ codes agree");
+
+namespace {
+
+thread_local std::string g_last_error;
+
+int fail(rfaas::Errc code, const std::string& message) {
+  g_last_error = message;
+  return static_cast<int>(code);
+}
+
+template <class F>
+int guarded(F&& f) {
+  try {
+    return f();
+  } catch (const rfaas::Error& e) {
+    return fail(e.code(), e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(rfaas::Errc::invalid_argument, "out of memory");
+  } catch (const std::exception& e) {
+    return fail(rfaas::Errc::protocol, e.what());
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* rfaas_strerror(int code) {
+  if (code < 0 || code > RFAAS_ERR_LEASE_IN_USE) return "unknown rfaas error code";
+  return rfaas::to_string(static_cast<rfaas::Errc>(code));
+}
+
+const char* rfaas_last_error(void) { return g_last_error.c_str(); }
+
+void rfaas_deploy_options_init(rfaas_deploy_options* o) {
+  if (!o) return;
+  rfaas::DeployOptions d;
+  *o = rfaas_deploy_options{nullptr,
+                            nullptr,
+                            static_cast<int32_t>(d.workers),
+                            static_cast<int32_t>(d.slots),
+                            d.input_capacity,
+                            d.output_capacity,
+                            d.hot_timeout_us,
+                            static_cast<int64_t>(d.invocation_timeout.count())};
+}
+
+int rfaas_lease_direct(const char* daemon_address, const char* node_name, const char* secret_file, int32_t cores,
+                       int64_t duration_ms, rfaas_lease** lease) {
+  if (!daemon_address || !node_name || !secret_file || !lease || cores < 1 || duration_ms <= 0)
+    return fail(rfaas::Errc::invalid_argument, "rfaas_lease_direct: missing or invalid argument");
+  return guarded([&] {
+    rfaas::DirectLeaseOptions o;
+    o.node_name = node_name;
+    o.secret_file = secret_file;
+    o.cores = static_cast<uint32_t>(cores);
+    o.duration = std::chrono::milliseconds(duration_ms);
+    o.client = "rfaas-c-api";
+    *lease = new rfaas_lease{rfaas::direct_lease(daemon_address, o)};
+    return RFAAS_OK;
+  });
+}
+
+void rfaas_lease_free(rfaas_lease* lease) { delete lease; }
+
+int rfaas_deploy(const rfaas_lease* lease, const rfaas_deploy_options* o, rfaas_executor** executor) {
+  if (!lease || !o || !executor || !o->library_path || !o->functions || o->workers < 1 || o->slots < 1)
+    return fail(rfaas::Errc::invalid_argument, "rfaas_deploy: missing or invalid argument");
+  return guarded([&] {
+    rfaas::DeployOptions d;
+    d.library_path = o->library_path;
+    std::string names = o->functions;
+    for (size_t pos = 0; pos <= names.size();) {
+      size_t comma = names.find(',', pos);
+      if (comma == std::string::npos) comma = names.size();
+      if (comma > pos) d.functions.push_back(names.substr(pos, comma - pos));
+      pos = comma + 1;
+    }
+    d.workers = static_cast<uint32_t>(o->workers);
+    d.slots = static_cast<uint32_t>(o->slots);
+    d.input_capacity = o->input_capacity;
+    d.output_capacity = o->output_capacity;
+    d.hot_timeout_us = o->hot_timeout_us;
+    if (o->invocation_timeout_ms > 0) d.invocation_timeout = std::chrono::milliseconds(o->invocation_timeout_ms);
+    auto impl = rfaas::Executor::deploy(lease->grant, d);
+    *executor = new rfaas_executor{std::move(impl)};
+    return RFAAS_OK;
+  });
+}
+
+int rfaas_function(const rfaas_executor* e, const char* name) {
+  return e && name ? e->impl->function(name) : -1;
+}
+
+int rfaas_workers(const rfaas_executor* e) { return e ? static_cast<int>(e->impl->workers()) : 0; }
+
+int rfaas_register(rfaas_executor* e, void* data, size_t bytes) {
+  if (!e) return fail(rfaas::Errc::invalid_argument, "rfaas_register: no executor");
+  return guarded([&] {
+    e->impl->register_memory(data, bytes);
+    return RFAAS_OK;
+  });
+}
+
+int rfaas_deregister(rfaas_executor* e, void* data) {
+  if (!e) return fail(rfaas::Errc::invalid_argument, "rfaas_deregister: no executor");
+  return guarded([&] {
+    e->impl->deregister_memory(data);
+    return RFAAS_OK;
+  });
+}
+
+int rfaas_invoke(rfaas_executor* e, int function, const void* in, size_t in_size, void* out, size_t out_capacity,
+                 size_t* out_size) {
+  if (!e) return RFAAS_ERR_INVALID_ARGUMENT;
+  return static_cast<int>(e->impl->invoke(function, in, in_size, out, out_capacity, out_size));
+}
+
+int rfaas_submit(rfaas_executor* e, int function, const void* in, size_t in_size, void* out, size_t out_capacity,
+                 rfaas_invocation* handle) {
+  if (!e || !handle) return RFAAS_ERR_INVALID_ARGUMENT;
+  rfaas::Invocation h;
+  auto rc = e->impl->submit(function, in, in_size, out, out_capacity, &h);
+  if (rc == rfaas::Errc::ok) *handle = {h.worker, h.slot, h.generation};
+  return static_cast<int>(rc);
+}
+
+int rfaas_wait(rfaas_executor* e, const rfaas_invocation* handle, size_t* out_size, int64_t timeout_us) {
+  if (!e || !handle) return RFAAS_ERR_INVALID_ARGUMENT;
+  rfaas::Invocation h{handle->worker, handle->slot, handle->generation};
+  return static_cast<int>(e->impl->wait(h, out_size, std::chrono::microseconds(timeout_us < 0 ? -1 : timeout_us)));
+}
+
+void rfaas_abandon(rfaas_executor* e, const rfaas_invocation* handle) {
+  if (e && handle) e->impl->abandon({handle->worker, handle->slot, handle->generation});
+}
+
+int rfaas_test(rfaas_executor* e, const rfaas_invocation* handle, int* done) {
+  if (!e || !handle || !done) return RFAAS_ERR_INVALID_ARGUMENT;
+  bool d = false;
+  auto rc = e->impl->test({handle->worker, handle->slot, handle->generation}, &d);
+  *done = d ? 1 : 0;
+  return static_cast<int>(rc);
+}
+
+int rfaas_release(rfaas_executor* e, rfaas_usage* usage) {
+  if (!e) return fail(rfaas::Errc::invalid_argument, "rfaas_release: no executor");
+  return guarded([&] {
+    auto u = e->impl->release();
+    if (usage) *usage = {u.invocations, u.hot_polling_ns, u.compute_ns};
+    return RFAAS_OK;
+  });
+}
+
+void rfaas_executor_free(rfaas_executor* e) { delete e; }
+
+}  // extern "C"

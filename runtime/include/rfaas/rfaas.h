@@ -1,0 +1,96 @@
+/* The rfaas C API: leases, deployment and invocation for C, C++ and Fortran (bind(C)).
+ *
+ * Every call returns an int status: RFAAS_OK (0) or one of the RFAAS_ERR_* codes below, the
+ * same numbers as rfaas::Errc in rfaas/client.hpp. rfaas_strerror() names a code;
+ * rfaas_last_error() gives the detail of this thread's last failed setup call.
+ * Invocation calls (rfaas_invoke, rfaas_submit, rfaas_wait, rfaas_test) do not allocate. */
+#ifndef RFAAS_RFAAS_H
+#define RFAAS_RFAAS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+  RFAAS_OK = 0,
+  RFAAS_ERR_UNKNOWN_FUNCTION = 1,
+  RFAAS_ERR_PAYLOAD_TOO_LARGE = 2,
+  RFAAS_ERR_OUTPUT_TOO_LARGE = 3,
+  RFAAS_ERR_EXECUTOR_LOST = 4,
+  RFAAS_ERR_LEASE_EXPIRED = 5,
+  RFAAS_ERR_LEASE_REVOKED = 6,
+  RFAAS_ERR_BAD_TOKEN = 7,
+  RFAAS_ERR_LIBRARY_LOAD_FAILED = 8,
+  RFAAS_ERR_NO_CAPACITY = 9,
+  RFAAS_ERR_TIMEOUT = 10,
+  RFAAS_ERR_BUSY = 11,
+  RFAAS_ERR_INVALID_ARGUMENT = 12,
+  RFAAS_ERR_CONNECTION_FAILED = 13,
+  RFAAS_ERR_PROTOCOL = 14,
+  RFAAS_ERR_LEASE_IN_USE = 15,
+};
+
+typedef struct rfaas_lease rfaas_lease;       /* a granted lease: daemon address + token */
+typedef struct rfaas_executor rfaas_executor; /* a deployed lease */
+
+typedef struct rfaas_deploy_options {
+  const char* library_path;   /* the function library (.so) */
+  const char* functions;      /* comma-separated names; rfaas_function() gives their ids */
+  int32_t workers;            /* leased cores to use (default 1) */
+  int32_t slots;              /* invocations in flight per worker (default 4, at most 64) */
+  uint64_t input_capacity;    /* payload bytes per invocation (default 64 KiB) */
+  uint64_t output_capacity;   /* result bytes per invocation (default 64 KiB) */
+  int64_t hot_timeout_us;     /* executor busy-polls this long, then blocks; -1 always hot */
+  int64_t invocation_timeout_ms; /* default bound for rfaas_invoke / rfaas_wait (default 10 s) */
+} rfaas_deploy_options;
+
+typedef struct rfaas_invocation {
+  uint32_t worker, slot, generation;
+} rfaas_invocation;
+
+typedef struct rfaas_usage {
+  uint64_t invocations, hot_polling_ns, compute_ns;
+} rfaas_usage;
+
+const char* rfaas_strerror(int code);
+const char* rfaas_last_error(void);
+
+void rfaas_deploy_options_init(rfaas_deploy_options* options);
+
+/* Direct mode: a lease signed with the cluster secret, for the daemon at daemon_address
+ * (host:port) on node node_name. */
+int rfaas_lease_direct(const char* daemon_address, const char* node_name, const char* secret_file, int32_t cores,
+                       int64_t duration_ms, rfaas_lease** lease);
+void rfaas_lease_free(rfaas_lease* lease);
+
+int rfaas_deploy(const rfaas_lease* lease, const rfaas_deploy_options* options, rfaas_executor** executor);
+/* The id of a deployed function, or -1. */
+int rfaas_function(const rfaas_executor* executor, const char* name);
+int rfaas_workers(const rfaas_executor* executor);
+
+/* Registered memory travels without a copy; unregistered memory works through one copy. */
+int rfaas_register(rfaas_executor* executor, void* data, size_t bytes);
+int rfaas_deregister(rfaas_executor* executor, void* data);
+
+int rfaas_invoke(rfaas_executor* executor, int function, const void* in, size_t in_size, void* out,
+                 size_t out_capacity, size_t* out_size);
+int rfaas_submit(rfaas_executor* executor, int function, const void* in, size_t in_size, void* out,
+                 size_t out_capacity, rfaas_invocation* handle);
+/* timeout_us < 0: the deploy's invocation_timeout_ms. RFAAS_ERR_TIMEOUT leaves the invocation
+ * pending: wait again, or rfaas_abandon it (its slot returns when the late result arrives). */
+int rfaas_wait(rfaas_executor* executor, const rfaas_invocation* handle, size_t* out_size, int64_t timeout_us);
+void rfaas_abandon(rfaas_executor* executor, const rfaas_invocation* handle);
+int rfaas_test(rfaas_executor* executor, const rfaas_invocation* handle, int* done);
+
+/* Ends the lease; usage may be NULL. rfaas_executor_free releases too if needed. */
+int rfaas_release(rfaas_executor* executor, rfaas_usage* usage);
+void rfaas_executor_free(rfaas_executor* executor);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RFAAS_RFAAS_H */
