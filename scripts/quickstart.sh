@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: install dependencies, build, and run what rfaas can do so
 # far on the portable transport (libfabric on loopback, no RDMA hardware needed).
-# Today that is the transport ping-pong demo: rfaas-fabric-bench over shm and tcp;ofi_rxm,
-# with the direct-libfabric reference measured in the same run. As the executor daemon, the
-# lease broker and the MPI apps land, this script grows into broker + executor + mpirun jacobi.
+# Today: the transport ping-pong (rfaas-fabric-bench over shm and tcp;ofi_rxm) and the
+# invocation benchmark (rfaas-bench invoke: a local rfaas-executord, a direct-mode lease,
+# invocations beside the raw transport). As the lease broker and the MPI apps land, this
+# script grows into broker + executor + mpirun jacobi.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -16,5 +17,7 @@ bench="$root/build/scripts/bench/rfaas-fabric-bench"
 for provider in shm tcp; do
   "$bench" --provider "$provider" --repeats 3
 done
+# A local executor daemon, a lease in direct mode, and invocations through it.
+"$root/build/scripts/bench/rfaas-bench" invoke --provider shm --repeats 3
 echo
 echo "quickstart: done. Full benchmark: scripts/bench/fabric.sh; tests: scripts/test.sh"
