@@ -14,6 +14,7 @@
 #include <fstream>
 #include <thread>
 
+#include "executor/executor_process.hpp"
 #include "protocol/control.hpp"
 #include "protocol/invocation.hpp"
 
@@ -45,132 +46,6 @@ std::string hostname() {
 
 void send_text(net::TcpStream& s, const std::string& text, std::chrono::milliseconds timeout) {
   s.send_frame(text.data(), text.size(), net::deadline_in(timeout));
-}
-
-// Reads the executor's report lines from its stdout pipe, each bounded by a deadline.
-class ExecutorReports {
- public:
-  explicit ExecutorReports(int fd) : fd_(fd) {}
-  ~ExecutorReports() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  // The next JSON line, or nothing at EOF or when the deadline passes.
-  std::optional<nlohmann::json> next(net::Deadline deadline) {
-    for (;;) {
-      auto nl = buffer_.find('\n');
-      if (nl != std::string::npos) {
-        std::string line = buffer_.substr(0, nl);
-        buffer_.erase(0, nl + 1);
-        auto j = nlohmann::json::parse(line, nullptr, false);
-        if (!j.is_discarded()) return j;
-        continue;
-      }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - net::Clock::now()).count();
-      if (left <= 0) return std::nullopt;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
-      char chunk[4096];
-      ssize_t n = ::read(fd_, chunk, sizeof chunk);
-      if (n <= 0) return std::nullopt;
-      buffer_.append(chunk, static_cast<size_t>(n));
-    }
-  }
-  // The usage report, if the executor printed one before exiting.
-  protocol::Usage usage(net::Deadline deadline) {
-    while (auto j = next(deadline))
-      if (j->value("event", "") == "usage") {
-        try {
-          return j->get<protocol::Usage>();
-        } catch (...) {
-          break;
-        }
-      }
-    return {};
-  }
-
- private:
-  int fd_;
-  std::string buffer_;
-};
-
-// One running rfaas-executor and its end.
-class ExecutorProcess {
- public:
-  ExecutorProcess(const std::string& path, const std::vector<std::string>& args, int library_fd) {
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) throw MessageError(ControlErrc::executor_failed, "pipe failed");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, library_fd, 3);
-    posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    std::vector<std::string> argv_s{path};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    // One BLAS thread per worker: the lease owns exactly its cores.
-    std::vector<std::string> env_s;
-    for (char** e = environ; *e; ++e)
-      if (std::strncmp(*e, "OPENBLAS_NUM_THREADS=", 21) != 0 && std::strncmp(*e, "OMP_NUM_THREADS=", 16) != 0)
-        env_s.push_back(*e);
-    env_s.push_back("OPENBLAS_NUM_THREADS=1");
-    env_s.push_back("OMP_NUM_THREADS=1");
-    std::vector<char*> envp;
-    for (auto& e : env_s) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    int rc = posix_spawn(&pid_, path.c_str(), &fa, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(out[1]);
-    if (rc != 0) {
-      ::close(out[0]);
-      throw MessageError(ControlErrc::executor_failed, "cannot start " + path + ": " + std::strerror(rc));
-    }
-    reports_ = std::make_unique<ExecutorReports>(out[0]);
-    // glibc 2.36 declares pidfd_open without C linkage; the syscall is the portable spelling.
-    pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-  }
-  ~ExecutorProcess() {
-    terminate();
-    if (pidfd_ >= 0) ::close(pidfd_);
-  }
-
-  int pidfd() const { return pidfd_; }
-  ExecutorReports& reports() { return *reports_; }
-
-  // The wait status once it has exited (non-blocking), or nothing.
-  std::optional<int> exited() {
-    if (status_) return status_;
-    int st;
-    if (::waitpid(pid_, &st, WNOHANG) == pid_) status_ = st;
-    return status_;
-  }
-  // SIGTERM, then SIGKILL after `grace`; returns the wait status.
-  int terminate(std::chrono::milliseconds grace = 2000ms) {
-    if (exited()) return *status_;
-    ::kill(pid_, SIGTERM);
-    auto end = std::chrono::steady_clock::now() + grace;
-    while (!exited() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(2ms);
-    if (!exited()) {
-      ::kill(pid_, SIGKILL);
-      int st;
-      ::waitpid(pid_, &st, 0);
-      status_ = st;
-    }
-    return *status_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int pidfd_ = -1;
-  std::optional<int> status_;
-  std::unique_ptr<ExecutorReports> reports_;
-};
-
-std::string describe_exit(int status) {
-  if (WIFSIGNALED(status)) return std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " (" +
-                                  strsignal(WTERMSIG(status)) + ")";
-  return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
 }  // namespace
@@ -223,7 +98,28 @@ ExecutorDaemon::~ExecutorDaemon() = default;
 
 std::string ExecutorDaemon::address() const { return net::HostPort{listener_.host(), listener_.port()}.str(); }
 
+std::unique_ptr<ExecutorProcess> ExecutorDaemon::take_standby() {
+  std::unique_ptr<ExecutorProcess> taken;
+  {
+    std::lock_guard lock(standby_mutex_);
+    taken = std::move(standby_);
+    if (shutting_down()) throw MessageError(ControlErrc::internal, "executor daemon is shutting down");
+    try {
+      standby_ = std::make_unique<ExecutorProcess>(config_.executor_path, config_.fabric_host);
+    } catch (const std::exception& e) {
+      log(std::string("cannot start a standby executor: ") + e.what());
+    }
+  }
+  // A standby that died meanwhile is replaced by a fresh one (which initialises on its own).
+  if (!taken || taken->exited()) taken = std::make_unique<ExecutorProcess>(config_.executor_path, config_.fabric_host);
+  return taken;
+}
+
 void ExecutorDaemon::serve() {
+  {
+    std::lock_guard lock(standby_mutex_);
+    standby_ = std::make_unique<ExecutorProcess>(config_.executor_path, config_.fabric_host);
+  }
   log("node " + config_.node_name + ", " + std::to_string(leases_.total_cores()) + " cores, control port " + address());
   while (!shutting_down()) {
     net::TcpStream stream;
@@ -246,6 +142,10 @@ void ExecutorDaemon::serve() {
   // Sessions see shutting_down() within their poll period and revoke their leases.
   std::unique_lock lock(sessions_mutex_);
   sessions_done_.wait_for(lock, 10s, [this] { return sessions_ == 0; });
+  {
+    std::lock_guard standby_lock(standby_mutex_);
+    standby_.reset();
+  }
   log("stopped");
 }
 
@@ -297,23 +197,22 @@ void ExecutorDaemon::session(net::TcpStream stream) {
       fd = libraries_.insert(req.library_sha256, bytes);
     }
 
-    std::string fn_csv, cores_csv;
-    for (auto& f : req.functions) fn_csv += (fn_csv.empty() ? "" : ",") + f;
+    std::string cores_csv;
     for (int c : cores) cores_csv += (cores_csv.empty() ? "" : ",") + std::to_string(c);
-    std::vector<std::string> args{"--library-fd",     "3",
-                                  "--functions",      fn_csv,
-                                  "--workers",        std::to_string(req.workers),
-                                  "--cores",          cores_csv,
-                                  "--slots",          std::to_string(req.slots),
-                                  "--input-capacity", std::to_string(req.input_capacity),
-                                  "--output-capacity", std::to_string(req.output_capacity),
-                                  "--hot-timeout-us", std::to_string(req.hot_timeout_us),
-                                  "--expires-at-ms",  std::to_string(t.expires_at_ms),
-                                  "--lease-id",       std::to_string(lease_id),
-                                  "--listen",         config_.fabric_host,
-                                  "--accept-timeout-ms", std::to_string(config_.control_timeout_ms)};
+    protocol::LeaseAssignment assignment;
+    assignment.lease_id = lease_id;
+    assignment.functions = req.functions;
+    assignment.cores = cores;
+    assignment.slots = req.slots;
+    assignment.input_capacity = req.input_capacity;
+    assignment.output_capacity = req.output_capacity;
+    assignment.hot_timeout_us = req.hot_timeout_us;
+    assignment.expires_at_ms = t.expires_at_ms;
+    assignment.accept_timeout_ms = config_.control_timeout_ms;
     net::Fd library(*fd);
-    ExecutorProcess executor(config_.executor_path, args, library.get());
+    std::unique_ptr<ExecutorProcess> executor_holder = take_standby();
+    ExecutorProcess& executor = *executor_holder;
+    executor.assign(assignment, library.get());
     library.reset();
     auto ready = executor.reports().next(net::deadline_in(timeout));
     if (!ready || ready->value("event", "") != "ready") {

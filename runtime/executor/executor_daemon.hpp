@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "executor/executor_process.hpp"
 #include "executor/lease_table.hpp"
 #include "executor/library_cache.hpp"
 #include "net/tcp_socket.hpp"
@@ -53,6 +54,8 @@ class ExecutorDaemon {
 
  private:
   void session(net::TcpStream stream);
+  // The executor started ahead of need, replaced by a new one as it is taken.
+  std::unique_ptr<ExecutorProcess> take_standby();
 
   DaemonConfig config_;
   protocol::ClusterSecret secret_;
@@ -60,6 +63,8 @@ class ExecutorDaemon {
   LibraryCache libraries_;
   net::TcpListener listener_;
   std::atomic<bool> shutdown_{false};
+  std::mutex standby_mutex_;
+  std::unique_ptr<ExecutorProcess> standby_;
   std::mutex sessions_mutex_;
   std::condition_variable sessions_done_;
   int sessions_ = 0;

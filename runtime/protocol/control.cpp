@@ -73,6 +73,27 @@ void from_json(const nlohmann::json& j, Allocated& m) {
   m.library_cached = field<bool>(j, "library_cached");
 }
 
+void to_json(nlohmann::json& j, const LeaseAssignment& m) {
+  j = {{"lease_id", m.lease_id}, {"functions", m.functions}, {"cores", m.cores}, {"slots", m.slots},
+       {"input_capacity", m.input_capacity}, {"output_capacity", m.output_capacity},
+       {"hot_timeout_us", m.hot_timeout_us}, {"expires_at_ms", m.expires_at_ms},
+       {"accept_timeout_ms", m.accept_timeout_ms}};
+}
+
+void from_json(const nlohmann::json& j, LeaseAssignment& m) {
+  m.lease_id = field<uint64_t>(j, "lease_id");
+  if (!j.contains("functions") || !j.at("functions").is_array()) malformed("field 'functions' must be an array");
+  m.functions = j.at("functions").get<std::vector<std::string>>();
+  if (!j.contains("cores") || !j.at("cores").is_array()) malformed("field 'cores' must be an array");
+  m.cores = j.at("cores").get<std::vector<int>>();
+  m.slots = field<uint32_t>(j, "slots");
+  m.input_capacity = field<uint64_t>(j, "input_capacity");
+  m.output_capacity = field<uint64_t>(j, "output_capacity");
+  m.hot_timeout_us = field<int64_t>(j, "hot_timeout_us");
+  m.expires_at_ms = field<int64_t>(j, "expires_at_ms");
+  m.accept_timeout_ms = field<uint32_t>(j, "accept_timeout_ms");
+}
+
 void to_json(nlohmann::json& j, const Usage& m) {
   j = {{"invocations", m.invocations}, {"hot_polling_ns", m.hot_polling_ns}, {"compute_ns", m.compute_ns}};
 }

@@ -62,6 +62,19 @@ struct Allocated {
   bool library_cached = false;
 };
 
+// Daemon -> standby executor: the lease it is to serve (sent with the library's fd attached).
+struct LeaseAssignment {
+  uint64_t lease_id = 0;
+  std::vector<std::string> functions;
+  std::vector<int> cores;  // one worker per core, pinned
+  uint32_t slots = 4;
+  uint64_t input_capacity = 1 << 20;
+  uint64_t output_capacity = 1 << 20;
+  int64_t hot_timeout_us = 10'000;
+  int64_t expires_at_ms = 0;
+  uint32_t accept_timeout_ms = 10'000;
+};
+
 struct Usage {
   uint64_t invocations = 0;
   uint64_t hot_polling_ns = 0;
@@ -78,6 +91,8 @@ void to_json(nlohmann::json& j, const AllocateRequest& m);
 void from_json(const nlohmann::json& j, AllocateRequest& m);
 void to_json(nlohmann::json& j, const Allocated& m);
 void from_json(const nlohmann::json& j, Allocated& m);
+void to_json(nlohmann::json& j, const LeaseAssignment& m);
+void from_json(const nlohmann::json& j, LeaseAssignment& m);
 void to_json(nlohmann::json& j, const Usage& m);
 void from_json(const nlohmann::json& j, Usage& m);
 void to_json(nlohmann::json& j, const LeaseEnded& m);

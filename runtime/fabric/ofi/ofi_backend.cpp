@@ -330,6 +330,11 @@ OfiEndpoint::OfiEndpoint(OfiDomain& domain, const EndpointConfig& config) : doma
 }
 
 OfiEndpoint::~OfiEndpoint() {
+  // libfabric 1.17's rxm can use freed memory in fi_close on an endpoint whose connection broke
+  // (its teardown flushes the message CQ after closing the connection's endpoint; fixed upstream
+  // much later): seen here as a segfault in about one of five closes after a peer was killed.
+  // Such an endpoint is left open instead: a bounded leak per lost peer, not a crash.
+  if (broken_ && domain_.provider().find("rxm") != std::string::npos) return;
   if (ep_) fi_close(&ep_->fid);
   if (cq_) fi_close(&cq_->fid);
   if (av_) fi_close(&av_->fid);

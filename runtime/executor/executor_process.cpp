@@ -1,0 +1,145 @@
+#include "executor/executor_process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "net/fd_passing.hpp"
+
+extern char** environ;
+
+namespace rfaas::executor {
+
+using protocol::ControlErrc;
+using protocol::MessageError;
+
+ExecutorReports::~ExecutorReports() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::optional<nlohmann::json> ExecutorReports::next(net::Deadline deadline) {
+  for (;;) {
+    auto nl = buffer_.find('\n');
+    if (nl != std::string::npos) {
+      std::string line = buffer_.substr(0, nl);
+      buffer_.erase(0, nl + 1);
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded()) return j;
+      continue;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - net::Clock::now()).count();
+    if (left <= 0) return std::nullopt;
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    char chunk[4096];
+    ssize_t n = ::read(fd_, chunk, sizeof chunk);
+    if (n <= 0) return std::nullopt;
+    buffer_.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+protocol::Usage ExecutorReports::usage(net::Deadline deadline) {
+  while (auto j = next(deadline))
+    if (j->value("event", "") == "usage") {
+      try {
+        return j->get<protocol::Usage>();
+      } catch (...) {
+        break;
+      }
+    }
+  return {};
+}
+
+ExecutorProcess::ExecutorProcess(const std::string& path, const std::string& fabric_host) {
+  int out[2], sock[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) throw MessageError(ControlErrc::executor_failed, "pipe failed");
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sock) != 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    throw MessageError(ControlErrc::executor_failed, "socketpair failed");
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, sock[1], 3);
+  posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  std::vector<std::string> argv_s{path, "--listen", fabric_host};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  // One BLAS thread per worker: the lease owns exactly its cores.
+  std::vector<std::string> env_s;
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "OPENBLAS_NUM_THREADS=", 21) != 0 && std::strncmp(*e, "OMP_NUM_THREADS=", 16) != 0)
+      env_s.push_back(*e);
+  env_s.push_back("OPENBLAS_NUM_THREADS=1");
+  env_s.push_back("OMP_NUM_THREADS=1");
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  int rc = posix_spawn(&pid_, path.c_str(), &fa, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(out[1]);
+  ::close(sock[1]);
+  if (rc != 0) {
+    ::close(out[0]);
+    ::close(sock[0]);
+    throw MessageError(ControlErrc::executor_failed, "cannot start " + path + ": " + std::strerror(rc));
+  }
+  socket_ = sock[0];
+  reports_ = std::make_unique<ExecutorReports>(out[0]);
+  // glibc 2.36 declares pidfd_open without C linkage; the syscall is the portable spelling.
+  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+}
+
+ExecutorProcess::~ExecutorProcess() {
+  terminate();
+  if (pidfd_ >= 0) ::close(pidfd_);
+  if (socket_ >= 0) ::close(socket_);
+}
+
+void ExecutorProcess::assign(const protocol::LeaseAssignment& lease, int library_fd) {
+  try {
+    net::send_with_fd(socket_, nlohmann::json(lease).dump(), library_fd);
+  } catch (const net::NetError& e) {
+    throw MessageError(ControlErrc::executor_failed, std::string("handing the lease to the executor: ") + e.what());
+  }
+}
+
+std::optional<int> ExecutorProcess::exited() {
+  if (status_) return status_;
+  int st;
+  if (::waitpid(pid_, &st, WNOHANG) == pid_) status_ = st;
+  return status_;
+}
+
+int ExecutorProcess::terminate(std::chrono::milliseconds grace) {
+  if (exited()) return *status_;
+  ::kill(pid_, SIGTERM);
+  auto end = std::chrono::steady_clock::now() + grace;
+  while (!exited() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  if (!exited()) {
+    ::kill(pid_, SIGKILL);
+    int st;
+    ::waitpid(pid_, &st, 0);
+    status_ = st;
+  }
+  return *status_;
+}
+
+std::string describe_exit(int status) {
+  if (WIFSIGNALED(status))
+    return std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  return "exited with status " + std::to_string(WEXITSTATUS(status));
+}
+
+}  // namespace rfaas::executor

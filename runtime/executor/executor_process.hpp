@@ -1,0 +1,65 @@
+// A running rfaas-executor as the daemon sees it. It is started on standby (libfabric up,
+// domain and listener open, clock calibrated) and later handed one lease with assign(). Its
+// stdout carries its reports; the destructor stops it (SIGTERM, then SIGKILL).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "net/tcp_socket.hpp"
+#include "protocol/control.hpp"
+
+namespace rfaas::executor {
+
+// The executor's report lines, each read with a deadline.
+class ExecutorReports {
+ public:
+  explicit ExecutorReports(int fd) : fd_(fd) {}
+  ~ExecutorReports();
+  ExecutorReports(const ExecutorReports&) = delete;
+  ExecutorReports& operator=(const ExecutorReports&) = delete;
+  // The next JSON line, or nothing at EOF or when the deadline passes.
+  std::optional<nlohmann::json> next(net::Deadline deadline);
+  // The usage report, if the executor printed one before exiting.
+  protocol::Usage usage(net::Deadline deadline);
+
+ private:
+  int fd_;
+  std::string buffer_;
+};
+
+class ExecutorProcess {
+ public:
+  // Starts `path --listen fabric_host` on standby. Throws MessageError(executor_failed).
+  ExecutorProcess(const std::string& path, const std::string& fabric_host);
+  ~ExecutorProcess();
+  ExecutorProcess(const ExecutorProcess&) = delete;
+  ExecutorProcess& operator=(const ExecutorProcess&) = delete;
+
+  // Hands it its lease and library. Throws MessageError(executor_failed) if it is gone.
+  void assign(const protocol::LeaseAssignment& lease, int library_fd);
+
+  int pidfd() const { return pidfd_; }
+  ExecutorReports& reports() { return *reports_; }
+  // The wait status once it has exited (non-blocking), or nothing.
+  std::optional<int> exited();
+  // SIGTERM, then SIGKILL after `grace`; returns the wait status.
+  int terminate(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
+
+ private:
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  int socket_ = -1;  // to the executor's fd 3
+  std::optional<int> status_;
+  std::unique_ptr<ExecutorReports> reports_;
+};
+
+std::string describe_exit(int status);
+
+}  // namespace rfaas::executor
