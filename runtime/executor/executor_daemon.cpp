@@ -103,23 +103,24 @@ std::unique_ptr<ExecutorProcess> ExecutorDaemon::take_standby() {
   {
     std::lock_guard lock(standby_mutex_);
     taken = std::move(standby_);
-    if (shutting_down()) throw MessageError(ControlErrc::internal, "executor daemon is shutting down");
-    try {
-      standby_ = std::make_unique<ExecutorProcess>(config_.executor_path, config_.fabric_host);
-    } catch (const std::exception& e) {
-      log(std::string("cannot start a standby executor: ") + e.what());
-    }
   }
-  // A standby that died meanwhile is replaced by a fresh one (which initialises on its own).
+  // None ready (two leases at once), or it died: a fresh one, which initialises on its own.
   if (!taken || taken->exited()) taken = std::make_unique<ExecutorProcess>(config_.executor_path, config_.fabric_host);
   return taken;
 }
 
-void ExecutorDaemon::serve() {
-  {
-    std::lock_guard lock(standby_mutex_);
+void ExecutorDaemon::replenish_standby() {
+  std::lock_guard lock(standby_mutex_);
+  if (standby_ || shutting_down()) return;
+  try {
     standby_ = std::make_unique<ExecutorProcess>(config_.executor_path, config_.fabric_host);
+  } catch (const std::exception& e) {
+    log(std::string("cannot start a standby executor: ") + e.what());
   }
+}
+
+void ExecutorDaemon::serve() {
+  replenish_standby();
   log("node " + config_.node_name + ", " + std::to_string(leases_.total_cores()) + " cores, control port " + address());
   while (!shutting_down()) {
     net::TcpStream stream;
@@ -223,12 +224,20 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     }
     protocol::Allocated reply{lease_id, ready->value("address", ""), req.workers, cached};
     send_text(stream, protocol::make_message("allocated", reply), timeout);
+    // The next standby starts once this lease's endpoints had time to connect: its libfabric
+    // start-up would otherwise compete with them for the node's cores.
+    auto replenish_at = std::chrono::steady_clock::now() + 200ms;
+    bool replenished = false;
     log("lease " + std::to_string(lease_id) + ": " + std::to_string(req.workers) + " workers on cores " + cores_csv +
         ", library " + req.library_name + (cached ? " (cached)" : " (received)") + ", executor at " + reply.address);
 
     // Watch the lease until it ends one way or another.
     protocol::LeaseEnded end;
     for (;;) {
+      if (!replenished && std::chrono::steady_clock::now() >= replenish_at) {
+        replenish_standby();
+        replenished = true;
+      }
       int64_t left_ms = t.expires_at_ms - protocol::unix_now_ms();
       if (left_ms <= 0) {
         end.reason = "expired";
@@ -273,6 +282,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
                   timeout);
       }
     }
+    if (!replenished) replenish_standby();
     int st = executor.terminate();
     end.usage = executor.reports().usage(net::deadline_in(1s));
     if (end.reason != "client_gone") {

@@ -54,8 +54,10 @@ class ExecutorDaemon {
 
  private:
   void session(net::TcpStream stream);
-  // The executor started ahead of need, replaced by a new one as it is taken.
+  // The executor started ahead of need; replenish_standby() starts the next one once a lease
+  // has what it needs.
   std::unique_ptr<ExecutorProcess> take_standby();
+  void replenish_standby();
 
   DaemonConfig config_;
   protocol::ClusterSecret secret_;
