@@ -285,6 +285,9 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     if (!replenished) replenish_standby();
     int st = executor.terminate();
     end.usage = executor.reports().usage(net::deadline_in(1s));
+    // The cores are free before the client hears the lease ended, so it can lease them again.
+    leases_.release(lease_id);
+    reserved = false;
     if (end.reason != "client_gone") {
       try {
         send_text(stream, protocol::make_message("lease_ended", end), timeout);

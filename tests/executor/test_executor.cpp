@@ -287,8 +287,11 @@ TEST_CASE("an executor killed with SIGKILL mid-run fails in-flight invocations i
   std::vector<uint8_t> in = pattern(4096, 1), out(4096);
   size_t n;
   REQUIRE(ex->invoke(echo, in.data(), in.size(), out.data(), out.size(), &n) == Errc::ok);
-  // The serving executor and the daemon's standby one: both die (the daemon replaces the standby).
+  // The serving executor and the daemon's next standby (started shortly after a lease begins):
+  // both die; the daemon must start another standby for the next lease.
   auto pids = daemon.executors();
+  for (auto until = Clock::now() + 5s; pids.size() < 2 && Clock::now() < until; pids = daemon.executors())
+    std::this_thread::sleep_for(20ms);
   REQUIRE(pids.size() == 2);
   Invocation h[4];
   for (auto& hh : h) REQUIRE(ex->submit(echo, in.data(), in.size(), out.data(), out.size(), &hh) == Errc::ok);
