@@ -1,0 +1,76 @@
+// The executor daemon's tables: leases and their cores, the library cache.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "executor/lease_table.hpp"
+#include "executor/library_cache.hpp"
+#include "protocol/lease_token.hpp"
+
+using namespace rfaas;
+using rfaas::protocol::ControlErrc;
+
+namespace {
+ControlErrc reserve_error(executor::LeaseTable& t, uint64_t id, uint32_t cores) {
+  try {
+    t.reserve(id, cores);
+  } catch (const protocol::MessageError& e) {
+    return e.code();
+  }
+  return ControlErrc::internal;  // "no error" marker for these tests
+}
+
+std::string read_all(int fd) {
+  std::string out;
+  char buf[256];
+  ssize_t n;
+  while ((n = ::pread(fd, buf, sizeof buf, static_cast<off_t>(out.size()))) > 0) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+}  // namespace
+
+TEST_CASE("leases take distinct cores and give them back", "[tables]") {
+  executor::LeaseTable t({4, 5, 6});
+  auto a = t.reserve(1, 2);
+  CHECK(a == std::vector<int>{4, 5});
+  CHECK(t.free_cores() == 1);
+  CHECK(reserve_error(t, 2, 2) == ControlErrc::no_capacity);
+  CHECK(reserve_error(t, 1, 1) == ControlErrc::lease_active);  // never the same lease twice
+  auto b = t.reserve(3, 1);
+  CHECK(b == std::vector<int>{6});
+  CHECK(t.active_leases() == 2);
+  t.release(1);
+  t.release(1);   // idempotent
+  t.release(99);  // unknown: nothing happens
+  CHECK(t.free_cores() == 2);
+  CHECK(t.reserve(4, 2) == std::vector<int>{4, 5});
+  t.release(3);
+  t.release(4);
+  CHECK(t.free_cores() == 3);
+  CHECK(t.active_leases() == 0);
+}
+
+TEST_CASE("the library cache keeps sealed copies and drops the least recently used", "[tables]") {
+  executor::LibraryCache cache(10);  // bytes
+  std::vector<uint8_t> a{'a', 'a', 'a', 'a'}, b{'b', 'b', 'b', 'b'}, c{'c', 'c', 'c', 'c'};
+  auto ha = protocol::sha256_hex(a.data(), a.size()), hb = protocol::sha256_hex(b.data(), b.size()),
+       hc = protocol::sha256_hex(c.data(), c.size());
+  CHECK_FALSE(cache.open(ha));
+  int fa = cache.insert(ha, a);
+  CHECK(read_all(fa) == "aaaa");
+  CHECK(::write(fa, "x", 1) < 0);  // sealed: no lease changes what another loads
+  ::close(fa);
+  ::close(cache.insert(hb, b));
+  auto again = cache.open(ha);  // a is now the most recently used
+  REQUIRE(again);
+  CHECK(read_all(*again) == "aaaa");
+  ::close(*again);
+  ::close(cache.insert(hc, c));  // 12 bytes > 10: b, the least recently used, goes
+  CHECK_FALSE(cache.open(hb));
+  auto fc = cache.open(hc);
+  REQUIRE(fc);
+  ::close(*fc);
+  auto fa2 = cache.open(ha);
+  REQUIRE(fa2);
+  ::close(*fa2);
+}
