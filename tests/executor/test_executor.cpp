@@ -393,3 +393,21 @@ TEST_CASE("the C API works from a C program", "[executor][c-api]") {
                   RFAAS_FUNCTIONS_BASIC});
   CHECK(c.exit_code(60s) == 0);
 }
+
+TEST_CASE("a daemon shutting down revokes its leases with lease_revoked", "[executor][lease]") {
+  ExecutorDaemonProcess daemon;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  uint32_t v = 4, r;
+  size_t n;
+  REQUIRE(ex->invoke(ex->function("echo"), &v, 4, &r, 4, &n) == Errc::ok);
+  daemon.process().kill(SIGTERM);  // what Slurm sends on scancel or preemption
+  auto t0 = Clock::now();
+  Errc e = Errc::ok;
+  while (e == Errc::ok && Clock::now() - t0 < 10s) {
+    e = ex->invoke(ex->function("echo"), &v, 4, &r, 4, &n, 2s);
+    if (e == Errc::ok) std::this_thread::sleep_for(20ms);
+  }
+  CHECK(e == Errc::lease_revoked);
+  CHECK(Clock::now() - t0 < 5s);
+  CHECK(daemon.process().exit_code(15s) == 0);
+}
