@@ -4,8 +4,8 @@
 set -euo pipefail
 
 packages=(
-  # toolchain
-  build-essential cmake ninja-build pkg-config git
+  # toolchain (clang + its runtime: the libFuzzer harnesses)
+  build-essential cmake ninja-build pkg-config git clang libclang-rt-14-dev
   # transports
   libfabric-dev libfabric-bin libibverbs-dev librdmacm-dev rdma-core ibverbs-providers
   # MPI

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every rfaas test: the CTest suite of a Release build, then the same
-# suite in a second build under AddressSanitizer + UndefinedBehaviorSanitizer, then the install
-# check (a tiny consumer project finds rfaas with find_package). Exits non-zero on any failure.
+# suite in a second build under AddressSanitizer + UndefinedBehaviorSanitizer, a bounded
+# libFuzzer run over the control-message parsers, then the install check (a tiny consumer
+# project finds rfaas with find_package). Exits non-zero on any failure.
 #   ./scripts/test.sh            everything
 #   RFAAS_SKIP_SANITIZE=1 ...    skip the sanitizer build (local iteration only; CI runs it)
 set -euo pipefail
@@ -29,6 +30,15 @@ if [ "${RFAAS_SKIP_SANITIZE:-0}" != 1 ]; then
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$root/build-asan" --output-on-failure --timeout 900
 fi
+
+section "fuzz: control-message parsers (libFuzzer, bounded)"
+cmake -S "$root/tests/fuzz" -B "$root/build-fuzz" -G Ninja -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+cmake --build "$root/build-fuzz" -j "$jobs"
+fuzz_corpus=$(mktemp -d)
+# New inputs go to a scratch folder; the seeds in the tree are read only.
+"$root/build-fuzz/fuzz_control" -max_total_time="${RFAAS_FUZZ_SECONDS:-30}" -print_final_stats=1 \
+  "$fuzz_corpus" "$root/tests/fuzz/corpus" 2>&1 | tail -n 12
+rm -rf "$fuzz_corpus"
 
 section "install + find_package(rfaas) consumer"
 "$root/scripts/check-install.sh" "$root/build"
