@@ -1,0 +1,91 @@
+#include "journal.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace rfaas::broker {
+
+Journal::Journal(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd_ < 0) throw JournalError("journal " + path + ": " + std::strerror(errno));
+}
+
+Journal::~Journal() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Journal::append(const nlohmann::json& record) {
+  std::string line = record.dump() + "\n";
+  size_t off = 0;
+  while (off < line.size()) {
+    ssize_t n = ::write(fd_, line.data() + off, line.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw JournalError("journal " + path_ + ": write: " + std::strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+  if (::fdatasync(fd_) != 0) throw JournalError("journal " + path_ + ": fdatasync: " + std::strerror(errno));
+}
+
+void Journal::grant(const LeaseRecord& r) {
+  nlohmann::json j = r;
+  j["op"] = "grant";
+  append(j);
+}
+
+void Journal::release(uint64_t lease_id, const std::string& reason) {
+  append({{"op", "release"}, {"lease_id", lease_id}, {"reason", reason}});
+}
+
+void Journal::renew(uint64_t lease_id, int64_t expires_at_ms) {
+  append({{"op", "renew"}, {"lease_id", lease_id}, {"expires_at_ms", expires_at_ms}});
+}
+
+Journal::ReplayResult Journal::replay(const std::string& path, LeaseBook& book) {
+  ReplayResult result;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return result;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  size_t pos = 0, line_no = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    ++line_no;
+    if (nl == std::string::npos) {  // no newline: the write of this record never finished
+      result.torn_tail = true;
+      break;
+    }
+    auto j = nlohmann::json::parse(text.begin() + static_cast<long>(pos), text.begin() + static_cast<long>(nl), nullptr,
+                                   false);
+    pos = nl + 1;
+    bool last = pos >= text.size();
+    try {
+      if (j.is_discarded() || !j.is_object()) throw std::runtime_error("not a JSON object");
+      std::string op = j.at("op").get<std::string>();
+      if (op == "grant") {
+        if (!book.apply_grant(j.get<LeaseRecord>())) throw std::runtime_error("grant of cores already granted");
+      } else if (op == "release") {
+        book.apply_release(j.at("lease_id").get<uint64_t>());
+      } else if (op == "renew") {
+        book.apply_renew(j.at("lease_id").get<uint64_t>(), j.at("expires_at_ms").get<int64_t>());
+      } else {
+        throw std::runtime_error("unknown op '" + op + "'");
+      }
+      ++result.records;
+    } catch (const std::exception& e) {
+      if (last && j.is_discarded()) {
+        result.torn_tail = true;
+        break;
+      }
+      throw JournalError("journal " + path + " line " + std::to_string(line_no) + ": " + e.what());
+    }
+  }
+  return result;
+}
+
+}  // namespace rfaas::broker

@@ -1,0 +1,118 @@
+#include "lease_book.hpp"
+
+#include <algorithm>
+
+namespace rfaas::broker {
+
+const char* to_string(NodeInfo::State s) {
+  switch (s) {
+    case NodeInfo::State::active: return "active";
+    case NodeInfo::State::draining: return "draining";
+    case NodeInfo::State::lost: return "lost";
+  }
+  return "unknown";
+}
+
+void to_json(nlohmann::json& j, const LeaseRecord& r) {
+  j = {{"lease_id", r.lease_id}, {"node", r.node}, {"cores", r.cores}, {"memory_bytes", r.memory_bytes},
+       {"expires_at_ms", r.expires_at_ms}, {"client", r.client}};
+}
+
+void from_json(const nlohmann::json& j, LeaseRecord& r) {
+  r.lease_id = j.at("lease_id").get<uint64_t>();
+  r.node = j.at("node").get<std::string>();
+  r.cores = j.at("cores").get<uint32_t>();
+  r.memory_bytes = j.at("memory_bytes").get<uint64_t>();
+  r.expires_at_ms = j.at("expires_at_ms").get<int64_t>();
+  r.client = j.at("client").get<std::string>();
+}
+
+void LeaseBook::upsert_node(const NodeInfo& node) {
+  NodeInfo n = node;
+  n.state = NodeInfo::State::active;
+  nodes_[node.name] = n;
+}
+
+bool LeaseBook::set_state(const std::string& node, NodeInfo::State state) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return false;
+  it->second.state = state;
+  return true;
+}
+
+uint32_t LeaseBook::free_cores(const std::string& node) const {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return 0;
+  uint64_t used = 0;
+  for (auto& [id, l] : leases_)
+    if (l.node == node) used += l.cores;
+  return used >= it->second.cores ? 0 : static_cast<uint32_t>(it->second.cores - used);
+}
+
+uint64_t LeaseBook::free_memory(const std::string& node) const {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return 0;
+  uint64_t used = 0;
+  for (auto& [id, l] : leases_)
+    if (l.node == node) used += l.memory_bytes;
+  return used >= it->second.memory_bytes ? 0 : it->second.memory_bytes - used;
+}
+
+std::optional<LeaseRecord> LeaseBook::place(const LeaseRequest& request, int64_t now_ms) const {
+  if (request.cores == 0 || request.duration_ms <= 0) return std::nullopt;
+  const NodeInfo* best = nullptr;
+  uint32_t best_free = 0;
+  for (auto& [name, node] : nodes_) {  // name order: ties go to the first
+    if (node.state != NodeInfo::State::active) continue;
+    if (std::find(request.avoid_nodes.begin(), request.avoid_nodes.end(), name) != request.avoid_nodes.end()) continue;
+    uint32_t free = free_cores(name);
+    if (free < request.cores || free_memory(name) < request.memory_bytes) continue;
+    if (!best || free < best_free) {
+      best = &node;
+      best_free = free;
+    }
+  }
+  if (!best) return std::nullopt;
+  return LeaseRecord{next_lease_id_, best->name, request.cores, request.memory_bytes, now_ms + request.duration_ms,
+                     request.client};
+}
+
+bool LeaseBook::apply_grant(const LeaseRecord& r) {
+  if (leases_.count(r.lease_id)) return false;
+  // On replay a node may not have re-registered yet: its leases are kept and counted once it does.
+  if (nodes_.count(r.node) && (free_cores(r.node) < r.cores || free_memory(r.node) < r.memory_bytes)) return false;
+  leases_[r.lease_id] = r;
+  next_lease_id_ = std::max(next_lease_id_, r.lease_id + 1);
+  return true;
+}
+
+bool LeaseBook::apply_release(uint64_t lease_id) { return leases_.erase(lease_id) > 0; }
+
+bool LeaseBook::apply_renew(uint64_t lease_id, int64_t expires_at_ms) {
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) return false;
+  it->second.expires_at_ms = expires_at_ms;
+  return true;
+}
+
+std::vector<LeaseRecord> LeaseBook::expired(int64_t now_ms) const {
+  std::vector<LeaseRecord> out;
+  for (auto& [id, l] : leases_)
+    if (l.expires_at_ms <= now_ms) out.push_back(l);
+  return out;
+}
+
+std::vector<LeaseRecord> LeaseBook::leases_on(const std::string& node) const {
+  std::vector<LeaseRecord> out;
+  for (auto& [id, l] : leases_)
+    if (l.node == node) out.push_back(l);
+  return out;
+}
+
+std::optional<LeaseRecord> LeaseBook::lease(uint64_t lease_id) const {
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace rfaas::broker

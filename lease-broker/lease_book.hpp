@@ -1,0 +1,80 @@
+// The broker's state: the executor nodes it knows and the leases it has granted on them.
+// Pure bookkeeping, no I/O: the broker journals a change before it applies it here.
+//
+// Placement policy (best fit): among active nodes that are not in the request's avoid list and
+// have enough free cores and memory, the one with the fewest free cores; ties go to the node
+// name that sorts first. Best fit keeps whole nodes free for large requests, and the tie rule
+// makes placement deterministic (and testable).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace rfaas::broker {
+
+struct NodeInfo {
+  enum class State : uint8_t { active, draining, lost };
+  std::string name;
+  std::string control_address;  // the executor daemon's host:port
+  uint32_t cores = 0;
+  uint64_t memory_bytes = 0;
+  State state = State::active;
+  int64_t last_heartbeat_ms = 0;
+};
+const char* to_string(NodeInfo::State);
+
+struct LeaseRecord {
+  uint64_t lease_id = 0;
+  std::string node;
+  uint32_t cores = 0;
+  uint64_t memory_bytes = 0;
+  int64_t expires_at_ms = 0;
+  std::string client;
+};
+void to_json(nlohmann::json& j, const LeaseRecord& r);
+void from_json(const nlohmann::json& j, LeaseRecord& r);
+
+struct LeaseRequest {
+  uint32_t cores = 1;
+  uint64_t memory_bytes = 0;
+  int64_t duration_ms = 0;
+  std::string client;
+  std::vector<std::string> avoid_nodes;  // e.g. the client's own node
+};
+
+class LeaseBook {
+ public:
+  // Registration and heartbeats: adds or refreshes a node (its state becomes active).
+  void upsert_node(const NodeInfo& node);
+  bool set_state(const std::string& node, NodeInfo::State state);
+  const std::map<std::string, NodeInfo>& nodes() const { return nodes_; }
+
+  // Where a request would go, as the record to journal and then apply; nothing if it fits nowhere.
+  std::optional<LeaseRecord> place(const LeaseRequest& request, int64_t now_ms) const;
+  // Applies a journaled change. apply_grant refuses (false) a record whose cores are not free:
+  // no lease is ever granted twice for the same cores, replay included.
+  bool apply_grant(const LeaseRecord& record);
+  bool apply_release(uint64_t lease_id);
+  bool apply_renew(uint64_t lease_id, int64_t expires_at_ms);
+  // Leases whose expiry has passed (not removed: the caller journals, then releases them).
+  std::vector<LeaseRecord> expired(int64_t now_ms) const;
+  std::vector<LeaseRecord> leases_on(const std::string& node) const;
+
+  const std::map<uint64_t, LeaseRecord>& leases() const { return leases_; }
+  std::optional<LeaseRecord> lease(uint64_t lease_id) const;
+  uint32_t free_cores(const std::string& node) const;
+  uint64_t free_memory(const std::string& node) const;
+  uint64_t next_lease_id() const { return next_lease_id_; }
+
+ private:
+  std::map<std::string, NodeInfo> nodes_;
+  std::map<uint64_t, LeaseRecord> leases_;
+  uint64_t next_lease_id_ = 1;
+};
+
+}  // namespace rfaas::broker

@@ -1,0 +1,153 @@
+// The broker's lease book and journal: placement, no double grant, expiry, renew, replay.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "journal.hpp"
+#include "lease_book.hpp"
+
+using namespace rfaas::broker;
+namespace fs = std::filesystem;
+
+namespace {
+NodeInfo node(const std::string& name, uint32_t cores, uint64_t memory = 1ull << 34) {
+  NodeInfo n;
+  n.name = name;
+  n.control_address = name + ":7000";
+  n.cores = cores;
+  n.memory_bytes = memory;
+  return n;
+}
+LeaseRequest request(uint32_t cores, std::vector<std::string> avoid = {}) {
+  return LeaseRequest{cores, 1 << 20, 60'000, std::string("client"), std::move(avoid)};
+}
+LeaseRecord grant(LeaseBook& b, const LeaseRequest& r, int64_t now = 1000) {
+  auto rec = b.place(r, now);
+  REQUIRE(rec);
+  REQUIRE(b.apply_grant(*rec));
+  return *rec;
+}
+struct TempFile {
+  fs::path path = fs::temp_directory_path() / ("rfaas-journal-" + std::to_string(getpid()) + "-" + std::to_string(rand()));
+  ~TempFile() { fs::remove(path); }
+};
+}  // namespace
+
+TEST_CASE("placement is best fit, honours avoid lists and never overcommits", "[broker]") {
+  LeaseBook b;
+  b.upsert_node(node("a", 8));
+  b.upsert_node(node("b", 4));
+  b.upsert_node(node("c", 4));
+  // Best fit: the fewest free cores that fit; ties by name.
+  CHECK(grant(b, request(2)).node == "b");
+  CHECK(grant(b, request(2)).node == "b");       // b has 2 left: best fit
+  CHECK(grant(b, request(3)).node == "c");       // b is full
+  CHECK(grant(b, request(4)).node == "a");
+  CHECK(grant(b, request(1), 1000).node == "c");  // c has 1 left
+  CHECK_FALSE(b.place(request(2, {"a"}), 1000));  // only a has room, and it is avoided
+  CHECK(b.free_cores("a") == 4);
+  CHECK(b.free_cores("b") == 0);
+  CHECK(b.free_cores("c") == 0);
+  CHECK_FALSE(b.place(request(5), 1000));         // fits nowhere
+  CHECK_FALSE(b.place(request(0), 1000));
+  // Lease ids are never reused.
+  std::set<uint64_t> ids;
+  for (auto& [id, l] : b.leases()) ids.insert(id);
+  CHECK(ids.size() == b.leases().size());
+}
+
+TEST_CASE("avoid lists, draining and lost nodes are skipped", "[broker]") {
+  LeaseBook b;
+  b.upsert_node(node("a", 4));
+  b.upsert_node(node("b", 4));
+  CHECK(grant(b, request(1, {"a"})).node == "b");
+  b.set_state("b", NodeInfo::State::draining);
+  CHECK(grant(b, request(1)).node == "a");
+  b.set_state("a", NodeInfo::State::lost);
+  CHECK_FALSE(b.place(request(1), 0));
+  b.upsert_node(node("a", 4));  // a heartbeat brings it back
+  CHECK(b.place(request(1), 0));
+}
+
+TEST_CASE("the same cores are never granted twice", "[broker]") {
+  LeaseBook b;
+  b.upsert_node(node("a", 2));
+  auto r1 = grant(b, request(2));
+  LeaseRecord dup = r1;
+  dup.lease_id = 99;
+  CHECK_FALSE(b.apply_grant(dup));   // a's cores are all taken
+  CHECK_FALSE(b.apply_grant(r1));    // the same lease again
+  CHECK(b.apply_release(r1.lease_id));
+  CHECK(b.apply_grant(dup));
+}
+
+TEST_CASE("leases expire and renew", "[broker]") {
+  LeaseBook b;
+  b.upsert_node(node("a", 4));
+  auto r = grant(b, request(1), 1000);  // expires at 61000
+  CHECK(b.expired(60'999).empty());
+  CHECK(b.expired(61'000).size() == 1);
+  CHECK(b.apply_renew(r.lease_id, 120'000));
+  CHECK(b.expired(61'000).empty());
+  CHECK_FALSE(b.apply_renew(12345, 1));
+}
+
+TEST_CASE("the journal rebuilds the book, a torn tail is skipped, damage is an error", "[broker][journal]") {
+  TempFile f;
+  LeaseBook b;
+  b.upsert_node(node("a", 4));
+  b.upsert_node(node("b", 4));
+  uint64_t released;
+  {
+    Journal j(f.path.string());
+    auto r1 = *b.place(request(2), 1000);
+    j.grant(r1);
+    b.apply_grant(r1);
+    auto r2 = *b.place(request(3), 1000);
+    j.grant(r2);
+    b.apply_grant(r2);
+    auto r3 = *b.place(request(1), 1000);
+    j.grant(r3);
+    b.apply_grant(r3);
+    j.release(r1.lease_id, "released");
+    b.apply_release(r1.lease_id);
+    released = r1.lease_id;
+    j.renew(r2.lease_id, 500'000);
+    b.apply_renew(r2.lease_id, 500'000);
+  }
+  CHECK((fs::status(f.path).permissions() & (fs::perms::group_all | fs::perms::others_all)) == fs::perms::none);
+  LeaseBook restored;  // nodes are re-learned from heartbeats, later
+  auto res = Journal::replay(f.path.string(), restored);
+  CHECK(res.records == 5);
+  CHECK_FALSE(res.torn_tail);
+  CHECK(restored.leases().size() == b.leases().size());
+  CHECK_FALSE(restored.lease(released));
+  for (auto& [id, l] : b.leases()) {
+    auto r = restored.lease(id);
+    REQUIRE(r);
+    CHECK(r->node == l.node);
+    CHECK(r->expires_at_ms == l.expires_at_ms);
+  }
+  CHECK(restored.next_lease_id() == b.next_lease_id());
+  // After re-registration the replayed leases hold their cores: no double grant.
+  restored.upsert_node(node("a", 4));
+  restored.upsert_node(node("b", 4));
+  CHECK(restored.free_cores("a") == b.free_cores("a"));
+  CHECK(restored.free_cores("b") == b.free_cores("b"));
+
+  // The broker died mid-write: the partial last record is ignored.
+  { std::ofstream(f.path, std::ios::app) << R"({"op":"grant","lease_id":77,"no)"; }
+  LeaseBook torn;
+  res = Journal::replay(f.path.string(), torn);
+  CHECK(res.torn_tail);
+  CHECK(res.records == 5);
+  CHECK_FALSE(torn.lease(77));
+
+  // Damage before the end is not silently skipped.
+  { std::ofstream(f.path, std::ios::trunc) << "garbage\n" << R"({"op":"release","lease_id":1,"reason":"x"})" << "\n"; }
+  LeaseBook damaged;
+  CHECK_THROWS_AS(Journal::replay(f.path.string(), damaged), JournalError);
+}
