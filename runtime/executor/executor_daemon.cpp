@@ -67,6 +67,9 @@ DaemonConfig DaemonConfig::from_json_file(const std::string& path) {
       else if (key == "max_library_bytes") c.max_library_bytes = value.get<uint64_t>();
       else if (key == "library_cache_bytes") c.library_cache_bytes = value.get<uint64_t>();
       else if (key == "control_timeout_ms") c.control_timeout_ms = value.get<uint32_t>();
+      else if (key == "broker") c.broker = value.get<std::string>();
+      else if (key == "advertise") c.advertise = value.get<std::string>();
+      else if (key == "memory_bytes") c.memory_bytes = value.get<uint64_t>();
       else throw std::runtime_error("unknown key '" + key + "'");
     }
   } catch (const nlohmann::json::exception& e) {
@@ -82,6 +85,8 @@ static DaemonConfig with_defaults(DaemonConfig c) {
   if (c.executor_path.empty()) c.executor_path = self_dir() + "/rfaas-executor";
   if (c.cores.empty())
     for (long i = 0; i < ::sysconf(_SC_NPROCESSORS_ONLN); ++i) c.cores.push_back(static_cast<int>(i));
+  if (c.memory_bytes == 0)
+    c.memory_bytes = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   return c;
 }
 
@@ -121,6 +126,12 @@ void ExecutorDaemon::replenish_standby() {
 
 void ExecutorDaemon::serve() {
   replenish_standby();
+  if (!config_.broker.empty()) {
+    broker_ = std::make_unique<BrokerLink>(config_.broker, config_.node_name,
+                                           config_.advertise.empty() ? address() : config_.advertise,
+                                           static_cast<uint32_t>(leases_.total_cores()), config_.memory_bytes, secret_);
+    broker_->start();
+  }
   log("node " + config_.node_name + ", " + std::to_string(leases_.total_cores()) + " cores, control port " + address());
   while (!shutting_down()) {
     net::TcpStream stream;
@@ -147,6 +158,7 @@ void ExecutorDaemon::serve() {
     std::lock_guard standby_lock(standby_mutex_);
     standby_.reset();
   }
+  broker_.reset();
   log("stopped");
 }
 
@@ -294,6 +306,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
       } catch (const net::NetError&) {
       }
     }
+    if (broker_) broker_->report_usage(lease_id, end.usage, end.reason);
     log("lease " + std::to_string(lease_id) + " ended: " + end.reason + ", executor " + describe_exit(st) + ", " +
         std::to_string(end.usage.invocations) + " invocations");
   } catch (const MessageError& e) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "executor/broker_link.hpp"
 #include "executor/executor_process.hpp"
 #include "executor/lease_table.hpp"
 #include "executor/library_cache.hpp"
@@ -31,6 +32,9 @@ struct DaemonConfig {
   uint64_t max_library_bytes = 256ull << 20;
   uint64_t library_cache_bytes = 1ull << 30;
   uint32_t control_timeout_ms = 10'000;  // bound on every wait for a client or an executor
+  std::string broker;                   // host:port of the lease broker; empty: direct mode only
+  std::string advertise;                // control address given to the broker; default: listen address
+  uint64_t memory_bytes = 0;            // memory it offers; default: the node's physical memory
 
   // Reads a JSON config file; keys as the fields above. Throws std::runtime_error.
   static DaemonConfig from_json_file(const std::string& path);
@@ -65,6 +69,7 @@ class ExecutorDaemon {
   LibraryCache libraries_;
   net::TcpListener listener_;
   std::atomic<bool> shutdown_{false};
+  std::unique_ptr<BrokerLink> broker_;
   std::mutex standby_mutex_;
   std::unique_ptr<ExecutorProcess> standby_;
   std::mutex sessions_mutex_;

@@ -20,7 +20,8 @@ void on_signal(int) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path, listen, node_name, secret_file, executor_path, fabric_host, ready_file, cores_csv;
+  std::string config_path, listen, node_name, secret_file, executor_path, fabric_host, ready_file, cores_csv, broker,
+      advertise;
   po::options_description desc("rfaas-executord: serves leases of this node's cores");
   desc.add_options()("help,h", "show this help")
       ("config", po::value(&config_path), "JSON config file (keys: listen, node_name, secret_file, cores, "
@@ -32,6 +33,8 @@ int main(int argc, char** argv) {
       ("cores", po::value(&cores_csv), "comma-separated core ids to lease (default: all)")
       ("executor", po::value(&executor_path), "path of rfaas-executor (default: beside this binary)")
       ("fabric-host", po::value(&fabric_host), "address executors listen on for client endpoints")
+      ("broker", po::value(&broker), "lease broker host:port to register with (heartbeats, usage reports)")
+      ("advertise", po::value(&advertise), "control address to give the broker (default: the listen address)")
       ("ready-file", po::value(&ready_file), "write the control address here once listening");
   po::variables_map vm;
   try {
@@ -53,6 +56,8 @@ int main(int argc, char** argv) {
     if (!secret_file.empty()) cfg.secret_file = secret_file;
     if (!executor_path.empty()) cfg.executor_path = executor_path;
     if (!fabric_host.empty()) cfg.fabric_host = fabric_host;
+    if (!broker.empty()) cfg.broker = broker;
+    if (!advertise.empty()) cfg.advertise = advertise;
     if (!cores_csv.empty()) {
       cfg.cores.clear();
       size_t pos = 0;

@@ -30,30 +30,43 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// A cluster secret file (32 fixed bytes, mode 0600) at `path`.
+inline std::string write_secret(const std::filesystem::path& path) {
+  {
+    std::ofstream s(path, std::ios::binary);
+    for (int i = 0; i < 32; ++i) s.put(static_cast<char>(i * 7 + 3));
+  }
+  ::chmod(path.c_str(), 0600);
+  return path.string();
+}
+
+// Waits for a daemon's --ready-file and returns the address in it.
+inline std::string wait_ready_file(const std::string& path, ChildProcess& process) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < end) {
+    std::ifstream in(path);
+    std::string address;
+    if (in >> address) return address;
+    if (process.wait_for(std::chrono::milliseconds(0))) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  throw std::runtime_error("daemon did not start");
+}
+
 class ExecutorDaemonProcess {
  public:
   static constexpr const char* kNodeName = "test-node";
 
-  explicit ExecutorDaemonProcess(std::vector<std::string> extra_args = {}) {
-    secret_ = (dir_.path() / "secret").string();
-    {
-      std::ofstream s(secret_, std::ios::binary);
-      for (int i = 0; i < 32; ++i) s.put(static_cast<char>(i * 7 + 3));
-    }
-    ::chmod(secret_.c_str(), 0600);
+  // A daemon with its own secret, or (secret_file given) sharing one, e.g. with a broker.
+  explicit ExecutorDaemonProcess(std::vector<std::string> extra_args = {}, std::string secret_file = {},
+                                 std::string node_name = kNodeName) {
+    secret_ = secret_file.empty() ? write_secret(dir_.path() / "secret") : secret_file;
     auto ready = (dir_.path() / "ready").string();
-    std::vector<std::string> argv{RFAAS_EXECUTORD, "--listen", "127.0.0.1:0", "--node-name", kNodeName,
+    std::vector<std::string> argv{RFAAS_EXECUTORD, "--listen", "127.0.0.1:0", "--node-name", node_name,
                                   "--secret-file", secret_, "--ready-file", ready};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     process_ = std::make_unique<ChildProcess>(argv);
-    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < end) {
-      std::ifstream in(ready);
-      if (in >> address_) return;
-      if (process_->wait_for(std::chrono::milliseconds(0))) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    throw std::runtime_error("rfaas-executord did not start");
+    address_ = wait_ready_file(ready, *process_);
   }
   ~ExecutorDaemonProcess() {
     process_->kill(SIGTERM);

@@ -72,6 +72,22 @@ struct DirectLeaseOptions {
 // Direct mode: signs a lease token with the cluster secret, without a broker.
 LeaseGrant direct_lease(const std::string& daemon_address, const DirectLeaseOptions& options);
 
+struct BrokerLeaseOptions {
+  uint32_t cores = 1;
+  uint64_t memory_bytes = 1ull << 30;
+  std::chrono::milliseconds duration{std::chrono::minutes(10)};
+  std::string client = "rfaas-client";
+  std::vector<std::string> avoid_nodes;  // placement hint, e.g. this rank's own node
+  std::chrono::milliseconds timeout{10'000};
+};
+
+// Asks the lease broker at broker_address (host:port) for a lease. Throws Error: no_capacity
+// when no node can take it, connection_failed when the broker cannot be reached.
+LeaseGrant broker_lease(const std::string& broker_address, const BrokerLeaseOptions& options);
+// Tells the broker the lease is over (Executor::release ends it at the executor). Idempotent.
+void broker_release(const std::string& broker_address, uint64_t lease_id,
+                    std::chrono::milliseconds timeout = std::chrono::milliseconds(10'000));
+
 struct DeployOptions {
   std::string library_path;             // the function library (.so) to ship
   std::vector<std::string> functions;   // names to resolve; function(name) gives their ids

@@ -1,0 +1,212 @@
+#include "broker.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+namespace rfaas::broker {
+
+using protocol::ControlErrc;
+using protocol::MessageError;
+using namespace std::chrono_literals;
+
+namespace {
+void log(const std::string& line) { std::fprintf(stderr, "rfaas-broker: %s\n", line.c_str()); }
+
+LeaseBook replayed_book(const std::string& path, Journal::ReplayResult* result) {
+  LeaseBook book;
+  *result = Journal::replay(path, book);
+  return book;
+}
+}  // namespace
+
+BrokerConfig BrokerConfig::from_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read config " + path);
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw std::runtime_error("config " + path + " is not a JSON object");
+  BrokerConfig c;
+  for (auto& [key, value] : j.items()) {
+    if (key == "listen") c.listen = value.get<std::string>();
+    else if (key == "secret_file") c.secret_file = value.get<std::string>();
+    else if (key == "journal") c.journal_path = value.get<std::string>();
+    else if (key == "heartbeat_timeout_ms") c.heartbeat_timeout_ms = value.get<uint32_t>();
+    else if (key == "control_timeout_ms") c.control_timeout_ms = value.get<uint32_t>();
+    else throw std::runtime_error("config " + path + ": unknown key '" + key + "'");
+  }
+  return c;
+}
+
+LeaseBroker::LeaseBroker(BrokerConfig config)
+    : config_(std::move(config)),
+      secret_(protocol::ClusterSecret::load(config_.secret_file)),
+      book_(replayed_book(config_.journal_path, &replayed_)),
+      journal_(config_.journal_path) {
+  auto hp = net::HostPort::parse(config_.listen);
+  listener_ = net::TcpListener::bind(hp.host, hp.port);
+}
+
+bool LeaseBroker::registration_valid(const protocol::NodeRegistration& r, std::string* why) const {
+  if (!r.verify(secret_)) {
+    *why = "registration of '" + r.node + "' does not verify";
+    return false;
+  }
+  int64_t skew = protocol::unix_now_ms() - r.timestamp_ms;
+  if (skew > protocol::kRegistrationSkewMs || skew < -protocol::kRegistrationSkewMs) {
+    *why = "registration of '" + r.node + "' is stale or from the future";
+    return false;
+  }
+  return true;
+}
+
+std::string LeaseBroker::release_locked(uint64_t lease_id, const std::string& reason) {
+  if (!book_.lease(lease_id)) return "not held";
+  journal_.release(lease_id, reason);
+  book_.apply_release(lease_id);
+  return reason;
+}
+
+std::string LeaseBroker::handle(const std::vector<uint8_t>& frame) {
+  try {
+    auto msg = protocol::ControlMessage::parse(frame);
+    int64_t now = protocol::unix_now_ms();
+    if (msg.type == "register") {
+      auto r = msg.as<protocol::NodeRegistration>();
+      std::string why;
+      if (!registration_valid(r, &why)) throw MessageError(ControlErrc::bad_token, why);
+      std::lock_guard lock(mutex_);
+      bool known = book_.nodes().count(r.node) > 0;
+      book_.upsert_node({r.node, r.control_address, r.cores, r.memory_bytes, NodeInfo::State::active, now});
+      if (!known) log("node " + r.node + " registered: " + std::to_string(r.cores) + " cores at " + r.control_address);
+      return protocol::make_message("registered", {{"heartbeat_interval_ms", config_.heartbeat_timeout_ms / 4}});
+    }
+    if (msg.type == "lease") {
+      auto ask = msg.as<protocol::LeaseAsk>();
+      std::lock_guard lock(mutex_);
+      LeaseRequest req{ask.cores, ask.memory_bytes, ask.duration_ms, ask.client, ask.avoid_nodes};
+      auto rec = book_.place(req, now);
+      if (!rec)
+        throw MessageError(ControlErrc::no_capacity, "no active node has " + std::to_string(ask.cores) +
+                                                         " free cores and the memory asked for");
+      journal_.grant(*rec);  // durable before it is answered
+      book_.apply_grant(*rec);
+      protocol::LeaseToken t{rec->lease_id, rec->node, rec->cores, rec->memory_bytes, rec->expires_at_ms, rec->client, ""};
+      t.sign(secret_);
+      protocol::LeaseGranted g{rec->lease_id, book_.nodes().at(rec->node).control_address, nlohmann::json(t).dump(),
+                               rec->expires_at_ms};
+      return protocol::make_message("lease_granted", g);
+    }
+    if (msg.type == "release") {
+      uint64_t id = msg.body.value("lease_id", uint64_t{0});
+      std::lock_guard lock(mutex_);
+      release_locked(id, "released");
+      return protocol::make_message("released", {{"lease_id", id}});
+    }
+    if (msg.type == "lease_usage") {
+      if (!msg.body.contains("registration")) throw MessageError(ControlErrc::malformed, "usage without registration");
+      auto r = msg.body.at("registration").get<protocol::NodeRegistration>();
+      std::string why;
+      if (!registration_valid(r, &why)) throw MessageError(ControlErrc::bad_token, why);
+      uint64_t id = msg.body.value("lease_id", uint64_t{0});
+      auto usage = msg.body.at("usage").get<protocol::Usage>();
+      std::lock_guard lock(mutex_);
+      auto lease = book_.lease(id);
+      if (lease && lease->node != r.node) throw MessageError(ControlErrc::bad_token, "usage for a lease on another node");
+      usage_[id] = usage;
+      release_locked(id, "ended: " + msg.body.value("reason", std::string("unknown")));
+      return protocol::make_message("recorded", {{"lease_id", id}});
+    }
+    if (msg.type == "status") {
+      std::lock_guard lock(mutex_);
+      nlohmann::json nodes = nlohmann::json::array(), leases = nlohmann::json::array(), usage = nlohmann::json::array();
+      for (auto& [name, n] : book_.nodes())
+        nodes.push_back({{"node", name}, {"address", n.control_address}, {"cores", n.cores},
+                         {"free_cores", book_.free_cores(name)}, {"state", to_string(n.state)},
+                         {"heartbeat_age_ms", now - n.last_heartbeat_ms}});
+      for (auto& [id, l] : book_.leases()) leases.push_back(l);
+      for (auto& [id, u] : usage_) {
+        nlohmann::json j = u;
+        j["lease_id"] = id;
+        usage.push_back(j);
+      }
+      return protocol::make_message("status", {{"nodes", nodes}, {"leases", leases}, {"usage", usage}});
+    }
+    throw MessageError(ControlErrc::malformed, "unknown message type '" + msg.type + "'");
+  } catch (const MessageError& e) {
+    return protocol::make_error(e.code(), e.what());
+  } catch (const JournalError& e) {
+    log(std::string("journal: ") + e.what());
+    return protocol::make_error(ControlErrc::internal, "the broker cannot record the change");
+  } catch (const std::exception& e) {
+    return protocol::make_error(ControlErrc::malformed, e.what());
+  }
+}
+
+void LeaseBroker::session(net::TcpStream stream) {
+  try {
+    for (;;) {
+      auto frame = stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(std::chrono::milliseconds(config_.control_timeout_ms)));
+      std::string reply = handle(frame);
+      stream.send_frame(reply.data(), reply.size(), net::deadline_in(std::chrono::milliseconds(config_.control_timeout_ms)));
+    }
+  } catch (const net::NetError& e) {
+    if (e.code() == net::NetErrc::too_large) {
+      std::string reply = protocol::make_error(ControlErrc::malformed, e.what());
+      try {
+        stream.send_frame(reply.data(), reply.size(), net::deadline_in(1s));
+      } catch (...) {
+      }
+    }
+  }
+}
+
+void LeaseBroker::sweep() {
+  std::lock_guard lock(mutex_);
+  int64_t now = protocol::unix_now_ms();
+  try {
+    for (auto& l : book_.expired(now)) {
+      release_locked(l.lease_id, "expired");
+      log("lease " + std::to_string(l.lease_id) + " expired");
+    }
+    for (auto& [name, n] : book_.nodes()) {
+      if (n.state == NodeInfo::State::lost || now - n.last_heartbeat_ms <= config_.heartbeat_timeout_ms) continue;
+      book_.set_state(name, NodeInfo::State::lost);
+      log("node " + name + " lost (no heartbeat for " + std::to_string(now - n.last_heartbeat_ms) + " ms)");
+      for (auto& l : book_.leases_on(name)) release_locked(l.lease_id, "revoked: node lost");
+    }
+  } catch (const JournalError& e) {
+    log(std::string("journal: ") + e.what());
+  }
+}
+
+void LeaseBroker::serve() {
+  log("listening on " + address() + ", " + std::to_string(book_.leases().size()) + " leases from the journal (" +
+      std::to_string(replayed_.records) + " records" + (replayed_.torn_tail ? ", torn tail skipped" : "") + ")");
+  std::thread sweeper([this] {
+    while (!shutdown_.load()) {
+      sweep();
+      std::this_thread::sleep_for(200ms);
+    }
+  });
+  while (!shutdown_.load()) {
+    net::TcpStream stream;
+    try {
+      stream = listener_.accept(net::deadline_in(200ms));
+    } catch (const net::NetError&) {
+      continue;
+    }
+    ++sessions_;
+    std::thread([this, s = std::move(stream)]() mutable {
+      session(std::move(s));
+      --sessions_;
+    }).detach();
+  }
+  sweeper.join();
+  // Sessions end within their read timeout; wait for them before the state goes away.
+  for (int i = 0; sessions_.load() > 0 && i < static_cast<int>(config_.control_timeout_ms / 10) + 100; ++i)
+    std::this_thread::sleep_for(10ms);
+  log("stopped");
+}
+
+}  // namespace rfaas::broker

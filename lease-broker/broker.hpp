@@ -1,0 +1,59 @@
+// rfaas-broker: the cluster's lease broker. Executor daemons register (and heartbeat) with an
+// authenticated registration; clients ask for leases and get a signed token for a node; every
+// grant and release is journaled (fsync'd) before it is answered, and a restarted broker
+// rebuilds its leases from the journal. The data path never touches the broker.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "journal.hpp"
+#include "lease_book.hpp"
+#include "net/tcp_socket.hpp"
+#include "protocol/broker_messages.hpp"
+#include "protocol/control.hpp"
+
+namespace rfaas::broker {
+
+struct BrokerConfig {
+  std::string listen = "127.0.0.1:0";
+  std::string secret_file;
+  std::string journal_path;
+  uint32_t heartbeat_timeout_ms = 5'000;  // a node silent this long is lost, its leases revoked
+  uint32_t control_timeout_ms = 10'000;
+  static BrokerConfig from_json_file(const std::string& path);
+};
+
+class LeaseBroker {
+ public:
+  explicit LeaseBroker(BrokerConfig config);
+  std::string address() const { return net::HostPort{listener_.host(), listener_.port()}.str(); }
+  const Journal::ReplayResult& replayed() const { return replayed_; }
+  void serve();  // until shutdown()
+  void shutdown() { shutdown_.store(true); }
+
+  // One request, one reply (a frame payload). Public for tests of the dispatch.
+  std::string handle(const std::vector<uint8_t>& frame);
+
+ private:
+  void session(net::TcpStream stream);
+  void sweep();
+  bool registration_valid(const protocol::NodeRegistration& r, std::string* why) const;
+  std::string release_locked(uint64_t lease_id, const std::string& reason);
+
+  BrokerConfig config_;
+  protocol::ClusterSecret secret_;
+  std::mutex mutex_;  // guards book_, usage_ and journal appends
+  Journal::ReplayResult replayed_;  // before book_: book_'s initialiser fills it
+  LeaseBook book_;
+  Journal journal_;
+  std::map<uint64_t, protocol::Usage> usage_;
+  net::TcpListener listener_;
+  std::atomic<bool> shutdown_{false};
+  std::atomic<int> sessions_{0};
+};
+
+}  // namespace rfaas::broker

@@ -1,0 +1,69 @@
+// rfaas-broker: the lease broker (see broker.hpp and docs/operations.md).
+#include <signal.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "broker.hpp"
+
+namespace po = boost::program_options;
+
+namespace {
+rfaas::broker::LeaseBroker* g_broker = nullptr;
+void on_signal(int) {
+  if (g_broker) g_broker->shutdown();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path, listen, secret_file, journal, ready_file;
+  uint32_t heartbeat_timeout_ms = 0;
+  po::options_description desc("rfaas-broker: leases idle cores of registered executor daemons");
+  desc.add_options()("help,h", "show this help")
+      ("config", po::value(&config_path), "JSON config (keys: listen, secret_file, journal, heartbeat_timeout_ms, control_timeout_ms)")
+      ("listen", po::value(&listen), "host:port to listen on (port 0 picks one)")
+      ("secret-file", po::value(&secret_file), "cluster secret shared with the executor daemons (mode 0600)")
+      ("journal", po::value(&journal), "journal file: grants and releases, fsync'd; replayed at start")
+      ("heartbeat-timeout-ms", po::value(&heartbeat_timeout_ms), "a node silent this long is lost (default 5000)")
+      ("ready-file", po::value(&ready_file), "write the listening address here once ready");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << "rfaas-broker: " << e.what() << "\n" << desc << "\n";
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  try {
+    rfaas::broker::BrokerConfig cfg;
+    if (!config_path.empty()) cfg = rfaas::broker::BrokerConfig::from_json_file(config_path);
+    if (!listen.empty()) cfg.listen = listen;
+    if (!secret_file.empty()) cfg.secret_file = secret_file;
+    if (!journal.empty()) cfg.journal_path = journal;
+    if (heartbeat_timeout_ms) cfg.heartbeat_timeout_ms = heartbeat_timeout_ms;
+    if (cfg.secret_file.empty() || cfg.journal_path.empty())
+      throw std::runtime_error("need --secret-file and --journal (or the config keys)");
+    signal(SIGPIPE, SIG_IGN);
+    rfaas::broker::LeaseBroker broker(cfg);
+    g_broker = &broker;
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    if (!ready_file.empty()) {
+      std::string tmp = ready_file + ".tmp";
+      std::ofstream(tmp) << broker.address() << "\n";
+      std::rename(tmp.c_str(), ready_file.c_str());
+    }
+    broker.serve();
+    g_broker = nullptr;
+  } catch (const std::exception& e) {
+    std::cerr << "rfaas-broker: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,71 @@
+// rfaas-ctl: asks the broker about nodes, leases and usage.
+//   rfaas-ctl --broker HOST:PORT status [--json]
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "net/tcp_socket.hpp"
+#include "protocol/control.hpp"
+
+namespace po = boost::program_options;
+using namespace rfaas;
+
+int main(int argc, char** argv) {
+  std::string broker, command;
+  bool json = false;
+  po::options_description desc("rfaas-ctl: status of the rfaas lease broker");
+  desc.add_options()("help,h", "show this help")("broker", po::value(&broker)->required(), "broker host:port")
+      ("json", po::bool_switch(&json), "print the broker's answer as JSON")("command", po::value(&command), "status");
+  po::positional_options_description pos;
+  pos.add("command", 1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(desc).positional(pos).run(), vm);
+    if (vm.count("help")) {
+      std::cout << "usage: rfaas-ctl --broker HOST:PORT status [--json]\n" << desc << "\n";
+      return 0;
+    }
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << "rfaas-ctl: " << e.what() << "\n";
+    return 2;
+  }
+  if (command != "status") {
+    std::cerr << "rfaas-ctl: unknown command '" << command << "' (have: status)\n";
+    return 2;
+  }
+  try {
+    auto s = net::TcpStream::connect(net::HostPort::parse(broker), net::deadline_in(std::chrono::seconds(5)));
+    std::string req = protocol::make_message("status");
+    s.send_frame(req.data(), req.size(), net::deadline_in(std::chrono::seconds(5)));
+    auto reply = protocol::ControlMessage::parse(s.recv_frame(1 << 24, net::deadline_in(std::chrono::seconds(10))));
+    if (reply.type != "status") {
+      std::cerr << "rfaas-ctl: " << reply.body.dump() << "\n";
+      return 1;
+    }
+    if (json) {
+      std::cout << reply.body.dump(2) << "\n";
+      return 0;
+    }
+    std::printf("%-20s %-24s %6s %6s %-9s %s\n", "NODE", "ADDRESS", "CORES", "FREE", "STATE", "HEARTBEAT");
+    for (auto& n : reply.body["nodes"])
+      std::printf("%-20s %-24s %6u %6u %-9s %.1f s ago\n", n["node"].get<std::string>().c_str(),
+                  n["address"].get<std::string>().c_str(), n["cores"].get<unsigned>(), n["free_cores"].get<unsigned>(),
+                  n["state"].get<std::string>().c_str(), n["heartbeat_age_ms"].get<double>() / 1000);
+    std::printf("\n%-20s %-20s %6s %-14s %s\n", "LEASE", "NODE", "CORES", "EXPIRES IN", "CLIENT");
+    int64_t now = protocol::unix_now_ms();
+    for (auto& l : reply.body["leases"])
+      std::printf("%-20llu %-20s %6u %11.1f s  %s\n", l["lease_id"].get<unsigned long long>(),
+                  l["node"].get<std::string>().c_str(), l["cores"].get<unsigned>(),
+                  (l["expires_at_ms"].get<int64_t>() - now) / 1000.0, l["client"].get<std::string>().c_str());
+    std::printf("\n%-20s %12s %14s %14s\n", "USAGE OF LEASE", "INVOCATIONS", "HOT POLL (ms)", "COMPUTE (ms)");
+    for (auto& u : reply.body["usage"])
+      std::printf("%-20llu %12llu %14.3f %14.3f\n", u["lease_id"].get<unsigned long long>(),
+                  u["invocations"].get<unsigned long long>(), u["hot_polling_ns"].get<double>() / 1e6,
+                  u["compute_ns"].get<double>() / 1e6);
+  } catch (const std::exception& e) {
+    std::cerr << "rfaas-ctl: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,47 @@
+// The client side of the lease broker: ask for a lease, give it back.
+#include "net/tcp_socket.hpp"
+#include "protocol/broker_messages.hpp"
+#include "protocol/control.hpp"
+#include "rfaas/client.hpp"
+
+namespace rfaas {
+
+namespace {
+
+protocol::ControlMessage ask(const std::string& broker, const std::string& type, const nlohmann::json& body,
+                             std::chrono::milliseconds timeout) {
+  try {
+    auto s = net::TcpStream::connect(net::HostPort::parse(broker), net::deadline_in(timeout));
+    std::string msg = protocol::make_message(type, body);
+    s.send_frame(msg.data(), msg.size(), net::deadline_in(timeout));
+    auto reply = protocol::ControlMessage::parse(s.recv_frame(protocol::kMaxControlFrame, net::deadline_in(timeout)));
+    if (reply.type == "error") {
+      auto code = protocol::control_errc_from_string(reply.body.value("code", "internal"));
+      Errc e = code == protocol::ControlErrc::no_capacity ? Errc::no_capacity
+               : code == protocol::ControlErrc::malformed ? Errc::invalid_argument
+                                                          : Errc::protocol;
+      throw Error(e, "lease broker: " + reply.body.value("message", std::string()));
+    }
+    return reply;
+  } catch (const net::NetError& e) {
+    throw Error(Errc::connection_failed, "lease broker " + broker + ": " + e.what());
+  } catch (const protocol::MessageError& e) {
+    throw Error(Errc::protocol, std::string("lease broker: ") + e.what());
+  }
+}
+
+}  // namespace
+
+LeaseGrant broker_lease(const std::string& broker_address, const BrokerLeaseOptions& o) {
+  protocol::LeaseAsk a{o.cores, o.memory_bytes, o.duration.count(), o.client, o.avoid_nodes};
+  auto reply = ask(broker_address, "lease", a, o.timeout);
+  if (reply.type != "lease_granted") throw Error(Errc::protocol, "lease broker answered '" + reply.type + "'");
+  auto g = reply.as<protocol::LeaseGranted>();
+  return {g.daemon_address, g.token, g.lease_id, g.expires_at_ms};
+}
+
+void broker_release(const std::string& broker_address, uint64_t lease_id, std::chrono::milliseconds timeout) {
+  ask(broker_address, "release", {{"lease_id", lease_id}}, timeout);
+}
+
+}  // namespace rfaas

@@ -1,0 +1,83 @@
+#include "protocol/broker_messages.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "protocol/json_fields.hpp"
+
+namespace rfaas::protocol {
+
+using detail::field;
+using detail::hex;
+using detail::is_hex;
+using detail::malformed;
+
+std::string NodeRegistration::canonical() const {
+  return "rfaas-register-v1\n" + node + "\n" + control_address + "\n" + std::to_string(cores) + "\n" +
+         std::to_string(memory_bytes) + "\n" + std::to_string(timestamp_ms);
+}
+
+static std::string mac_of(const ClusterSecret& secret, const std::string& text) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.key().data(), static_cast<int>(secret.key().size()),
+       reinterpret_cast<const unsigned char*>(text.data()), text.size(), out, &len);
+  return hex(out, len);
+}
+
+void NodeRegistration::sign(const ClusterSecret& secret) { mac = mac_of(secret, canonical()); }
+
+bool NodeRegistration::verify(const ClusterSecret& secret) const {
+  std::string expected = mac_of(secret, canonical());
+  return mac.size() == expected.size() && CRYPTO_memcmp(mac.data(), expected.data(), mac.size()) == 0;
+}
+
+void to_json(nlohmann::json& j, const NodeRegistration& m) {
+  j = {{"node", m.node}, {"control_address", m.control_address}, {"cores", m.cores},
+       {"memory_bytes", m.memory_bytes}, {"timestamp_ms", m.timestamp_ms}, {"mac", m.mac}};
+}
+
+void from_json(const nlohmann::json& j, NodeRegistration& m) {
+  m.node = field<std::string>(j, "node");
+  m.control_address = field<std::string>(j, "control_address");
+  m.cores = field<uint32_t>(j, "cores");
+  m.memory_bytes = field<uint64_t>(j, "memory_bytes");
+  m.timestamp_ms = field<int64_t>(j, "timestamp_ms");
+  m.mac = field<std::string>(j, "mac");
+  if (m.node.empty() || m.node.size() > 255) malformed("node name must be 1..255 bytes");
+  if (!is_hex(m.mac, 64)) malformed("registration mac must be 64 lowercase hex digits");
+}
+
+void to_json(nlohmann::json& j, const LeaseAsk& m) {
+  j = {{"cores", m.cores}, {"memory_bytes", m.memory_bytes}, {"duration_ms", m.duration_ms}, {"client", m.client},
+       {"avoid_nodes", m.avoid_nodes}};
+}
+
+void from_json(const nlohmann::json& j, LeaseAsk& m) {
+  m.cores = field<uint32_t>(j, "cores");
+  m.memory_bytes = field<uint64_t>(j, "memory_bytes");
+  m.duration_ms = field<int64_t>(j, "duration_ms");
+  m.client = field<std::string>(j, "client");
+  if (!j.contains("avoid_nodes") || !j.at("avoid_nodes").is_array()) malformed("field 'avoid_nodes' must be an array");
+  m.avoid_nodes.clear();
+  for (auto& n : j.at("avoid_nodes")) {
+    if (!n.is_string()) malformed("avoid_nodes must hold node names");
+    m.avoid_nodes.push_back(n.get<std::string>());
+  }
+  if (m.cores == 0 || m.duration_ms <= 0) malformed("a lease needs at least one core and a positive duration");
+}
+
+void to_json(nlohmann::json& j, const LeaseGranted& m) {
+  j = {{"lease_id", m.lease_id}, {"daemon_address", m.daemon_address}, {"token", m.token},
+       {"expires_at_ms", m.expires_at_ms}};
+}
+
+void from_json(const nlohmann::json& j, LeaseGranted& m) {
+  m.lease_id = field<uint64_t>(j, "lease_id");
+  m.daemon_address = field<std::string>(j, "daemon_address");
+  m.token = field<std::string>(j, "token");
+  m.expires_at_ms = field<int64_t>(j, "expires_at_ms");
+}
+
+}  // namespace rfaas::protocol

@@ -1,0 +1,57 @@
+// Messages to and from the lease broker (frames and framing as in control.hpp).
+//   executor daemon -> broker: "register" NodeRegistration (also the heartbeat), "lease_usage"
+//   client -> broker:          "lease" LeaseAsk, "release" {lease_id}
+//   rfaas-ctl -> broker:       "status", "drain" {node}
+//   broker -> client:          "lease_granted" LeaseGranted, "released", "status" {...}, "error"
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "protocol/control.hpp"
+#include "protocol/lease_token.hpp"
+
+namespace rfaas::protocol {
+
+// A daemon's registration and heartbeat, authenticated with the cluster secret. The timestamp
+// bounds replays: the broker refuses registrations more than kRegistrationSkewMs old or ahead.
+struct NodeRegistration {
+  std::string node;
+  std::string control_address;
+  uint32_t cores = 0;
+  uint64_t memory_bytes = 0;
+  int64_t timestamp_ms = 0;
+  std::string mac;
+
+  std::string canonical() const;
+  void sign(const ClusterSecret& secret);
+  bool verify(const ClusterSecret& secret) const;
+};
+inline constexpr int64_t kRegistrationSkewMs = 60'000;
+
+struct LeaseAsk {
+  uint32_t cores = 1;
+  uint64_t memory_bytes = 1ull << 30;
+  int64_t duration_ms = 600'000;
+  std::string client;
+  std::vector<std::string> avoid_nodes;
+};
+
+struct LeaseGranted {
+  uint64_t lease_id = 0;
+  std::string daemon_address;
+  std::string token;  // the signed LeaseToken as JSON text
+  int64_t expires_at_ms = 0;
+};
+
+void to_json(nlohmann::json& j, const NodeRegistration& m);
+void from_json(const nlohmann::json& j, NodeRegistration& m);
+void to_json(nlohmann::json& j, const LeaseAsk& m);
+void from_json(const nlohmann::json& j, LeaseAsk& m);
+void to_json(nlohmann::json& j, const LeaseGranted& m);
+void from_json(const nlohmann::json& j, LeaseGranted& m);
+
+}  // namespace rfaas::protocol

@@ -1,0 +1,177 @@
+// rfaas-broker end to end: real broker and executor daemon processes on loopback, a client
+// leasing through the broker, the broker killed and restarted mid-lease, forged registrations,
+// expiry and a lost node.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "net/tcp_socket.hpp"
+#include "protocol/broker_messages.hpp"
+#include "protocol/control.hpp"
+#include "rfaas/client.hpp"
+#include "support/executor_daemon_process.hpp"
+
+using namespace rfaas;
+using namespace rfaas::testing;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+class BrokerProcess {
+ public:
+  BrokerProcess(const std::string& secret, const std::string& journal, const TempDir& dir, int n,
+                const std::string& listen = "127.0.0.1:0") {
+    auto ready = (dir.path() / ("broker-ready-" + std::to_string(n))).string();
+    process_ = std::make_unique<ChildProcess>(std::vector<std::string>{
+        RFAAS_BROKER, "--listen", listen, "--secret-file", secret, "--journal", journal,
+        "--heartbeat-timeout-ms", "1500", "--ready-file", ready});
+    address_ = wait_ready_file(ready, *process_);
+  }
+  ~BrokerProcess() {
+    process_->kill(SIGTERM);
+    process_->wait_for(10s);
+  }
+  const std::string& address() const { return address_; }
+  ChildProcess& process() { return *process_; }
+
+ private:
+  std::unique_ptr<ChildProcess> process_;
+  std::string address_;
+};
+
+nlohmann::json request(const std::string& broker, const std::string& text) {
+  auto s = net::TcpStream::connect(net::HostPort::parse(broker), net::deadline_in(5s));
+  s.send_frame(text.data(), text.size(), net::deadline_in(5s));
+  auto reply = s.recv_frame(1 << 24, net::deadline_in(5s));
+  return nlohmann::json::parse(reply.begin(), reply.end());
+}
+
+nlohmann::json status(const std::string& broker) { return request(broker, protocol::make_message("status"))["body"]; }
+
+std::string node_state(const std::string& broker, const std::string& node) {
+  auto st = status(broker);  // kept alive for the loop
+  for (auto& n : st["nodes"])
+    if (n["node"] == node) return n["state"];
+  return "unknown";
+}
+
+bool eventually(const std::function<bool()>& f, std::chrono::milliseconds within = 5s) {
+  auto end = Clock::now() + within;
+  while (Clock::now() < end) {
+    if (f()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return f();
+}
+
+DeployOptions echo_options() {
+  DeployOptions o;
+  o.library_path = RFAAS_FUNCTIONS_BASIC;
+  o.functions = {"echo"};
+  o.input_capacity = o.output_capacity = 4096;
+  return o;
+}
+
+Errc broker_error(const std::string& broker, BrokerLeaseOptions o) {
+  try {
+    broker_lease(broker, o);
+  } catch (const Error& e) {
+    return e.code();
+  }
+  return Errc::ok;
+}
+
+}  // namespace
+
+TEST_CASE("leases through the broker survive a broker crash, without double grants", "[broker]") {
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  auto journal = (dir.path() / "journal").string();
+  auto broker = std::make_unique<BrokerProcess>(secret, journal, dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0,1", "--broker", broker->address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker->address(), "node-1") == "active"; }));
+
+  BrokerLeaseOptions o;
+  o.cores = 1;
+  o.memory_bytes = 1 << 26;
+  o.client = "test-client";
+  auto grant = broker_lease(broker->address(), o);
+  CHECK(grant.daemon_address == daemon.address());
+  auto ex = Executor::deploy(grant, echo_options());
+  uint64_t v = 42, r = 0;
+  size_t n;
+  REQUIRE(ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n) == Errc::ok);
+
+  // The broker dies mid-lease: the data path does not notice.
+  broker->process().kill(SIGKILL);
+  broker->process().wait_for(5s);
+  REQUIRE(ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n) == Errc::ok);
+
+  // Restarted (at its address) from its journal: the lease is there, its core not granted again.
+  std::string address = broker->address();
+  broker = std::make_unique<BrokerProcess>(secret, journal, dir, 2, address);
+  auto leases = status(broker->address())["leases"];
+  REQUIRE(leases.size() == 1);
+  CHECK(leases[0]["lease_id"] == grant.lease_id);
+  REQUIRE(eventually([&] { return node_state(broker->address(), "node-1") == "active"; }));
+  o.cores = 2;
+  CHECK(broker_error(broker->address(), o) == Errc::no_capacity);
+  o.cores = 1;
+  auto second = broker_lease(broker->address(), o);
+  CHECK(second.lease_id > grant.lease_id);
+  broker_release(broker->address(), second.lease_id);
+
+  // The lease ends at the executor: the daemon reports its usage, the broker frees the core.
+  ex->release();
+  REQUIRE(eventually([&] { return status(broker->address())["usage"].size() == 1; }));
+  auto st = status(broker->address());
+  CHECK(st["usage"][0]["lease_id"] == grant.lease_id);
+  CHECK(st["usage"][0]["invocations"] == 2);
+  CHECK(st["leases"].empty());
+}
+
+TEST_CASE("the broker refuses forged registrations and bad requests, and serves on", "[broker]") {
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  protocol::NodeRegistration forged{"evil", "127.0.0.1:1", 64, 1 << 30, protocol::unix_now_ms(), std::string(64, 'a')};
+  auto reply = request(broker.address(), protocol::make_message("register", forged));
+  CHECK(reply["type"] == "error");
+  CHECK(reply["body"]["code"] == "bad_token");
+  // Signed with another secret.
+  protocol::ClusterSecret other(std::vector<uint8_t>(32, 9));
+  forged.sign(other);
+  CHECK(request(broker.address(), protocol::make_message("register", forged))["body"]["code"] == "bad_token");
+  // Garbage, unknown types, impossible leases.
+  CHECK(request(broker.address(), "not json")["body"]["code"] == "malformed");
+  CHECK(request(broker.address(), protocol::make_message("launch"))["body"]["code"] == "malformed");
+  CHECK(request(broker.address(), protocol::make_message("lease", {{"cores", 0}}))["body"]["code"] == "malformed");
+  BrokerLeaseOptions o;
+  CHECK(broker_error(broker.address(), o) == Errc::no_capacity);  // no nodes at all
+  CHECK(status(broker.address())["nodes"].empty());
+  CHECK(broker.process().wait_for(0ms) == std::nullopt);  // still running
+}
+
+TEST_CASE("leases expire and a silent node is lost with its leases", "[broker]") {
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0,1", "--broker", broker.address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  BrokerLeaseOptions o;
+  o.duration = 1s;
+  broker_lease(broker.address(), o);
+  CHECK(status(broker.address())["leases"].size() == 1);
+  CHECK(eventually([&] { return status(broker.address())["leases"].empty(); }, 5s));
+
+  o.duration = 60s;
+  broker_lease(broker.address(), o);
+  daemon.process().kill(SIGSTOP);  // alive but silent
+  CHECK(eventually([&] { return node_state(broker.address(), "node-1") == "lost"; }, 6s));
+  CHECK(status(broker.address())["leases"].empty());  // revoked with the node
+  daemon.process().kill(SIGCONT);
+  CHECK(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }, 6s));
+}
