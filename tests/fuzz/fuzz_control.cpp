@@ -1,10 +1,11 @@
 // libFuzzer harness over the control-message parsers (runtime/protocol): every byte string a
-// client, executor or broker could send. A parser may refuse input only with MessageError; any
+// client, executor daemon, executor or broker could send one another. A parser may refuse input only with MessageError; any
 // other exception, crash, leak or undefined behaviour is a finding.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "protocol/broker_messages.hpp"
 #include "protocol/control.hpp"
 #include "protocol/lease_token.hpp"
 
@@ -31,11 +32,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   attempt(LeaseAssignment{});
   attempt(Usage{});
   attempt(LeaseToken{});
+  attempt(NodeRegistration{});
+  attempt(LeaseAsk{});
+  attempt(LeaseGranted{});
   // A token that parses can be canonicalised and checked without trouble.
   try {
     auto t = m.as<LeaseToken>();
     ClusterSecret secret(std::vector<uint8_t>(32, 7));
     (void)t.verify(secret);
+  } catch (const MessageError&) {
+  }
+  try {
+    auto r = m.as<NodeRegistration>();
+    ClusterSecret secret(std::vector<uint8_t>(32, 7));
+    (void)r.verify(secret);
   } catch (const MessageError&) {
   }
   return 0;
