@@ -117,6 +117,15 @@ std::string LeaseBroker::handle(const std::vector<uint8_t>& frame) {
       release_locked(id, "ended: " + msg.body.value("reason", std::string("unknown")));
       return protocol::make_message("recorded", {{"lease_id", id}});
     }
+    if (msg.type == "drain") {
+      if (!msg.body.contains("registration")) throw MessageError(ControlErrc::malformed, "drain without registration");
+      auto r = msg.body.at("registration").get<protocol::NodeRegistration>();
+      std::string why;
+      if (!registration_valid(r, &why)) throw MessageError(ControlErrc::bad_token, why);
+      std::lock_guard lock(mutex_);
+      if (book_.set_state(r.node, NodeInfo::State::draining)) log("node " + r.node + " draining");
+      return protocol::make_message("draining", {{"node", r.node}});
+    }
     if (msg.type == "status") {
       std::lock_guard lock(mutex_);
       nlohmann::json nodes = nlohmann::json::array(), leases = nlohmann::json::array(), usage = nlohmann::json::array();

@@ -61,6 +61,12 @@ void BrokerLink::start() {
   });
 }
 
+void BrokerLink::drain() {
+  stop_.store(true);
+  if (thread_.joinable()) thread_.join();
+  send("drain", {{"registration", registration()}}, nullptr);
+}
+
 void BrokerLink::report_usage(uint64_t lease_id, const protocol::Usage& usage, const std::string& reason) {
   send("lease_usage", {{"registration", registration()}, {"lease_id", lease_id}, {"usage", usage}, {"reason", reason}},
        nullptr);

@@ -22,6 +22,8 @@ class BrokerLink {
   void start();
   bool registered() const { return registered_.load(); }
   void report_usage(uint64_t lease_id, const protocol::Usage& usage, const std::string& reason);
+  // Stops the heartbeats and tells the broker to place nothing more here (shutting down).
+  void drain();
 
  private:
   protocol::NodeRegistration registration() const;

@@ -151,6 +151,7 @@ void ExecutorDaemon::serve() {
       if (--sessions_ == 0) sessions_done_.notify_all();
     }).detach();
   }
+  if (broker_) broker_->drain();  // no new leases here while the running ones are revoked
   // Sessions see shutting_down() within their poll period and revoke their leases.
   std::unique_lock lock(sessions_mutex_);
   sessions_done_.wait_for(lock, 10s, [this] { return sessions_ == 0; });

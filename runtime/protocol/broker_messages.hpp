@@ -1,7 +1,8 @@
 // Messages to and from the lease broker (frames and framing as in control.hpp).
 //   executor daemon -> broker: "register" NodeRegistration (also the heartbeat), "lease_usage"
 //   client -> broker:          "lease" LeaseAsk, "release" {lease_id}
-//   rfaas-ctl -> broker:       "status", "drain" {node}
+//   executor daemon -> broker: "drain" {registration} when it shuts down
+//   rfaas-ctl -> broker:       "status"
 //   broker -> client:          "lease_granted" LeaseGranted, "released", "status" {...}, "error"
 #pragma once
 

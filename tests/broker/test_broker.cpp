@@ -175,3 +175,27 @@ TEST_CASE("leases expire and a silent node is lost with its leases", "[broker]")
   daemon.process().kill(SIGCONT);
   CHECK(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }, 6s));
 }
+
+TEST_CASE("an executor daemon shutting down drains its node at the broker", "[broker]") {
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  auto daemon = std::make_unique<ExecutorDaemonProcess>(std::vector<std::string>{"--cores", "0", "--broker",
+                                                                                 broker.address()},
+                                                        secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  auto grant = broker_lease(broker.address(), BrokerLeaseOptions{});
+  auto ex = Executor::deploy(grant, echo_options());
+  daemon->process().kill(SIGTERM);  // what Slurm sends on scancel
+  uint64_t v = 1, r;
+  size_t n;
+  Errc e = Errc::ok;
+  for (auto end = Clock::now() + 10s; e == Errc::ok && Clock::now() < end;) {
+    e = ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n, 2s);
+    std::this_thread::sleep_for(20ms);
+  }
+  CHECK(e == Errc::lease_revoked);
+  CHECK(eventually([&] { return node_state(broker.address(), "node-1") == "draining"; }));
+  CHECK(eventually([&] { return status(broker.address())["leases"].empty(); }));
+  CHECK(broker_error(broker.address(), BrokerLeaseOptions{}) == Errc::no_capacity);  // nothing placed there
+}
