@@ -1,15 +1,10 @@
 #include "protocol/broker_messages.hpp"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include "protocol/json_fields.hpp"
 
 namespace rfaas::protocol {
 
 using detail::field;
-using detail::hex;
 using detail::is_hex;
 using detail::malformed;
 
@@ -18,20 +13,9 @@ std::string NodeRegistration::canonical() const {
          std::to_string(memory_bytes) + "\n" + std::to_string(timestamp_ms);
 }
 
-static std::string mac_of(const ClusterSecret& secret, const std::string& text) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), secret.key().data(), static_cast<int>(secret.key().size()),
-       reinterpret_cast<const unsigned char*>(text.data()), text.size(), out, &len);
-  return hex(out, len);
-}
+void NodeRegistration::sign(const ClusterSecret& secret) { mac = secret.sign(canonical()); }
 
-void NodeRegistration::sign(const ClusterSecret& secret) { mac = mac_of(secret, canonical()); }
-
-bool NodeRegistration::verify(const ClusterSecret& secret) const {
-  std::string expected = mac_of(secret, canonical());
-  return mac.size() == expected.size() && CRYPTO_memcmp(mac.data(), expected.data(), mac.size()) == 0;
-}
+bool NodeRegistration::verify(const ClusterSecret& secret) const { return secret.verify(canonical(), mac); }
 
 void to_json(nlohmann::json& j, const NodeRegistration& m) {
   j = {{"node", m.node}, {"control_address", m.control_address}, {"cores", m.cores},

@@ -56,20 +56,22 @@ std::string LeaseToken::canonical() const {
          std::to_string(memory_bytes) + "\n" + std::to_string(expires_at_ms) + "\n" + client;
 }
 
-static std::string hmac_hex(const ClusterSecret& secret, const std::string& text) {
+std::string ClusterSecret::sign(const std::string& text) const {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  HMAC(EVP_sha256(), secret.key().data(), static_cast<int>(secret.key().size()),
-       reinterpret_cast<const unsigned char*>(text.data()), text.size(), out, &len);
+  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), reinterpret_cast<const unsigned char*>(text.data()),
+       text.size(), out, &len);
   return hex(out, len);
 }
 
-void LeaseToken::sign(const ClusterSecret& secret) { mac = hmac_hex(secret, canonical()); }
-
-bool LeaseToken::verify(const ClusterSecret& secret) const {
-  std::string expected = hmac_hex(secret, canonical());
+bool ClusterSecret::verify(const std::string& text, const std::string& mac) const {
+  std::string expected = sign(text);
   return mac.size() == expected.size() && CRYPTO_memcmp(mac.data(), expected.data(), mac.size()) == 0;
 }
+
+void LeaseToken::sign(const ClusterSecret& secret) { mac = secret.sign(canonical()); }
+
+bool LeaseToken::verify(const ClusterSecret& secret) const { return secret.verify(canonical(), mac); }
 
 void to_json(nlohmann::json& j, const LeaseToken& t) {
   j = {{"lease_id", t.lease_id}, {"executor", t.executor}, {"cores", t.cores}, {"memory_bytes", t.memory_bytes},

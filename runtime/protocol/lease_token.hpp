@@ -27,6 +27,9 @@ class ClusterSecret {
   static void generate(const std::string& path, size_t bytes = 32);
   explicit ClusterSecret(std::vector<uint8_t> key) : key_(std::move(key)) {}
   const std::vector<uint8_t>& key() const { return key_; }
+  // HMAC-SHA256 of `text` with this secret, lowercase hex; and its constant-time check.
+  std::string sign(const std::string& text) const;
+  bool verify(const std::string& text, const std::string& mac) const;
 
  private:
   std::vector<uint8_t> key_;
