@@ -15,7 +15,7 @@ struct rfaas_executor {
   std::unique_ptr<rfaas::Executor> impl;
 };
 
-static_assert(RFAAS_ERR_LEASE_IN_USE == static_cast<int>(rfaas::Errc::lease_in_use), "C and C++ codes agree");
+static_assert(RFAAS_ERR_NOT_INITIALIZED == static_cast<int>(rfaas::Errc::not_initialized), "C and C++ codes agree");
 static_assert(RFAAS_ERR_BUSY == static_cast<int>(rfaas::Errc::busy), "C and C++ codes agree");
 
 namespace {
@@ -45,7 +45,7 @@ int guarded(F&& f) {
 extern "C" {
 
 const char* rfaas_strerror(int code) {
-  if (code < 0 || code > RFAAS_ERR_LEASE_IN_USE) return "unknown rfaas error code";
+  if (code < 0 || code > RFAAS_ERR_NOT_INITIALIZED) return "unknown rfaas error code";
   return rfaas::to_string(static_cast<rfaas::Errc>(code));
 }
 

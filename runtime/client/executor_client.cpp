@@ -33,6 +33,7 @@ const char* to_string(Errc e) noexcept {
     case Errc::connection_failed: return "connection failed";
     case Errc::protocol: return "protocol error";
     case Errc::lease_in_use: return "lease already deployed";
+    case Errc::not_initialized: return "rfaas is not initialized (call rfaas_mpi_init first)";
   }
   return "unknown error";
 }

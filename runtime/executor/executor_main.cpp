@@ -8,6 +8,7 @@
 //   {"event":"usage", "invocations":..., ...}        at exit
 // It exits when the lease's expiry passes, on SIGTERM/SIGINT, when every worker's client is
 // gone, or (while on standby) when the daemon goes away.
+#include <cstdlib>
 #include <signal.h>
 #include <unistd.h>
 
@@ -48,6 +49,10 @@ void report(const nlohmann::json& j) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Each worker owns one leased core: threaded math libraries in a function library must not
+  // fan out over the node (the daemon's environment may still say otherwise).
+  ::setenv("OPENBLAS_NUM_THREADS", "1", 0);
+  ::setenv("OMP_NUM_THREADS", "1", 0);
   std::string listen_host = "127.0.0.1";
   po::options_description desc("rfaas-executor (started by rfaas-executord; waits for its lease on fd 3)");
   desc.add_options()("help", "show this help")("listen", po::value(&listen_host),

@@ -39,6 +39,7 @@ enum class Errc : int {
   connection_failed = 13,   // the daemon or executor could not be reached
   protocol = 14,            // the other side answered outside the protocol
   lease_in_use = 15,        // this lease is already deployed
+  not_initialized = 16,     // rfaas_mpi_init has not run (or rfaas_mpi_finalize has)
 };
 const char* to_string(Errc) noexcept;
 

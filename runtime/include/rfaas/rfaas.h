@@ -31,6 +31,7 @@ enum {
   RFAAS_ERR_CONNECTION_FAILED = 13,
   RFAAS_ERR_PROTOCOL = 14,
   RFAAS_ERR_LEASE_IN_USE = 15,
+  RFAAS_ERR_NOT_INITIALIZED = 16,
 };
 
 typedef struct rfaas_lease rfaas_lease;       /* a granted lease: daemon address + token */

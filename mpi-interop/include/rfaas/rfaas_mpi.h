@@ -1,0 +1,96 @@
+/* rfaas for MPI codes: each rank leases cores through the lease broker and offloads function
+ * calls to them, blocking (rfaas_offload) or as MPI requests (rfaas_ioffload) that complete in
+ * MPI_Wait / MPI_Waitall / MPI_Test together with the rank's own communication.
+ *
+ *   rfaas_mpi_config cfg;
+ *   rfaas_mpi_config_init(&cfg);            // broker and library from RFAAS_BROKER, RFAAS_LIBRARY
+ *   cfg.functions = "jacobi_sweep";
+ *   rfaas_mpi_init(MPI_COMM_WORLD, &cfg);   // collective
+ *   rfaas_mpi_register(unew, bytes);         // results land here without a copy
+ *   rfaas_ioffload("jacobi_sweep", in, in_size, unew + off, cap, &reqs[2]);
+ *   MPI_Waitall(3, reqs, statuses);          // halo exchange and offload together
+ *   rfaas_mpi_finalize();                    // collective
+ *
+ * Every call returns RFAAS_OK or an RFAAS_ERR_* code of rfaas/rfaas.h; rfaas_strerror names
+ * it. Calls are made by one thread per rank (MPI_THREAD_FUNNELED is enough). */
+#ifndef RFAAS_RFAAS_MPI_H
+#define RFAAS_RFAAS_MPI_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rfaas/rfaas.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rfaas_mpi_config {
+  const char* broker;       /* lease broker host:port; NULL: $RFAAS_BROKER */
+  const char* library_path; /* function library (.so); NULL: $RFAAS_LIBRARY */
+  const char* functions;    /* comma-separated function names to deploy */
+  int32_t cores_per_rank;   /* leased cores (executor workers) per rank (default 1) */
+  int64_t duration_ms;      /* lease duration (default 10 min) */
+  int32_t slots;            /* offloads in flight per core (default 4, at most 64) */
+  uint64_t input_capacity;  /* largest input of one offload in bytes (default 64 KiB) */
+  uint64_t output_capacity; /* largest result of one offload in bytes (default 64 KiB) */
+  int64_t hot_timeout_us;   /* executor busy-polls this long after a call, then blocks (default 10 ms) */
+  int64_t invocation_timeout_ms; /* bound on one blocking offload (default 10 s) */
+  int32_t avoid_own_node;   /* placement hint: lease on other nodes than this rank's (default 0) */
+  const char* own_node;     /* this rank's node name for avoid_own_node; NULL: MPI_Get_processor_name */
+} rfaas_mpi_config;
+
+typedef struct rfaas_mpi_stats {
+  uint64_t offloads;            /* offloads completed successfully */
+  uint64_t failed_offloads;     /* offloads that ended with an error */
+  uint64_t zero_copy_inputs;    /* inputs sent straight from registered memory */
+  uint64_t copied_inputs;       /* inputs copied into rfaas's own registered slots first */
+  uint64_t zero_copy_outputs;   /* results written straight into registered memory */
+  uint64_t copied_outputs;      /* results copied out of rfaas's own slots */
+  uint64_t registrations;       /* rfaas_mpi_register calls that registered new memory */
+  uint64_t registration_hits;   /* rfaas_mpi_register calls already covered by a registration */
+} rfaas_mpi_stats;
+
+void rfaas_mpi_config_init(rfaas_mpi_config* cfg);
+
+/* Collective over comm: every rank leases cfg->cores_per_rank cores through the broker and
+ * deploys the library. If any rank fails, every rank releases what it got and returns the
+ * same (largest) error code; rfaas_mpi_last_error() has this rank's detail. */
+int rfaas_mpi_init(MPI_Comm comm, const rfaas_mpi_config* cfg);
+/* Collective over the init communicator: completes nothing pending (wait for your requests
+ * first), releases the leases and registrations. */
+int rfaas_mpi_finalize(void);
+int rfaas_mpi_initialized(void);
+/* Leased cores of this rank. */
+int rfaas_mpi_cores(void);
+
+/* Blocking: runs `function` on a leased core with in[0, in_size) and writes its result to out
+ * (at most out_capacity bytes); *out_size (may be NULL) gets the result's length. */
+int rfaas_offload(const char* function, const void* in, size_t in_size, void* out, size_t out_capacity,
+                  size_t* out_size);
+/* Non-blocking: *request is an MPI generalized request, completed by MPI's own progress (MPI_Wait,
+ * MPI_Waitall, MPI_Test...) with no helper thread. In its status, MPI_TAG is the rfaas code
+ * (RFAAS_OK or RFAAS_ERR_*; MPI_ERROR stays MPI_SUCCESS so that a failed offload never trips
+ * the communicator's error handler) and MPI_Get_count(&status, MPI_BYTE, &n) the result
+ * length. RFAAS_ERR_BUSY when every slot of every leased core is in flight. The request must
+ * be completed (waited or tested) before it is freed. Needs Open MPI (its progress hook). */
+int rfaas_ioffload(const char* function, const void* in, size_t in_size, void* out, size_t out_capacity,
+                   MPI_Request* request);
+
+/* Registers memory (an MPI buffer, a grid) with every leased core's connection: offload inputs
+ * read from it and results written into it travel without a copy. Memory that was not
+ * registered works too, through one copy. Registering a range inside an existing registration
+ * is a cache hit and costs nothing. */
+int rfaas_mpi_register(void* buf, size_t bytes);
+int rfaas_mpi_deregister(void* buf);
+
+int rfaas_mpi_get_stats(rfaas_mpi_stats* stats);
+/* The detail of this thread's last failed rfaas_mpi_* setup call. */
+const char* rfaas_mpi_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RFAAS_RFAAS_MPI_H */

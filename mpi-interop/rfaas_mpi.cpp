@@ -1,0 +1,392 @@
+// rfaas for MPI codes (include/rfaas/rfaas_mpi.h), over the public client API only.
+//
+// One OffloadSession per process: the rank's lease (one broker lease, one worker per leased
+// core), its registration cache, and a fixed pool of offload records, one per input slot, made
+// at init so that rfaas_ioffload allocates nothing of its own. Non-blocking offloads are MPI
+// generalized requests; Open MPI's progress engine (opal_progress, which MPI_Wait/Waitall/Test
+// spin in) calls progress_offloads(), which completes them. No helper thread, no lock.
+#include "rfaas/rfaas_mpi.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "registration_cache.hpp"
+#include "rfaas/client.hpp"
+
+namespace rfaas::mpi {
+namespace {
+
+thread_local std::string g_last_error;
+
+int fail(Errc code, const std::string& message) {
+  g_last_error = message;
+  return static_cast<int>(code);
+}
+
+// Open MPI's progress callbacks: exported by libopen-pal (what its own components use), found
+// at init so that nothing links against Open MPI internals.
+using ProgressCallback = int (*)();
+using ProgressRegister = int (*)(ProgressCallback);
+
+struct OffloadRecord {
+  Invocation handle{};
+  MPI_Request request = MPI_REQUEST_NULL;
+  int code = 0;
+  size_t size = 0;
+  bool in_flight = false;  // submitted, not yet completed towards MPI
+  bool completed = false;  // MPI_Grequest_complete called
+  bool freed = false;      // MPI released the request (free_fn)
+  bool cancelled = false;
+};
+
+struct OffloadSession {
+  MPI_Comm comm = MPI_COMM_NULL;
+  LeaseGrant grant;
+  std::string broker;
+  std::unique_ptr<Executor> executor;
+  std::vector<std::string> names;  // deployed functions; the index is the function id
+  RegistrationCache cache;
+  std::vector<OffloadRecord> records;
+  std::vector<uint32_t> free_records;
+  std::vector<uint32_t> in_flight;  // record indices, unordered
+  rfaas_mpi_stats stats{};
+  size_t output_capacity = 0;
+  ProgressRegister unregister_progress = nullptr;
+  bool in_progress = false;
+};
+
+OffloadSession* g_session = nullptr;
+
+int function_id(const OffloadSession& s, const char* name) noexcept {
+  if (!name) return -1;
+  for (size_t i = 0; i < s.names.size(); ++i)
+    if (std::strcmp(s.names[i].c_str(), name) == 0) return static_cast<int>(i);
+  return -1;
+}
+
+void count_transfer(OffloadSession& s, const void* in, size_t in_size, void* out, size_t out_capacity) noexcept {
+  if (in_size) ++(s.cache.covers(in, in_size) ? s.stats.zero_copy_inputs : s.stats.copied_inputs);
+  if (out_capacity) {
+    size_t cap = std::min<size_t>(out_capacity, s.output_capacity);  // what the client writes at most
+    ++(s.cache.covers(out, cap) ? s.stats.zero_copy_outputs : s.stats.copied_outputs);
+  }
+}
+
+void count_result(OffloadSession& s, int code) noexcept {
+  ++(code == 0 ? s.stats.offloads : s.stats.failed_offloads);
+}
+
+void release_record(OffloadSession& s, uint32_t index) noexcept {
+  s.records[index] = OffloadRecord{};
+  s.free_records.push_back(index);  // capacity reserved at init: no allocation
+}
+
+// --- generalized request callbacks ------------------------------------------------------------
+
+int query_offload(void* state, MPI_Status* status) {
+  auto* r = static_cast<OffloadRecord*>(state);
+  MPI_Status_set_elements(status, MPI_BYTE, static_cast<int>(r->size));
+  MPI_Status_set_cancelled(status, r->cancelled ? 1 : 0);
+  status->MPI_SOURCE = MPI_UNDEFINED;
+  status->MPI_TAG = r->code;
+  status->MPI_ERROR = MPI_SUCCESS;
+  return MPI_SUCCESS;
+}
+
+int free_offload(void* state) {
+  auto* r = static_cast<OffloadRecord*>(state);
+  r->freed = true;
+  if (g_session && r->completed) release_record(*g_session, static_cast<uint32_t>(r - g_session->records.data()));
+  return MPI_SUCCESS;
+}
+
+void complete_record(OffloadSession& s, uint32_t index, int code, size_t size) noexcept {
+  OffloadRecord& r = s.records[index];
+  r.code = code;
+  r.size = size;
+  r.in_flight = false;
+  r.completed = true;
+  count_result(s, code);
+  auto it = std::find(s.in_flight.begin(), s.in_flight.end(), index);
+  if (it != s.in_flight.end()) {
+    *it = s.in_flight.back();
+    s.in_flight.pop_back();
+  }
+  MPI_Grequest_complete(r.request);
+}
+
+int cancel_offload(void* state, int complete) {
+  auto* r = static_cast<OffloadRecord*>(state);
+  if (complete || !g_session || !r->in_flight) return MPI_SUCCESS;
+  // The write is on the wire: give up on it; the slot returns when the late result arrives.
+  g_session->executor->abandon(r->handle);
+  r->cancelled = true;
+  complete_record(*g_session, static_cast<uint32_t>(r - g_session->records.data()), static_cast<int>(Errc::timeout), 0);
+  return MPI_SUCCESS;
+}
+
+// Called from Open MPI's progress engine, i.e. inside MPI_Wait / MPI_Waitall / MPI_Test.
+int progress_offloads() {
+  OffloadSession* s = g_session;
+  if (!s || s->in_flight.empty() || s->in_progress) return 0;
+  s->in_progress = true;
+  int events = 0;
+  for (size_t i = 0; i < s->in_flight.size();) {
+    uint32_t index = s->in_flight[i];
+    OffloadRecord& r = s->records[index];
+    bool done = false;
+    s->executor->test(r.handle, &done);
+    if (!done) {
+      ++i;
+      continue;
+    }
+    size_t size = 0;
+    Errc e = s->executor->wait(r.handle, &size, std::chrono::microseconds(0));
+    complete_record(*s, index, static_cast<int>(e), size);  // swaps the last in-flight entry into i
+    ++events;
+  }
+  s->in_progress = false;
+  return events;
+}
+
+std::vector<std::string> split_names(const char* list) {
+  std::vector<std::string> out;
+  std::string names = list ? list : "";
+  for (size_t pos = 0; pos <= names.size();) {
+    size_t comma = names.find(',', pos);
+    if (comma == std::string::npos) comma = names.size();
+    if (comma > pos) out.push_back(names.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  return out;
+}
+
+// This rank's part of rfaas_mpi_init: lease, deploy, pool. Throws Error.
+std::unique_ptr<OffloadSession> open_session(const rfaas_mpi_config& cfg, int rank) {
+  auto s = std::make_unique<OffloadSession>();
+  const char* broker = cfg.broker ? cfg.broker : std::getenv("RFAAS_BROKER");
+  const char* library = cfg.library_path ? cfg.library_path : std::getenv("RFAAS_LIBRARY");
+  if (!broker || !*broker) throw Error(Errc::invalid_argument, "no lease broker: set cfg.broker or RFAAS_BROKER");
+  if (!library || !*library)
+    throw Error(Errc::invalid_argument, "no function library: set cfg.library_path or RFAAS_LIBRARY");
+  s->names = split_names(cfg.functions);
+  if (s->names.empty()) throw Error(Errc::invalid_argument, "cfg.functions names no function");
+  if (cfg.cores_per_rank < 1 || cfg.slots < 1 || cfg.slots > 64 || cfg.duration_ms <= 0)
+    throw Error(Errc::invalid_argument, "cores_per_rank, slots (1..64) and duration_ms must be positive");
+
+  char host[MPI_MAX_PROCESSOR_NAME] = {};
+  int host_len = 0;
+  MPI_Get_processor_name(host, &host_len);
+
+  BrokerLeaseOptions lo;
+  lo.cores = static_cast<uint32_t>(cfg.cores_per_rank);
+  uint64_t per_core = static_cast<uint64_t>(cfg.slots) * (cfg.input_capacity + cfg.output_capacity);
+  lo.memory_bytes = lo.cores * per_core + (64ull << 20);
+  lo.duration = std::chrono::milliseconds(cfg.duration_ms);
+  lo.client = "mpi:" + std::string(host) + ":rank" + std::to_string(rank);
+  if (cfg.avoid_own_node) lo.avoid_nodes.push_back(cfg.own_node ? cfg.own_node : host);
+  s->broker = broker;
+  s->grant = broker_lease(s->broker, lo);
+
+  DeployOptions d;
+  d.library_path = library;
+  d.functions = s->names;
+  d.workers = lo.cores;
+  d.slots = static_cast<uint32_t>(cfg.slots);
+  d.input_capacity = cfg.input_capacity;
+  d.output_capacity = cfg.output_capacity;
+  d.hot_timeout_us = cfg.hot_timeout_us;
+  if (cfg.invocation_timeout_ms > 0) d.invocation_timeout = std::chrono::milliseconds(cfg.invocation_timeout_ms);
+  try {
+    s->executor = Executor::deploy(s->grant, d);
+  } catch (...) {
+    broker_release(s->broker, s->grant.lease_id);
+    throw;
+  }
+  s->output_capacity = d.output_capacity;
+  size_t n = static_cast<size_t>(lo.cores) * d.slots;
+  s->records.resize(n);
+  s->free_records.reserve(n);
+  s->in_flight.reserve(n);
+  for (size_t i = n; i-- > 0;) s->free_records.push_back(static_cast<uint32_t>(i));
+  return s;
+}
+
+void close_session(OffloadSession& s) noexcept {
+  try {
+    if (s.executor) s.executor->release();
+  } catch (...) {
+  }
+  try {
+    broker_release(s.broker, s.grant.lease_id);
+  } catch (...) {
+    // The executor daemon reports the lease's end to the broker as well.
+  }
+}
+
+int agree(MPI_Comm comm, int code) {
+  int all = code;
+  MPI_Allreduce(&code, &all, 1, MPI_INT, MPI_MAX, comm);
+  return all;
+}
+
+}  // namespace
+}  // namespace rfaas::mpi
+
+using namespace rfaas::mpi;
+using rfaas::Errc;
+
+extern "C" {
+
+void rfaas_mpi_config_init(rfaas_mpi_config* cfg) {
+  if (!cfg) return;
+  rfaas::DeployOptions d;
+  *cfg = rfaas_mpi_config{};
+  cfg->cores_per_rank = 1;
+  cfg->duration_ms = 10 * 60 * 1000;
+  cfg->slots = static_cast<int32_t>(d.slots);
+  cfg->input_capacity = d.input_capacity;
+  cfg->output_capacity = d.output_capacity;
+  cfg->hot_timeout_us = d.hot_timeout_us;
+  cfg->invocation_timeout_ms = static_cast<int64_t>(d.invocation_timeout.count());
+}
+
+const char* rfaas_mpi_last_error(void) { return g_last_error.c_str(); }
+
+int rfaas_mpi_initialized(void) { return g_session != nullptr; }
+
+int rfaas_mpi_cores(void) { return g_session ? static_cast<int>(g_session->executor->workers()) : 0; }
+
+int rfaas_mpi_init(MPI_Comm comm, const rfaas_mpi_config* cfg) {
+  int mpi_up = 0;
+  MPI_Initialized(&mpi_up);
+  if (!mpi_up) return fail(Errc::invalid_argument, "rfaas_mpi_init: MPI is not initialized");
+  if (g_session) return fail(Errc::invalid_argument, "rfaas_mpi_init: already initialized");
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+
+  int code = 0;
+  std::unique_ptr<OffloadSession> s;
+  if (!cfg) {
+    code = fail(Errc::invalid_argument, "rfaas_mpi_init: no config");
+  } else {
+    try {
+      s = open_session(*cfg, rank);
+    } catch (const rfaas::Error& e) {
+      code = fail(e.code(), e.what());
+    } catch (const std::exception& e) {
+      code = fail(Errc::protocol, e.what());
+    }
+  }
+  ProgressRegister reg = nullptr;
+  if (s) {
+    reg = reinterpret_cast<ProgressRegister>(dlsym(RTLD_DEFAULT, "opal_progress_register"));
+    s->unregister_progress = reinterpret_cast<ProgressRegister>(dlsym(RTLD_DEFAULT, "opal_progress_unregister"));
+    if (!reg || !s->unregister_progress) s->unregister_progress = nullptr;  // rfaas_ioffload refuses
+  }
+  int all = agree(comm, code);
+  if (all != 0) {
+    if (s) close_session(*s);
+    if (code == 0) g_last_error = "rfaas_mpi_init failed on another rank: " + std::string(rfaas_strerror(all));
+    return all;
+  }
+  MPI_Comm_dup(comm, &s->comm);
+  if (reg && s->unregister_progress) reg(&progress_offloads);
+  g_session = s.release();
+  return RFAAS_OK;
+}
+
+int rfaas_mpi_finalize(void) {
+  OffloadSession* s = g_session;
+  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_finalize: not initialized");
+  // Requests MPI still holds would call back into freed records: refuse, on every rank alike.
+  int code = s->free_records.size() == s->records.size() ? 0 : static_cast<int>(Errc::busy);
+  if (code) g_last_error = "rfaas_mpi_finalize: offload requests not yet completed and freed by MPI";
+  int all = agree(s->comm, code);
+  if (all) return all;
+  if (s->unregister_progress) s->unregister_progress(&progress_offloads);
+  close_session(*s);
+  MPI_Comm_free(&s->comm);
+  g_session = nullptr;
+  delete s;
+  return RFAAS_OK;
+}
+
+int rfaas_offload(const char* function, const void* in, size_t in_size, void* out, size_t out_capacity,
+                  size_t* out_size) {
+  OffloadSession* s = g_session;
+  if (!s) return static_cast<int>(Errc::not_initialized);
+  int id = function_id(*s, function);
+  if (id < 0) return static_cast<int>(Errc::unknown_function);
+  count_transfer(*s, in, in_size, out, out_capacity);
+  Errc e = s->executor->invoke(id, in, in_size, out, out_capacity, out_size);
+  count_result(*s, static_cast<int>(e));
+  return static_cast<int>(e);
+}
+
+int rfaas_ioffload(const char* function, const void* in, size_t in_size, void* out, size_t out_capacity,
+                   MPI_Request* request) {
+  OffloadSession* s = g_session;
+  if (!s) return static_cast<int>(Errc::not_initialized);
+  if (!request) return static_cast<int>(Errc::invalid_argument);
+  if (!s->unregister_progress)
+    return fail(Errc::invalid_argument, "rfaas_ioffload: this MPI library has no progress hook rfaas can use");
+  int id = function_id(*s, function);
+  if (id < 0) return static_cast<int>(Errc::unknown_function);
+  if (s->free_records.empty()) return static_cast<int>(Errc::busy);
+  uint32_t index = s->free_records.back();
+  OffloadRecord& r = s->records[index];
+  Errc e = s->executor->submit(id, in, in_size, out, out_capacity, &r.handle);
+  if (e != Errc::ok) return static_cast<int>(e);
+  s->free_records.pop_back();
+  count_transfer(*s, in, in_size, out, out_capacity);
+  r.in_flight = true;
+  s->in_flight.push_back(index);
+  MPI_Grequest_start(&query_offload, &free_offload, &cancel_offload, &r, &r.request);
+  *request = r.request;
+  return RFAAS_OK;
+}
+
+int rfaas_mpi_register(void* buf, size_t bytes) {
+  OffloadSession* s = g_session;
+  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_register: not initialized");
+  if (!buf || bytes == 0) return fail(Errc::invalid_argument, "rfaas_mpi_register: empty range");
+  auto kind = s->cache.classify(buf, bytes);
+  if (kind == RegistrationCache::Lookup::covered) {
+    ++s->stats.registration_hits;
+    return RFAAS_OK;
+  }
+  try {
+    if (kind == RegistrationCache::Lookup::grows_existing) s->executor->deregister_memory(buf);
+    s->executor->register_memory(buf, bytes);
+    s->cache.insert(buf, bytes);
+  } catch (const rfaas::Error& e) {
+    s->cache.erase(buf);
+    return fail(e.code(), e.what());
+  }
+  ++s->stats.registrations;
+  return RFAAS_OK;
+}
+
+int rfaas_mpi_deregister(void* buf) {
+  OffloadSession* s = g_session;
+  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_deregister: not initialized");
+  if (!s->cache.erase(buf)) return fail(Errc::invalid_argument, "rfaas_mpi_deregister: not registered");
+  s->executor->deregister_memory(buf);
+  return RFAAS_OK;
+}
+
+int rfaas_mpi_get_stats(rfaas_mpi_stats* stats) {
+  if (!g_session) return static_cast<int>(Errc::not_initialized);
+  if (!stats) return static_cast<int>(Errc::invalid_argument);
+  *stats = g_session->stats;
+  return RFAAS_OK;
+}
+
+}  // extern "C"

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs one command against a local rfaas cluster on loopback: a lease broker and an executor
+# daemon registered with it, both stopped when the command ends (or after --timeout seconds).
+# The command sees RFAAS_BROKER (the broker's host:port) and RFAAS_FUNCTIONS (the folder of
+# the built function libraries).
+#
+#   scripts/local-cluster.sh [--build DIR] [--cores 0,1] [--timeout S] -- mpirun -np 2 app ...
+#
+# The transport is the executor side's and the clients' RFAAS_OFI_PROVIDER (default shm).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build="$root/build"
+cores=""
+limit=600
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --build) build=$(cd "$2" && pwd); shift 2 ;;
+    --cores) cores=$2; shift 2 ;;
+    --timeout) limit=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "local-cluster.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[[ $# -gt 0 ]] || { echo "usage: local-cluster.sh [--build DIR] [--cores LIST] [--timeout S] -- command..." >&2; exit 2; }
+
+work=$(mktemp -d /tmp/rfaas-cluster.XXXXXX)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_file() {  # file, what, pid
+  for _ in $(seq 200); do
+    [[ -s "$1" ]] && return 0
+    kill -0 "$3" 2>/dev/null || { echo "local-cluster.sh: $2 exited during start; log:" >&2; cat "$work/$2.log" >&2; return 1; }
+    sleep 0.05
+  done
+  echo "local-cluster.sh: $2 not ready after 10 s; log:" >&2
+  cat "$work/$2.log" >&2
+  return 1
+}
+
+head -c 32 /dev/urandom >"$work/secret"
+chmod 600 "$work/secret"
+
+"$build/lease-broker/rfaas-broker" --listen 127.0.0.1:0 --secret-file "$work/secret" --journal "$work/journal" \
+  --ready-file "$work/broker.addr" >"$work/broker.log" 2>&1 &
+pids+=($!)
+wait_file "$work/broker.addr" broker "${pids[-1]}"
+broker=$(cat "$work/broker.addr")
+
+args=(--listen 127.0.0.1:0 --node-name "$(hostname)" --secret-file "$work/secret" --broker "$broker"
+      --ready-file "$work/executord.addr")
+[[ -n "$cores" ]] && args+=(--cores "$cores")
+"$build/runtime/rfaas-executord" "${args[@]}" >"$work/executord.log" 2>&1 &
+pids+=($!)
+wait_file "$work/executord.addr" executord "${pids[-1]}"
+
+# The daemon registers right after it listens; wait until the broker lists it.
+for _ in $(seq 100); do
+  "$build/lease-broker/rfaas-ctl" --broker "$broker" status --json 2>/dev/null | grep -q '"nodes":\[{' && break
+  sleep 0.1
+done
+
+export RFAAS_BROKER="$broker"
+export RFAAS_FUNCTIONS="$build/functions"
+rc=0
+timeout --kill-after=10 "$limit" "$@" || rc=$?
+if [[ $rc -ne 0 ]]; then
+  echo "local-cluster.sh: command exited with $rc; daemon logs follow" >&2
+  tail -n 20 "$work/broker.log" "$work/executord.log" >&2 || true
+fi
+exit $rc

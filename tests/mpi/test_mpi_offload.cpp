@@ -1,0 +1,260 @@
+// rfaas_mpi.h through mpirun against a real broker and executor daemon (tests/mpi/CMakeLists.txt
+// starts them with scripts/local-cluster.sh). Every rank runs the same test cases in the same
+// order; the collective calls (init, finalize) happen on all of them.
+#define CATCH_CONFIG_RUNNER
+#include <mpi.h>
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "rfaas/rfaas_mpi.h"
+
+namespace {
+
+int rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+int world() {
+  int s = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &s);
+  return s;
+}
+
+std::string basic_library() { return std::string(std::getenv("RFAAS_FUNCTIONS")) + "/librfaas_functions_basic.so"; }
+
+rfaas_mpi_config basic_config(const std::string& library) {
+  rfaas_mpi_config cfg;
+  rfaas_mpi_config_init(&cfg);
+  cfg.library_path = library.c_str();
+  cfg.functions = "echo,noop";
+  cfg.slots = 4;
+  cfg.input_capacity = 64 * 1024;
+  cfg.output_capacity = 64 * 1024;
+  cfg.hot_timeout_us = 0;  // two ranks and two executors share two cores in CI
+  cfg.duration_ms = 120'000;
+  return cfg;
+}
+
+void fill(std::vector<uint8_t>& v, uint32_t seed) {
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>((i * 131 + seed * 7 + (i >> 8)) & 0xff);
+}
+
+// Same value on every rank?
+bool agreed(int value) {
+  int lo = 0, hi = 0;
+  MPI_Allreduce(&value, &lo, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  MPI_Allreduce(&value, &hi, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return lo == hi;
+}
+
+}  // namespace
+
+TEST_CASE("calls before rfaas_mpi_init are refused and MPI goes on") {
+  REQUIRE_FALSE(rfaas_mpi_initialized());
+  uint8_t in[8] = {}, out[8];
+  MPI_Request req = MPI_REQUEST_NULL;
+  CHECK(rfaas_offload("echo", in, 8, out, 8, nullptr) == RFAAS_ERR_NOT_INITIALIZED);
+  CHECK(rfaas_ioffload("echo", in, 8, out, 8, &req) == RFAAS_ERR_NOT_INITIALIZED);
+  CHECK(req == MPI_REQUEST_NULL);
+  CHECK(rfaas_mpi_register(in, 8) == RFAAS_ERR_NOT_INITIALIZED);
+  CHECK(rfaas_mpi_finalize() == RFAAS_ERR_NOT_INITIALIZED);
+  CHECK(std::string(rfaas_strerror(RFAAS_ERR_NOT_INITIALIZED)).find("not initialized") != std::string::npos);
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST_CASE("a failure on one rank fails rfaas_mpi_init on every rank with the same code") {
+  // The last rank names a library that does not exist; the others a good one.
+  std::string library = rank() == world() - 1 ? std::string("/nonexistent/libnothing.so") : basic_library();
+  auto cfg = basic_config(library);
+  int e = rfaas_mpi_init(MPI_COMM_WORLD, &cfg);
+  CHECK(e != RFAAS_OK);
+  CHECK(agreed(e));
+  CHECK_FALSE(rfaas_mpi_initialized());
+  INFO(rfaas_mpi_last_error());
+  CHECK(std::strlen(rfaas_mpi_last_error()) > 0);
+
+  // A missing broker is refused before anything is leased, on every rank alike.
+  auto bad = basic_config(basic_library());
+  bad.broker = "127.0.0.1:1";
+  bad.invocation_timeout_ms = 2000;
+  int e2 = rfaas_mpi_init(MPI_COMM_WORLD, &bad);
+  CHECK(e2 == RFAAS_ERR_CONNECTION_FAILED);
+  CHECK(agreed(e2));
+}
+
+TEST_CASE("offloads through leased cores: blocking, as MPI requests, registered and not") {
+  std::string library = basic_library();
+  auto cfg = basic_config(library);
+  REQUIRE(rfaas_mpi_init(MPI_COMM_WORLD, &cfg) == RFAAS_OK);
+  REQUIRE(rfaas_mpi_initialized());
+  REQUIRE(rfaas_mpi_cores() == 1);
+
+  SECTION("blocking offloads return the function's result, byte for byte") {
+    for (size_t size : {size_t{0}, size_t{1}, size_t{63}, size_t{4096}, size_t{65536}}) {
+      std::vector<uint8_t> in(size), out(size + 16, 0xee);
+      fill(in, static_cast<uint32_t>(size) + rank());
+      size_t got = 12345;
+      REQUIRE(rfaas_offload("echo", in.data(), in.size(), out.data(), out.size(), &got) == RFAAS_OK);
+      CHECK(got == size);
+      CHECK(std::memcmp(in.data(), out.data(), size) == 0);
+      CHECK(out[size] == 0xee);  // nothing written past the result
+    }
+  }
+
+  SECTION("rfaas_ioffload completes in one MPI_Waitall with the rank's own messages") {
+    const int peer_up = (rank() + 1) % world(), peer_down = (rank() + world() - 1) % world();
+    std::vector<double> halo_out(512), halo_in(512, -1.0);
+    std::iota(halo_out.begin(), halo_out.end(), 1000.0 * rank());
+    std::vector<std::vector<uint8_t>> ins(3), outs(3);
+    MPI_Request reqs[5];
+    MPI_Irecv(halo_in.data(), 512, MPI_DOUBLE, peer_down, 7, MPI_COMM_WORLD, &reqs[0]);
+    for (int i = 0; i < 3; ++i) {
+      ins[i].resize(1000 + 977 * i);
+      outs[i].assign(ins[i].size(), 0);
+      fill(ins[i], 100 + i + 10 * rank());
+      REQUIRE(rfaas_ioffload("echo", ins[i].data(), ins[i].size(), outs[i].data(), outs[i].size(), &reqs[1 + i]) ==
+              RFAAS_OK);
+    }
+    MPI_Isend(halo_out.data(), 512, MPI_DOUBLE, peer_up, 7, MPI_COMM_WORLD, &reqs[4]);
+    MPI_Status st[5];
+    REQUIRE(MPI_Waitall(5, reqs, st) == MPI_SUCCESS);
+    for (int i = 0; i < 3; ++i) {
+      CHECK(st[1 + i].MPI_TAG == RFAAS_OK);
+      int count = -1;
+      MPI_Get_count(&st[1 + i], MPI_BYTE, &count);
+      CHECK(count == static_cast<int>(ins[i].size()));
+      CHECK(outs[i] == ins[i]);
+      CHECK(reqs[1 + i] == MPI_REQUEST_NULL);
+    }
+    CHECK(halo_in[0] == 1000.0 * peer_down);
+    CHECK(halo_in[511] == 1000.0 * peer_down + 511);
+  }
+
+  SECTION("MPI_Test and MPI_Wait drive an offload to completion") {
+    std::vector<uint8_t> in(300), out(300);
+    fill(in, 5);
+    MPI_Request req;
+    REQUIRE(rfaas_ioffload("echo", in.data(), in.size(), out.data(), out.size(), &req) == RFAAS_OK);
+    int done = 0;
+    MPI_Status st;
+    double until = MPI_Wtime() + 10;
+    while (!done && MPI_Wtime() < until) MPI_Test(&req, &done, &st);
+    REQUIRE(done);
+    CHECK(st.MPI_TAG == RFAAS_OK);
+    CHECK(out == in);
+
+    REQUIRE(rfaas_ioffload("noop", in.data(), in.size(), out.data(), out.size(), &req) == RFAAS_OK);
+    REQUIRE(MPI_Wait(&req, &st) == MPI_SUCCESS);
+    int count = -1;
+    MPI_Get_count(&st, MPI_BYTE, &count);
+    CHECK(count == 0);
+  }
+
+  SECTION("registered buffers travel without a copy; the registration cache hits") {
+    rfaas_mpi_stats before{}, after{};
+    std::vector<uint8_t> grid(1 << 20);
+    fill(grid, 9);
+    REQUIRE(rfaas_mpi_get_stats(&before) == RFAAS_OK);
+    REQUIRE(rfaas_mpi_register(grid.data(), grid.size()) == RFAAS_OK);
+    REQUIRE(rfaas_mpi_register(grid.data() + 4096, 8192) == RFAAS_OK);  // inside: a hit
+    REQUIRE(rfaas_mpi_register(grid.data(), grid.size()) == RFAAS_OK);  // again: a hit
+    // Input from one part of the registered grid, result into another.
+    REQUIRE(rfaas_offload("echo", grid.data(), 50000, grid.data() + 500000, 50000, nullptr) == RFAAS_OK);
+    CHECK(std::memcmp(grid.data(), grid.data() + 500000, 50000) == 0);
+    // Unregistered memory works too, through a copy.
+    std::vector<uint8_t> in(777), out(777);
+    fill(in, 3);
+    REQUIRE(rfaas_offload("echo", in.data(), in.size(), out.data(), out.size(), nullptr) == RFAAS_OK);
+    CHECK(out == in);
+    REQUIRE(rfaas_mpi_get_stats(&after) == RFAAS_OK);
+    CHECK(after.registrations == before.registrations + 1);
+    CHECK(after.registration_hits == before.registration_hits + 2);
+    CHECK(after.zero_copy_inputs == before.zero_copy_inputs + 1);
+    CHECK(after.zero_copy_outputs == before.zero_copy_outputs + 1);
+    CHECK(after.copied_inputs == before.copied_inputs + 1);
+    CHECK(after.copied_outputs == before.copied_outputs + 1);
+    CHECK(after.offloads == before.offloads + 2);
+    // A longer range from the same start replaces the registration.
+    std::vector<uint8_t> bigger(2 << 20);
+    REQUIRE(rfaas_mpi_register(bigger.data(), 1 << 20) == RFAAS_OK);
+    REQUIRE(rfaas_mpi_register(bigger.data(), 2 << 20) == RFAAS_OK);
+    REQUIRE(rfaas_offload("echo", grid.data(), 1000, bigger.data() + (1 << 20) + 5, 1000, nullptr) == RFAAS_OK);
+    rfaas_mpi_stats last{};
+    rfaas_mpi_get_stats(&last);
+    CHECK(last.registrations == after.registrations + 2);
+    CHECK(last.zero_copy_outputs == after.zero_copy_outputs + 1);
+    CHECK(std::memcmp(grid.data(), bigger.data() + (1 << 20) + 5, 1000) == 0);
+    CHECK(rfaas_mpi_deregister(bigger.data()) == RFAAS_OK);
+    CHECK(rfaas_mpi_deregister(bigger.data()) == RFAAS_ERR_INVALID_ARGUMENT);
+    CHECK(rfaas_mpi_deregister(grid.data()) == RFAAS_OK);
+  }
+
+  SECTION("bad calls are refused with named errors and the job goes on") {
+    std::vector<uint8_t> in(64 * 1024 + 1), out(16);
+    MPI_Request req = MPI_REQUEST_NULL;
+    CHECK(rfaas_offload("no_such_function", in.data(), 8, out.data(), out.size(), nullptr) ==
+          RFAAS_ERR_UNKNOWN_FUNCTION);
+    CHECK(rfaas_ioffload("no_such_function", in.data(), 8, out.data(), out.size(), &req) ==
+          RFAAS_ERR_UNKNOWN_FUNCTION);
+    CHECK(req == MPI_REQUEST_NULL);
+    CHECK(rfaas_offload("echo", in.data(), in.size(), out.data(), out.size(), nullptr) == RFAAS_ERR_PAYLOAD_TOO_LARGE);
+    CHECK(rfaas_ioffload("echo", in.data(), in.size(), out.data(), out.size(), &req) == RFAAS_ERR_PAYLOAD_TOO_LARGE);
+    CHECK(rfaas_ioffload(nullptr, in.data(), 8, out.data(), out.size(), &req) == RFAAS_ERR_UNKNOWN_FUNCTION);
+    CHECK(rfaas_ioffload("echo", in.data(), 8, out.data(), out.size(), nullptr) == RFAAS_ERR_INVALID_ARGUMENT);
+    CHECK(rfaas_mpi_register(nullptr, 10) == RFAAS_ERR_INVALID_ARGUMENT);
+    // A result larger than the caller's buffer is an error, not an overflow.
+    std::vector<uint8_t> small(4, 0xab);
+    MPI_Status st;
+    REQUIRE(rfaas_ioffload("echo", in.data(), 100, small.data(), small.size(), &req) == RFAAS_OK);
+    MPI_Wait(&req, &st);
+    CHECK(st.MPI_TAG == RFAAS_ERR_OUTPUT_TOO_LARGE);
+    CHECK(small == std::vector<uint8_t>(4, 0xab));
+    // Still serving.
+    std::vector<uint8_t> ok_in(32, 7), ok_out(32);
+    CHECK(rfaas_offload("echo", ok_in.data(), 32, ok_out.data(), 32, nullptr) == RFAAS_OK);
+    CHECK(ok_out == ok_in);
+    rfaas_mpi_stats s{};
+    rfaas_mpi_get_stats(&s);
+    CHECK(s.failed_offloads >= 1);
+  }
+
+  SECTION("every slot in flight gives RFAAS_ERR_BUSY; finalize waits for requests MPI still holds") {
+    std::vector<uint8_t> in(64, 1);
+    std::vector<std::vector<uint8_t>> outs(5, std::vector<uint8_t>(64));
+    MPI_Request reqs[5];
+    for (int i = 0; i < 4; ++i)
+      REQUIRE(rfaas_ioffload("echo", in.data(), 64, outs[i].data(), 64, &reqs[i]) == RFAAS_OK);
+    CHECK(rfaas_ioffload("echo", in.data(), 64, outs[4].data(), 64, &reqs[4]) == RFAAS_ERR_BUSY);
+    CHECK(rfaas_mpi_finalize() == RFAAS_ERR_BUSY);  // collective: every rank has 4 pending
+    REQUIRE(rfaas_mpi_initialized());
+    MPI_Status st[4];
+    REQUIRE(MPI_Waitall(4, reqs, st) == MPI_SUCCESS);
+    for (int i = 0; i < 4; ++i) CHECK(outs[i] == in);
+  }
+
+  REQUIRE(rfaas_mpi_finalize() == RFAAS_OK);
+  CHECK_FALSE(rfaas_mpi_initialized());
+  uint8_t b[4] = {};
+  CHECK(rfaas_offload("echo", b, 4, b, 4, nullptr) == RFAAS_ERR_NOT_INITIALIZED);
+}
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  if (!std::getenv("RFAAS_BROKER") || !std::getenv("RFAAS_FUNCTIONS")) {
+    std::fprintf(stderr, "test_mpi_offload: run under scripts/local-cluster.sh (RFAAS_BROKER, RFAAS_FUNCTIONS)\n");
+    MPI_Abort(MPI_COMM_WORLD, 2);
+  }
+  int failed = Catch::Session().run(argc, argv);
+  int any = 0;
+  MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return any ? 1 : 0;
+}
