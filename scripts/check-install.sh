@@ -11,4 +11,7 @@ cmake -S "$root/tests/install-consumer" -B "$scratch/consumer" -G Ninja -DCMAKE_
 cmake --build "$scratch/consumer" >/dev/null
 "$scratch/consumer/consumer"
 "$scratch/consumer/consumer_c"
+if [[ -x "$scratch/consumer/consumer_mpi" ]]; then
+  mpirun --allow-run-as-root -np 1 "$scratch/consumer/consumer_mpi"
+fi
 echo "check-install: ok"
