@@ -126,12 +126,46 @@ std::string LeaseBroker::handle(const std::vector<uint8_t>& frame) {
       if (book_.set_state(r.node, NodeInfo::State::draining)) log("node " + r.node + " draining");
       return protocol::make_message("draining", {{"node", r.node}});
     }
+    if (msg.type == "renew") {
+      auto ask = msg.as<protocol::LeaseRenewAsk>();
+      if (!ask.token.verify(secret_)) throw MessageError(ControlErrc::bad_token, "lease token does not verify");
+      std::lock_guard lock(mutex_);
+      auto rec = book_.lease(ask.token.lease_id);
+      if (!rec || rec->node != ask.token.executor)
+        throw MessageError(ControlErrc::lease_expired, "lease " + std::to_string(ask.token.lease_id) + " is not held");
+      if (rec->expires_at_ms <= now) throw MessageError(ControlErrc::lease_expired, "lease has expired");
+      int64_t expires = std::max(rec->expires_at_ms, now + ask.duration_ms);
+      journal_.renew(rec->lease_id, expires);  // durable before it is answered
+      book_.apply_renew(rec->lease_id, expires);
+      protocol::LeaseToken t{rec->lease_id, rec->node, rec->cores, rec->memory_bytes, expires, rec->client, ""};
+      t.sign(secret_);
+      auto node = book_.nodes().find(rec->node);
+      protocol::LeaseGranted g{rec->lease_id, node == book_.nodes().end() ? "" : node->second.control_address,
+                               nlohmann::json(t).dump(), expires};
+      return protocol::make_message("lease_renewed", g);
+    }
+    if (msg.type == "admin") {
+      auto cmd = msg.as<protocol::AdminCommand>();
+      if (!cmd.verify(secret_)) throw MessageError(ControlErrc::bad_token, "operator command does not verify");
+      int64_t skew = now - cmd.timestamp_ms;
+      if (skew > protocol::kRegistrationSkewMs || skew < -protocol::kRegistrationSkewMs)
+        throw MessageError(ControlErrc::bad_token, "operator command is stale or from the future");
+      if (cmd.command != "drain_node" && cmd.command != "resume_node")
+        throw MessageError(ControlErrc::malformed, "unknown operator command '" + cmd.command + "'");
+      std::lock_guard lock(mutex_);
+      bool drain = cmd.command == "drain_node";
+      if (!book_.set_operator_drain(cmd.node, drain))
+        throw MessageError(ControlErrc::malformed, "no node '" + cmd.node + "'");
+      log("node " + cmd.node + (drain ? " drained by an operator (running leases continue)" : " resumed by an operator"));
+      return protocol::make_message("done", {{"node", cmd.node}, {"command", cmd.command}});
+    }
     if (msg.type == "status") {
       std::lock_guard lock(mutex_);
       nlohmann::json nodes = nlohmann::json::array(), leases = nlohmann::json::array(), usage = nlohmann::json::array();
       for (auto& [name, n] : book_.nodes())
         nodes.push_back({{"node", name}, {"address", n.control_address}, {"cores", n.cores},
-                         {"free_cores", book_.free_cores(name)}, {"state", to_string(n.state)},
+                         {"free_cores", book_.free_cores(name)},
+                         {"state", n.drained_by_operator && n.state == NodeInfo::State::active ? "drained" : to_string(n.state)},
                          {"heartbeat_age_ms", now - n.last_heartbeat_ms}});
       for (auto& [id, l] : book_.leases()) leases.push_back(l);
       for (auto& [id, u] : usage_) {

@@ -1,28 +1,35 @@
-// rfaas-ctl: asks the broker about nodes, leases and usage.
+// rfaas-ctl: asks the broker about nodes, leases and usage; drains and resumes nodes.
 //   rfaas-ctl --broker HOST:PORT status [--json]
+//   rfaas-ctl --broker HOST:PORT --secret-file F drain NODE    (no new leases; running ones continue)
+//   rfaas-ctl --broker HOST:PORT --secret-file F resume NODE
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
 
 #include "net/tcp_socket.hpp"
+#include "protocol/broker_messages.hpp"
 #include "protocol/control.hpp"
 
 namespace po = boost::program_options;
 using namespace rfaas;
 
 int main(int argc, char** argv) {
-  std::string broker, command;
+  std::string broker, command, node, secret_file;
   bool json = false;
   po::options_description desc("rfaas-ctl: status of the rfaas lease broker");
   desc.add_options()("help,h", "show this help")("broker", po::value(&broker)->required(), "broker host:port")
-      ("json", po::bool_switch(&json), "print the broker's answer as JSON")("command", po::value(&command), "status");
+      ("json", po::bool_switch(&json), "print the broker's answer as JSON")(
+      "secret-file", po::value(&secret_file), "cluster secret (drain and resume are signed with it)")(
+      "command", po::value(&command), "status | drain NODE | resume NODE")("node", po::value(&node), "node name");
   po::positional_options_description pos;
-  pos.add("command", 1);
+  pos.add("command", 1).add("node", 1);
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(desc).positional(pos).run(), vm);
     if (vm.count("help")) {
-      std::cout << "usage: rfaas-ctl --broker HOST:PORT status [--json]\n" << desc << "\n";
+      std::cout << "usage: rfaas-ctl --broker HOST:PORT status [--json]\n"
+                   "       rfaas-ctl --broker HOST:PORT --secret-file F drain|resume NODE\n"
+                << desc << "\n";
       return 0;
     }
     po::notify(vm);
@@ -30,12 +37,30 @@ int main(int argc, char** argv) {
     std::cerr << "rfaas-ctl: " << e.what() << "\n";
     return 2;
   }
-  if (command != "status") {
-    std::cerr << "rfaas-ctl: unknown command '" << command << "' (have: status)\n";
+  if (command != "status" && command != "drain" && command != "resume") {
+    std::cerr << "rfaas-ctl: unknown command '" << command << "' (have: status, drain, resume)\n";
+    return 2;
+  }
+  if (command != "status" && (node.empty() || secret_file.empty())) {
+    std::cerr << "rfaas-ctl: " << command << " needs a NODE and --secret-file\n";
     return 2;
   }
   try {
     auto s = net::TcpStream::connect(net::HostPort::parse(broker), net::deadline_in(std::chrono::seconds(5)));
+    if (command != "status") {
+      protocol::AdminCommand cmd{command == "drain" ? "drain_node" : "resume_node", node, protocol::unix_now_ms(), ""};
+      cmd.sign(protocol::ClusterSecret::load(secret_file));
+      std::string req = protocol::make_message("admin", cmd);
+      s.send_frame(req.data(), req.size(), net::deadline_in(std::chrono::seconds(5)));
+      auto reply = protocol::ControlMessage::parse(s.recv_frame(1 << 20, net::deadline_in(std::chrono::seconds(10))));
+      if (reply.type != "done") {
+        std::cerr << "rfaas-ctl: " << reply.body.value("message", reply.body.dump()) << "\n";
+        return 1;
+      }
+      std::cout << "rfaas-ctl: node " << node << (command == "drain" ? " drained (running leases continue)" : " resumed")
+                << "\n";
+      return 0;
+    }
     std::string req = protocol::make_message("status");
     s.send_frame(req.data(), req.size(), net::deadline_in(std::chrono::seconds(5)));
     auto reply = protocol::ControlMessage::parse(s.recv_frame(1 << 24, net::deadline_in(std::chrono::seconds(10))));

@@ -30,7 +30,15 @@ void from_json(const nlohmann::json& j, LeaseRecord& r) {
 void LeaseBook::upsert_node(const NodeInfo& node) {
   NodeInfo n = node;
   n.state = NodeInfo::State::active;
+  if (auto it = nodes_.find(node.name); it != nodes_.end()) n.drained_by_operator = it->second.drained_by_operator;
   nodes_[node.name] = n;
+}
+
+bool LeaseBook::set_operator_drain(const std::string& node, bool drained) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return false;
+  it->second.drained_by_operator = drained;
+  return true;
 }
 
 bool LeaseBook::set_state(const std::string& node, NodeInfo::State state) {
@@ -63,7 +71,7 @@ std::optional<LeaseRecord> LeaseBook::place(const LeaseRequest& request, int64_t
   const NodeInfo* best = nullptr;
   uint32_t best_free = 0;
   for (auto& [name, node] : nodes_) {  // name order: ties go to the first
-    if (node.state != NodeInfo::State::active) continue;
+    if (node.state != NodeInfo::State::active || node.drained_by_operator) continue;
     if (std::find(request.avoid_nodes.begin(), request.avoid_nodes.end(), name) != request.avoid_nodes.end()) continue;
     uint32_t free = free_cores(name);
     if (free < request.cores || free_memory(name) < request.memory_bytes) continue;

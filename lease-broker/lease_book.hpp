@@ -1,9 +1,9 @@
 // The broker's state: the executor nodes it knows and the leases it has granted on them.
 // Pure bookkeeping, no I/O: the broker journals a change before it applies it here.
 //
-// Placement policy (best fit): among active nodes that are not in the request's avoid list and
-// have enough free cores and memory, the one with the fewest free cores; ties go to the node
-// name that sorts first. Best fit keeps whole nodes free for large requests, and the tie rule
+// Placement policy (best fit): among active nodes, not drained by an operator and not in the
+// request's avoid list, that have enough free cores and memory, the one with the fewest free
+// cores; ties go to the node name that sorts first. Best fit keeps whole nodes free for large requests, and the tie rule
 // makes placement deterministic (and testable).
 #pragma once
 
@@ -25,6 +25,7 @@ struct NodeInfo {
   uint64_t memory_bytes = 0;
   State state = State::active;
   int64_t last_heartbeat_ms = 0;
+  bool drained_by_operator = false;  // rfaas-ctl drain: kept across heartbeats until resume
 };
 const char* to_string(NodeInfo::State);
 
@@ -52,6 +53,7 @@ class LeaseBook {
   // Registration and heartbeats: adds or refreshes a node (its state becomes active).
   void upsert_node(const NodeInfo& node);
   bool set_state(const std::string& node, NodeInfo::State state);
+  bool set_operator_drain(const std::string& node, bool drained);
   const std::map<std::string, NodeInfo>& nodes() const { return nodes_; }
 
   // Where a request would go, as the record to journal and then apply; nothing if it fits nowhere.

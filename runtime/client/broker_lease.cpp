@@ -1,4 +1,4 @@
-// The client side of the lease broker: ask for a lease, give it back.
+// The client side of the lease broker: ask for a lease, renew it, give it back.
 #include "net/tcp_socket.hpp"
 #include "protocol/broker_messages.hpp"
 #include "protocol/control.hpp"
@@ -17,9 +17,11 @@ protocol::ControlMessage ask(const std::string& broker, const std::string& type,
     auto reply = protocol::ControlMessage::parse(s.recv_frame(protocol::kMaxControlFrame, net::deadline_in(timeout)));
     if (reply.type == "error") {
       auto code = protocol::control_errc_from_string(reply.body.value("code", "internal"));
-      Errc e = code == protocol::ControlErrc::no_capacity ? Errc::no_capacity
-               : code == protocol::ControlErrc::malformed ? Errc::invalid_argument
-                                                          : Errc::protocol;
+      Errc e = code == protocol::ControlErrc::no_capacity     ? Errc::no_capacity
+               : code == protocol::ControlErrc::malformed     ? Errc::invalid_argument
+               : code == protocol::ControlErrc::lease_expired ? Errc::lease_expired
+               : code == protocol::ControlErrc::bad_token     ? Errc::bad_token
+                                                              : Errc::protocol;
       throw Error(e, "lease broker: " + reply.body.value("message", std::string()));
     }
     return reply;
@@ -30,14 +32,40 @@ protocol::ControlMessage ask(const std::string& broker, const std::string& type,
   }
 }
 
+LeaseGrant grant_from(const protocol::LeaseGranted& g) {
+  LeaseGrant out{g.daemon_address, g.token, g.lease_id, g.expires_at_ms, ""};
+  try {
+    out.node = nlohmann::json::parse(g.token).get<protocol::LeaseToken>().executor;
+  } catch (const std::exception& e) {
+    throw Error(Errc::protocol, std::string("lease broker sent a token that does not parse: ") + e.what());
+  }
+  return out;
+}
+
 }  // namespace
 
 LeaseGrant broker_lease(const std::string& broker_address, const BrokerLeaseOptions& o) {
   protocol::LeaseAsk a{o.cores, o.memory_bytes, o.duration.count(), o.client, o.avoid_nodes};
   auto reply = ask(broker_address, "lease", a, o.timeout);
   if (reply.type != "lease_granted") throw Error(Errc::protocol, "lease broker answered '" + reply.type + "'");
-  auto g = reply.as<protocol::LeaseGranted>();
-  return {g.daemon_address, g.token, g.lease_id, g.expires_at_ms};
+  return grant_from(reply.as<protocol::LeaseGranted>());
+}
+
+LeaseGrant broker_renew(const std::string& broker_address, const LeaseGrant& grant, std::chrono::milliseconds duration,
+                        std::chrono::milliseconds timeout) {
+  if (duration.count() <= 0) throw Error(Errc::invalid_argument, "broker_renew: duration must be positive");
+  protocol::LeaseRenewAsk a;
+  try {
+    a.token = nlohmann::json::parse(grant.token).get<protocol::LeaseToken>();
+  } catch (const std::exception& e) {
+    throw Error(Errc::invalid_argument, std::string("broker_renew: not a lease token: ") + e.what());
+  }
+  a.duration_ms = duration.count();
+  auto reply = ask(broker_address, "renew", a, timeout);
+  if (reply.type != "lease_renewed") throw Error(Errc::protocol, "lease broker answered '" + reply.type + "'");
+  LeaseGrant renewed = grant_from(reply.as<protocol::LeaseGranted>());
+  if (renewed.daemon_address.empty()) renewed.daemon_address = grant.daemon_address;
+  return renewed;
 }
 
 void broker_release(const std::string& broker_address, uint64_t lease_id, std::chrono::milliseconds timeout) {

@@ -24,7 +24,7 @@ LeaseGrant direct_lease(const std::string& daemon_address, const DirectLeaseOpti
   t.expires_at_ms = protocol::unix_now_ms() + options.duration.count();
   t.client = options.client;
   t.sign(secret);
-  return {daemon_address, nlohmann::json(t).dump(), t.lease_id, t.expires_at_ms};
+  return {daemon_address, nlohmann::json(t).dump(), t.lease_id, t.expires_at_ms, t.executor};
 }
 
 }  // namespace rfaas

@@ -141,6 +141,8 @@ class ExecutorClient final : public Executor {
   void abandon(const Invocation& handle) noexcept override;
   Errc invoke_all(int function, const void* in, size_t in_size, void* const* outs, size_t out_capacity,
                   size_t* out_sizes) noexcept override;
+  void renew(const LeaseGrant& renewed) override;
+  int64_t expires_at_ms() const noexcept override { return expires_at_ms_; }
   Usage release() override;
 
  private:
@@ -327,6 +329,47 @@ const Registration* ExecutorClient::find(const void* p, size_t n) const noexcept
   --it;
   if (b + n <= it->begin + it->size) return &*it;
   return nullptr;
+}
+
+void ExecutorClient::renew(const LeaseGrant& renewed) {
+  if (lost_ != Errc::ok) fail(lost_, "renew: the lease is over");
+  if (released_ || !control_) fail(Errc::invalid_argument, "renew: the lease was released");
+  protocol::RenewRequest req;
+  try {
+    req.token = nlohmann::json::parse(renewed.token).get<protocol::LeaseToken>();
+  } catch (const std::exception& e) {
+    fail(Errc::bad_token, std::string("renewed lease token: ") + e.what());
+  }
+  if (req.token.lease_id != lease_id_) fail(Errc::bad_token, "renew: the token is for another lease");
+  try {
+    std::string msg = protocol::make_message("renew", req);
+    control_.send_frame(msg.data(), msg.size(), net::deadline_in(options_.control_timeout));
+    auto deadline = net::deadline_in(options_.control_timeout);
+    for (;;) {
+      auto reply = protocol::ControlMessage::parse(control_.recv_frame(protocol::kMaxControlFrame, deadline));
+      if (reply.type == "renewed") {
+        expires_at_ms_ = reply.body.value("expires_at_ms", expires_at_ms_);
+        return;
+      }
+      if (reply.type == "error") {
+        auto code = protocol::control_errc_from_string(reply.body.value("code", "internal"));
+        fail(from_control(code.value_or(protocol::ControlErrc::internal)),
+             "renew: " + reply.body.value("message", std::string()));
+      }
+      if (reply.type == "lease_ended") {
+        auto end = reply.as<protocol::LeaseEnded>();
+        usage_ = {end.usage.invocations, end.usage.hot_polling_ns, end.usage.compute_ns};
+        lost_ = end.reason == "expired" ? Errc::lease_expired
+                : end.reason == "revoked" ? Errc::lease_revoked
+                                          : Errc::executor_lost;
+        fail(lost_, "renew: the lease ended (" + end.reason + ")");
+      }
+    }
+  } catch (const net::NetError& e) {
+    fail(Errc::connection_failed, std::string("renew: ") + e.what());
+  } catch (const protocol::MessageError& e) {
+    fail(Errc::protocol, std::string("renew: ") + e.what());
+  }
 }
 
 Usage ExecutorClient::release() {

@@ -246,12 +246,13 @@ void ExecutorDaemon::session(net::TcpStream stream) {
 
     // Watch the lease until it ends one way or another.
     protocol::LeaseEnded end;
+    int64_t expires_at_ms = t.expires_at_ms;  // moved by a renewal
     for (;;) {
       if (!replenished && std::chrono::steady_clock::now() >= replenish_at) {
         replenish_standby();
         replenished = true;
       }
-      int64_t left_ms = t.expires_at_ms - protocol::unix_now_ms();
+      int64_t left_ms = expires_at_ms - protocol::unix_now_ms();
       if (left_ms <= 0) {
         end.reason = "expired";
         end.detail = "lease expired";
@@ -280,8 +281,10 @@ void ExecutorDaemon::session(net::TcpStream stream) {
           break;
         }
         std::string type;
+        protocol::ControlMessage control;
         try {
-          type = protocol::ControlMessage::parse(frame).type;
+          control = protocol::ControlMessage::parse(frame);
+          type = control.type;
         } catch (const MessageError& e) {
           send_text(stream, protocol::make_error(e.code(), e.what()), timeout);
           continue;
@@ -290,6 +293,26 @@ void ExecutorDaemon::session(net::TcpStream stream) {
           end.reason = "released";
           end.detail = "released by the client";
           break;
+        }
+        if (type == "renew") {
+          // A renewed token from the broker: the same lease on this node, a later expiry.
+          try {
+            auto renewed = control.as<protocol::RenewRequest>().token;
+            if (!renewed.verify(secret_)) throw MessageError(ControlErrc::bad_token, "renewed token does not verify");
+            if (renewed.lease_id != lease_id || renewed.executor != config_.node_name || renewed.cores != t.cores ||
+                renewed.memory_bytes != t.memory_bytes)
+              throw MessageError(ControlErrc::bad_token, "renewed token is not for this lease");
+            if (renewed.expires_at_ms <= protocol::unix_now_ms())
+              throw MessageError(ControlErrc::lease_expired, "renewed token has expired");
+            expires_at_ms = std::max(expires_at_ms, renewed.expires_at_ms);
+            executor.renew(expires_at_ms);
+            send_text(stream, protocol::make_message("renewed", {{"lease_id", lease_id}, {"expires_at_ms", expires_at_ms}}),
+                      timeout);
+            log("lease " + std::to_string(lease_id) + " renewed");
+          } catch (const MessageError& e) {
+            send_text(stream, protocol::make_error(e.code(), e.what()), timeout);
+          }
+          continue;
         }
         send_text(stream, protocol::make_error(ControlErrc::malformed, "unexpected '" + type + "' during a lease"),
                   timeout);

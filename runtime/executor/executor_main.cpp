@@ -9,6 +9,7 @@
 // It exits when the lease's expiry passes, on SIGTERM/SIGINT, when every worker's client is
 // gone, or (while on standby) when the daemon goes away.
 #include <cstdlib>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -139,14 +140,24 @@ int main(int argc, char** argv) {
   }
   for (auto& w : pool) w->start(ticks_per_ns);
 
-  // Wait for expiry, a signal, or every client endpoint gone.
+  // Wait for expiry, a signal, every client endpoint gone, or the daemon gone; the daemon may
+  // move the expiry (a renewed lease).
   for (;;) {
     if (g_terminate.load()) break;
     if (protocol::unix_now_ms() >= lease.expires_at_ms) break;
     bool all_done = true;
     for (auto& w : pool) all_done &= w->finished();
     if (all_done) break;
-    std::this_thread::sleep_for(5ms);
+    pollfd daemon{kDaemonSocket, POLLIN, 0};
+    if (::poll(&daemon, 1, 5) <= 0) continue;
+    try {
+      int ignored = -1;
+      auto j = nlohmann::json::parse(net::recv_with_fd(kDaemonSocket, protocol::kMaxControlFrame, &ignored), nullptr, false);
+      if (ignored >= 0) ::close(ignored);
+      if (!j.is_discarded() && j.value("type", "") == "renew") lease.expires_at_ms = j.value("expires_at_ms", lease.expires_at_ms);
+    } catch (const net::NetError&) {
+      break;  // the daemon is gone: nobody would report this lease's end
+    }
   }
   protocol::Usage total;
   for (auto& w : pool) {

@@ -115,6 +115,14 @@ void ExecutorProcess::assign(const protocol::LeaseAssignment& lease, int library
   }
 }
 
+void ExecutorProcess::renew(int64_t expires_at_ms) {
+  try {
+    net::send_with_fd(socket_, nlohmann::json{{"type", "renew"}, {"expires_at_ms", expires_at_ms}}.dump(), -1);
+  } catch (const net::NetError& e) {
+    throw MessageError(ControlErrc::executor_failed, std::string("renewing the executor's lease: ") + e.what());
+  }
+}
+
 std::optional<int> ExecutorProcess::exited() {
   if (status_) return status_;
   int st;

@@ -44,6 +44,8 @@ class ExecutorProcess {
 
   // Hands it its lease and library. Throws MessageError(executor_failed) if it is gone.
   void assign(const protocol::LeaseAssignment& lease, int library_fd);
+  // A renewed lease's new expiry, for the executor's own deadline. Throws MessageError.
+  void renew(int64_t expires_at_ms);
 
   int pidfd() const { return pidfd_; }
   ExecutorReports& reports() { return *reports_; }

@@ -8,7 +8,7 @@
 
 namespace rfaas::net {
 
-// Sends [4-byte length | bytes] with `fd` attached. Throws NetError.
+// Sends [4-byte length | bytes] with `fd` attached (none when fd < 0). Throws NetError.
 void send_with_fd(int sock, const std::string& bytes, int fd);
 // Receives one such message; `fd` gets the attached descriptor (or -1). Blocks until a
 // message or EOF (NetError closed); `max` bounds its size (NetError too_large).

@@ -52,6 +52,34 @@ void from_json(const nlohmann::json& j, LeaseAsk& m) {
   if (m.cores == 0 || m.duration_ms <= 0) malformed("a lease needs at least one core and a positive duration");
 }
 
+std::string AdminCommand::canonical() const {
+  return "rfaas-admin-v1\n" + command + "\n" + node + "\n" + std::to_string(timestamp_ms);
+}
+
+void AdminCommand::sign(const ClusterSecret& secret) { mac = secret.sign(canonical()); }
+
+bool AdminCommand::verify(const ClusterSecret& secret) const { return secret.verify(canonical(), mac); }
+
+void to_json(nlohmann::json& j, const AdminCommand& m) {
+  j = {{"command", m.command}, {"node", m.node}, {"timestamp_ms", m.timestamp_ms}, {"mac", m.mac}};
+}
+
+void from_json(const nlohmann::json& j, AdminCommand& m) {
+  m.command = field<std::string>(j, "command");
+  m.node = field<std::string>(j, "node");
+  m.timestamp_ms = field<int64_t>(j, "timestamp_ms");
+  m.mac = field<std::string>(j, "mac");
+}
+
+void to_json(nlohmann::json& j, const LeaseRenewAsk& m) { j = {{"token", m.token}, {"duration_ms", m.duration_ms}}; }
+
+void from_json(const nlohmann::json& j, LeaseRenewAsk& m) {
+  if (!j.contains("token")) malformed("missing field 'token'");
+  m.token = j.at("token").get<LeaseToken>();
+  m.duration_ms = field<int64_t>(j, "duration_ms");
+  if (m.duration_ms <= 0) malformed("a renewal needs a positive duration");
+}
+
 void to_json(nlohmann::json& j, const LeaseGranted& m) {
   j = {{"lease_id", m.lease_id}, {"daemon_address", m.daemon_address}, {"token", m.token},
        {"expires_at_ms", m.expires_at_ms}};

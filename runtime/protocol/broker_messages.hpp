@@ -33,12 +33,31 @@ struct NodeRegistration {
 };
 inline constexpr int64_t kRegistrationSkewMs = 60'000;
 
+// rfaas-ctl -> broker: an operator's command on a node ("drain_node": no new leases on it,
+// running ones continue; "resume_node": leasable again), signed with the cluster secret.
+struct AdminCommand {
+  std::string command;
+  std::string node;
+  int64_t timestamp_ms = 0;
+  std::string mac;
+
+  std::string canonical() const;
+  void sign(const ClusterSecret& secret);
+  bool verify(const ClusterSecret& secret) const;
+};
+
 struct LeaseAsk {
   uint32_t cores = 1;
   uint64_t memory_bytes = 1ull << 30;
   int64_t duration_ms = 600'000;
   std::string client;
   std::vector<std::string> avoid_nodes;
+};
+
+// Client -> broker: extend a lease it holds (the current token proves it), to now + duration.
+struct LeaseRenewAsk {
+  LeaseToken token;
+  int64_t duration_ms = 600'000;
 };
 
 struct LeaseGranted {
@@ -49,6 +68,10 @@ struct LeaseGranted {
 };
 
 void to_json(nlohmann::json& j, const NodeRegistration& m);
+void to_json(nlohmann::json& j, const LeaseRenewAsk& m);
+void to_json(nlohmann::json& j, const AdminCommand& m);
+void from_json(const nlohmann::json& j, AdminCommand& m);
+void from_json(const nlohmann::json& j, LeaseRenewAsk& m);
 void from_json(const nlohmann::json& j, NodeRegistration& m);
 void to_json(nlohmann::json& j, const LeaseAsk& m);
 void from_json(const nlohmann::json& j, LeaseAsk& m);

@@ -62,6 +62,13 @@ void from_json(const nlohmann::json& j, AllocateRequest& m) {
   m.hot_timeout_us = field<int64_t>(j, "hot_timeout_us");
 }
 
+void to_json(nlohmann::json& j, const RenewRequest& m) { j = {{"token", m.token}}; }
+
+void from_json(const nlohmann::json& j, RenewRequest& m) {
+  if (!j.contains("token")) malformed("missing field 'token'");
+  m.token = j.at("token").get<LeaseToken>();
+}
+
 void to_json(nlohmann::json& j, const Allocated& m) {
   j = {{"lease_id", m.lease_id}, {"address", m.address}, {"workers", m.workers}, {"library_cached", m.library_cached}};
 }

@@ -55,6 +55,11 @@ struct AllocateRequest {
   int64_t hot_timeout_us = 10'000;  // -1 always hot, 0 always warm
 };
 
+// Client -> daemon during a lease: the broker's renewed token (same lease, later expiry).
+struct RenewRequest {
+  LeaseToken token;
+};
+
 struct Allocated {
   uint64_t lease_id = 0;
   std::string address;  // executor's fabric listener, host:port
@@ -89,6 +94,8 @@ struct LeaseEnded {
 
 void to_json(nlohmann::json& j, const AllocateRequest& m);
 void from_json(const nlohmann::json& j, AllocateRequest& m);
+void to_json(nlohmann::json& j, const RenewRequest& m);
+void from_json(const nlohmann::json& j, RenewRequest& m);
 void to_json(nlohmann::json& j, const Allocated& m);
 void from_json(const nlohmann::json& j, Allocated& m);
 void to_json(nlohmann::json& j, const LeaseAssignment& m);

@@ -4,6 +4,8 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -198,4 +200,136 @@ TEST_CASE("an executor daemon shutting down drains its node at the broker", "[br
   CHECK(eventually([&] { return node_state(broker.address(), "node-1") == "draining"; }));
   CHECK(eventually([&] { return status(broker.address())["leases"].empty(); }));
   CHECK(broker_error(broker.address(), BrokerLeaseOptions{}) == Errc::no_capacity);  // nothing placed there
+}
+
+TEST_CASE("a lease renewed through the broker outlives its first expiry", "[broker]") {
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  BrokerLeaseOptions o;
+  o.memory_bytes = 1 << 26;
+  o.duration = 2s;
+  auto grant = broker_lease(broker.address(), o);
+  CHECK(grant.node == "node-1");
+  auto ex = Executor::deploy(grant, echo_options());
+
+  auto renewed = broker_renew(broker.address(), grant, 20s);
+  CHECK(renewed.lease_id == grant.lease_id);
+  CHECK(renewed.expires_at_ms >= grant.expires_at_ms + 15'000);
+  CHECK(status(broker.address())["leases"][0]["expires_at_ms"] == renewed.expires_at_ms);
+
+  // A token altered to claim more time is refused by the broker and by the daemon.
+  auto forged = renewed;
+  auto t = nlohmann::json::parse(forged.token);
+  t["expires_at_ms"] = t["expires_at_ms"].get<int64_t>() + 3'600'000;
+  forged.token = t.dump();
+  try {
+    broker_renew(broker.address(), forged, 20s);
+    FAIL("a forged token was renewed");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::bad_token);
+  }
+  try {
+    ex->renew(forged);
+    FAIL("the daemon accepted a forged token");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::bad_token);
+  }
+
+  ex->renew(renewed);
+  CHECK(ex->expires_at_ms() == renewed.expires_at_ms);
+  std::this_thread::sleep_for(2500ms);  // past the first expiry
+  uint64_t v = 7, r = 0;
+  size_t n;
+  CHECK(ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n) == Errc::ok);
+  CHECK(r == 7);
+  CHECK(status(broker.address())["leases"].size() == 1);
+
+  // Renewing what was released is refused.
+  ex->release();
+  REQUIRE(eventually([&] { return status(broker.address())["leases"].empty(); }));
+  try {
+    broker_renew(broker.address(), renewed, 20s);
+    FAIL("a released lease was renewed");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::lease_expired);
+  }
+}
+
+TEST_CASE("after a revocation the client leases again on another node", "[broker]") {
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  auto a = std::make_unique<ExecutorDaemonProcess>(std::vector<std::string>{"--cores", "0", "--broker", broker.address()},
+                                                   secret, "node-a");
+  ExecutorDaemonProcess b({"--cores", "1", "--broker", broker.address()}, secret, "node-b");
+  REQUIRE(eventually([&] {
+    return node_state(broker.address(), "node-a") == "active" && node_state(broker.address(), "node-b") == "active";
+  }));
+  BrokerLeaseOptions o;
+  o.memory_bytes = 1 << 26;
+  auto grant = broker_lease(broker.address(), o);
+  REQUIRE(grant.node == "node-a");  // ties go to the first name
+  auto ex = Executor::deploy(grant, echo_options());
+  a->process().kill(SIGTERM);
+  uint64_t v = 3, r = 0;
+  size_t n;
+  Errc e = Errc::ok;
+  for (auto end = Clock::now() + 10s; e == Errc::ok && Clock::now() < end;) {
+    e = ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n, 2s);
+    std::this_thread::sleep_for(20ms);
+  }
+  REQUIRE(e == Errc::lease_revoked);
+
+  o.avoid_nodes = {grant.node};
+  auto again = broker_lease(broker.address(), o);
+  CHECK(again.node == "node-b");
+  CHECK(again.daemon_address == b.address());
+  auto ex2 = Executor::deploy(again, echo_options());
+  r = 0;
+  CHECK(ex2->invoke(ex2->function("echo"), &v, 8, &r, 8, &n) == Errc::ok);
+  CHECK(r == 3);
+}
+
+TEST_CASE("an operator drains and resumes a node with rfaas-ctl", "[broker]") {
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0,1", "--broker", broker.address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  BrokerLeaseOptions o;
+  o.memory_bytes = 1 << 26;
+  auto grant = broker_lease(broker.address(), o);
+  auto ex = Executor::deploy(grant, echo_options());
+
+  auto ctl = [&](const std::string& args) {
+    std::string cmd = std::string(RFAAS_CTL) + " --broker " + broker.address() + " " + args + " >/dev/null 2>&1";
+    return std::system(cmd.c_str());
+  };
+  CHECK(ctl("drain node-1") != 0);  // no secret: refused before it is sent
+  auto other = write_secret(dir.path() / "other");  // same content as `secret`: make it differ
+  {
+    std::ofstream f(other, std::ios::binary | std::ios::trunc);
+    f << "a different cluster secret, 32b!";
+  }
+  CHECK(ctl("--secret-file " + other + " drain node-1") != 0);  // wrong secret: bad_token
+  CHECK(node_state(broker.address(), "node-1") == "active");
+  REQUIRE(ctl("--secret-file " + secret + " drain node-1") == 0);
+  CHECK(node_state(broker.address(), "node-1") == "drained");
+  CHECK(broker_error(broker.address(), o) == Errc::no_capacity);
+  // Still drained after heartbeats; the running lease goes on.
+  std::this_thread::sleep_for(1s);
+  CHECK(node_state(broker.address(), "node-1") == "drained");
+  uint64_t v = 5, r = 0;
+  size_t n;
+  CHECK(ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n) == Errc::ok);
+  CHECK(ctl("--secret-file " + secret + " drain no-such-node") != 0);
+
+  REQUIRE(ctl("--secret-file " + secret + " resume node-1") == 0);
+  CHECK(node_state(broker.address(), "node-1") == "active");
+  auto second = broker_lease(broker.address(), o);
+  CHECK(second.node == "node-1");
+  broker_release(broker.address(), second.lease_id);
 }

@@ -59,6 +59,7 @@ struct LeaseGrant {
   std::string token;           // the signed lease token (JSON)
   uint64_t lease_id = 0;
   int64_t expires_at_ms = 0;  // Unix epoch ms
+  std::string node;           // the executor node's name (a placement hint for a re-lease)
 };
 
 struct DirectLeaseOptions {
@@ -85,6 +86,11 @@ struct BrokerLeaseOptions {
 // Asks the lease broker at broker_address (host:port) for a lease. Throws Error: no_capacity
 // when no node can take it, connection_failed when the broker cannot be reached.
 LeaseGrant broker_lease(const std::string& broker_address, const BrokerLeaseOptions& options);
+// Extends a lease to now + duration (never shortens it): the broker journals it and signs a new
+// token; give that to Executor::renew so the executor daemon accepts the new expiry. Throws
+// Error: lease_expired when the lease is over or unknown, bad_token for a token that does not verify.
+LeaseGrant broker_renew(const std::string& broker_address, const LeaseGrant& grant, std::chrono::milliseconds duration,
+                        std::chrono::milliseconds timeout = std::chrono::milliseconds(10'000));
 // Tells the broker the lease is over (Executor::release ends it at the executor). Idempotent.
 void broker_release(const std::string& broker_address, uint64_t lease_id,
                     std::chrono::milliseconds timeout = std::chrono::milliseconds(10'000));
@@ -174,6 +180,11 @@ class Executor {
   // The same input to every worker; outs[i] (capacity out_capacity each) gets worker i's result.
   virtual Errc invoke_all(int function, const void* in, size_t in_size, void* const* outs, size_t out_capacity,
                           size_t* out_sizes) noexcept = 0;
+
+  // Presents a renewed token (from broker_renew) to the executor daemon, which moves the lease's
+  // expiry. Throws Error (bad_token: not this lease; lease_expired / lease_revoked: over already).
+  virtual void renew(const LeaseGrant& renewed) = 0;
+  virtual int64_t expires_at_ms() const noexcept = 0;
 
   // Ends the lease and returns what the executor counted. Idempotent; the destructor releases.
   virtual Usage release() = 0;
