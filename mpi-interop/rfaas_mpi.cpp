@@ -49,6 +49,8 @@ struct OffloadSession {
   MPI_Comm comm = MPI_COMM_NULL;
   LeaseGrant grant;
   std::string broker;
+  BrokerLeaseOptions lease_options;  // kept for rfaas_mpi_recover
+  DeployOptions deploy_options;
   std::unique_ptr<Executor> executor;
   std::vector<std::string> names;  // deployed functions; the index is the function id
   RegistrationCache cache;
@@ -192,6 +194,7 @@ std::unique_ptr<OffloadSession> open_session(const rfaas_mpi_config& cfg, int ra
   lo.client = "mpi:" + std::string(host) + ":rank" + std::to_string(rank);
   if (cfg.avoid_own_node) lo.avoid_nodes.push_back(cfg.own_node ? cfg.own_node : host);
   s->broker = broker;
+  s->lease_options = lo;
   s->grant = broker_lease(s->broker, lo);
 
   DeployOptions d;
@@ -203,6 +206,7 @@ std::unique_ptr<OffloadSession> open_session(const rfaas_mpi_config& cfg, int ra
   d.output_capacity = cfg.output_capacity;
   d.hot_timeout_us = cfg.hot_timeout_us;
   if (cfg.invocation_timeout_ms > 0) d.invocation_timeout = std::chrono::milliseconds(cfg.invocation_timeout_ms);
+  s->deploy_options = d;
   try {
     s->executor = Executor::deploy(s->grant, d);
   } catch (...) {
@@ -241,6 +245,12 @@ int agree(MPI_Comm comm, int code) {
 
 using namespace rfaas::mpi;
 using rfaas::Errc;
+using rfaas::BrokerLeaseOptions;
+using rfaas::Executor;
+using rfaas::LeaseGrant;
+using rfaas::broker_lease;
+using rfaas::broker_release;
+using rfaas::broker_renew;
 
 extern "C" {
 
@@ -261,7 +271,9 @@ const char* rfaas_mpi_last_error(void) { return g_last_error.c_str(); }
 
 int rfaas_mpi_initialized(void) { return g_session != nullptr; }
 
-int rfaas_mpi_cores(void) { return g_session ? static_cast<int>(g_session->executor->workers()) : 0; }
+int rfaas_mpi_cores(void) {
+  return g_session && g_session->executor ? static_cast<int>(g_session->executor->workers()) : 0;
+}
 
 int rfaas_mpi_init(MPI_Comm comm, const rfaas_mpi_config* cfg) {
   int mpi_up = 0;
@@ -322,6 +334,7 @@ int rfaas_offload(const char* function, const void* in, size_t in_size, void* ou
                   size_t* out_size) {
   OffloadSession* s = g_session;
   if (!s) return static_cast<int>(Errc::not_initialized);
+  if (!s->executor) return static_cast<int>(Errc::executor_lost);  // a failed rfaas_mpi_recover
   int id = function_id(*s, function);
   if (id < 0) return static_cast<int>(Errc::unknown_function);
   count_transfer(*s, in, in_size, out, out_capacity);
@@ -335,6 +348,7 @@ int rfaas_ioffload(const char* function, const void* in, size_t in_size, void* o
   OffloadSession* s = g_session;
   if (!s) return static_cast<int>(Errc::not_initialized);
   if (!request) return static_cast<int>(Errc::invalid_argument);
+  if (!s->executor) return static_cast<int>(Errc::executor_lost);
   if (!s->unregister_progress)
     return fail(Errc::invalid_argument, "rfaas_ioffload: this MPI library has no progress hook rfaas can use");
   int id = function_id(*s, function);
@@ -363,6 +377,7 @@ int rfaas_mpi_register(void* buf, size_t bytes) {
     return RFAAS_OK;
   }
   try {
+    if (!s->executor) throw rfaas::Error(Errc::executor_lost, "rfaas_mpi_register: no lease (rfaas_mpi_recover failed)");
     if (kind == RegistrationCache::Lookup::grows_existing) s->executor->deregister_memory(buf);
     s->executor->register_memory(buf, bytes);
     s->cache.insert(buf, bytes);
@@ -378,7 +393,61 @@ int rfaas_mpi_deregister(void* buf) {
   OffloadSession* s = g_session;
   if (!s) return fail(Errc::not_initialized, "rfaas_mpi_deregister: not initialized");
   if (!s->cache.erase(buf)) return fail(Errc::invalid_argument, "rfaas_mpi_deregister: not registered");
-  s->executor->deregister_memory(buf);
+  if (s->executor) s->executor->deregister_memory(buf);
+  return RFAAS_OK;
+}
+
+int rfaas_mpi_renew(int64_t duration_ms) {
+  OffloadSession* s = g_session;
+  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_renew: not initialized");
+  if (duration_ms <= 0) return fail(Errc::invalid_argument, "rfaas_mpi_renew: duration must be positive");
+  try {
+    LeaseGrant renewed = broker_renew(s->broker, s->grant, std::chrono::milliseconds(duration_ms));
+    s->executor->renew(renewed);
+    s->grant = renewed;
+  } catch (const rfaas::Error& e) {
+    return fail(e.code(), e.what());
+  }
+  return RFAAS_OK;
+}
+
+int rfaas_mpi_recover(void) {
+  OffloadSession* s = g_session;
+  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_recover: not initialized");
+  if (s->free_records.size() != s->records.size())
+    return fail(Errc::busy, "rfaas_mpi_recover: complete the rank's offload requests first");
+  // What is left of the old lease goes back (the daemon may already have ended it).
+  try {
+    s->executor->release();
+  } catch (...) {
+  }
+  try {
+    broker_release(s->broker, s->grant.lease_id);
+  } catch (...) {
+  }
+  s->executor.reset();
+  std::string lost_node = s->grant.node;
+  try {
+    BrokerLeaseOptions lo = s->lease_options;
+    lo.avoid_nodes.push_back(lost_node);
+    try {
+      s->grant = broker_lease(s->broker, lo);
+    } catch (const rfaas::Error& e) {
+      // Only that node has room (e.g. the lease merely expired): take it there again.
+      if (e.code() != Errc::no_capacity) throw;
+      s->grant = broker_lease(s->broker, s->lease_options);
+    }
+    try {
+      s->executor = Executor::deploy(s->grant, s->deploy_options);
+      for (const auto& r : s->cache.ranges()) s->executor->register_memory(const_cast<uint8_t*>(r.begin), r.size);
+    } catch (...) {
+      s->executor.reset();
+      broker_release(s->broker, s->grant.lease_id);
+      throw;
+    }
+  } catch (const rfaas::Error& e) {
+    return fail(e.code(), std::string("rfaas_mpi_recover: ") + e.what());
+  }
   return RFAAS_OK;
 }
 

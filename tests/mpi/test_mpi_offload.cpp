@@ -10,6 +10,7 @@
 #include <cstring>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "rfaas/rfaas_mpi.h"
@@ -246,4 +247,36 @@ TEST_CASE("offloads through leased cores: blocking, as MPI requests, registered 
   CHECK_FALSE(rfaas_mpi_initialized());
   uint8_t b[4] = {};
   CHECK(rfaas_offload("echo", b, 4, b, 4, nullptr) == RFAAS_ERR_NOT_INITIALIZED);
+}
+
+TEST_CASE("rfaas_mpi_renew extends the lease; after expiry rfaas_mpi_recover leases again") {
+  std::string library = basic_library();
+  auto cfg = basic_config(library);
+  cfg.duration_ms = 2500;
+  REQUIRE(rfaas_mpi_init(MPI_COMM_WORLD, &cfg) == RFAAS_OK);
+  std::vector<uint8_t> buf(4096);
+  fill(buf, 11);
+  REQUIRE(rfaas_mpi_register(buf.data(), buf.size()) == RFAAS_OK);
+  CHECK(rfaas_mpi_renew(0) == RFAAS_ERR_INVALID_ARGUMENT);
+  REQUIRE(rfaas_mpi_renew(6000) == RFAAS_OK);
+  MPI_Barrier(MPI_COMM_WORLD);
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // past the first expiry
+  CHECK(rfaas_offload("echo", buf.data(), 100, buf.data() + 2048, 100, nullptr) == RFAAS_OK);
+  CHECK(std::equal(buf.begin(), buf.begin() + 100, buf.begin() + 2048));
+
+  // Let the renewed lease run out: offloads fail with a named error, the job goes on.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  int e = rfaas_offload("echo", buf.data(), 100, buf.data() + 1024, 100, nullptr);
+  CHECK((e == RFAAS_ERR_LEASE_EXPIRED || e == RFAAS_ERR_EXECUTOR_LOST));
+  INFO(rfaas_strerror(e));
+  REQUIRE(rfaas_mpi_recover() == RFAAS_OK);
+  rfaas_mpi_stats before{}, after{};
+  rfaas_mpi_get_stats(&before);
+  fill(buf, 12);
+  CHECK(rfaas_offload("echo", buf.data(), 100, buf.data() + 1024, 100, nullptr) == RFAAS_OK);
+  CHECK(std::equal(buf.begin(), buf.begin() + 100, buf.begin() + 1024));
+  rfaas_mpi_get_stats(&after);
+  CHECK(after.zero_copy_inputs == before.zero_copy_inputs + 1);  // still registered with the new lease
+  REQUIRE(rfaas_mpi_finalize() == RFAAS_OK);
+  CHECK(rfaas_mpi_recover() == RFAAS_ERR_NOT_INITIALIZED);
 }

@@ -85,6 +85,15 @@ int rfaas_ioffload(const char* function, const void* in, size_t in_size, void* o
 int rfaas_mpi_register(void* buf, size_t bytes);
 int rfaas_mpi_deregister(void* buf);
 
+/* Extends this rank's lease to now + duration_ms, through the broker and then the executor
+ * daemon. Local (not collective). */
+int rfaas_mpi_renew(int64_t duration_ms);
+/* After an offload ended with RFAAS_ERR_LEASE_REVOKED, RFAAS_ERR_EXECUTOR_LOST or
+ * RFAAS_ERR_LEASE_EXPIRED: releases what is left, leases again through the broker (on another
+ * node than the lost one when one has room), redeploys, and registers this rank's registered
+ * memory again. Local; no offload request of the rank may be pending. */
+int rfaas_mpi_recover(void);
+
 int rfaas_mpi_get_stats(rfaas_mpi_stats* stats);
 /* The detail of this thread's last failed rfaas_mpi_* setup call. */
 const char* rfaas_mpi_last_error(void);
