@@ -12,6 +12,8 @@ packages=(
   libopenmpi-dev openmpi-bin
   # libraries
   libboost-program-options-dev nlohmann-json3-dev catch2 libssl-dev libopenblas-dev
+  # a local Slurm for the Slurm test (scripts/slurm/local-slurm.sh)
+  slurmctld slurmd slurm-client munge
   # scripts
   iproute2 procps python3
 )

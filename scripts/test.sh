@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs every rfaas test: the CTest suite of a Release build, then the same
+# Sets up, builds and runs every rfaas test: the CTest suite of a Release build, the Slurm test
+# (scripts/slurm/test-slurm.sh: a real local Slurm running the broker, executor daemons and an
+# MPI job, then scancel revoking a client's lease), then the same
 # suite in a second build under AddressSanitizer + UndefinedBehaviorSanitizer, a bounded
 # libFuzzer run over the control-message parsers, then the install check (a tiny consumer
 # project finds rfaas with find_package). Exits non-zero on any failure.
@@ -20,6 +22,13 @@ cmake --build "$root/build" -j "$jobs"
 
 section "tests (Release)"
 ctest --test-dir "$root/build" --output-on-failure --timeout 600
+
+section "Slurm: broker and executor daemons as jobs, an MPI job, scancel revokes (local Slurm)"
+if [ "$(id -u)" -eq 0 ]; then
+  timeout --kill-after=10 600 "$root/scripts/slurm/test-slurm.sh" "$root/build"
+else
+  echo "skipped: a local slurmd needs root"
+fi
 
 if [ "${RFAAS_SKIP_SANITIZE:-0}" != 1 ]; then
   section "build (AddressSanitizer + UndefinedBehaviorSanitizer)"

@@ -247,6 +247,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     // Watch the lease until it ends one way or another.
     protocol::LeaseEnded end;
     int64_t expires_at_ms = t.expires_at_ms;  // moved by a renewal
+    bool usage_read = false;
     for (;;) {
       if (!replenished && std::chrono::steady_clock::now() >= replenish_at) {
         replenish_standby();
@@ -270,6 +271,15 @@ void ExecutorDaemon::session(net::TcpStream stream) {
         int st = *executor.exited();
         end.reason = (WIFEXITED(st) && WEXITSTATUS(st) == 0) ? "released" : "executor_crashed";
         end.detail = "executor " + describe_exit(st);
+        std::string ended;
+        end.usage = executor.reports().usage(net::deadline_in(1s), &ended);
+        usage_read = true;
+        if (ended == "signal" || shutting_down()) {
+          // Stopped from outside (Slurm's scancel signals the whole job): the node is being
+          // taken back, and the client must hear that, not a crash.
+          end.reason = "revoked";
+          end.detail = "executor stopped by a signal: the node is shutting down";
+        }
         break;
       }
       if (fds[0].revents) {
@@ -320,7 +330,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     }
     if (!replenished) replenish_standby();
     int st = executor.terminate();
-    end.usage = executor.reports().usage(net::deadline_in(1s));
+    if (!usage_read) end.usage = executor.reports().usage(net::deadline_in(1s));
     // The cores are free before the client hears the lease ended, so it can lease them again.
     leases_.release(lease_id);
     reserved = false;

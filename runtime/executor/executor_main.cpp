@@ -142,12 +142,19 @@ int main(int argc, char** argv) {
 
   // Wait for expiry, a signal, every client endpoint gone, or the daemon gone; the daemon may
   // move the expiry (a renewed lease).
+  const char* ended = "signal";  // why the lease ended here, for the daemon
   for (;;) {
     if (g_terminate.load()) break;
-    if (protocol::unix_now_ms() >= lease.expires_at_ms) break;
+    if (protocol::unix_now_ms() >= lease.expires_at_ms) {
+      ended = "expired";
+      break;
+    }
     bool all_done = true;
     for (auto& w : pool) all_done &= w->finished();
-    if (all_done) break;
+    if (all_done) {
+      ended = "clients_gone";
+      break;
+    }
     pollfd daemon{kDaemonSocket, POLLIN, 0};
     if (::poll(&daemon, 1, 5) <= 0) continue;
     try {
@@ -156,7 +163,8 @@ int main(int argc, char** argv) {
       if (ignored >= 0) ::close(ignored);
       if (!j.is_discarded() && j.value("type", "") == "renew") lease.expires_at_ms = j.value("expires_at_ms", lease.expires_at_ms);
     } catch (const net::NetError&) {
-      break;  // the daemon is gone: nobody would report this lease's end
+      ended = "daemon_gone";  // nobody would report this lease's end
+      break;
     }
   }
   protocol::Usage total;
@@ -170,6 +178,7 @@ int main(int argc, char** argv) {
   }
   nlohmann::json j = total;
   j["event"] = "usage";
+  j["ended"] = ended;
   report(j);
   return 0;
 }

@@ -47,9 +47,10 @@ std::optional<nlohmann::json> ExecutorReports::next(net::Deadline deadline) {
   }
 }
 
-protocol::Usage ExecutorReports::usage(net::Deadline deadline) {
+protocol::Usage ExecutorReports::usage(net::Deadline deadline, std::string* ended) {
   while (auto j = next(deadline))
     if (j->value("event", "") == "usage") {
+      if (ended) *ended = j->value("ended", "");
       try {
         return j->get<protocol::Usage>();
       } catch (...) {

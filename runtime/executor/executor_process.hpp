@@ -26,8 +26,9 @@ class ExecutorReports {
   ExecutorReports& operator=(const ExecutorReports&) = delete;
   // The next JSON line, or nothing at EOF or when the deadline passes.
   std::optional<nlohmann::json> next(net::Deadline deadline);
-  // The usage report, if the executor printed one before exiting.
-  protocol::Usage usage(net::Deadline deadline);
+  // The usage report, if the executor printed one before exiting; `ended` (may be null) gets
+  // why it ended ("signal", "expired", "clients_gone", "daemon_gone"; empty if unknown).
+  protocol::Usage usage(net::Deadline deadline, std::string* ended = nullptr);
 
  private:
   int fd_;
