@@ -51,18 +51,16 @@ bool LeaseBook::set_state(const std::string& node, NodeInfo::State state) {
 uint32_t LeaseBook::free_cores(const std::string& node) const {
   auto it = nodes_.find(node);
   if (it == nodes_.end()) return 0;
-  uint64_t used = 0;
-  for (auto& [id, l] : leases_)
-    if (l.node == node) used += l.cores;
+  auto u = used_.find(node);
+  uint64_t used = u == used_.end() ? 0 : u->second.cores;
   return used >= it->second.cores ? 0 : static_cast<uint32_t>(it->second.cores - used);
 }
 
 uint64_t LeaseBook::free_memory(const std::string& node) const {
   auto it = nodes_.find(node);
   if (it == nodes_.end()) return 0;
-  uint64_t used = 0;
-  for (auto& [id, l] : leases_)
-    if (l.node == node) used += l.memory_bytes;
+  auto u = used_.find(node);
+  uint64_t used = u == used_.end() ? 0 : u->second.memory_bytes;
   return used >= it->second.memory_bytes ? 0 : it->second.memory_bytes - used;
 }
 
@@ -70,11 +68,16 @@ std::optional<LeaseRecord> LeaseBook::place(const LeaseRequest& request, int64_t
   if (request.cores == 0 || request.duration_ms <= 0) return std::nullopt;
   const NodeInfo* best = nullptr;
   uint32_t best_free = 0;
+  // nodes_ and used_ are both sorted by name: walk them together, no lookups per node.
+  auto u = used_.begin();
   for (auto& [name, node] : nodes_) {  // name order: ties go to the first
+    while (u != used_.end() && u->first < name) ++u;
     if (node.state != NodeInfo::State::active || node.drained_by_operator) continue;
     if (std::find(request.avoid_nodes.begin(), request.avoid_nodes.end(), name) != request.avoid_nodes.end()) continue;
-    uint32_t free = free_cores(name);
-    if (free < request.cores || free_memory(name) < request.memory_bytes) continue;
+    Used used = u != used_.end() && u->first == name ? u->second : Used{};
+    uint32_t free = used.cores >= node.cores ? 0 : static_cast<uint32_t>(node.cores - used.cores);
+    uint64_t free_mem = used.memory_bytes >= node.memory_bytes ? 0 : node.memory_bytes - used.memory_bytes;
+    if (free < request.cores || free_mem < request.memory_bytes) continue;
     if (!best || free < best_free) {
       best = &node;
       best_free = free;
@@ -90,11 +93,25 @@ bool LeaseBook::apply_grant(const LeaseRecord& r) {
   // On replay a node may not have re-registered yet: its leases are kept and counted once it does.
   if (nodes_.count(r.node) && (free_cores(r.node) < r.cores || free_memory(r.node) < r.memory_bytes)) return false;
   leases_[r.lease_id] = r;
+  Used& u = used_[r.node];
+  u.cores += r.cores;
+  u.memory_bytes += r.memory_bytes;
   next_lease_id_ = std::max(next_lease_id_, r.lease_id + 1);
   return true;
 }
 
-bool LeaseBook::apply_release(uint64_t lease_id) { return leases_.erase(lease_id) > 0; }
+bool LeaseBook::apply_release(uint64_t lease_id) {
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) return false;
+  auto u = used_.find(it->second.node);
+  if (u != used_.end()) {
+    u->second.cores -= it->second.cores;
+    u->second.memory_bytes -= it->second.memory_bytes;
+    if (u->second.cores == 0 && u->second.memory_bytes == 0) used_.erase(u);
+  }
+  leases_.erase(it);
+  return true;
+}
 
 bool LeaseBook::apply_renew(uint64_t lease_id, int64_t expires_at_ms) {
   auto it = leases_.find(lease_id);

@@ -76,6 +76,10 @@ class LeaseBook {
  private:
   std::map<std::string, NodeInfo> nodes_;
   std::map<uint64_t, LeaseRecord> leases_;
+  struct Used {
+    uint64_t cores = 0, memory_bytes = 0;
+  };
+  std::map<std::string, Used> used_;  // per node, kept with leases_: placement is O(nodes)
   uint64_t next_lease_id_ = 1;
 };
 

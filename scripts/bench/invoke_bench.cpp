@@ -375,7 +375,10 @@ int run(const Options& o) {
 
 }  // namespace
 
+int broker_bench_main(int argc, char** argv);  // broker_bench.cpp
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "broker") return broker_bench_main(argc - 1, argv + 1);
   Options o;
   po::options_description desc("rfaas-bench invoke: the invocation path beside the raw transport");
   desc.add_options()("help,h", "show this help")
@@ -398,11 +401,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (vm.count("help") || !vm.count("command")) {
-    std::cout << "usage: rfaas-bench invoke [options]\n" << desc << "\n";
+    std::cout << "usage: rfaas-bench invoke [options]   (rfaas-bench broker --help: the broker benchmark)\n" << desc << "\n";
     return vm.count("help") ? 0 : 2;
   }
   if (vm["command"].as<std::string>() != "invoke") {
-    std::cerr << "rfaas-bench: unknown benchmark '" << vm["command"].as<std::string>() << "' (have: invoke)\n";
+    std::cerr << "rfaas-bench: unknown benchmark '" << vm["command"].as<std::string>() << "' (have: invoke, broker)\n";
     return 2;
   }
   if (vm.count("sizes")) o.sizes = vm["sizes"].as<std::vector<size_t>>();

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The lease broker under load (rfaas-bench broker: 1,000 and 10,000 simulated executor daemons,
+# 1-64 concurrent clients, memory per lease) and, in the same run, a real local Slurm's
+# sbatch -> RUNNING for a trivial job (scripts/slurm/local-slurm.sh; needs root, else skipped).
+# Usage: scripts/bench/broker.sh [extra rfaas-bench broker flags]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bench="$root/build/scripts/bench/rfaas-bench"
+[ -x "$bench" ] || { echo "build first: cmake -S . -B build && cmake --build build" >&2; exit 1; }
+samples=0
+if [ "$(id -u)" -eq 0 ] && command -v slurmctld >/dev/null; then
+  base=$(mktemp -d /tmp/rfaas-bench-slurm.XXXXXX)
+  trap '"$root/scripts/slurm/local-slurm.sh" stop "$base"; rm -rf "$base"' EXIT
+  export SLURMCTLD_PORT=${SLURMCTLD_PORT:-16827} SLURMD_PORT=${SLURMD_PORT:-16828}
+  eval "export $("$root/scripts/slurm/local-slurm.sh" start "$base" 4 | tail -n 1)"
+  samples=5
+fi
+"$bench" broker --nodes 1000,10000 --clients 1,4,16,64 --seconds 2 --hold 10000 --sbatch-samples "$samples" "$@"
