@@ -68,6 +68,19 @@ std::string LeaseBroker::release_locked(uint64_t lease_id, const std::string& re
 }
 
 std::string LeaseBroker::handle(const std::vector<uint8_t>& frame) {
+  std::string reply = dispatch(frame);
+  // Durable before it is answered: what this request journaled (with whatever other requests
+  // wrote meanwhile) reaches the disk here, outside the lock, one fdatasync for many.
+  try {
+    journal_.sync();
+  } catch (const JournalError& e) {
+    log(std::string("journal: ") + e.what());
+    return protocol::make_error(ControlErrc::internal, "the broker cannot record the change");
+  }
+  return reply;
+}
+
+std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
   try {
     auto msg = protocol::ControlMessage::parse(frame);
     int64_t now = protocol::unix_now_ms();
@@ -89,7 +102,7 @@ std::string LeaseBroker::handle(const std::vector<uint8_t>& frame) {
       if (!rec)
         throw MessageError(ControlErrc::no_capacity, "no active node has " + std::to_string(ask.cores) +
                                                          " free cores and the memory asked for");
-      journal_.grant(*rec);  // durable before it is answered
+      journal_.grant(*rec);  // synced in handle(), before it is answered
       book_.apply_grant(*rec);
       protocol::LeaseToken t{rec->lease_id, rec->node, rec->cores, rec->memory_bytes, rec->expires_at_ms, rec->client, ""};
       t.sign(secret_);
@@ -135,7 +148,7 @@ std::string LeaseBroker::handle(const std::vector<uint8_t>& frame) {
         throw MessageError(ControlErrc::lease_expired, "lease " + std::to_string(ask.token.lease_id) + " is not held");
       if (rec->expires_at_ms <= now) throw MessageError(ControlErrc::lease_expired, "lease has expired");
       int64_t expires = std::max(rec->expires_at_ms, now + ask.duration_ms);
-      journal_.renew(rec->lease_id, expires);  // durable before it is answered
+      journal_.renew(rec->lease_id, expires);  // synced in handle(), before it is answered
       book_.apply_renew(rec->lease_id, expires);
       protocol::LeaseToken t{rec->lease_id, rec->node, rec->cores, rec->memory_bytes, expires, rec->client, ""};
       t.sign(secret_);
@@ -205,6 +218,15 @@ void LeaseBroker::session(net::TcpStream stream) {
 }
 
 void LeaseBroker::sweep() {
+  sweep_locked();
+  try {
+    journal_.sync();
+  } catch (const JournalError& e) {
+    log(std::string("journal: ") + e.what());
+  }
+}
+
+void LeaseBroker::sweep_locked() {
   std::lock_guard lock(mutex_);
   int64_t now = protocol::unix_now_ms();
   try {

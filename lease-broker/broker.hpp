@@ -35,12 +35,14 @@ class LeaseBroker {
   void serve();  // until shutdown()
   void shutdown() { shutdown_.store(true); }
 
-  // One request, one reply (a frame payload). Public for tests of the dispatch.
+  // One request, one reply (a frame payload), the journal synced before it. Public for tests.
   std::string handle(const std::vector<uint8_t>& frame);
 
  private:
+  std::string dispatch(const std::vector<uint8_t>& frame);
   void session(net::TcpStream stream);
   void sweep();
+  void sweep_locked();
   bool registration_valid(const protocol::NodeRegistration& r, std::string* why) const;
   std::string release_locked(uint64_t lease_id, const std::string& reason);
 

@@ -28,7 +28,16 @@ void Journal::append(const nlohmann::json& record) {
     if (n <= 0) throw JournalError("journal " + path_ + ": write: " + std::strerror(errno));
     off += static_cast<size_t>(n);
   }
+  written_.fetch_add(1);
+}
+
+void Journal::sync() {
+  uint64_t want = written_.load();
+  std::lock_guard lock(sync_mutex_);
+  if (synced_ >= want) return;  // an fdatasync that started after our records covered them
+  uint64_t target = written_.load();
   if (::fdatasync(fd_) != 0) throw JournalError("journal " + path_ + ": fdatasync: " + std::strerror(errno));
+  synced_ = target;
 }
 
 void Journal::grant(const LeaseRecord& r) {

@@ -1,8 +1,11 @@
-// The broker's journal: one JSON object per line, appended and fsync'd before the change it
-// records is answered. On restart, replay() rebuilds the lease book from it. A torn last line
+// The broker's journal: one JSON object per line, appended under the broker's lock and made
+// durable with sync() before the change it records is answered. sync() is a group commit: one
+// fdatasync covers every record written before it started, so concurrent requests share it. On restart, replay() rebuilds the lease book from it. A torn last line
 // (the broker died mid-write) is skipped and reported; any earlier damage is an error.
 #pragma once
 
+#include <atomic>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -23,10 +26,13 @@ class Journal {
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
 
-  // Records, durable when they return (write + fdatasync). Throw JournalError.
+  // Records, written in call order (callers serialise them). Throw JournalError.
   void grant(const LeaseRecord& r);
   void release(uint64_t lease_id, const std::string& reason);
   void renew(uint64_t lease_id, int64_t expires_at_ms);
+  // Returns once every record written before the call is on stable storage. Thread-safe, and
+  // called without the broker's lock. Throws JournalError.
+  void sync();
 
   struct ReplayResult {
     size_t records = 0;
@@ -38,6 +44,9 @@ class Journal {
  private:
   void append(const nlohmann::json& record);
   int fd_ = -1;
+  std::atomic<uint64_t> written_{0};
+  std::mutex sync_mutex_;
+  uint64_t synced_ = 0;  // guarded by sync_mutex_
   std::string path_;
 };
 

@@ -218,7 +218,7 @@ int broker_bench_main(int argc, char** argv) {
   };
   try {
     Broker b(binary, journal_dir);
-    std::printf("rfaas-bench broker  journal in %s (fdatasync per grant and release), %.1f s per point\n",
+    std::printf("rfaas-bench broker  journal in %s (group-committed fdatasync before each answer), %.1f s per point\n",
                 journal_dir.c_str(), seconds);
     std::printf("%8s %8s %14s %10s %10s %10s\n", "nodes", "clients", "pairs/s", "p50 us", "p99 us", "pairs");
     int registered = 0;

@@ -35,6 +35,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   attempt(NodeRegistration{});
   attempt(LeaseAsk{});
   attempt(LeaseGranted{});
+  attempt(LeaseRenewAsk{});
+  attempt(RenewRequest{});
+  attempt(AdminCommand{});
   // A token that parses can be canonicalised and checked without trouble.
   try {
     auto t = m.as<LeaseToken>();
@@ -46,6 +49,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto r = m.as<NodeRegistration>();
     ClusterSecret secret(std::vector<uint8_t>(32, 7));
     (void)r.verify(secret);
+  } catch (const MessageError&) {
+  }
+  try {
+    auto a = m.as<AdminCommand>();
+    ClusterSecret secret(std::vector<uint8_t>(32, 7));
+    (void)a.verify(secret);
   } catch (const MessageError&) {
   }
   return 0;
