@@ -10,10 +10,12 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "registration_cache.hpp"
@@ -367,6 +369,19 @@ int rfaas_ioffload(const char* function, const void* in, size_t in_size, void* o
   return RFAAS_OK;
 }
 
+int rfaas_mpi_init_fortran(MPI_Fint comm, const rfaas_mpi_config* cfg) {
+  return rfaas_mpi_init(MPI_Comm_f2c(comm), cfg);
+}
+
+int rfaas_ioffload_fortran(const char* function, const void* in, size_t in_size, void* out, size_t out_capacity,
+                           MPI_Fint* request) {
+  if (!request) return static_cast<int>(Errc::invalid_argument);
+  MPI_Request r = MPI_REQUEST_NULL;
+  int e = rfaas_ioffload(function, in, in_size, out, out_capacity, &r);
+  if (e == RFAAS_OK) *request = MPI_Request_c2f(r);
+  return e;
+}
+
 int rfaas_mpi_register(void* buf, size_t bytes) {
   OffloadSession* s = g_session;
   if (!s) return fail(Errc::not_initialized, "rfaas_mpi_register: not initialized");
@@ -427,26 +442,37 @@ int rfaas_mpi_recover(void) {
   }
   s->executor.reset();
   std::string lost_node = s->grant.node;
-  try {
-    BrokerLeaseOptions lo = s->lease_options;
-    lo.avoid_nodes.push_back(lost_node);
+  // The lost lease's cores may take a moment to come back (its daemon stopping the executor, the
+  // broker hearing of it): no_capacity is retried for a few seconds.
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (;;) {
     try {
-      s->grant = broker_lease(s->broker, lo);
+      BrokerLeaseOptions lo = s->lease_options;
+      lo.avoid_nodes.push_back(lost_node);
+      try {
+        s->grant = broker_lease(s->broker, lo);
+      } catch (const rfaas::Error& e) {
+        // Only that node has room (e.g. the lease merely expired): take it there again.
+        if (e.code() != Errc::no_capacity) throw;
+        s->grant = broker_lease(s->broker, s->lease_options);
+      }
+      try {
+        s->executor = Executor::deploy(s->grant, s->deploy_options);
+        for (const auto& r : s->cache.ranges()) s->executor->register_memory(const_cast<uint8_t*>(r.begin), r.size);
+      } catch (...) {
+        s->executor.reset();
+        try {
+          broker_release(s->broker, s->grant.lease_id);
+        } catch (...) {
+        }
+        throw;
+      }
+      break;
     } catch (const rfaas::Error& e) {
-      // Only that node has room (e.g. the lease merely expired): take it there again.
-      if (e.code() != Errc::no_capacity) throw;
-      s->grant = broker_lease(s->broker, s->lease_options);
+      if (e.code() != Errc::no_capacity || std::chrono::steady_clock::now() > give_up)
+        return fail(e.code(), std::string("rfaas_mpi_recover: ") + e.what());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    try {
-      s->executor = Executor::deploy(s->grant, s->deploy_options);
-      for (const auto& r : s->cache.ranges()) s->executor->register_memory(const_cast<uint8_t*>(r.begin), r.size);
-    } catch (...) {
-      s->executor.reset();
-      broker_release(s->broker, s->grant.lease_id);
-      throw;
-    }
-  } catch (const rfaas::Error& e) {
-    return fail(e.code(), std::string("rfaas_mpi_recover: ") + e.what());
   }
   return RFAAS_OK;
 }

@@ -96,7 +96,9 @@ TEST_CASE("a failure on one rank fails rfaas_mpi_init on every rank with the sam
 TEST_CASE("offloads through leased cores: blocking, as MPI requests, registered and not") {
   std::string library = basic_library();
   auto cfg = basic_config(library);
-  REQUIRE(rfaas_mpi_init(MPI_COMM_WORLD, &cfg) == RFAAS_OK);
+  int initialized = rfaas_mpi_init(MPI_COMM_WORLD, &cfg);
+  INFO(rfaas_mpi_last_error());
+  REQUIRE(initialized == RFAAS_OK);
   REQUIRE(rfaas_mpi_initialized());
   REQUIRE(rfaas_mpi_cores() == 1);
 
@@ -253,7 +255,9 @@ TEST_CASE("rfaas_mpi_renew extends the lease; after expiry rfaas_mpi_recover lea
   std::string library = basic_library();
   auto cfg = basic_config(library);
   cfg.duration_ms = 2500;
-  REQUIRE(rfaas_mpi_init(MPI_COMM_WORLD, &cfg) == RFAAS_OK);
+  int initialized = rfaas_mpi_init(MPI_COMM_WORLD, &cfg);
+  INFO(rfaas_mpi_last_error());
+  REQUIRE(initialized == RFAAS_OK);
   std::vector<uint8_t> buf(4096);
   fill(buf, 11);
   REQUIRE(rfaas_mpi_register(buf.data(), buf.size()) == RFAAS_OK);
@@ -269,7 +273,9 @@ TEST_CASE("rfaas_mpi_renew extends the lease; after expiry rfaas_mpi_recover lea
   int e = rfaas_offload("echo", buf.data(), 100, buf.data() + 1024, 100, nullptr);
   CHECK((e == RFAAS_ERR_LEASE_EXPIRED || e == RFAAS_ERR_EXECUTOR_LOST));
   INFO(rfaas_strerror(e));
-  REQUIRE(rfaas_mpi_recover() == RFAAS_OK);
+  int recovered = rfaas_mpi_recover();
+  INFO(rfaas_mpi_last_error());
+  REQUIRE(recovered == RFAAS_OK);
   rfaas_mpi_stats before{}, after{};
   rfaas_mpi_get_stats(&before);
   fill(buf, 12);
@@ -279,4 +285,22 @@ TEST_CASE("rfaas_mpi_renew extends the lease; after expiry rfaas_mpi_recover lea
   CHECK(after.zero_copy_inputs == before.zero_copy_inputs + 1);  // still registered with the new lease
   REQUIRE(rfaas_mpi_finalize() == RFAAS_OK);
   CHECK(rfaas_mpi_recover() == RFAAS_ERR_NOT_INITIALIZED);
+}
+
+TEST_CASE("the Fortran entry points take integer handles") {
+  std::string library = basic_library();
+  auto cfg = basic_config(library);
+  REQUIRE(rfaas_mpi_init_fortran(MPI_Comm_c2f(MPI_COMM_WORLD), &cfg) == RFAAS_OK);
+  std::vector<uint8_t> in(500), out(500);
+  fill(in, 21);
+  MPI_Fint handle = 0;
+  REQUIRE(rfaas_ioffload_fortran("echo", in.data(), in.size(), out.data(), out.size(), &handle) == RFAAS_OK);
+  MPI_Request req = MPI_Request_f2c(handle);
+  MPI_Status st;
+  REQUIRE(MPI_Wait(&req, &st) == MPI_SUCCESS);
+  CHECK(st.MPI_TAG == RFAAS_OK);
+  CHECK(out == in);
+  CHECK(rfaas_ioffload_fortran("echo", in.data(), in.size(), out.data(), out.size(), nullptr) ==
+        RFAAS_ERR_INVALID_ARGUMENT);
+  REQUIRE(rfaas_mpi_finalize() == RFAAS_OK);
 }

@@ -78,6 +78,13 @@ int rfaas_offload(const char* function, const void* in, size_t in_size, void* ou
 int rfaas_ioffload(const char* function, const void* in, size_t in_size, void* out, size_t out_capacity,
                    MPI_Request* request);
 
+/* For Fortran through bind(C): the communicator and the request as integer handles (the mpi
+ * module's INTEGER handles, or the MPI_VAL component of mpi_f08's types). `function` must end
+ * with c_null_char. Otherwise as rfaas_mpi_init and rfaas_ioffload. */
+int rfaas_mpi_init_fortran(MPI_Fint comm, const rfaas_mpi_config* cfg);
+int rfaas_ioffload_fortran(const char* function, const void* in, size_t in_size, void* out, size_t out_capacity,
+                           MPI_Fint* request);
+
 /* Registers memory (an MPI buffer, a grid) with every leased core's connection: offload inputs
  * read from it and results written into it travel without a copy. Memory that was not
  * registered works too, through one copy. Registering a range inside an existing registration
