@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <thread>
 #include <vector>
 
@@ -124,10 +125,23 @@ void ExecutorProcess::renew(int64_t expires_at_ms) {
   }
 }
 
+// The libfabric shm regions an executor made (fabric/ofi names them rfaas-<pid>-...): an
+// executor that was killed could not remove them, and each holds up to 16 MiB of /dev/shm.
+static void remove_shm_regions(pid_t pid) {
+  std::error_code ec;
+  std::string prefix = "rfaas-" + std::to_string(pid) + "-";
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    if (entry.path().filename().string().rfind(prefix, 0) == 0) std::filesystem::remove(entry.path(), ec);
+  }
+}
+
 std::optional<int> ExecutorProcess::exited() {
   if (status_) return status_;
   int st;
-  if (::waitpid(pid_, &st, WNOHANG) == pid_) status_ = st;
+  if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+    status_ = st;
+    remove_shm_regions(pid_);
+  }
   return status_;
 }
 
@@ -141,6 +155,7 @@ int ExecutorProcess::terminate(std::chrono::milliseconds grace) {
     int st;
     ::waitpid(pid_, &st, 0);
     status_ = st;
+    remove_shm_regions(pid_);
   }
   return *status_;
 }

@@ -8,6 +8,9 @@
 #include <rdma/fi_rma.h>
 
 #include <algorithm>
+#include <unistd.h>
+#include <cstdio>
+#include <random>
 #include <cerrno>
 #include <atomic>
 #include <cstring>
@@ -282,6 +285,19 @@ std::unique_ptr<Listener> OfiDomain::listen(const std::string& host, uint16_t po
 
 // ---------------------------------------------------------------------------------------------
 
+// "rfaas-<pid>-<random>-<n>": unique across processes and endpoints, stale regions included.
+std::string unique_shm_name() {
+  static std::atomic<uint32_t> counter{0};
+  static const uint64_t nonce = [] {
+    std::random_device rd;
+    return (uint64_t{rd()} << 32) ^ rd();
+  }();
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "rfaas-%d-%016llx-%u", static_cast<int>(::getpid()),
+                static_cast<unsigned long long>(nonce), counter.fetch_add(1));
+  return buf;
+}
+
 OfiEndpoint::OfiEndpoint(OfiDomain& domain, const EndpointConfig& config) : domain_(domain) {
   fi_info* info = domain.info();
   uint32_t depth = std::max<uint32_t>(1, std::min<uint32_t>(config.max_outstanding_writes,
@@ -326,6 +342,13 @@ OfiEndpoint::OfiEndpoint(OfiDomain& domain, const EndpointConfig& config) : doma
   if ((rc = fi_endpoint(domain.domain(), info, &ep_, nullptr)) != 0) cleanup_fail("fi_endpoint", rc);
   if ((rc = fi_ep_bind(ep_, &av_->fid, 0)) != 0) cleanup_fail("fi_ep_bind(av)", rc);
   if ((rc = fi_ep_bind(ep_, &cq_->fid, FI_TRANSMIT | FI_RECV)) != 0) cleanup_fail("fi_ep_bind(cq)", rc);
+  if (std::string(info->fabric_attr->prov_name) == "shm") {
+    // shm names its region in /dev/shm after the pid unless told otherwise. A process killed
+    // with SIGKILL leaves its region behind, and a later process that gets the same pid would
+    // fail fi_enable with EBUSY: a name no other process can have avoids that.
+    std::string name = unique_shm_name();
+    if ((rc = fi_setname(&ep_->fid, name.data(), name.size() + 1)) != 0) cleanup_fail("fi_setname", rc);
+  }
   if ((rc = fi_enable(ep_)) != 0) cleanup_fail("fi_enable", rc);
 }
 
