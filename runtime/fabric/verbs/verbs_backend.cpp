@@ -32,10 +32,10 @@ constexpr uint64_t kReceiveTag = ~uint64_t{0};
 std::string errno_text(const char* call) { return std::string(call) + ": " + std::strerror(errno); }
 
 // Waits for one rdma_cm event on `channel`, bounded. The caller acks it.
-rdma_cm_event* next_event(rdma_event_channel* channel, Clock::time_point deadline) {
+rdma_cm_event* next_event(rdma_event_channel* channel, Clock::time_point deadline, const char* waiting_for = "") {
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) fail(Errc::timeout, "rdma_cm: no event in time");
+    if (left <= 0) fail(Errc::timeout, std::string("rdma_cm: no event in time, waiting for ") + waiting_for);
     pollfd p{channel->fd, POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
     if (r < 0 && errno != EINTR) fail(Errc::io, errno_text("poll"));
@@ -213,7 +213,7 @@ class VerbsListener final : public Listener {
               std::chrono::milliseconds timeout) override {
     auto deadline = Clock::now() + timeout;
     for (;;) {
-      rdma_cm_event* ev = next_event(channel_, deadline);
+      rdma_cm_event* ev = next_event(channel_, deadline, "a connection request");
       if (ev->event != RDMA_CM_EVENT_CONNECT_REQUEST) {
         rdma_ack_cm_event(ev);
         continue;
@@ -329,7 +329,7 @@ void VerbsEndpoint::connect(const std::string& address, const ConnectionData& mi
   if (rdma_resolve_addr(id_, reinterpret_cast<sockaddr*>(&src), reinterpret_cast<sockaddr*>(&dst), ms) != 0)
     fail(Errc::io, errno_text("rdma_resolve_addr"));
   auto expect = [&](rdma_cm_event_type want, const char* what) {
-    rdma_cm_event* ev = next_event(cm_channel_, deadline);
+    rdma_cm_event* ev = next_event(cm_channel_, deadline, what);
     auto got = ev->event;
     int status = ev->status;
     if (got == want) return ev;
@@ -389,7 +389,7 @@ void VerbsEndpoint::accept_from(rdma_cm_id* id, const ConnectionData& mine, rdma
   if (rdma_accept(id, &param) != 0) fail(Errc::io, errno_text("rdma_accept"));
   // ESTABLISHED arrives on the listener's channel; then the id moves to this endpoint's own.
   for (;;) {
-    rdma_cm_event* ev = next_event(listen_channel, deadline);
+    rdma_cm_event* ev = next_event(listen_channel, deadline, "established (accept)");
     if (ev->id != id) {
       rdma_ack_cm_event(ev);  // another connector's event: it will retry
       continue;
@@ -421,6 +421,7 @@ Errc VerbsEndpoint::write_imm(const Segment* segments, int count, const RemoteRe
     total += s.length;
     ++n;
   }
+  if (dst_offset + total > dst.length) return Errc::remote_access;  // beyond what the peer advertised
   ibv_send_wr wr{};
   wr.wr_id = context;
   wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
