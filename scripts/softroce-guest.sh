@@ -42,7 +42,12 @@ cache=${RFAAS_GUEST_CACHE:-$HOME/.cache/rfaas-guest}
 mkdir -p "$cache"
 
 # --- the kernel: Debian's, extracted into the cache -------------------------------------------
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+kernel_package() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+kpkg=$(kernel_package)
+if [[ -z "$kpkg" ]]; then  # no package lists yet on a fresh machine
+  apt-get update >/dev/null 2>&1 || true
+  kpkg=$(kernel_package)
+fi
 [[ -n "$kpkg" ]] || { echo "softroce-guest.sh: cannot tell which kernel package linux-image-amd64 names" >&2; exit 125; }
 kver=${kpkg#linux-image-}
 kroot="$cache/$kpkg"
@@ -115,7 +120,6 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
-mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /dev/shm
 for m in $modules; do [ -f /lib/modules/\$m.ko ] && insmod /lib/modules/\$m.ko 2>/dev/null; done
 ip link set lo up

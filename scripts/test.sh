@@ -30,6 +30,16 @@ else
   echo "skipped: a local slurmd needs root"
 fi
 
+section "verbs: the fabric tests over Soft-RoCE in a QEMU guest (scripts/softroce-guest.sh)"
+if grep -q '^RFAAS_WITH_VERBS:BOOL=ON' "$root/build/CMakeCache.txt"; then
+  fab="$root/build/tests/fabric"
+  timeout --kill-after=10 1500 "$root/scripts/softroce-guest.sh" --timeout 1200 \
+    --file "$fab/test_fabric" --file "$fab/fabric_peer" -- \
+    "export RFAAS_FABRIC=verbs RFAAS_FABRIC_HOST=10.0.2.15; $fab/test_fabric"
+else
+  echo "skipped: built without the verbs backend"
+fi
+
 if [ "${RFAAS_SKIP_SANITIZE:-0}" != 1 ]; then
   section "build (AddressSanitizer + UndefinedBehaviorSanitizer)"
   cmake -S "$root" -B "$root/build-asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRFAAS_SANITIZE=ON

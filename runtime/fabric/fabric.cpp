@@ -5,6 +5,9 @@
 #ifdef RFAAS_HAVE_OFI
 #include "fabric/ofi/ofi_backend.hpp"
 #endif
+#ifdef RFAAS_HAVE_VERBS
+#include "fabric/verbs/verbs_backend.hpp"
+#endif
 
 namespace rfaas::fabric {
 
@@ -28,6 +31,9 @@ const char* to_string(Backend b) noexcept { return b == Backend::ofi ? "ofi" : "
 
 Config Config::from_env() {
   Config c;
+#ifdef RFAAS_HAVE_VERBS
+  if (const char* b = std::getenv("RFAAS_FABRIC"); (!b || !*b) && verbs::device_present()) c.backend = Backend::verbs;
+#endif
   if (const char* b = std::getenv("RFAAS_FABRIC"); b && *b) {
     std::string name = b;
     if (name == "ofi") c.backend = Backend::ofi;
@@ -48,7 +54,11 @@ std::unique_ptr<Domain> open_domain(const Config& config) {
       throw Error(Errc::no_backend, "this rfaas was built without the ofi backend (RFAAS_WITH_OFI=OFF)");
 #endif
     case Backend::verbs:
-      throw Error(Errc::no_backend, "this rfaas was built without the verbs backend");
+#ifdef RFAAS_HAVE_VERBS
+      return verbs::open_domain(config);
+#else
+      throw Error(Errc::no_backend, "this rfaas was built without the verbs backend (RFAAS_WITH_VERBS=OFF)");
+#endif
   }
   throw Error(Errc::no_backend, "unknown backend");
 }

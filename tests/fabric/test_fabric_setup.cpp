@@ -70,7 +70,7 @@ TEST_CASE("registration refuses an empty region", "[fabric][config]") {
 
 TEST_CASE("a listener survives garbage and a silent connector, then accepts a real endpoint", "[fabric]") {
   auto domain = fabric::open_domain(fabric::Config::from_env());
-  auto listener = domain->listen("127.0.0.1", 0);
+  auto listener = domain->listen(fabric::Config::from_env().local_host, 0);
   auto hp = net::HostPort::parse(listener->address());
   fabric::ConnectionData mine = fabric::make_connection_data(uint64_t{7}), theirs;
 
