@@ -86,6 +86,18 @@ Errc broker_error(const std::string& broker, BrokerLeaseOptions o) {
   return Errc::ok;
 }
 
+// Invokes echo every 20 ms until an invocation fails (at most 10 s); returns how it failed.
+Errc invoke_until_error(Executor& ex) {
+  uint64_t v = 1, r = 0;
+  size_t n;
+  Errc e = Errc::ok;
+  for (auto end = Clock::now() + 10s; e == Errc::ok && Clock::now() < end;) {
+    e = ex.invoke(ex.function("echo"), &v, 8, &r, 8, &n, 2s);
+    std::this_thread::sleep_for(20ms);
+  }
+  return e;
+}
+
 }  // namespace
 
 TEST_CASE("leases through the broker survive a broker crash, without double grants", "[broker]") {
@@ -189,14 +201,7 @@ TEST_CASE("an executor daemon shutting down drains its node at the broker", "[br
   auto grant = broker_lease(broker.address(), BrokerLeaseOptions{});
   auto ex = Executor::deploy(grant, echo_options());
   daemon->process().kill(SIGTERM);  // what Slurm sends on scancel
-  uint64_t v = 1, r;
-  size_t n;
-  Errc e = Errc::ok;
-  for (auto end = Clock::now() + 10s; e == Errc::ok && Clock::now() < end;) {
-    e = ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n, 2s);
-    std::this_thread::sleep_for(20ms);
-  }
-  CHECK(e == Errc::lease_revoked);
+  CHECK(invoke_until_error(*ex) == Errc::lease_revoked);
   CHECK(eventually([&] { return node_state(broker.address(), "node-1") == "draining"; }));
   CHECK(eventually([&] { return status(broker.address())["leases"].empty(); }));
   CHECK(broker_error(broker.address(), BrokerLeaseOptions{}) == Errc::no_capacity);  // nothing placed there
@@ -274,14 +279,9 @@ TEST_CASE("after a revocation the client leases again on another node", "[broker
   REQUIRE(grant.node == "node-a");  // ties go to the first name
   auto ex = Executor::deploy(grant, echo_options());
   a->process().kill(SIGTERM);
+  REQUIRE(invoke_until_error(*ex) == Errc::lease_revoked);
   uint64_t v = 3, r = 0;
   size_t n;
-  Errc e = Errc::ok;
-  for (auto end = Clock::now() + 10s; e == Errc::ok && Clock::now() < end;) {
-    e = ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n, 2s);
-    std::this_thread::sleep_for(20ms);
-  }
-  REQUIRE(e == Errc::lease_revoked);
 
   o.avoid_nodes = {grant.node};
   auto again = broker_lease(broker.address(), o);

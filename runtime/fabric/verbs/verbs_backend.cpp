@@ -72,6 +72,33 @@ std::pair<std::string, uint16_t> split(const std::string& address) {
   return {address.substr(0, colon), static_cast<uint16_t>(std::stoi(address.substr(colon + 1)))};
 }
 
+// ConnectionData as rdma_cm private data: [length | bytes]. The first byte is needed because
+// private data arrives padded to the transport's size.
+struct ConnectionParams {
+  uint8_t data[1 + kConnectionDataMax] = {};
+  rdma_conn_param param{};
+  explicit ConnectionParams(const ConnectionData& mine) {
+    data[0] = mine.size;
+    std::memcpy(data + 1, mine.bytes, mine.size);
+    param.private_data = data;
+    param.private_data_len = static_cast<uint8_t>(1 + mine.size);
+    param.responder_resources = 1;
+    param.initiator_depth = 1;
+    param.retry_count = 7;
+    param.rnr_retry_count = 7;
+  }
+  ConnectionParams(const ConnectionParams&) = delete;  // param points into data
+};
+
+void unpack_private_data(const rdma_conn_param& conn, ConnectionData& theirs) {
+  theirs.size = 0;
+  if (!conn.private_data || conn.private_data_len == 0) return;
+  auto* p = static_cast<const uint8_t*>(conn.private_data);
+  size_t len = std::min<size_t>({p[0], kConnectionDataMax, size_t{conn.private_data_len} - 1});
+  theirs.size = static_cast<uint8_t>(len);
+  std::memcpy(theirs.bytes, p + 1, len);
+}
+
 class VerbsDomain;
 
 class VerbsMemoryRegion final : public MemoryRegion {
@@ -219,16 +246,7 @@ class VerbsListener final : public Listener {
         continue;
       }
       rdma_cm_id* id = ev->id;
-      const auto& conn = ev->param.conn;
-      theirs.size = static_cast<uint8_t>(std::min<size_t>(conn.private_data_len, kConnectionDataMax));
-      // The first byte carries the sender's length (private data arrives padded).
-      if (conn.private_data && conn.private_data_len > 0) {
-        uint8_t len = static_cast<const uint8_t*>(conn.private_data)[0];
-        theirs.size = std::min<uint8_t>(len, kConnectionDataMax);
-        std::memcpy(theirs.bytes, static_cast<const uint8_t*>(conn.private_data) + 1, theirs.size);
-      } else {
-        theirs.size = 0;
-      }
+      unpack_private_data(ev->param.conn, theirs);
       rdma_ack_cm_event(ev);
       try {
         static_cast<VerbsEndpoint&>(ep).accept_from(id, mine, channel_, deadline);
@@ -344,24 +362,10 @@ void VerbsEndpoint::connect(const std::string& address, const ConnectionData& mi
     fail(Errc::invalid_argument, "verbs: " + address + " is reached through another device than this domain's");
   create_qp(id_);
 
-  uint8_t data[1 + kConnectionDataMax] = {mine.size};
-  std::memcpy(data + 1, mine.bytes, mine.size);
-  rdma_conn_param param{};
-  param.private_data = data;
-  param.private_data_len = static_cast<uint8_t>(1 + mine.size);
-  param.responder_resources = 1;
-  param.initiator_depth = 1;
-  param.retry_count = 7;
-  param.rnr_retry_count = 7;
-  if (rdma_connect(id_, &param) != 0) fail(Errc::io, errno_text("rdma_connect"));
+  ConnectionParams params(mine);
+  if (rdma_connect(id_, &params.param) != 0) fail(Errc::io, errno_text("rdma_connect"));
   rdma_cm_event* ev = expect(RDMA_CM_EVENT_ESTABLISHED, "connect");
-  const auto& conn = ev->param.conn;
-  theirs.size = 0;
-  if (conn.private_data && conn.private_data_len > 0) {
-    uint8_t len = static_cast<const uint8_t*>(conn.private_data)[0];
-    theirs.size = std::min<uint8_t>(len, kConnectionDataMax);
-    std::memcpy(theirs.bytes, static_cast<const uint8_t*>(conn.private_data) + 1, theirs.size);
-  }
+  unpack_private_data(ev->param.conn, theirs);
   rdma_ack_cm_event(ev);
   connected_ = true;
 }
@@ -377,16 +381,8 @@ void VerbsEndpoint::accept_from(rdma_cm_id* id, const ConnectionData& mine, rdma
     fail(Errc::io, "verbs: a connection arrived on another device than this domain's");
   }
   create_qp(id);
-  uint8_t data[1 + kConnectionDataMax] = {mine.size};
-  std::memcpy(data + 1, mine.bytes, mine.size);
-  rdma_conn_param param{};
-  param.private_data = data;
-  param.private_data_len = static_cast<uint8_t>(1 + mine.size);
-  param.responder_resources = 1;
-  param.initiator_depth = 1;
-  param.retry_count = 7;
-  param.rnr_retry_count = 7;
-  if (rdma_accept(id, &param) != 0) fail(Errc::io, errno_text("rdma_accept"));
+  ConnectionParams params(mine);
+  if (rdma_accept(id, &params.param) != 0) fail(Errc::io, errno_text("rdma_accept"));
   // ESTABLISHED arrives on the listener's channel; then the id moves to this endpoint's own.
   for (;;) {
     rdma_cm_event* ev = next_event(listen_channel, deadline, "established (accept)");
