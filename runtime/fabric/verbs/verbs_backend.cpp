@@ -90,13 +90,26 @@ struct ConnectionParams {
   ConnectionParams(const ConnectionParams&) = delete;  // param points into data
 };
 
-void unpack_private_data(const rdma_conn_param& conn, ConnectionData& theirs) {
+// False when the peer's private data is not an rfaas [length | bytes] block.
+bool unpack_private_data(const rdma_conn_param& conn, ConnectionData& theirs) {
   theirs.size = 0;
-  if (!conn.private_data || conn.private_data_len == 0) return;
+  if (!conn.private_data || conn.private_data_len == 0) return false;
   auto* p = static_cast<const uint8_t*>(conn.private_data);
-  size_t len = std::min<size_t>({p[0], kConnectionDataMax, size_t{conn.private_data_len} - 1});
-  theirs.size = static_cast<uint8_t>(len);
-  std::memcpy(theirs.bytes, p + 1, len);
+  if (p[0] > kConnectionDataMax || size_t{p[0]} > size_t{conn.private_data_len} - 1) return false;
+  theirs.size = p[0];
+  std::memcpy(theirs.bytes, p + 1, p[0]);
+  return true;
+}
+
+// RFAAS_VERBS_GID_INDEX: the source GID index to use instead of the one rdma_cm picks for the
+// address (its choice follows the port's default RoCE type, v2 on current kernels). -1: none.
+int gid_index_override() {
+  const char* v = std::getenv("RFAAS_VERBS_GID_INDEX");
+  if (!v || !*v) return -1;
+  char* end = nullptr;
+  long i = std::strtol(v, &end, 10);
+  if (*end || i < 0 || i > 255) fail(Errc::invalid_argument, std::string("RFAAS_VERBS_GID_INDEX='") + v + "' is not a GID index");
+  return static_cast<int>(i);
 }
 
 class VerbsDomain;
@@ -104,9 +117,10 @@ class VerbsDomain;
 class VerbsMemoryRegion final : public MemoryRegion {
  public:
   VerbsMemoryRegion(ibv_pd* pd, void* data, size_t size, Access access) {
+    if (!data || size == 0) fail(Errc::invalid_argument, "verbs: cannot register an empty region");
     int flags = IBV_ACCESS_LOCAL_WRITE;
     if (access == Access::remote_write) flags |= IBV_ACCESS_REMOTE_WRITE;
-    mr_ = ibv_reg_mr(pd, data, std::max<size_t>(size, 1), flags);
+    mr_ = ibv_reg_mr(pd, data, size, flags);
     if (!mr_) fail(Errc::io, errno_text("ibv_reg_mr"));
     data_ = data;
     size_ = size;
@@ -139,6 +153,7 @@ class VerbsEndpoint final : public Endpoint {
   Errc wait(std::chrono::microseconds timeout) noexcept override;
   size_t max_inline() const noexcept override { return max_inline_; }
   bool connected() const noexcept override { return connected_ && !lost_; }
+  PathInfo path() const;
 
   // Used by the listener: takes over an id from a connection request.
   void accept_from(rdma_cm_id* id, const ConnectionData& mine, rdma_event_channel* listen_channel,
@@ -146,6 +161,8 @@ class VerbsEndpoint final : public Endpoint {
 
  private:
   void create_qp(rdma_cm_id* id);
+  void move_qp(ibv_qp_state state);
+  void abandon_connection() noexcept;  // after a failed accept: ready for the next connector
   void post_receives(uint32_t n) noexcept;
   bool check_disconnect() noexcept;  // true once the peer is gone
   bool convert(const ibv_wc& wc, Completion& c) noexcept;  // false: nothing to report
@@ -165,29 +182,66 @@ class VerbsEndpoint final : public Endpoint {
   bool connected_ = false;
   bool lost_ = false;
   bool lost_reported_ = false;
+  int gid_index_ = -1;
+  uint8_t port_ = 0;
   ibv_wc stash_[16];  // completions wait() found after arming the CQ, for poll() to report
   int stash_n_ = 0;
 };
 
+// The device whose netdev holds `host` (IPv4), as librdmacm sees it; nullptr when none does.
+ibv_context* device_of_address(const std::string& host) {
+  rdma_event_channel* channel = rdma_create_event_channel();
+  if (!channel) return nullptr;
+  rdma_cm_id* id = nullptr;
+  ibv_context* ctx = nullptr;
+  if (rdma_create_id(channel, &id, nullptr, RDMA_PS_TCP) == 0) {
+    addrinfo hints{}, *res = nullptr;
+    hints.ai_family = AF_INET;
+    hints.ai_flags = AI_NUMERICHOST;
+    if (::getaddrinfo(host.c_str(), nullptr, &hints, &res) == 0) {
+      if (rdma_bind_addr(id, res->ai_addr) == 0) ctx = id->verbs;
+      ::freeaddrinfo(res);
+    }
+    rdma_destroy_id(id);
+  }
+  rdma_destroy_event_channel(channel);
+  return ctx;
+}
+
 class VerbsDomain final : public Domain {
  public:
-  explicit VerbsDomain(const Config& config) : config_(config) {
+  // The device: RFAAS_VERBS_DEVICE by name (rxe0, mlx5_0) or by an IPv4 address of its netdev;
+  // else the one holding RFAAS_FABRIC_HOST; else the first.
+  explicit VerbsDomain(const Config& config) : config_(config), gid_override_(gid_index_override()) {
     int n = 0;
     ibv_context** list = rdma_get_devices(&n);
     if (!list || n == 0) {
       if (list) rdma_free_devices(list);
       fail(Errc::no_backend, "verbs: no RDMA device here (ibv_devices lists none)");
     }
-    const char* want = std::getenv("RFAAS_VERBS_DEVICE");
+    const char* env = std::getenv("RFAAS_VERBS_DEVICE");
+    std::string want = env ? env : "";
+    in_addr ip{};
+    bool want_ip = !want.empty() && inet_pton(AF_INET, want.c_str(), &ip) == 1;
+    ibv_context* by_address = want.empty() ? device_of_address(config.local_host)
+                                           : (want_ip ? device_of_address(want) : nullptr);
     std::string names;
     for (int i = 0; i < n; ++i) {
       std::string name = ibv_get_device_name(list[i]->device);
       names += (names.empty() ? "" : ", ") + name;
-      if (!ctx_ && (!want || !*want || name == want)) ctx_ = list[i];
+      if (want.empty() || want_ip) {
+        if (list[i] == by_address) ctx_ = list[i];
+      } else if (name == want) {
+        ctx_ = list[i];
+      }
     }
+    if (!ctx_ && want.empty()) ctx_ = list[0];
     rdma_free_devices(list);
-    if (!ctx_) fail(Errc::no_backend, std::string("verbs: no device '") + want + "' (have: " + names + ")");
+    if (!ctx_)
+      fail(Errc::no_backend, "verbs: no device " + (want_ip ? "with address " : std::string()) + "'" + want +
+                                 "' (have: " + names + ")");
     device_ = ibv_get_device_name(ctx_->device);
+    if (gid_override_ >= 0) check_gid_index(gid_override_);
     pd_ = ibv_alloc_pd(ctx_);
     if (!pd_) fail(Errc::io, errno_text("ibv_alloc_pd"));
   }
@@ -207,10 +261,27 @@ class VerbsDomain final : public Domain {
 
   ibv_context* context() const { return ctx_; }
   ibv_pd* pd() const { return pd_; }
+
+  // Throws unless some port of the device has a GID at `index`.
+  void check_gid_index(int index) const {
+    ibv_device_attr attr{};
+    if (ibv_query_device(ctx_, &attr) != 0) fail(Errc::io, errno_text("ibv_query_device"));
+    for (uint8_t port = 1; port <= attr.phys_port_cnt; ++port) {
+      ibv_gid gid{};
+      if (ibv_query_gid(ctx_, port, index, &gid) == 0 &&
+          !std::all_of(gid.raw, gid.raw + 16, [](uint8_t b) { return b == 0; }))
+        return;
+    }
+    fail(Errc::invalid_argument,
+         "verbs: RFAAS_VERBS_GID_INDEX=" + std::to_string(index) + " is not a GID of " + device_);
+  }
   const Config& config() const { return config_; }
+  const std::string& device() const { return device_; }
+  int gid_override() const { return gid_override_; }
 
  private:
   Config config_;
+  int gid_override_ = -1;
   ibv_context* ctx_ = nullptr;
   ibv_pd* pd_ = nullptr;
   std::string device_;
@@ -246,12 +317,17 @@ class VerbsListener final : public Listener {
         continue;
       }
       rdma_cm_id* id = ev->id;
-      unpack_private_data(ev->param.conn, theirs);
+      bool valid = unpack_private_data(ev->param.conn, theirs);
       rdma_ack_cm_event(ev);
+      if (!valid) {  // not an rfaas peer: refuse it, say so, keep listening for the next accept
+        rdma_reject(id, nullptr, 0);
+        rdma_destroy_id(id);
+        fail(Errc::protocol, "rdma_cm: a connection request without rfaas connection data was refused");
+      }
       try {
         static_cast<VerbsEndpoint&>(ep).accept_from(id, mine, channel_, deadline);
       } catch (const Error& e) {
-        if (e.code() == Errc::timeout) throw;
+        if (e.code() != Errc::peer_lost) throw;
         continue;  // that connector went away: wait for the next
       }
       return;
@@ -287,9 +363,9 @@ VerbsEndpoint::VerbsEndpoint(VerbsDomain& domain, const EndpointConfig& config) 
 VerbsEndpoint::~VerbsEndpoint() {
   if (id_) {
     if (connected_ && !lost_) rdma_disconnect(id_);
-    if (qp_) rdma_destroy_qp(id_);
     rdma_destroy_id(id_);
   }
+  if (qp_) ibv_destroy_qp(qp_);
   if (cq_) {
     if (unacked_events_) ibv_ack_cq_events(cq_, unacked_events_);
     ibv_destroy_cq(cq_);
@@ -298,6 +374,8 @@ VerbsEndpoint::~VerbsEndpoint() {
   if (cm_channel_) rdma_destroy_event_channel(cm_channel_);
 }
 
+// The QP is ours, not rdma_cm's (rdma_create_qp would move it through its states itself): we
+// take rdma_cm's attributes for each state and may replace the source GID index on the way.
 void VerbsEndpoint::create_qp(rdma_cm_id* id) {
   ibv_qp_init_attr attr{};
   attr.send_cq = cq_;
@@ -309,13 +387,44 @@ void VerbsEndpoint::create_qp(rdma_cm_id* id) {
   attr.cap.max_send_sge = kMaxSegments;
   attr.cap.max_recv_sge = 1;
   attr.cap.max_inline_data = 220;
-  if (rdma_create_qp(id, domain_.pd(), &attr) != 0) {
+  qp_ = ibv_create_qp(domain_.pd(), &attr);
+  if (!qp_) {
     attr.cap.max_inline_data = 0;  // a device without inline sends
-    if (rdma_create_qp(id, domain_.pd(), &attr) != 0) fail(Errc::io, errno_text("rdma_create_qp"));
+    qp_ = ibv_create_qp(domain_.pd(), &attr);
+    if (!qp_) fail(Errc::io, errno_text("ibv_create_qp"));
   }
-  qp_ = id->qp;
   max_inline_ = attr.cap.max_inline_data;
+  port_ = id->port_num;
+  move_qp(IBV_QPS_INIT);
   post_receives(config_.receive_depth);
+}
+
+void VerbsEndpoint::move_qp(ibv_qp_state state) {
+  ibv_qp_attr attr{};
+  int mask = 0;
+  attr.qp_state = state;
+  if (rdma_init_qp_attr(id_, &attr, &mask) != 0) fail(Errc::io, errno_text("rdma_init_qp_attr"));
+  // Before the handshake rdma_cm leaves the access flags empty (librdmacm fixes them on the way
+  // to RTR when it owns the QP): peers write into our memory, nothing else.
+  if (state == IBV_QPS_INIT) {
+    attr.qp_access_flags = IBV_ACCESS_REMOTE_WRITE;
+    mask |= IBV_QP_ACCESS_FLAGS;
+  }
+  if (state == IBV_QPS_RTR && attr.ah_attr.is_global) {
+    if (int want = domain_.gid_override(); want >= 0) {
+      ibv_gid gid{};
+      if (ibv_query_gid(domain_.context(), attr.port_num ? attr.port_num : port_, want, &gid) != 0 ||
+          std::all_of(gid.raw, gid.raw + 16, [](uint8_t b) { return b == 0; }))
+        fail(Errc::invalid_argument, "verbs: RFAAS_VERBS_GID_INDEX=" + std::to_string(want) + " is not a GID of " +
+                                         domain_.device() + " port " + std::to_string(port_));
+      attr.ah_attr.grh.sgid_index = static_cast<uint8_t>(want);
+    }
+    gid_index_ = attr.ah_attr.grh.sgid_index;
+  }
+  if (ibv_modify_qp(qp_, &attr, mask) != 0) {
+    const char* names[] = {"RESET", "INIT", "RTR", "RTS"};
+    fail(Errc::io, errno_text((std::string("ibv_modify_qp to ") + (state <= IBV_QPS_RTS ? names[state] : "?")).c_str()));
+  }
 }
 
 void VerbsEndpoint::post_receives(uint32_t n) noexcept {
@@ -363,39 +472,68 @@ void VerbsEndpoint::connect(const std::string& address, const ConnectionData& mi
   create_qp(id_);
 
   ConnectionParams params(mine);
+  params.param.qp_num = qp_->qp_num;
   if (rdma_connect(id_, &params.param) != 0) fail(Errc::io, errno_text("rdma_connect"));
-  rdma_cm_event* ev = expect(RDMA_CM_EVENT_ESTABLISHED, "connect");
-  unpack_private_data(ev->param.conn, theirs);
+  // With a QP of our own, rdma_cm stops at the response: ready the QP, then establish.
+  rdma_cm_event* ev = expect(RDMA_CM_EVENT_CONNECT_RESPONSE, "connect");
+  bool valid = unpack_private_data(ev->param.conn, theirs);
   rdma_ack_cm_event(ev);
+  if (!valid) {
+    rdma_reject(id_, nullptr, 0);
+    fail(Errc::protocol, "rdma_cm: the accepting side sent no rfaas connection data");
+  }
+  move_qp(IBV_QPS_RTR);
+  move_qp(IBV_QPS_RTS);
+  if (rdma_establish(id_) != 0) fail(Errc::io, errno_text("rdma_establish"));
   connected_ = true;
+}
+
+PathInfo VerbsEndpoint::path() const { return {domain_.device(), port_, gid_index_}; }
+
+void VerbsEndpoint::abandon_connection() noexcept {
+  if (qp_) ibv_destroy_qp(qp_);
+  if (id_) rdma_destroy_id(id_);
+  qp_ = nullptr;
+  id_ = nullptr;
+  ibv_wc wc[16];
+  while (ibv_poll_cq(cq_, 16, wc) > 0) {
+  }
+  outstanding_ = receives_to_post_ = 0;
+  gid_index_ = -1;
 }
 
 void VerbsEndpoint::accept_from(rdma_cm_id* id, const ConnectionData& mine, rdma_event_channel* listen_channel,
                                 Clock::time_point deadline) {
   if (id_) fail(Errc::invalid_argument, "endpoint already connected");
   id_ = id;
-  if (id->verbs != domain_.context()) {
-    rdma_reject(id, nullptr, 0);
-    rdma_destroy_id(id);
-    id_ = nullptr;
-    fail(Errc::io, "verbs: a connection arrived on another device than this domain's");
-  }
-  create_qp(id);
-  ConnectionParams params(mine);
-  if (rdma_accept(id, &params.param) != 0) fail(Errc::io, errno_text("rdma_accept"));
-  // ESTABLISHED arrives on the listener's channel; then the id moves to this endpoint's own.
-  for (;;) {
-    rdma_cm_event* ev = next_event(listen_channel, deadline, "established (accept)");
-    if (ev->id != id) {
-      rdma_ack_cm_event(ev);  // another connector's event: it will retry
-      continue;
+  try {
+    if (id->verbs != domain_.context()) {
+      rdma_reject(id, nullptr, 0);
+      fail(Errc::io, "verbs: a connection arrived on another device than this domain's");
     }
-    auto type = ev->event;
-    rdma_ack_cm_event(ev);
-    if (type == RDMA_CM_EVENT_ESTABLISHED) break;
-    fail(Errc::peer_lost, std::string("rdma_cm: accept: ") + rdma_event_str(type));
+    create_qp(id);
+    move_qp(IBV_QPS_RTR);
+    move_qp(IBV_QPS_RTS);
+    ConnectionParams params(mine);
+    params.param.qp_num = qp_->qp_num;
+    if (rdma_accept(id, &params.param) != 0) fail(Errc::io, errno_text("rdma_accept"));
+    // ESTABLISHED arrives on the listener's channel; then the id moves to this endpoint's own.
+    for (;;) {
+      rdma_cm_event* ev = next_event(listen_channel, deadline, "established (accept)");
+      if (ev->id != id) {
+        rdma_ack_cm_event(ev);  // another connector's event: it will retry
+        continue;
+      }
+      auto type = ev->event;
+      rdma_ack_cm_event(ev);
+      if (type == RDMA_CM_EVENT_ESTABLISHED) break;
+      fail(Errc::peer_lost, std::string("rdma_cm: accept: ") + rdma_event_str(type));
+    }
+    if (rdma_migrate_id(id, cm_channel_) != 0) fail(Errc::io, errno_text("rdma_migrate_id"));
+  } catch (...) {
+    abandon_connection();
+    throw;
   }
-  if (rdma_migrate_id(id, cm_channel_) != 0) fail(Errc::io, errno_text("rdma_migrate_id"));
   connected_ = true;
 }
 
@@ -546,6 +684,12 @@ Errc VerbsEndpoint::wait(std::chrono::microseconds timeout) noexcept {
 }  // namespace
 
 std::unique_ptr<Domain> open_domain(const Config& config) { return std::make_unique<VerbsDomain>(config); }
+
+PathInfo path_info(const Endpoint& ep) {
+  auto* v = dynamic_cast<const VerbsEndpoint*>(&ep);
+  if (!v) fail(Errc::invalid_argument, "path_info: not a verbs endpoint");
+  return v->path();
+}
 
 bool device_present() noexcept {
   int n = 0;

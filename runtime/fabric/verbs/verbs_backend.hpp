@@ -2,13 +2,23 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "rfaas/fabric/fabric.hpp"
 
 namespace rfaas::fabric::verbs {
 
-// Opens the device librdmacm knows by RFAAS_VERBS_DEVICE (or the first). Throws Error(no_backend).
+// Opens the device named by RFAAS_VERBS_DEVICE (a name, or an IPv4 address of its netdev), else
+// the one holding config.local_host, else the first. Throws Error(no_backend).
 std::unique_ptr<Domain> open_domain(const Config& config);
+
+// Where a connected verbs endpoint's traffic goes out: device, port, source GID index.
+struct PathInfo {
+  std::string device;
+  int port = 0;
+  int gid_index = -1;
+};
+PathInfo path_info(const Endpoint& ep);  // throws Error(invalid_argument) for other backends
 // Whether an RDMA device is present (the default backend is verbs then).
 bool device_present() noexcept;
 
