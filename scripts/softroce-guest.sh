@@ -8,7 +8,7 @@
 #   scripts/softroce-guest.sh [--timeout S] [--file PATH]... [--memory M] -- COMMAND...
 #
 # COMMAND runs under the guest's /bin/sh (files keep their host paths). Exit status: COMMAND's,
-# or 124 when the guest ran out of time, 125 when it did not boot or never reported.
+# or 124 when the guest ran out of time, 125 when it did not boot (twice) or never reported.
 # Cache: $RFAAS_GUEST_CACHE (default ~/.cache/rfaas-guest). Needs: qemu-system-x86,
 # busybox-static, cpio, rdma-core, ibverbs-providers, iproute2 (installed here when missing).
 set -euo pipefail
@@ -141,12 +141,40 @@ EOF
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1 >"$work/initrd.gz")
 
-# --- boot --------------------------------------------------------------------------------------
+# --- boot ---------------------------------------------------------------------------------------
+# Under TCG a boot very rarely stalls before init runs (no console output at all): a boot that
+# has not reached init within $boot_limit seconds is killed and tried once more.
 console="$work/console.log"
+boot_limit=${RFAAS_GUEST_BOOT_LIMIT:-240}
+boot() {
+  : >"$console"
+  timeout --kill-after=10 "$limit" qemu-system-x86_64 -accel tcg -cpu max -m "$memory" -smp 2 -nodefaults \
+    -display none -serial "file:$console" -no-reboot -kernel "$kernel" -initrd "$work/initrd.gz" \
+    -append "console=ttyS0 quiet panic=-1 oops=panic rdinit=/init" </dev/null &
+  local pid=$! start=$SECONDS shown=0 booted=0 rc=0
+  tail -n +1 -f "$console" --pid=$pid &
+  local tailer=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    if [[ $booted -eq 0 ]]; then
+      if grep -aq RFAAS-GUEST-BOOTED "$console"; then booted=1
+      elif (( SECONDS - start > boot_limit )); then
+        echo "softroce-guest.sh: no init after ${boot_limit} s; stopping this boot" >&2
+        kill "$pid" 2>/dev/null || true
+      fi
+    fi
+    sleep 1
+  done
+  wait "$pid" || rc=$?
+  wait "$tailer" 2>/dev/null || true
+  return $rc
+}
 rc=0
-timeout --kill-after=10 "$limit" qemu-system-x86_64 -accel tcg -cpu max -m "$memory" -smp 2 -nodefaults \
-  -display none -serial stdio -no-reboot -kernel "$kernel" -initrd "$work/initrd.gz" \
-  -append "console=ttyS0 quiet panic=-1 oops=panic rdinit=/init" </dev/null | tee "$console" || rc=$?
+for attempt in 1 2; do
+  rc=0
+  boot || rc=$?
+  grep -aq RFAAS-GUEST-BOOTED "$console" && break
+  [[ $attempt -eq 1 ]] && echo "softroce-guest.sh: the guest did not boot; trying once more" >&2
+done
 status=$(grep -a -o 'RFAAS-GUEST-EXIT=[0-9]*' "$console" | tail -n 1 | cut -d= -f2 || true)
 if [[ -n "$status" ]]; then exit "$status"; fi
 if [[ $rc -eq 124 ]]; then

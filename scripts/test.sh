@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every rfaas test: the CTest suite of a Release build, the Slurm test
 # (scripts/slurm/test-slurm.sh: a real local Slurm running the broker, executor daemons and an
-# MPI job, then scancel revoking a client's lease), then the same
+# MPI job, then scancel revoking a client's lease), the fabric and executor suites over verbs
+# (scripts/verbs-tests.sh: natively on an RDMA device, else in a Soft-RoCE guest), then the same
 # suite in a second build under AddressSanitizer + UndefinedBehaviorSanitizer, a bounded
 # libFuzzer run over the control-message parsers, then the install check (a tiny consumer
 # project finds rfaas with find_package). Exits non-zero on any failure.
@@ -30,12 +31,10 @@ else
   echo "skipped: a local slurmd needs root"
 fi
 
-section "verbs: the fabric tests over Soft-RoCE in a QEMU guest (scripts/softroce-guest.sh)"
+section "verbs: fabric, fabric setup and executor suites over verbs (scripts/verbs-tests.sh)"
 if grep -q '^RFAAS_WITH_VERBS:BOOL=ON' "$root/build/CMakeCache.txt"; then
-  fab="$root/build/tests/fabric"
-  timeout --kill-after=10 1500 "$root/scripts/softroce-guest.sh" --timeout 1200 \
-    --file "$fab/test_fabric" --file "$fab/fabric_peer" -- \
-    "export RFAAS_FABRIC=verbs RFAAS_FABRIC_HOST=10.0.2.15; $fab/test_fabric"
+  # Natively on an RDMA device, else in a Soft-RoCE guest under QEMU.
+  timeout --kill-after=10 3300 "$root/scripts/verbs-tests.sh" "$root/build"
 else
   echo "skipped: built without the verbs backend"
 fi

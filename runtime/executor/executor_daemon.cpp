@@ -1,5 +1,7 @@
 #include "executor/executor_daemon.hpp"
 
+#include "rfaas/fabric/fabric.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -83,6 +85,7 @@ DaemonConfig DaemonConfig::from_json_file(const std::string& path) {
 static DaemonConfig with_defaults(DaemonConfig c) {
   if (c.node_name.empty()) c.node_name = hostname();
   if (c.executor_path.empty()) c.executor_path = self_dir() + "/rfaas-executor";
+  if (c.fabric_host.empty()) c.fabric_host = fabric::Config::from_env().local_host;
   if (c.cores.empty())
     for (long i = 0; i < ::sysconf(_SC_NPROCESSORS_ONLN); ++i) c.cores.push_back(static_cast<int>(i));
   if (c.memory_bytes == 0)

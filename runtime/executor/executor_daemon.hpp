@@ -28,7 +28,7 @@ struct DaemonConfig {
   std::string secret_file;             // cluster secret, mode 0600
   std::vector<int> cores;              // cores it may lease; default: all online cores
   std::string executor_path;           // rfaas-executor; default: beside this binary
-  std::string fabric_host = "127.0.0.1";  // where executors listen for client endpoints
+  std::string fabric_host;  // where executors listen for client endpoints (default: RFAAS_FABRIC_HOST)
   uint64_t max_library_bytes = 256ull << 20;
   uint64_t library_cache_bytes = 1ull << 30;
   uint32_t control_timeout_ms = 10'000;  // bound on every wait for a client or an executor
