@@ -5,7 +5,7 @@
 # initramfs made of busybox, iproute2's ip and rdma, the rxe verbs provider, the files given
 # with --file and every library they need. No NIC: the guest is hermetic.
 #
-#   scripts/softroce-guest.sh [--timeout S] [--file PATH]... [--memory M] -- COMMAND...
+#   scripts/softroce-guest.sh [--timeout S] [--file PATH]... [--memory M] [--mtu N] -- COMMAND...
 #
 # COMMAND runs under the guest's /bin/sh (files keep their host paths). Exit status: COMMAND's,
 # or 124 when the guest ran out of time, 125 when it did not boot (twice) or never reported.
@@ -14,12 +14,14 @@
 set -euo pipefail
 limit=600
 memory=1G
+mtu=1500  # of the netdev under rxe0: 1500 gives a RoCE MTU of 1024, 9000 (jumbo frames) 4096
 files=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --timeout) limit=$2; shift 2 ;;
     --file) files+=("$2"); shift 2 ;;
     --memory) memory=$2; shift 2 ;;
+    --mtu) mtu=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "softroce-guest.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -124,6 +126,7 @@ mount -t tmpfs tmpfs /dev/shm
 for m in $modules; do [ -f /lib/modules/\$m.ko ] && insmod /lib/modules/\$m.ko 2>/dev/null; done
 ip link set lo up
 ip link add eth0 type dummy
+ip link set eth0 mtu $mtu
 ip addr add 10.0.2.15/24 dev eth0
 ip link set eth0 up
 rdma link add rxe0 type rxe netdev eth0

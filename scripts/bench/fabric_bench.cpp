@@ -1,6 +1,7 @@
 // rfaas-fabric-bench: write-with-immediate ping-pong latency and streaming bandwidth through
-// runtime/fabric, beside a minimal direct libfabric implementation of the same exchange
-// measured in the same run (interleaved repeats), so the fabric layer's cost is a ratio.
+// runtime/fabric, beside a minimal direct implementation of the same exchange on the same
+// transport (libfabric for the ofi providers, libibverbs for --provider verbs) measured in the
+// same run (interleaved repeats), so the fabric layer's cost is a ratio.
 //
 // Two processes pinned to cores 0 and 1: this one initiates, a forked child responds.
 // Output: a readable table on stdout and one JSON object per figure (--json FILE, or stdout
@@ -31,6 +32,9 @@
 #include <vector>
 
 #include "raw_ofi.hpp"
+#ifdef RFAAS_BENCH_VERBS
+#include "raw_verbs.hpp"
+#endif
 #include "rfaas/fabric/fabric.hpp"
 
 namespace po = boost::program_options;
@@ -45,7 +49,7 @@ class RfaasFabric {
  public:
   RfaasFabric(const std::string& provider, int sock, bool initiator) {
     fabric::Config cfg = fabric::Config::from_env();
-    cfg.backend = fabric::Backend::ofi;
+    cfg.backend = provider == "verbs" ? fabric::Backend::verbs : fabric::Backend::ofi;
     cfg.ofi_provider = provider;
     domain_ = fabric::open_domain(cfg);
     buffer_.resize(kMaxSize);
@@ -57,7 +61,7 @@ class RfaasFabric {
     fabric::ConnectionData theirs;
     if (initiator) {
       // The initiator listens, as an executor would; the responder connects.
-      auto listener = domain_->listen("127.0.0.1", 0);
+      auto listener = domain_->listen(cfg.local_host, 0);
       std::string address = listener->address();
       uint64_t len = address.size();
       sock_send(sock, &len, 8);
@@ -110,7 +114,8 @@ struct Options {
 
 int iterations_for(size_t size, const Options& o) {
   // About target_seconds of work per repeat; round trips grow with size.
-  double guess_ns = (o.provider == "shm" ? 2000.0 : 25000.0) + size * (o.provider == "shm" ? 0.1 : 0.5);
+  bool shm = o.provider == "shm", verbs = o.provider == "verbs";  // verbs: Soft-RoCE under emulation
+  double guess_ns = (shm ? 2000.0 : verbs ? 40000.0 : 25000.0) + static_cast<double>(size) * (shm ? 0.1 : verbs ? 2.0 : 0.5);
   return std::clamp(static_cast<int>(o.target_seconds * 1e9 / guess_ns), 100, 50000);
 }
 
@@ -127,25 +132,27 @@ void run_initiator(Raw& raw, Ours& ours, const Options& o, std::FILE* json) {
   for (size_t size : o.sizes) {
     int iters = iterations_for(size, o);
     int warmup = std::max(10, iters / 10);
-    std::vector<double> raw_all, ours_all, raw_medians, ours_medians;
+    std::vector<double> raw_all, ours_all, raw_medians, ours_medians, ratios;
     for (int r = 0; r < o.repeats; ++r) {
       auto a = pingpong_initiator(raw, size, warmup, iters);
       auto b = pingpong_initiator(ours, size, warmup, iters);
       raw_medians.push_back(median(a));
       ours_medians.push_back(median(b));
+      ratios.push_back(median(b) / median(a));  // paired within a repeat: robust to drift
       raw_all.insert(raw_all.end(), a.begin(), a.end());
       ours_all.insert(ours_all.end(), b.begin(), b.end());
     }
     // Median of per-repeat medians: robust to a repeat disturbed by the host.
     double rm = median(raw_medians) / 1000, om = median(ours_medians) / 1000;
     double rp = percentile(raw_all, 0.99) / 1000, op = percentile(ours_all, 0.99) / 1000;
-    std::printf("%-10zu %12.3f %10.3f %14.3f %11.3f %8.3f %+10.3f\n", size, rm, rp, om, op, om / rm, om - rm);
+    double ratio = median(ratios);
+    std::printf("%-10zu %12.3f %10.3f %14.3f %11.3f %8.3f %+10.3f\n", size, rm, rp, om, op, ratio, om - rm);
     if (json)
       std::fprintf(json,
                    "{\"bench\":\"fabric\",\"metric\":\"rtt_us\",\"provider\":\"%s\",\"size\":%zu,\"raw_median\":%.4f,"
                    "\"raw_p99\":%.4f,\"rfaas_median\":%.4f,\"rfaas_p99\":%.4f,\"ratio\":%.4f,\"iterations\":%d,"
                    "\"repeats\":%d}\n",
-                   o.provider.c_str(), size, rm, rp, om, op, om / rm, iters, o.repeats);
+                   o.provider.c_str(), size, rm, rp, om, op, ratio, iters, o.repeats);
   }
   std::vector<double> raw_bw, ours_bw;
   for (int r = 0; r < o.repeats; ++r) {
@@ -178,6 +185,56 @@ void run_responder(Raw& raw, Ours& ours, const Options& o) {
   }
 }
 
+// The two processes: this one initiates (core 0), a forked child responds (core 1).
+template <class Raw, class MakeRaw>
+int run_pair(const Options& o, MakeRaw make_raw) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) die("socketpair");
+  std::fflush(stdout);
+  pid_t child = fork();
+  if (child < 0) die("fork");
+  if (child == 0) {
+    ::close(sv[0]);
+    pin_to_core(1);
+    try {
+      auto raw = make_raw(sv[1], false);
+      RfaasFabric ours(o.provider, sv[1], false);
+      run_responder(*raw, ours, o);
+      char done;
+      sock_recv(sv[1], &done, 1);  // stay until the initiator is finished with our memory
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "rfaas-fabric-bench responder: %s\n", e.what());
+      _exit(1);
+    }
+    _exit(0);
+  }
+  ::close(sv[1]);
+  pin_to_core(0);
+  std::FILE* json = nullptr;
+  if (o.json_path == "-") json = stdout;
+  else if (!o.json_path.empty() && !(json = std::fopen(o.json_path.c_str(), "a"))) die("cannot open " + o.json_path);
+  int rc = 0;
+  try {
+    auto raw = make_raw(sv[0], true);
+    RfaasFabric ours(o.provider, sv[0], true);
+    run_initiator(*raw, ours, o, json);
+    char done = 1;
+    sock_send(sv[0], &done, 1);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rfaas-fabric-bench: %s\n", e.what());
+    rc = 1;
+    kill(child, SIGKILL);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (json && json != stdout) std::fclose(json);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "rfaas-fabric-bench: responder failed\n");
+    rc = 1;
+  }
+  return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -185,7 +242,9 @@ int main(int argc, char** argv) {
   po::options_description desc("rfaas-fabric-bench: write-with-immediate ping-pong and bandwidth, rfaas fabric vs direct libfabric");
   desc.add_options()
     ("help,h", "show this help")
-    ("provider,p", po::value(&o.provider)->default_value(o.provider), "libfabric provider: shm, tcp (tcp;ofi_rxm), ...")
+    ("provider,p", po::value(&o.provider)->default_value(o.provider),
+     "libfabric provider (shm, tcp = tcp;ofi_rxm, ...) or verbs (the verbs backend beside raw libibverbs; "
+     "addresses from RFAAS_FABRIC_HOST)")
     ("repeats,r", po::value(&o.repeats)->default_value(o.repeats), "interleaved repeats per size")
     ("seconds,s", po::value(&o.target_seconds)->default_value(o.target_seconds), "approximate seconds per repeat and size")
     ("sizes", po::value<std::vector<size_t>>()->multitoken(), "message sizes in bytes (default 8 64 4096 65536 1048576)")
@@ -209,49 +268,11 @@ int main(int argc, char** argv) {
   if (o.provider == "tcp") o.provider = "tcp;ofi_rxm";
   if (o.repeats < 1) die("--repeats must be at least 1");
 
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) die("socketpair");
-  std::fflush(stdout);
-  pid_t child = fork();
-  if (child < 0) die("fork");
-  if (child == 0) {
-    ::close(sv[0]);
-    pin_to_core(1);
-    try {
-      RawOfi raw(o.provider, sv[1]);
-      RfaasFabric ours(o.provider, sv[1], false);
-      run_responder(raw, ours, o);
-      char done;
-      sock_recv(sv[1], &done, 1);  // stay until the initiator is finished with our memory
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "rfaas-fabric-bench responder: %s\n", e.what());
-      _exit(1);
-    }
-    _exit(0);
+#ifdef RFAAS_BENCH_VERBS
+  if (o.provider == "verbs") {
+    std::string host = fabric::Config::from_env().local_host;
+    return run_pair<RawVerbs>(o, [&](int sock, bool initiator) { return std::make_unique<RawVerbs>(host, sock, initiator); });
   }
-  ::close(sv[1]);
-  pin_to_core(0);
-  std::FILE* json = nullptr;
-  if (o.json_path == "-") json = stdout;
-  else if (!o.json_path.empty() && !(json = std::fopen(o.json_path.c_str(), "a"))) die("cannot open " + o.json_path);
-  int rc = 0;
-  try {
-    RawOfi raw(o.provider, sv[0]);
-    RfaasFabric ours(o.provider, sv[0], true);
-    run_initiator(raw, ours, o, json);
-    char done = 1;
-    sock_send(sv[0], &done, 1);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "rfaas-fabric-bench: %s\n", e.what());
-    rc = 1;
-    kill(child, SIGKILL);
-  }
-  int status = 0;
-  waitpid(child, &status, 0);
-  if (json && json != stdout) std::fclose(json);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::fprintf(stderr, "rfaas-fabric-bench: responder failed\n");
-    rc = 1;
-  }
-  return rc;
+#endif
+  return run_pair<RawOfi>(o, [&](int sock, bool) { return std::make_unique<RawOfi>(o.provider, sock); });
 }
