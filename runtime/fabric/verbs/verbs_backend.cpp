@@ -411,14 +411,8 @@ void VerbsEndpoint::move_qp(ibv_qp_state state) {
     mask |= IBV_QP_ACCESS_FLAGS;
   }
   if (state == IBV_QPS_RTR && attr.ah_attr.is_global) {
-    if (int want = domain_.gid_override(); want >= 0) {
-      ibv_gid gid{};
-      if (ibv_query_gid(domain_.context(), attr.port_num ? attr.port_num : port_, want, &gid) != 0 ||
-          std::all_of(gid.raw, gid.raw + 16, [](uint8_t b) { return b == 0; }))
-        fail(Errc::invalid_argument, "verbs: RFAAS_VERBS_GID_INDEX=" + std::to_string(want) + " is not a GID of " +
-                                         domain_.device() + " port " + std::to_string(port_));
-      attr.ah_attr.grh.sgid_index = static_cast<uint8_t>(want);
-    }
+    // An override was checked against the GID table when the domain opened.
+    if (int want = domain_.gid_override(); want >= 0) attr.ah_attr.grh.sgid_index = static_cast<uint8_t>(want);
     gid_index_ = attr.ah_attr.grh.sgid_index;
   }
   if (ibv_modify_qp(qp_, &attr, mask) != 0) {
