@@ -93,6 +93,11 @@ struct SlotState {
   uint32_t size = 0;
   void* copy_to = nullptr;  // result lands in staging; copy here on completion
   size_t copy_capacity = 0;
+  // The output target the header in the executor's slot names (the last framed request's):
+  // while it stays the same, requests go compact, without a header.
+  bool framed = false;
+  uint64_t framed_address = 0, framed_key = 0;
+  uint32_t framed_capacity = 0;
 };
 
 struct WorkerLink {
@@ -481,23 +486,37 @@ Errc ExecutorClient::submit(int function, const void* in, size_t in_size, void* 
     s.copy_capacity = capacity;
   }
 
-  fabric::Errc rc;
-  uint64_t dst_offset = slot * in_stride_;
-  uint32_t imm = protocol::request_imm(slot, static_cast<uint32_t>(function));
+  // Compact when the slot's header already names this target: the request is the payload alone.
+  const bool compact = s.framed && s.framed_address == h.out_address && s.framed_key == h.out_key &&
+                       s.framed_capacity == h.out_capacity && in_size <= protocol::kMaxCompactPayload &&
+                       static_cast<uint32_t>(function) < protocol::kMaxCompactFunctions;
+  const size_t header_bytes = compact ? 0 : sizeof h;
+  const uint64_t dst_offset = slot * in_stride_ + sizeof h - header_bytes;
+  const uint32_t imm = compact ? protocol::compact_request_imm(slot, static_cast<uint32_t>(function),
+                                                               static_cast<uint32_t>(in_size))
+                               : protocol::request_imm(slot, static_cast<uint32_t>(function));
   const Registration* r = in_size ? find(in, in_size) : nullptr;
+  if (!compact) std::memcpy(l.headers.data() + slot * kHeaderStride, &h, sizeof h);
+  if (!r && in_size) {
+    uint8_t* stage = l.staging_in.data() + slot * in_stride_;
+    if (!compact) std::memcpy(stage, &h, sizeof h);
+    std::memcpy(stage + sizeof h, in, in_size);
+  }
+  fabric::Errc rc;
   Clock::time_point retry_deadline{};
   for (uint32_t attempt = 0;; ++attempt) {
-    if (r || in_size == 0) {
-      std::memcpy(l.headers.data() + slot * kHeaderStride, &h, sizeof h);
+    if (!r && in_size) {
+      rc = l.ep->write_imm(*l.staging_in_mr, slot * in_stride_ + sizeof h - header_bytes, header_bytes + in_size,
+                           l.input, dst_offset, imm, 0);
+    } else if (compact) {
+      rc = l.ep->write_imm(r ? *r->region : *l.headers_mr,
+                           r ? static_cast<size_t>(static_cast<const uint8_t*>(in) - r->begin) : 0, in_size, l.input,
+                           dst_offset, imm, 0);
+    } else {
       fabric::Segment segs[2] = {{l.headers_mr.get(), slot * size_t{kHeaderStride}, sizeof h},
                                  {r ? r->region : l.headers_mr.get(),
                                   r ? static_cast<size_t>(static_cast<const uint8_t*>(in) - r->begin) : 0, in_size}};
       rc = l.ep->write_imm(segs, in_size ? 2 : 1, l.input, dst_offset, imm, 0);
-    } else {
-      uint8_t* stage = l.staging_in.data() + slot * in_stride_;
-      std::memcpy(stage, &h, sizeof h);
-      std::memcpy(stage + sizeof h, in, in_size);
-      rc = l.ep->write_imm(*l.staging_in_mr, slot * in_stride_, sizeof h + in_size, l.input, dst_offset, imm, 0);
     }
     if (rc != fabric::Errc::again) break;
     // The send queue is full, or (shm) the provider is still setting up the path to a new
@@ -517,6 +536,12 @@ Errc ExecutorClient::submit(int function, const void* in, size_t in_size, void* 
       return lost_;
     }
     return Errc::protocol;
+  }
+  if (!compact) {
+    s.framed = true;
+    s.framed_address = h.out_address;
+    s.framed_key = h.out_key;
+    s.framed_capacity = h.out_capacity;
   }
   s.state = SlotState::State::busy;
   *handle = {w, slot, ++s.generation};

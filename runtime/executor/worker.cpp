@@ -32,6 +32,7 @@ Worker::Worker(fabric::Domain& domain, const WorkerConfig& config, const std::ve
   ecfg.wait_mode = config.hot_timeout_us < 0 ? fabric::WaitMode::none : fabric::WaitMode::sleep;
   endpoint_ = domain.create_endpoint(ecfg);
   pending_.reserve(config.slots * 2);
+  framed_.assign(config.slots, 0);
 }
 
 Worker::~Worker() {
@@ -57,10 +58,17 @@ void Worker::handle(uint32_t imm) {
   uint32_t slot = protocol::request_slot(imm);
   uint32_t fn = protocol::request_function(imm);
   if (slot >= config_.slots) return;  // nowhere to answer: a broken client; drop it
-  if (protocol::request_reserved(imm) != 0) return;
   uint8_t* base = input_.data() + slot * stride_;
   InvocationHeader h;
   std::memcpy(&h, base, sizeof h);
+  if (protocol::request_is_compact(imm)) {
+    // The header is the last framed request's; without one there is no target to answer to.
+    if (!framed_[slot]) return;
+    h.in_size = protocol::compact_request_size(imm);
+  } else {
+    if (protocol::request_reserved(imm) != 0) return;
+    framed_[slot] = 1;
+  }
   fabric::RemoteRegion target{h.out_address, h.out_key, h.out_capacity};
   uint64_t capacity = std::min<uint64_t>(h.out_capacity, config_.output_capacity);
   InvocationStatus status = InvocationStatus::ok;

@@ -62,6 +62,7 @@ class Worker {
   std::unique_ptr<fabric::MemoryRegion> input_mr_;
   std::unique_ptr<fabric::MemoryRegion> output_mr_;
   std::unique_ptr<fabric::Endpoint> endpoint_;
+  std::vector<uint8_t> framed_;  // per slot: a framed request has named its output target
 
   // Replies that met a full send queue; at most one per slot is ever pending.
   std::vector<Reply> pending_;

@@ -1,8 +1,14 @@
 // The invocation path's data layouts: what a client writes into an executor's input slot, and
 // what the immediates of the request and the response carry. Plain data, no behaviour.
 //
-//   request:  one write-with-immediate of [InvocationHeader | payload] into input slot `slot`
-//             imm = slot (6 bits) | function index (16 bits) | reserved (10 bits, zero)
+//   request, one write-with-immediate into input slot `slot`, in one of two forms (imm bit 31):
+//     framed:  [InvocationHeader | payload] at the slot's start
+//              imm = slot (6 bits) | function index (16) | reserved (9, zero) | 0
+//     compact: the payload alone at the slot's start + sizeof(InvocationHeader); the header the
+//              last framed request left in the slot still names the output target
+//              imm = slot (6 bits) | function index (8) | payload size (17) | 1
+//     Compact requests carry exactly the payload's bytes, so a request of S bytes takes the same
+//     packets as a raw S-byte write; clients use them when the slot's target has not changed.
 //   response: one write-with-immediate of the result to header.out_address (key out_key)
 //             imm = slot (6 bits) | status (3 bits) | result size (23 bits)
 #pragma once
@@ -40,12 +46,32 @@ enum class InvocationStatus : uint8_t {
   bad_request = 4,        // slot out of range or an inconsistent header
 };
 
+inline constexpr uint32_t kCompactFlag = 1u << 31;
+inline constexpr uint32_t kCompactFunctionBits = 8;
+inline constexpr uint32_t kMaxCompactFunctions = 1u << kCompactFunctionBits;
+inline constexpr uint32_t kCompactSizeBits = 31 - kSlotBits - kCompactFunctionBits;
+inline constexpr uint32_t kMaxCompactPayload = (1u << kCompactSizeBits) - 1;  // 128 KiB - 1
+
 constexpr uint32_t request_imm(uint32_t slot, uint32_t function) {
   return (slot & (kMaxSlots - 1)) | ((function & (kMaxFunctions - 1)) << kSlotBits);
 }
+// For function < kMaxCompactFunctions and in_size <= kMaxCompactPayload only.
+constexpr uint32_t compact_request_imm(uint32_t slot, uint32_t function, uint32_t in_size) {
+  return kCompactFlag | (slot & (kMaxSlots - 1)) | ((function & (kMaxCompactFunctions - 1)) << kSlotBits) |
+         ((in_size & kMaxCompactPayload) << (kSlotBits + kCompactFunctionBits));
+}
+constexpr bool request_is_compact(uint32_t imm) { return (imm & kCompactFlag) != 0; }
 constexpr uint32_t request_slot(uint32_t imm) { return imm & (kMaxSlots - 1); }
-constexpr uint32_t request_function(uint32_t imm) { return (imm >> kSlotBits) & (kMaxFunctions - 1); }
-constexpr uint32_t request_reserved(uint32_t imm) { return imm >> (kSlotBits + kFunctionBits); }
+constexpr uint32_t request_function(uint32_t imm) {
+  return request_is_compact(imm) ? (imm >> kSlotBits) & (kMaxCompactFunctions - 1)
+                                 : (imm >> kSlotBits) & (kMaxFunctions - 1);
+}
+// Framed requests only: the bits between the function index and the flag, zero.
+constexpr uint32_t request_reserved(uint32_t imm) { return (imm & ~kCompactFlag) >> (kSlotBits + kFunctionBits); }
+// Compact requests only.
+constexpr uint32_t compact_request_size(uint32_t imm) {
+  return (imm >> (kSlotBits + kCompactFunctionBits)) & kMaxCompactPayload;
+}
 
 constexpr uint32_t response_imm(uint32_t slot, InvocationStatus status, uint32_t size) {
   return (slot & (kMaxSlots - 1)) | (static_cast<uint32_t>(status) << kSlotBits) |
@@ -68,6 +94,6 @@ struct WorkerHello {
   uint32_t version;  // kWorkerHelloVersion
   uint64_t lease_id;
 };
-inline constexpr uint32_t kWorkerHelloVersion = 1;
+inline constexpr uint32_t kWorkerHelloVersion = 2;  // 2: compact requests
 
 }  // namespace rfaas::protocol

@@ -112,6 +112,58 @@ TEST_CASE("echo returns every byte at every size up to the slot, from any memory
   CHECK(usage.invocations == 7 * 2 + 2);
 }
 
+// After a slot's first (framed) request, requests to the same output target travel without a
+// header (protocol/invocation.hpp); a new target, a payload beyond the compact limit or a
+// function index beyond it goes framed again. Results must not care which form carried them.
+TEST_CASE("echo is right whichever request form carries it, across target and size changes", "[executor]") {
+  ExecutorDaemonProcess daemon;
+  DeployOptions o = basic();
+  o.input_capacity = 256 * 1024;  // beyond the compact limit of 128 KiB - 1
+  o.output_capacity = 256 * 1024;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), o);
+  int echo = ex->function("echo");
+  auto in_buf = ex->allocate(256 * 1024);
+  auto out_a = ex->allocate(256 * 1024);
+  auto out_b = ex->allocate(256 * 1024);
+  std::vector<uint8_t> plain_in(256 * 1024), plain_out(256 * 1024);
+  const size_t sizes[] = {64, 64, 0, 1, 1024, 1000, 0, 131071, 131072, 200000, 131071, 64, 8};
+  auto* in = static_cast<uint8_t*>(in_buf->data());
+  uint32_t seed = 0;
+  size_t calls = 0;
+  // Same registered target over and over, then alternating targets, then unregistered memory.
+  for (int pass = 0; pass < 3; ++pass) {
+    for (size_t size : sizes) {
+      for (int repeat = 0; repeat < 2; ++repeat) {
+        INFO("pass " << pass << " size " << size << " repeat " << repeat);
+        auto data = pattern(size, ++seed);
+        bool registered = pass < 2;
+        uint8_t* src = registered ? in : plain_in.data();
+        uint8_t* dst = pass == 0 ? static_cast<uint8_t*>(out_a->data())
+                       : pass == 1 ? static_cast<uint8_t*>(((seed & 1) ? out_a : out_b)->data())
+                                   : plain_out.data();
+        std::copy(data.begin(), data.end(), src);
+        std::memset(dst, 0xEE, size + 1);
+        size_t n = 99;
+        // A fixed capacity keeps the target the same from call to call.
+        REQUIRE(ex->invoke(echo, src, size, dst, 256 * 1024 - 1, &n) == Errc::ok);
+        ++calls;
+        REQUIRE(n == size);
+        REQUIRE(std::equal(data.begin(), data.end(), dst));
+        if (registered) REQUIRE(dst[size] == 0xEE);  // nothing beyond the result
+      }
+    }
+  }
+  // Named errors still come back on a slot that has gone compact.
+  size_t n = 0;
+  uint8_t* out = static_cast<uint8_t*>(out_a->data());
+  REQUIRE(ex->invoke(echo, in, 16, out, 256 * 1024 - 1, &n) == Errc::ok);
+  CHECK(ex->invoke(ex->function("overclaim"), in, 10, out, 256 * 1024 - 1, &n) == Errc::output_too_large);
+  CHECK(ex->invoke(echo, in, 100, out, 50, &n) == Errc::output_too_large);
+  CHECK(ex->invoke(echo, in, 4, out, 256 * 1024 - 1, &n) == Errc::ok);
+  CHECK(n == 4);
+  CHECK(ex->release().invocations == calls + 4);
+}
+
 TEST_CASE("many invocations in flight across workers all complete correctly", "[executor]") {
   ExecutorDaemonProcess daemon({"--cores", "0,1"});
   auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon, 2)), basic(2));

@@ -45,6 +45,20 @@ TEST_CASE("immediates round-trip every field at its limits", "[protocol]") {
       CHECK(request_function(imm) == fn);
       CHECK(request_reserved(imm) == 0);
     }
+  for (uint32_t slot : {0u, 1u, kMaxSlots - 1})
+    for (uint32_t fn : {0u, 7u, kMaxCompactFunctions - 1})
+      for (uint32_t size : {0u, 1u, 1024u, kMaxCompactPayload}) {
+        uint32_t imm = compact_request_imm(slot, fn, size);
+        CHECK(request_is_compact(imm));
+        CHECK(request_slot(imm) == slot);
+        CHECK(request_function(imm) == fn);
+        CHECK(compact_request_size(imm) == size);
+      }
+  CHECK_FALSE(request_is_compact(request_imm(kMaxSlots - 1, kMaxFunctions - 1)));
+  CHECK(kMaxCompactPayload == 128 * 1024 - 1);
+  // A framed request with the reserved bits set is told apart from a compact one.
+  CHECK(request_reserved(request_imm(3, 5) | (1u << 30)) != 0);
+  CHECK(request_reserved(request_imm(3, 5) | kCompactFlag) == 0);
   for (auto st : {InvocationStatus::ok, InvocationStatus::unknown_function, InvocationStatus::bad_request})
     for (uint32_t size : {0u, 1u, static_cast<uint32_t>(kMaxResultSize)}) {
       uint32_t imm = response_imm(kMaxSlots - 1, st, size);
