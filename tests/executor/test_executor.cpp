@@ -14,7 +14,10 @@
 #include <nlohmann/json.hpp>
 
 #include "net/tcp_socket.hpp"
+#include "protocol/control.hpp"
+#include "protocol/invocation.hpp"
 #include "rfaas/client.hpp"
+#include "rfaas/fabric/fabric.hpp"
 #include "support/executor_daemon_process.hpp"
 
 using namespace rfaas;
@@ -162,6 +165,105 @@ TEST_CASE("echo is right whichever request form carries it, across target and si
   CHECK(ex->invoke(echo, in, 4, out, 256 * 1024 - 1, &n) == Errc::ok);
   CHECK(n == 4);
   CHECK(ex->release().invocations == calls + 4);
+}
+
+// The same on the wire, from a hand-made client (control messages, one worker endpoint, raw
+// writes): a compact request to a slot that never had a framed one is dropped, and the worker
+// serves the next requests; framed then compact requests answer into the header's target.
+TEST_CASE("an executor drops a compact request without a target and serves on", "[executor][protocol]") {
+  ExecutorDaemonProcess daemon;
+  LeaseGrant grant = direct_lease(daemon.address(), lease_options(daemon));
+  std::ifstream lib_file(RFAAS_FUNCTIONS_BASIC, std::ios::binary);
+  std::vector<uint8_t> library((std::istreambuf_iterator<char>(lib_file)), std::istreambuf_iterator<char>());
+  protocol::AllocateRequest req;
+  req.token = nlohmann::json::parse(grant.token).get<protocol::LeaseToken>();
+  req.library_sha256 = protocol::sha256_hex(library.data(), library.size());
+  req.library_size = library.size();
+  req.library_name = "basic";
+  req.functions = {"echo"};
+  req.slots = 2;
+  req.input_capacity = 4096;
+  req.output_capacity = 4096;
+  req.hot_timeout_us = -1;
+  auto control = net::TcpStream::connect(net::HostPort::parse(grant.daemon_address), net::deadline_in(5s));
+  std::string msg = protocol::make_message("allocate", req);
+  control.send_frame(msg.data(), msg.size(), net::deadline_in(5s));
+  protocol::Allocated allocated;
+  for (;;) {
+    auto reply = protocol::ControlMessage::parse(control.recv_frame(protocol::kMaxControlFrame, net::deadline_in(10s)));
+    if (reply.type == "send_library") {
+      control.send_frame(library.data(), library.size(), net::deadline_in(10s));
+      continue;
+    }
+    REQUIRE(reply.type == "allocated");
+    allocated = reply.as<protocol::Allocated>();
+    break;
+  }
+
+  auto domain = fabric::open_domain(fabric::Config::from_env());
+  std::vector<uint8_t> request(4096 + 64), result(4096);
+  auto request_mr = domain->register_memory(request.data(), request.size(), fabric::Access::local);
+  auto result_mr = domain->register_memory(result.data(), result.size(), fabric::Access::remote_write);
+  auto ep = domain->create_endpoint({});
+  fabric::ConnectionData theirs;
+  ep->connect(allocated.address, fabric::make_connection_data(protocol::WorkerHello{0, protocol::kWorkerHelloVersion,
+                                                                                    req.token.lease_id}),
+              theirs, 10s);
+  auto input = fabric::read_connection_data<fabric::RemoteRegion>(theirs);
+  constexpr size_t kHeader = sizeof(protocol::InvocationHeader);
+  const uint64_t slot1 = protocol::input_slot_stride(req.input_capacity);
+
+  // Sends and waits for one reply; false when none comes within `limit`.
+  auto exchange = [&](size_t local_offset, size_t length, uint64_t remote_offset, uint32_t imm, uint32_t* reply,
+                      std::chrono::milliseconds limit) {
+    fabric::Errc rc;
+    while ((rc = ep->write_imm(*request_mr, local_offset, length, input, remote_offset, imm, 0)) == fabric::Errc::again) {
+      fabric::Completion c[4];
+      ep->poll(c, 4);
+    }
+    REQUIRE(rc == fabric::Errc::ok);
+    auto end = Clock::now() + limit;
+    while (Clock::now() < end) {
+      fabric::Completion c[4];
+      int n = ep->poll(c, 4);
+      for (int i = 0; i < n; ++i) {
+        REQUIRE(c[i].kind != fabric::Completion::Kind::error);
+        if (c[i].kind == fabric::Completion::Kind::write_received) {
+          *reply = c[i].imm;
+          return true;
+        }
+      }
+    }
+    return false;
+  };
+
+  // Compact, to slot 1, which has no header yet: dropped.
+  std::memset(request.data() + kHeader, 0x5A, 100);
+  uint32_t imm = 0;
+  CHECK_FALSE(exchange(kHeader, 100, slot1 + kHeader, protocol::compact_request_imm(1, 0, 100), &imm, 1500ms));
+  // Framed, to slot 1: answered into the header's target.
+  protocol::InvocationHeader h{result_mr->remote().address + 64, result_mr->remote().key, 64, 1024};
+  std::memcpy(request.data(), &h, kHeader);
+  for (int i = 0; i < 64; ++i) request[kHeader + i] = static_cast<uint8_t>(i + 1);
+  REQUIRE(exchange(0, kHeader + 64, slot1, protocol::request_imm(1, 0), &imm, 10s));
+  CHECK(protocol::response_slot(imm) == 1);
+  CHECK(protocol::response_status(imm) == protocol::InvocationStatus::ok);
+  CHECK(protocol::response_size(imm) == 64);
+  CHECK(result[64] == 1);
+  CHECK(result[127] == 64);
+  // Compact, to slot 1 again: the payload alone, the target from the header left in the slot.
+  for (int i = 0; i < 300; ++i) request[kHeader + i] = static_cast<uint8_t>(200 - i);
+  REQUIRE(exchange(kHeader, 300, slot1 + kHeader, protocol::compact_request_imm(1, 0, 300), &imm, 10s));
+  CHECK(protocol::response_status(imm) == protocol::InvocationStatus::ok);
+  CHECK(protocol::response_size(imm) == 300);
+  CHECK(std::memcmp(result.data() + 64, request.data() + kHeader, 300) == 0);
+  // Compact with a size beyond the slot: a named status, not a read past the slot.
+  REQUIRE(exchange(kHeader, 8, slot1 + kHeader, protocol::compact_request_imm(1, 0, 4097), &imm, 10s));
+  CHECK(protocol::response_status(imm) == protocol::InvocationStatus::payload_too_large);
+  // Framed with reserved bits set: dropped; the slot still works afterwards.
+  CHECK_FALSE(exchange(0, kHeader + 64, slot1, protocol::request_imm(1, 0) | (1u << 30), &imm, 1500ms));
+  REQUIRE(exchange(kHeader, 4, slot1 + kHeader, protocol::compact_request_imm(1, 0, 4), &imm, 10s));
+  CHECK(protocol::response_size(imm) == 4);
 }
 
 TEST_CASE("many invocations in flight across workers all complete correctly", "[executor]") {
