@@ -496,11 +496,12 @@ Errc ExecutorClient::submit(int function, const void* in, size_t in_size, void* 
                                                                static_cast<uint32_t>(in_size))
                                : protocol::request_imm(slot, static_cast<uint32_t>(function));
   const Registration* r = in_size ? find(in, in_size) : nullptr;
-  if (!compact) std::memcpy(l.headers.data() + slot * kHeaderStride, &h, sizeof h);
-  if (!r && in_size) {
+  if (!r && in_size) {  // unregistered input: header (if any) and payload go from the staging slot
     uint8_t* stage = l.staging_in.data() + slot * in_stride_;
     if (!compact) std::memcpy(stage, &h, sizeof h);
     std::memcpy(stage + sizeof h, in, in_size);
+  } else if (!compact) {
+    std::memcpy(l.headers.data() + slot * kHeaderStride, &h, sizeof h);
   }
   fabric::Errc rc;
   Clock::time_point retry_deadline{};
