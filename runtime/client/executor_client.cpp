@@ -7,6 +7,7 @@
 #include <iterator>
 #include <map>
 
+#include "clock/cycle_clock.hpp"
 #include "net/tcp_socket.hpp"
 #include "protocol/control.hpp"
 #include "protocol/invocation.hpp"
@@ -277,6 +278,7 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
       l.ep->connect(allocated.address, fabric::make_connection_data(hello), theirs, timeout);
       l.input = fabric::read_connection_data<fabric::RemoteRegion>(theirs);
     }
+    CycleClock::ticks_per_ns();  // measured here, once per process, not in the first wait()
     timing_.endpoints_ms = ms_since(t_phase);
     timing_.total_ms = ms_since(t_start);
   } catch (const fabric::Error& e) {
@@ -577,22 +579,26 @@ Errc ExecutorClient::wait(const Invocation& h, size_t* out_size, std::chrono::mi
   if (s.state != SlotState::State::busy && s.state != SlotState::State::done) return Errc::invalid_argument;
   if (timeout.count() < 0)
     timeout = std::chrono::duration_cast<std::chrono::microseconds>(options_.invocation_timeout);
-  // Busy-poll first; the clock is read once per 256 polls.
+  // Busy-poll first. Time is kept in cycle-counter ticks, read once per 256 polls: steady_clock
+  // can be a syscall (clock/cycle_clock.hpp), which a round trip must not pay.
   uint32_t polls = 0;
-  Clock::time_point start{}, hot_end{}, deadline{};
+  uint64_t start = 0, hot_end = 0, deadline = 0;
   while (s.state == SlotState::State::busy) {
     if (lost_ != Errc::ok) return lost_;
     progress(l);
     if (s.state != SlotState::State::busy || (++polls & 255)) continue;
-    auto now = Clock::now();
-    if (start == Clock::time_point{}) {
+    uint64_t now = CycleClock::now();
+    if (start == 0) {
       start = now;
-      hot_end = now + std::chrono::microseconds(options_.client_hot_timeout_us);
-      deadline = now + timeout;
+      hot_end = options_.client_hot_timeout_us < 0
+                    ? UINT64_MAX
+                    : now + CycleClock::ticks(std::chrono::microseconds(options_.client_hot_timeout_us));
+      deadline = now + CycleClock::ticks(timeout);
     }
     if (now >= deadline) return Errc::timeout;
-    if (options_.client_hot_timeout_us >= 0 && now >= hot_end) {
-      auto slice = std::min<Clock::duration>(deadline - now, std::chrono::milliseconds(50));
+    if (now >= hot_end) {
+      auto left = std::chrono::nanoseconds(static_cast<int64_t>(CycleClock::to_ns(deadline - now)));
+      auto slice = std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(50));
       if (l.ep->wait(std::chrono::duration_cast<std::chrono::microseconds>(slice)) == fabric::Errc::peer_lost) {
         progress(l);
         mark_lost();

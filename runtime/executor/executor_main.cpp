@@ -1,5 +1,5 @@
 // rfaas-executor: serves one lease. rfaas-executord starts it ahead of need ("standby"): it
-// initialises libfabric, opens its own fabric domain and listener and calibrates its clock,
+// initialises libfabric, opens its own fabric domain and listener and measures its cycle clock,
 // then waits on fd 3 (a Unix socket to the daemon) for its LeaseAssignment, which arrives with
 // the function library's memfd attached. So a lease's cold start pays none of that.
 // It reports on stdout, one JSON object per line:
@@ -9,8 +9,11 @@
 // It exits when the lease's expiry passes, on SIGTERM/SIGINT, when every worker's client is
 // gone, or (while on standby) when the daemon goes away.
 #include <cstdlib>
+#include <cstring>
+#include <cerrno>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -20,7 +23,7 @@
 #include <iostream>
 #include <thread>
 
-#include "executor/cycle_clock.hpp"
+#include "clock/cycle_clock.hpp"
 #include "executor/function_library.hpp"
 #include "executor/worker.hpp"
 #include "net/fd_passing.hpp"
@@ -82,7 +85,10 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     fail("executor_failed", e.what());
   }
-  double ticks_per_ns = executor::CycleClock::calibrate();
+  CycleClock::ticks_per_ns();  // measured now, not when the lease arrives
+  // Workers report the end of their loop here, so the wait below needs no polling period.
+  const int finished_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (finished_fd < 0) fail("executor_failed", std::string("eventfd: ") + std::strerror(errno));
 
   protocol::LeaseAssignment lease;
   int library_fd = -1;
@@ -118,6 +124,7 @@ int main(int argc, char** argv) {
       wc.input_capacity = lease.input_capacity;
       wc.output_capacity = lease.output_capacity;
       wc.hot_timeout_us = lease.hot_timeout_us;
+      wc.finished_fd = finished_fd;
       pool.push_back(std::make_unique<executor::Worker>(*domain, wc, library->functions()));
     }
   } catch (const std::exception& e) {
@@ -138,14 +145,16 @@ int main(int argc, char** argv) {
       fail("executor_failed", std::string("client endpoints did not connect: ") + e.what());
     }
   }
-  for (auto& w : pool) w->start(ticks_per_ns);
+  for (auto& w : pool) w->start();
 
   // Wait for expiry, a signal, every client endpoint gone, or the daemon gone; the daemon may
-  // move the expiry (a renewed lease).
+  // move the expiry (a renewed lease). Blocks: nothing here runs beside the workers while they
+  // serve. Signals interrupt poll(); the 1 s bound covers one arriving just before it.
   const char* ended = "signal";  // why the lease ended here, for the daemon
   for (;;) {
     if (g_terminate.load()) break;
-    if (protocol::unix_now_ms() >= lease.expires_at_ms) {
+    int64_t left_ms = lease.expires_at_ms - static_cast<int64_t>(protocol::unix_now_ms());
+    if (left_ms <= 0) {
       ended = "expired";
       break;
     }
@@ -155,8 +164,13 @@ int main(int argc, char** argv) {
       ended = "clients_gone";
       break;
     }
-    pollfd daemon{kDaemonSocket, POLLIN, 0};
-    if (::poll(&daemon, 1, 5) <= 0) continue;
+    pollfd fds[2] = {{kDaemonSocket, POLLIN, 0}, {finished_fd, POLLIN, 0}};
+    if (::poll(fds, 2, static_cast<int>(std::min<int64_t>(left_ms, 1000))) <= 0) continue;
+    if (fds[1].revents) {
+      uint64_t count;
+      (void)!::read(finished_fd, &count, sizeof count);
+    }
+    if (!fds[0].revents) continue;
     try {
       int ignored = -1;
       auto j = nlohmann::json::parse(net::recv_with_fd(kDaemonSocket, protocol::kMaxControlFrame, &ignored), nullptr, false);

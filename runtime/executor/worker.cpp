@@ -2,12 +2,13 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 
-#include "executor/cycle_clock.hpp"
+#include "clock/cycle_clock.hpp"
 
 namespace rfaas::executor {
 
@@ -40,8 +41,7 @@ Worker::~Worker() {
   join();
 }
 
-void Worker::start(double ticks_per_ns) {
-  ticks_per_ns_ = ticks_per_ns;
+void Worker::start() {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -50,8 +50,8 @@ void Worker::join() {
 }
 
 protocol::Usage Worker::usage() const {
-  return {invocations_, static_cast<uint64_t>(hot_ticks_ / ticks_per_ns_),
-          static_cast<uint64_t>(compute_ticks_ / ticks_per_ns_)};
+  return {invocations_, static_cast<uint64_t>(CycleClock::to_ns(hot_ticks_)),
+          static_cast<uint64_t>(CycleClock::to_ns(compute_ticks_))};
 }
 
 void Worker::handle(uint32_t imm) {
@@ -113,7 +113,7 @@ void Worker::run() {
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
   }
   const uint64_t hot_ticks_limit =
-      config_.hot_timeout_us < 0 ? UINT64_MAX : static_cast<uint64_t>(config_.hot_timeout_us * 1000.0 * ticks_per_ns_);
+      config_.hot_timeout_us < 0 ? UINT64_MAX : CycleClock::ticks(std::chrono::microseconds(config_.hot_timeout_us));
   fabric::Completion comps[16];
   uint64_t idle_since = CycleClock::now();
   uint32_t empty = 0;
@@ -150,6 +150,10 @@ void Worker::run() {
     empty = 0;
   }
   finished_.store(true, std::memory_order_release);
+  if (config_.finished_fd >= 0) {
+    uint64_t one = 1;
+    (void)!::write(config_.finished_fd, &one, sizeof one);
+  }
 }
 
 }  // namespace rfaas::executor

@@ -23,6 +23,7 @@ struct WorkerConfig {
   uint64_t input_capacity = 1 << 20;
   uint64_t output_capacity = 1 << 20;
   int64_t hot_timeout_us = 10'000;  // -1 always hot, 0 always warm
+  int finished_fd = -1;  // an eventfd the worker adds 1 to when its loop ends; -1: none
 };
 
 class Worker {
@@ -36,7 +37,7 @@ class Worker {
   fabric::RemoteRegion input_region() const { return input_mr_->remote(); }
 
   // Runs the loop on its own thread until stop() or the client goes away.
-  void start(double ticks_per_ns);
+  void start();
   void stop() { stop_.store(true, std::memory_order_relaxed); }
   void join();
   bool finished() const { return finished_.load(std::memory_order_acquire); }
@@ -71,7 +72,6 @@ class Worker {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
-  double ticks_per_ns_ = 1.0;
   uint64_t invocations_ = 0;
   uint64_t hot_ticks_ = 0;
   uint64_t compute_ticks_ = 0;

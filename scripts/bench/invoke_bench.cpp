@@ -48,6 +48,7 @@ struct Options {
   std::string json_path;
   std::string executord = RFAAS_EXECUTORD_DEFAULT;
   std::string library = RFAAS_FUNCTIONS_BASIC_DEFAULT;
+  bool hot_only = false;
 };
 
 // Commands to the raw responder over the socketpair.
@@ -174,11 +175,11 @@ std::vector<double> invoke_rtts(Executor& ex, int fn, Buffer& in, Buffer& out, s
   ns.reserve(iters);
   size_t n;
   for (int i = 0; i < warmup + iters; ++i) {
-    auto t0 = Clock::now();
+    uint64_t t0 = CycleClock::now();
     Errc e = ex.invoke(fn, in.data(), in_size, out.data(), out.size(), &n);
-    auto t1 = Clock::now();
+    uint64_t t1 = CycleClock::now();
     if (e != Errc::ok) die(std::string("invoke: ") + to_string(e));
-    if (i >= warmup) ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+    if (i >= warmup) ns.push_back(elapsed_ns(t0, t1));
   }
   return ns;
 }
@@ -298,6 +299,13 @@ int run(const Options& o) {
                   "\"ratio_q1\":%.4f,\"ratio_q3\":%.4f,\"repeats\":%d,\"iterations\":%d",
                   prov, size, rm, rp, em, ep, nm, em - rm, ratio, q1, q3, o.repeats, iters);
     json_line(json, buf);
+  }
+  if (o.hot_only) {
+    raw_command(sock, {0, 0, 0});
+    int st;
+    waitpid(child, &st, 0);
+    if (json && json != stdout) std::fclose(json);
+    return 0;
   }
 
   // Bandwidth: 1 MiB inputs.
@@ -421,6 +429,7 @@ int main(int argc, char** argv) {
       ("seconds,s", po::value(&o.seconds)->default_value(o.seconds), "approximate seconds per block")
       ("sizes", po::value<std::vector<size_t>>()->multitoken(), "payload sizes (default 8 64 4096 65536 1048576)")
       ("json", po::value(&o.json_path), "append JSON lines here ('-' for stdout)")
+      ("hot-only", po::bool_switch(&o.hot_only), "only the hot round trips (no bandwidth, throughput, warm or cold start)")
       ("executord", po::value(&o.executord)->default_value(o.executord), "rfaas-executord to start")
       ("library", po::value(&o.library)->default_value(o.library), "function library with echo and noop");
   po::positional_options_description pos;

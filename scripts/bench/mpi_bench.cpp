@@ -20,6 +20,7 @@
 #include "rfaas/rfaas_mpi.h"
 
 using namespace rfaas::bench;
+using rfaas::CycleClock;
 
 namespace {
 
@@ -46,7 +47,7 @@ std::vector<double> offload_rtts(bool nonblocking, void* in, void* out, size_t s
   std::vector<double> ns;
   ns.reserve(iters);
   for (int i = 0; i < warmup + iters; ++i) {
-    auto t0 = Clock::now();
+    uint64_t t0 = CycleClock::now();
     int e = 0;
     if (nonblocking) {
       MPI_Request req;
@@ -59,9 +60,9 @@ std::vector<double> offload_rtts(bool nonblocking, void* in, void* out, size_t s
     } else {
       e = rfaas_offload("echo", in, size, out, size, nullptr);
     }
-    auto t1 = Clock::now();
+    uint64_t t1 = CycleClock::now();
     if (e) die(std::string("offload: ") + rfaas_strerror(e));
-    if (i >= warmup) ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+    if (i >= warmup) ns.push_back(elapsed_ns(t0, t1));
   }
   return ns;
 }

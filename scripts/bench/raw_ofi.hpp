@@ -22,9 +22,15 @@
 #include <string>
 #include <vector>
 
+#include "clock/cycle_clock.hpp"
+
 namespace rfaas::bench {
 
 using Clock = std::chrono::steady_clock;
+// Per-round-trip times are taken with the cycle counter: steady_clock can cost microseconds
+// (a syscall where the kernel reads the HPET, as in the Soft-RoCE guest), which would pad every
+// sample of both sides and flatter the ratios.
+inline double elapsed_ns(uint64_t t0, uint64_t t1) { return CycleClock::to_ns(t1 - t0); }
 constexpr size_t kMaxSize = 1u << 20;
 constexpr uint32_t kStreamWindow = 16;
 constexpr auto kPhaseTimeout = std::chrono::seconds(60);
@@ -177,11 +183,11 @@ std::vector<double> pingpong_initiator(T& t, size_t size, int warmup, int iters)
   ns.reserve(iters);
   auto deadline = Clock::now() + kPhaseTimeout;
   for (int i = 0; i < warmup + iters; ++i) {
-    auto t0 = Clock::now();
+    uint64_t t0 = CycleClock::now();
     post(t, size, static_cast<uint32_t>(i), deadline);
     await_one(t, deadline);
-    auto t1 = Clock::now();
-    if (i >= warmup) ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+    uint64_t t1 = CycleClock::now();
+    if (i >= warmup) ns.push_back(elapsed_ns(t0, t1));
   }
   return ns;
 }
