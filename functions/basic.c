@@ -4,6 +4,7 @@
  * not write more. */
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 /* Returns nothing: measures the invocation path alone. */
 uint32_t noop(void* in, uint32_t in_size, void* out) {
@@ -51,4 +52,18 @@ uint32_t overclaim(void* in, uint32_t in_size, void* out) {
   (void)in_size;
   (void)out;
   return 0xFFFFFFFFu;
+}
+
+/* Input: [uint32 milliseconds] (at most 10000). Sleeps that long, then returns its input: a
+ * result that arrives late, for tests of timeouts. */
+uint32_t sleep_ms(void* in, uint32_t in_size, void* out) {
+  uint32_t ms;
+  if (in_size < 4) return 0;
+  memcpy(&ms, in, 4);
+  if (ms > 10000) ms = 10000;
+  struct timespec t = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&t, &t) != 0) {
+  }
+  memcpy(out, &ms, 4);
+  return 4;
 }

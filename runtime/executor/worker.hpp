@@ -52,7 +52,7 @@ class Worker {
   };
 
   void run();
-  void handle(uint32_t imm);
+  void handle(uint32_t imm, uint64_t& mark);  // mark: cycle count before, moved to the function's end
   bool send_pending();  // false when the client is gone
 
   WorkerConfig config_;

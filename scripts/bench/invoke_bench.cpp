@@ -274,10 +274,22 @@ int run(const Options& o) {
     int warmup = std::max(10, iters / 10);
     std::vector<double> raw_med, echo_med, noop_med, raw_all, echo_all, ratios;
     for (int r = 0; r < o.repeats; ++r) {
-      raw_command(sock, {1, size, static_cast<uint64_t>(warmup + iters)});
-      auto a = pingpong_initiator(raw, size, warmup, iters);
-      raw_done(sock);
-      auto b = invoke_rtts(*ex, echo, *in, *out, size, warmup, iters);
+      // Raw and echo blocks swap places every other repeat, so that drift over the run and the
+      // position of a block (what ran before it) weigh on both alike.
+      auto raw_block = [&] {
+        raw_command(sock, {1, size, static_cast<uint64_t>(warmup + iters)});
+        auto v = pingpong_initiator(raw, size, warmup, iters);
+        raw_done(sock);
+        return v;
+      };
+      std::vector<double> a, b;
+      if (r % 2 == 0) {
+        a = raw_block();
+        b = invoke_rtts(*ex, echo, *in, *out, size, warmup, iters);
+      } else {
+        b = invoke_rtts(*ex, echo, *in, *out, size, warmup, iters);
+        a = raw_block();
+      }
       auto c = invoke_rtts(*ex, noop, *in, *out, size, warmup, iters);
       raw_med.push_back(median(a));
       echo_med.push_back(median(b));

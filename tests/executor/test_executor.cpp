@@ -41,7 +41,7 @@ DirectLeaseOptions lease_options(const ExecutorDaemonProcess& d, uint32_t cores 
 DeployOptions basic(uint32_t workers = 1) {
   DeployOptions o;
   o.library_path = RFAAS_FUNCTIONS_BASIC;
-  o.functions = {"echo", "noop", "saxpy", "crash", "overclaim"};
+  o.functions = {"echo", "noop", "saxpy", "crash", "overclaim", "sleep_ms"};
   o.workers = workers;
   o.slots = 4;
   o.input_capacity = 64 * 1024;
@@ -325,7 +325,8 @@ TEST_CASE("bad requests are named errors and the lease keeps working", "[executo
   size_t n;
   CHECK(ex->function("no_such_function") == -1);
   CHECK(ex->invoke(-1, big.data(), 1, out.data(), 1, &n) == Errc::unknown_function);
-  CHECK(ex->invoke(5, big.data(), 1, out.data(), 1, &n) == Errc::unknown_function);
+  const int past_last = static_cast<int>(basic().functions.size());
+  CHECK(ex->invoke(past_last, big.data(), 1, out.data(), 1, &n) == Errc::unknown_function);
   CHECK(ex->invoke(ex->function("echo"), big.data(), big.size(), out.data(), out.size(), &n) ==
         Errc::payload_too_large);
   CHECK(ex->invoke(ex->function("overclaim"), big.data(), 10, out.data(), out.size(), &n) == Errc::output_too_large);
@@ -491,6 +492,46 @@ TEST_CASE("warm executors wake for an invocation", "[executor]") {
     REQUIRE(ex->invoke(ex->function("echo"), &v, 4, &r, 4, &n, 2s) == Errc::ok);
     CHECK(r == 11);
   }
+}
+
+// The client keeps time in cycle-counter ticks (clock/cycle_clock.hpp): a timeout must still
+// mean wall-clock time, polling hot or sleeping, and a late result must free its slot.
+TEST_CASE("a result later than the timeout: timeout on time, the slot returns with the late result", "[executor]") {
+  ExecutorDaemonProcess daemon;
+  int64_t client_hot_us = GENERATE(int64_t{-1}, int64_t{1000});  // always polling / then sleeping
+  INFO("client_hot_timeout_us " << client_hot_us);
+  DeployOptions o = basic();
+  o.slots = 1;
+  o.client_hot_timeout_us = client_hot_us;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), o);
+  int sleep_ms = ex->function("sleep_ms"), echo = ex->function("echo");
+  uint32_t ms = 700, back = 0;
+  uint64_t v = 42, r = 0;
+  size_t n = 0;
+
+  // invoke() gives up after its timeout and abandons the slot.
+  auto t0 = Clock::now();
+  CHECK(ex->invoke(sleep_ms, &ms, sizeof ms, &back, sizeof back, &n, 150ms) == Errc::timeout);
+  auto waited = Clock::now() - t0;
+  CHECK(waited >= 145ms);
+  CHECK(waited < 600ms);
+  CHECK(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::busy);  // the one slot is still out
+  std::this_thread::sleep_for(900ms);  // the late result lands and frees it
+  REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  CHECK(r == v);
+
+  // wait() returns timeout and leaves the invocation pending; a later wait() gets the result.
+  Invocation h;
+  REQUIRE(ex->submit(sleep_ms, &ms, sizeof ms, &back, sizeof back, &h) == Errc::ok);
+  t0 = Clock::now();
+  CHECK(ex->wait(h, &n, 100ms) == Errc::timeout);
+  waited = Clock::now() - t0;
+  CHECK(waited >= 95ms);
+  CHECK(waited < 600ms);
+  REQUIRE(ex->wait(h, &n, 5s) == Errc::ok);
+  CHECK(n == sizeof back);
+  CHECK(back == ms);
+  CHECK(Clock::now() - t0 >= 650ms);
 }
 
 TEST_CASE("a client that disappears gives its cores back", "[executor][faults]") {
