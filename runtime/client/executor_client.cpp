@@ -111,6 +111,7 @@ struct WorkerLink {
   std::vector<uint8_t> staging_in;   // header + payload per slot, for unregistered inputs
   std::vector<uint8_t> staging_out;  // output_capacity per slot, for unregistered outputs
   std::unique_ptr<fabric::MemoryRegion> headers_mr, staging_in_mr, staging_out_mr;
+  fabric::Completion completions[16];  // progress() fills these: built once, not per poll
 };
 
 // A registration of caller or rfaas memory, found by address on the invocation path.
@@ -427,7 +428,7 @@ void ExecutorClient::mark_lost() noexcept {
 }
 
 void ExecutorClient::progress(WorkerLink& link) noexcept {
-  fabric::Completion comps[16];
+  fabric::Completion* comps = link.completions;
   int n = link.ep->poll(comps, 16);
   for (int i = 0; i < n; ++i) {
     const auto& c = comps[i];

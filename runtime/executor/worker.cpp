@@ -54,22 +54,21 @@ protocol::Usage Worker::usage() const {
           static_cast<uint64_t>(CycleClock::to_ns(compute_ticks_))};
 }
 
-void Worker::handle(uint32_t imm, uint64_t& mark) {
+bool Worker::handle(uint32_t imm, uint64_t& mark) {
   uint32_t slot = protocol::request_slot(imm);
   uint32_t fn = protocol::request_function(imm);
-  if (slot >= config_.slots) return;  // nowhere to answer: a broken client; drop it
+  if (slot >= config_.slots) return true;  // nowhere to answer: a broken client; drop it
   uint8_t* base = input_.data() + slot * stride_;
   InvocationHeader h;
   std::memcpy(&h, base, sizeof h);
   if (protocol::request_is_compact(imm)) {
     // The header is the last framed request's; without one there is no target to answer to.
-    if (!framed_[slot]) return;
+    if (!framed_[slot]) return true;
     h.in_size = protocol::compact_request_size(imm);
   } else {
-    if (protocol::request_reserved(imm) != 0) return;
+    if (protocol::request_reserved(imm) != 0) return true;
     framed_[slot] = 1;
   }
-  fabric::RemoteRegion target{h.out_address, h.out_key, h.out_capacity};
   uint64_t capacity = std::min<uint64_t>(h.out_capacity, config_.output_capacity);
   InvocationStatus status = InvocationStatus::ok;
   uint32_t size = 0;
@@ -86,16 +85,25 @@ void Worker::handle(uint32_t imm, uint64_t& mark) {
     if (written > capacity) status = InvocationStatus::output_too_large;
     else size = written;
   }
+  Reply r{slot, status, size, {h.out_address, h.out_key, h.out_capacity}};
+  if (pending_.empty()) {  // the usual case: answer at once
+    auto rc = send(r);
+    if (rc != fabric::Errc::again) return rc != fabric::Errc::peer_lost;
+  }
   // pending_ was sized at setup for every slot twice; a client flooding one slot loses the excess
   // rather than making this path allocate.
-  if (pending_.size() < pending_.capacity()) pending_.push_back({slot, status, size, target});
+  if (pending_.size() < pending_.capacity()) pending_.push_back(r);
+  return true;
+}
+
+fabric::Errc Worker::send(const Reply& r) noexcept {
+  return endpoint_->write_imm(*output_mr_, r.slot * config_.output_capacity, r.size, r.target, 0,
+                              protocol::response_imm(r.slot, r.status, r.size), 0);
 }
 
 bool Worker::send_pending() {
   while (pending_head_ < pending_.size()) {
-    const Reply& r = pending_[pending_head_];
-    auto rc = endpoint_->write_imm(*output_mr_, r.slot * config_.output_capacity, r.size, r.target, 0,
-                                   protocol::response_imm(r.slot, r.status, r.size), 0);
+    auto rc = send(pending_[pending_head_]);
     if (rc == fabric::Errc::again) return true;  // retried after the next poll
     if (rc == fabric::Errc::peer_lost) return false;
     // Any other refusal (the client named a bad target) drops this reply only.
@@ -143,7 +151,7 @@ void Worker::run() {
     for (int i = 0; i < n; ++i) {
       const fabric::Completion& c = comps[i];
       if (c.kind == fabric::Completion::Kind::write_received) {
-        handle(c.imm, mark);
+        if (!handle(c.imm, mark)) client_gone = true;
       } else if (c.kind == fabric::Completion::Kind::error && c.error == fabric::Errc::peer_lost) {
         client_gone = true;
       }

@@ -52,7 +52,10 @@ class Worker {
   };
 
   void run();
-  void handle(uint32_t imm, uint64_t& mark);  // mark: cycle count before, moved to the function's end
+  // Runs one request and answers it (or queues the answer behind a full send queue); false when
+  // the client is gone. mark: the cycle count before, moved to the function's end.
+  bool handle(uint32_t imm, uint64_t& mark);
+  fabric::Errc send(const Reply& r) noexcept;
   bool send_pending();  // false when the client is gone
 
   WorkerConfig config_;
@@ -65,7 +68,7 @@ class Worker {
   std::unique_ptr<fabric::Endpoint> endpoint_;
   std::vector<uint8_t> framed_;  // per slot: a framed request has named its output target
 
-  // Replies that met a full send queue; at most one per slot is ever pending.
+  // Replies that met a full send queue (later ones queue behind them).
   std::vector<Reply> pending_;
   size_t pending_head_ = 0;
 
