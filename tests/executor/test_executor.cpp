@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "net/tcp_socket.hpp"
 #include "protocol/control.hpp"
 #include "protocol/invocation.hpp"
+#include "protocol/lease_token.hpp"
 #include "rfaas/client.hpp"
 #include "rfaas/fabric/fabric.hpp"
 #include "support/executor_daemon_process.hpp"
@@ -264,6 +266,175 @@ TEST_CASE("an executor drops a compact request without a target and serves on", 
   CHECK_FALSE(exchange(0, kHeader + 64, slot1, protocol::request_imm(1, 0) | (1u << 30), &imm, 1500ms));
   REQUIRE(exchange(kHeader, 4, slot1 + kHeader, protocol::compact_request_imm(1, 0, 4), &imm, 10s));
   CHECK(protocol::response_size(imm) == 4);
+}
+
+namespace {
+
+// A stand-in for rfaas-executord and its executor, one worker, that answers every request with
+// an echo and records the form each request came in: what the client puts on the wire, seen
+// from the other end.
+class RecordingExecutor {
+ public:
+  struct Seen {
+    bool compact;
+    uint32_t slot, in_size;
+    protocol::InvocationHeader header;  // the one the request was answered by
+  };
+
+  RecordingExecutor(uint32_t slots, uint64_t capacity)
+      : control_(net::TcpListener::bind("127.0.0.1", 0)),
+        domain_(fabric::open_domain(fabric::Config::from_env())),
+        listener_(domain_->listen(fabric::Config::from_env().local_host, 0)),
+        stride_(protocol::input_slot_stride(capacity)),
+        input_(stride_ * slots),
+        output_(capacity),
+        headers_(slots),
+        framed_(slots, false) {
+    input_mr_ = domain_->register_memory(input_.data(), input_.size(), fabric::Access::remote_write);
+    output_mr_ = domain_->register_memory(output_.data(), output_.size(), fabric::Access::local);
+    ep_ = domain_->create_endpoint({});
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~RecordingExecutor() {
+    stop_ = true;
+    thread_.join();
+  }
+  LeaseGrant grant() const {
+    protocol::LeaseToken t;  // signed with a key nobody here checks
+    t.lease_id = 77;
+    t.executor = "recording";
+    t.cores = 1;
+    t.expires_at_ms = protocol::unix_now_ms() + 60'000;
+    t.sign(protocol::ClusterSecret(std::vector<uint8_t>(32, 7)));
+    return {"127.0.0.1:" + std::to_string(control_.port()), nlohmann::json(t).dump(), t.lease_id, t.expires_at_ms,
+            t.executor};
+  }
+  std::vector<Seen> seen() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return seen_;
+  }
+  std::string failure() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return failure_;
+  }
+
+ private:
+  void serve() {
+    try {
+      session_ = control_.accept(net::deadline_in(20s));
+      auto msg = protocol::ControlMessage::parse(session_.recv_frame(protocol::kMaxControlFrame, net::deadline_in(20s)));
+      if (msg.type != "allocate") throw std::runtime_error("expected allocate, got " + msg.type);
+      protocol::Allocated a{msg.as<protocol::AllocateRequest>().token.lease_id, listener_->address(), 1, true};
+      std::string reply = protocol::make_message("allocated", a);
+      session_.send_frame(reply.data(), reply.size(), net::deadline_in(20s));
+      fabric::ConnectionData theirs;
+      listener_->accept(*ep_, fabric::make_connection_data(input_mr_->remote()), theirs, 20s);
+      while (!stop_) {
+        fabric::Completion c[8];
+        int n = ep_->poll(c, 8);
+        for (int i = 0; i < n; ++i) {
+          if (c[i].kind == fabric::Completion::Kind::error) return;  // the client left
+          if (c[i].kind == fabric::Completion::Kind::write_received) answer(c[i].imm);
+        }
+      }
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      failure_ = e.what();
+    }
+  }
+  void answer(uint32_t imm) {
+    const uint32_t slot = protocol::request_slot(imm);
+    const bool compact = protocol::request_is_compact(imm);
+    uint8_t* base = input_.data() + slot * stride_;
+    if (!compact) {
+      std::memcpy(&headers_[slot], base, sizeof(protocol::InvocationHeader));
+      framed_[slot] = true;
+    }
+    protocol::InvocationHeader h = headers_[slot];
+    if (compact) h.in_size = protocol::compact_request_size(imm);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      seen_.push_back({compact, slot, h.in_size, h});
+      if (compact && !framed_[slot]) failure_ = "a compact request to a slot without a header";
+    }
+    std::memcpy(output_.data(), base + sizeof h, h.in_size);
+    fabric::Errc rc;
+    while ((rc = ep_->write_imm(*output_mr_, 0, h.in_size, {h.out_address, h.out_key, h.out_capacity}, 0,
+                                protocol::response_imm(slot, protocol::InvocationStatus::ok, h.in_size), 0)) ==
+           fabric::Errc::again) {
+      fabric::Completion c[8];
+      ep_->poll(c, 8);
+    }
+  }
+
+  net::TcpListener control_;
+  net::TcpStream session_;
+  std::unique_ptr<fabric::Domain> domain_;
+  std::unique_ptr<fabric::Listener> listener_;
+  uint64_t stride_;
+  std::vector<uint8_t> input_, output_;
+  std::unique_ptr<fabric::MemoryRegion> input_mr_, output_mr_;
+  std::unique_ptr<fabric::Endpoint> ep_;
+  std::vector<protocol::InvocationHeader> headers_;
+  std::vector<bool> framed_;
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::vector<Seen> seen_;
+  std::string failure_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("the client sends a slot's header only when its output target changes", "[executor][protocol]") {
+  RecordingExecutor fake(1, 4096);  // one slot: every request goes through slot 0
+  DeployOptions o = basic();
+  o.functions = {"echo"};
+  o.slots = 1;
+  o.input_capacity = 4096;
+  o.output_capacity = 4096;
+  auto ex = Executor::deploy(fake.grant(), o);
+  auto in = ex->allocate(4096), out1 = ex->allocate(4096), out2 = ex->allocate(4096);
+  auto data = pattern(4096, 9);
+  std::memcpy(in->data(), data.data(), data.size());
+  std::vector<uint8_t> mine_out(4096), other_out(4096);
+  size_t n = 0;
+  struct Step {
+    const char* what;
+    const void* src;
+    size_t size;
+    void* dst;
+    size_t capacity;
+    bool compact;
+  };
+  const Step steps[] = {
+      {"first request of the slot", in->data(), 100, out1->data(), 4096, false},
+      {"same target", in->data(), 100, out1->data(), 4096, true},
+      {"same target, other size", in->data(), 3000, out1->data(), 4096, true},
+      {"unregistered input, same target", data.data(), 64, out1->data(), 4096, true},
+      {"another registered buffer", in->data(), 64, out2->data(), 4096, false},
+      {"same buffer, other capacity", in->data(), 64, out2->data(), 2048, false},
+      {"same buffer and capacity again", in->data(), 64, out2->data(), 2048, true},
+      {"another offset in the buffer", in->data(), 64, static_cast<uint8_t*>(out2->data()) + 64, 2048, false},
+      {"unregistered output (the client's staging slot)", in->data(), 64, mine_out.data(), 4096, false},
+      {"another unregistered output, same capacity: same staging slot", in->data(), 64, other_out.data(), 4096, true},
+      {"no payload", in->data(), 0, other_out.data(), 4096, true},
+  };
+  size_t i = 0;
+  for (const Step& st : steps) {
+    INFO("step " << i << ": " << st.what);
+    std::memset(st.dst, 0, st.capacity);
+    REQUIRE(ex->invoke(0, st.src, st.size, st.dst, st.capacity, &n, 10s) == Errc::ok);
+    CHECK(n == st.size);
+    CHECK(std::memcmp(st.dst, data.data(), st.size) == 0);
+    auto seen = fake.seen();
+    REQUIRE(seen.size() == i + 1);
+    CHECK(seen[i].compact == st.compact);
+    CHECK(seen[i].in_size == st.size);
+    CHECK(seen[i].header.out_capacity == st.capacity);
+    ++i;
+  }
+  CHECK(fake.failure().empty());
 }
 
 TEST_CASE("many invocations in flight across workers all complete correctly", "[executor]") {
