@@ -1,7 +1,9 @@
 // The cycle counter as a clock for hot loops: the TSC on x86-64 (tens of nanoseconds to read even
 // under emulation, never a syscall), steady_clock elsewhere. steady_clock itself may be a syscall:
 // a kernel that finds the TSC unstable (a guest under emulation, some VMs) reads the HPET instead,
-// 1-2 us per read in the Soft-RoCE guest. Hot loops therefore keep time in ticks.
+// 1-2 us per read in the Soft-RoCE guest. Hot loops therefore keep time in ticks. Assumes a
+// constant-rate TSC that agrees across cores (every x86-64 server CPU of the last decade, and
+// QEMU's emulated one); it bounds waits, it is not a wall clock.
 #pragma once
 
 #include <chrono>
