@@ -1,4 +1,4 @@
-/* Function library "basic": the reference ABI,
+/* Function library "basic": mostly the reference ABI (the context ABI at the end),
  *   uint32_t name(void* in, uint32_t in_size, void* out)  -> bytes written to out.
  * The output capacity is the lease's output_capacity (negotiated at deploy); a function must
  * not write more. */
@@ -66,4 +66,74 @@ uint32_t sleep_ms(void* in, uint32_t in_size, void* out) {
   }
   memcpy(out, &ms, 4);
   return 4;
+}
+
+/* --- The context ABI (rfaas/function.h), beside the reference ABI in the same library. ------- */
+#include "rfaas/function.h"
+
+/* Input: [uint32 region][uint32 pad][uint64 offset][uint64 length]. Output: those bytes of the
+ * resident region, and nothing else; status 1: no such region, 2: past its end, 3: beyond the
+ * output capacity. */
+RFAAS_FUNCTION(region_read) {
+  struct {
+    uint32_t region, pad;
+    uint64_t offset, length;
+  } a;
+  if (call->in_size != sizeof a) return 4;
+  memcpy(&a, call->in, sizeof a);
+  if (a.region >= call->region_count) return 1;
+  const rfaas_region_view* r = &call->regions[a.region];
+  if (a.offset > r->size || a.length > r->size - a.offset) return 2;
+  if (a.length > call->out_capacity) return 3;
+  memcpy(call->out, (const char*)r->data + a.offset, a.length);
+  call->out_size = a.length;
+  return 0;
+}
+
+/* Fills exactly its output capacity with bytes 0xA5, and reports [uint64 capacity][uint32
+ * worker][uint32 workers] at the start when it fits: shows what the function is told. */
+RFAAS_FUNCTION(fill_capacity) {
+  memset(call->out, 0xA5, call->out_capacity);
+  if (call->out_capacity >= 16) {
+    uint64_t cap = call->out_capacity;
+    memcpy(call->out, &cap, 8);
+    memcpy((char*)call->out + 8, &call->worker, 4);
+    memcpy((char*)call->out + 12, &call->workers, 4);
+  }
+  call->out_size = call->out_capacity;
+  return 0;
+}
+
+/* Input: [int32 status]. Returns that status with no result (0: an empty result). */
+RFAAS_FUNCTION(fail_with) {
+  int32_t status;
+  if (call->in_size != 4) return 99;
+  memcpy(&status, call->in, 4);
+  return status;
+}
+
+/* Input: [uint32 region]. Adds every byte of the region (mod 2^64): a function that reads a
+ * large resident operand. Output: [uint64 sum]. */
+RFAAS_FUNCTION(region_sum) {
+  uint32_t id;
+  if (call->in_size != 4 || call->out_capacity < 8) return 4;
+  memcpy(&id, call->in, 4);
+  if (id >= call->region_count) return 1;
+  const unsigned char* p = (const unsigned char*)call->regions[id].data;
+  uint64_t sum = 0;
+  for (uint64_t i = 0; i < call->regions[id].size; ++i) sum += p[i];
+  memcpy(call->out, &sum, 8);
+  call->out_size = 8;
+  return 0;
+}
+
+/* Returns [uint64 n]: how many calls this worker ran before this one (for tests of ordering:
+ * calls submitted to one worker run in order of submission). */
+static uint64_t calls_per_worker[64];
+RFAAS_FUNCTION(next_in_sequence) {
+  if (call->out_capacity < 8 || call->worker >= 64) return 1;
+  uint64_t n = calls_per_worker[call->worker]++;
+  memcpy(call->out, &n, 8);
+  call->out_size = 8;
+  return 0;
 }

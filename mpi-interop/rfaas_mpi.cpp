@@ -2,7 +2,7 @@
 //
 // One OffloadSession per process: the rank's lease (one broker lease, one worker per leased
 // core), its registration cache, and a fixed pool of offload records, one per input slot, made
-// at init so that rfaas_ioffload allocates nothing of its own. Non-blocking offloads are MPI
+// at init so that rfaas_ioffload allocates nothing of its own (one per slot and queue entry). Non-blocking offloads are MPI
 // generalized requests; Open MPI's progress engine (opal_progress, which MPI_Wait/Waitall/Test
 // spin in) calls progress_offloads(), which completes them. No helper thread, no lock.
 #include "rfaas/rfaas_mpi.h"
@@ -45,6 +45,8 @@ struct OffloadRecord {
   bool completed = false;  // MPI_Grequest_complete called
   bool freed = false;      // MPI released the request (free_fn)
   bool cancelled = false;
+  size_t put_bytes = 0;  // a put's size; 0 for an offload
+  bool is_put = false;
 };
 
 struct OffloadSession {
@@ -59,6 +61,7 @@ struct OffloadSession {
   std::vector<OffloadRecord> records;
   std::vector<uint32_t> free_records;
   std::vector<uint32_t> in_flight;  // record indices, unordered
+  std::vector<uint64_t> region_sizes;  // by id, made again by rfaas_mpi_recover
   rfaas_mpi_stats stats{};
   size_t output_capacity = 0;
   ProgressRegister unregister_progress = nullptr;
@@ -84,6 +87,12 @@ void count_transfer(OffloadSession& s, const void* in, size_t in_size, void* out
 
 void count_result(OffloadSession& s, int code) noexcept {
   ++(code == 0 ? s.stats.offloads : s.stats.failed_offloads);
+}
+
+void count_put(OffloadSession& s, int code, size_t bytes) noexcept {
+  if (code != 0) return;
+  ++s.stats.puts;
+  s.stats.put_bytes += bytes;
 }
 
 void release_record(OffloadSession& s, uint32_t index) noexcept {
@@ -116,7 +125,8 @@ void complete_record(OffloadSession& s, uint32_t index, int code, size_t size) n
   r.size = size;
   r.in_flight = false;
   r.completed = true;
-  count_result(s, code);
+  if (r.is_put) count_put(s, code, r.put_bytes);
+  else count_result(s, code);
   auto it = std::find(s.in_flight.begin(), s.in_flight.end(), index);
   if (it != s.in_flight.end()) {
     *it = s.in_flight.back();
@@ -159,6 +169,24 @@ int progress_offloads() {
   return events;
 }
 
+// A call as an MPI generalized request: submit(handle) starts it on the executor.
+template <class Submit>
+int start_request(OffloadSession& s, MPI_Request* request, bool is_put, size_t put_bytes, Submit submit) {
+  if (s.free_records.empty()) return static_cast<int>(Errc::queue_full);
+  uint32_t index = s.free_records.back();
+  OffloadRecord& r = s.records[index];
+  Errc e = submit(&r.handle);
+  if (e != Errc::ok) return static_cast<int>(e);
+  s.free_records.pop_back();
+  r.in_flight = true;
+  r.is_put = is_put;
+  r.put_bytes = put_bytes;
+  s.in_flight.push_back(index);
+  MPI_Grequest_start(&query_offload, &free_offload, &cancel_offload, &r, &r.request);
+  *request = r.request;
+  return RFAAS_OK;
+}
+
 std::vector<std::string> split_names(const char* list) {
   std::vector<std::string> out;
   std::string names = list ? list : "";
@@ -190,8 +218,9 @@ std::unique_ptr<OffloadSession> open_session(const rfaas_mpi_config& cfg, int ra
 
   BrokerLeaseOptions lo;
   lo.cores = static_cast<uint32_t>(cfg.cores_per_rank);
+  if (cfg.queue_depth < 0) throw Error(Errc::invalid_argument, "queue_depth must not be negative");
   uint64_t per_core = static_cast<uint64_t>(cfg.slots) * (cfg.input_capacity + cfg.output_capacity);
-  lo.memory_bytes = lo.cores * per_core + (64ull << 20);
+  lo.memory_bytes = lo.cores * per_core + cfg.region_bytes + (64ull << 20);
   lo.duration = std::chrono::milliseconds(cfg.duration_ms);
   lo.client = "mpi:" + std::string(host) + ":rank" + std::to_string(rank);
   if (cfg.avoid_own_node) lo.avoid_nodes.push_back(cfg.own_node ? cfg.own_node : host);
@@ -204,6 +233,7 @@ std::unique_ptr<OffloadSession> open_session(const rfaas_mpi_config& cfg, int ra
   d.functions = s->names;
   d.workers = lo.cores;
   d.slots = static_cast<uint32_t>(cfg.slots);
+  d.queue_depth = static_cast<uint32_t>(cfg.queue_depth);
   d.input_capacity = cfg.input_capacity;
   d.output_capacity = cfg.output_capacity;
   d.hot_timeout_us = cfg.hot_timeout_us;
@@ -216,7 +246,7 @@ std::unique_ptr<OffloadSession> open_session(const rfaas_mpi_config& cfg, int ra
     throw;
   }
   s->output_capacity = d.output_capacity;
-  size_t n = static_cast<size_t>(lo.cores) * d.slots;
+  size_t n = static_cast<size_t>(lo.cores) * (d.slots + d.queue_depth);
   s->records.resize(n);
   s->free_records.reserve(n);
   s->in_flight.reserve(n);
@@ -267,6 +297,7 @@ void rfaas_mpi_config_init(rfaas_mpi_config* cfg) {
   cfg->output_capacity = d.output_capacity;
   cfg->hot_timeout_us = d.hot_timeout_us;
   cfg->invocation_timeout_ms = static_cast<int64_t>(d.invocation_timeout.count());
+  cfg->queue_depth = static_cast<int32_t>(d.queue_depth);
 }
 
 const char* rfaas_mpi_last_error(void) { return g_last_error.c_str(); }
@@ -355,18 +386,54 @@ int rfaas_ioffload(const char* function, const void* in, size_t in_size, void* o
     return fail(Errc::invalid_argument, "rfaas_ioffload: this MPI library has no progress hook rfaas can use");
   int id = function_id(*s, function);
   if (id < 0) return static_cast<int>(Errc::unknown_function);
-  if (s->free_records.empty()) return static_cast<int>(Errc::busy);
-  uint32_t index = s->free_records.back();
-  OffloadRecord& r = s->records[index];
-  Errc e = s->executor->submit(id, in, in_size, out, out_capacity, &r.handle);
-  if (e != Errc::ok) return static_cast<int>(e);
-  s->free_records.pop_back();
-  count_transfer(*s, in, in_size, out, out_capacity);
-  r.in_flight = true;
-  s->in_flight.push_back(index);
-  MPI_Grequest_start(&query_offload, &free_offload, &cancel_offload, &r, &r.request);
-  *request = r.request;
+  return start_request(*s, request, false, 0, [&](rfaas::Invocation* h) {
+    Errc e = s->executor->submit(id, in, in_size, out, out_capacity, h);
+    if (e == Errc::ok) count_transfer(*s, in, in_size, out, out_capacity);
+    return e;
+  });
+}
+
+int rfaas_mpi_create_region(uint64_t bytes, uint32_t* region) {
+  OffloadSession* s = g_session;
+  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_create_region: not initialized");
+  if (!region) return fail(Errc::invalid_argument, "rfaas_mpi_create_region: no region");
+  if (!s->executor) return fail(Errc::executor_lost, "rfaas_mpi_create_region: no lease (rfaas_mpi_recover failed)");
+  try {
+    *region = s->executor->create_region(bytes);
+    s->region_sizes.push_back(bytes);
+  } catch (const rfaas::Error& e) {
+    return fail(e.code(), e.what());
+  }
   return RFAAS_OK;
+}
+
+int rfaas_put(uint32_t region, uint64_t offset, const void* src, size_t bytes) {
+  OffloadSession* s = g_session;
+  if (!s) return static_cast<int>(Errc::not_initialized);
+  if (!s->executor) return static_cast<int>(Errc::executor_lost);
+  int e = static_cast<int>(s->executor->put(region, offset, src, bytes));
+  count_put(*s, e, bytes);
+  return e;
+}
+
+int rfaas_iput(uint32_t region, uint64_t offset, const void* src, size_t bytes, MPI_Request* request) {
+  OffloadSession* s = g_session;
+  if (!s) return static_cast<int>(Errc::not_initialized);
+  if (!request) return static_cast<int>(Errc::invalid_argument);
+  if (!s->executor) return static_cast<int>(Errc::executor_lost);
+  if (!s->unregister_progress)
+    return fail(Errc::invalid_argument, "rfaas_iput: this MPI library has no progress hook rfaas can use");
+  return start_request(*s, request, true, bytes,
+                       [&](rfaas::Invocation* h) { return s->executor->submit_put(region, offset, src, bytes, h); });
+}
+
+int rfaas_get(uint32_t region, uint64_t offset, void* dst, size_t bytes) {
+  OffloadSession* s = g_session;
+  if (!s) return static_cast<int>(Errc::not_initialized);
+  if (!s->executor) return static_cast<int>(Errc::executor_lost);
+  int e = static_cast<int>(s->executor->get(region, offset, dst, bytes));
+  if (e == 0) ++s->stats.gets;
+  return e;
 }
 
 int rfaas_mpi_init_fortran(MPI_Fint comm, const rfaas_mpi_config* cfg) {
@@ -459,6 +526,7 @@ int rfaas_mpi_recover(void) {
       try {
         s->executor = Executor::deploy(s->grant, s->deploy_options);
         for (const auto& r : s->cache.ranges()) s->executor->register_memory(const_cast<uint8_t*>(r.begin), r.size);
+        for (uint64_t bytes : s->region_sizes) s->executor->create_region(bytes);  // zeroed: put again
       } catch (...) {
         s->executor.reset();
         try {

@@ -1,9 +1,13 @@
 // Distributed DGEMM, C = A * B (N x N, row-major): rows of A and C split over MPI ranks, B
-// broadcast. Each rank offloads a share of its rows, in tiles, to its leased cores
-// (function dgemm_block of the blas library) with rfaas_ioffload and multiplies the rest itself
-// with OpenBLAS, then checks its C against a local cblas_dgemm of all its rows.
+// broadcast. With rfaas (--mode rfaas, the default) each rank puts B once into a resident region
+// on its leased core(s), then offloads a share of its rows in tiles (function dgemm_resident of
+// the blas library): each tile sends only its rows of A and gets its rows of C, while the rank
+// multiplies the rest itself with OpenBLAS; it checks its C against a local cblas_dgemm of all
+// its rows. --mode local runs the all-local product alone (what `mpirun -np N` without rfaas
+// gives).
 //
-//   mpirun -np 2 gemm [--n 512] [--tile 64] [--share 0.5] [--cores 1] [--repeats 5]
+//   mpirun -np 1 gemm [--n 512] [--tile 64] [--share 0.5] [--cores 1] [--repeats 5]
+//                     [--mode rfaas|local] [--json]
 // The broker and the library come from RFAAS_BROKER and RFAAS_LIBRARY (or
 // RFAAS_FUNCTIONS/librfaas_functions_blas.so), or --broker / --library.
 #include <cblas.h>
@@ -30,8 +34,10 @@ struct Options {
   uint32_t tile = 64;  // rows of C per offload
   double share = 0.5;
   int cores = 1;
-  int64_t hot_timeout_us = 2000;  // executors busy-poll this long after a call
+  int64_t hot_timeout_us = -1;  // executors busy-poll this long after a call; -1: always (a dedicated core)
   int repeats = 5;
+  bool rfaas = true;
+  bool json = false;
   std::string broker, library;
 };
 
@@ -55,21 +61,32 @@ Options parse(int argc, char** argv) {
     else if (a == "--cores") o.cores = std::atoi(value());
     else if (a == "--hot-timeout-us") o.hot_timeout_us = std::atoll(value());
     else if (a == "--repeats") o.repeats = std::atoi(value());
+    else if (a == "--mode") {
+      std::string m = value();
+      if (m != "rfaas" && m != "local") die("--mode is rfaas or local");
+      o.rfaas = m == "rfaas";
+    } else if (a == "--json") o.json = true;
     else if (a == "--broker") o.broker = value();
     else if (a == "--library") o.library = value();
-    else die(("unknown option " + a + " (--n --tile --share --cores --hot-timeout-us --repeats --broker --library)").c_str());
+    else die(("unknown option " + a + " (--n --tile --share --cores --hot-timeout-us --repeats --mode --json --broker --library)").c_str());
   }
   if (o.n < 2 || o.tile < 1 || o.share < 0 || o.share > 1 || o.cores < 1 || o.repeats < 1) die("bad option value");
   return o;
 }
 
-// The function's input layout: struct { uint32 m, n, k, pad; double alpha, beta; } = 4 doubles.
-constexpr size_t kArgsDoubles = 4;
+// dgemm_resident's input: struct { uint32 region, m, n, k; } = 2 doubles, then the tile's rows of A.
+constexpr size_t kArgsDoubles = 2;
 
 struct Tile {
   uint32_t first = 0, rows = 0;  // rows of this rank's C
-  std::vector<double> input;     // args | A rows | B | C rows (zeros, beta = 0)
+  std::vector<double> input;     // args | A rows
 };
+
+void check(int code, const char* what) {
+  if (code == RFAAS_OK) return;
+  std::string m = std::string(what) + ": " + rfaas_strerror(code) + " (" + rfaas_mpi_last_error() + ")";
+  die(m.c_str());
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -126,6 +143,22 @@ int main(int argc, char** argv) {
     local_t.push_back(all);
   }
 
+  const double flops = 2.0 * N * N * N;
+  if (!o.rfaas) {
+    if (rank == 0) {
+      double t = median(local_t);
+      if (o.json)
+        std::printf("{\"app\":\"gemm\",\"mode\":\"local\",\"ranks\":%d,\"n\":%u,\"local_s\":%.6f,\"gflops\":%.2f,"
+                    "\"repeats\":%d}\n",
+                    size, n, t, flops / t * 1e-9, o.repeats);
+      else
+        std::printf("gemm: %d ranks, N = %u, no rfaas: %8.3f ms, %7.2f GFLOP/s (median of %d)\n", size, n, 1e3 * t,
+                    flops / t * 1e-9, o.repeats);
+    }
+    MPI_Finalize();
+    return 0;
+  }
+
   // Tiles to offload: the first share of this rank's rows.
   uint32_t off_rows = std::min<uint32_t>(m, static_cast<uint32_t>(std::lround(o.share * m)));
   std::vector<Tile> tiles;
@@ -133,42 +166,45 @@ int main(int argc, char** argv) {
     Tile t;
     t.first = r0;
     t.rows = std::min(o.tile, off_rows - r0);
-    t.input.assign(kArgsDoubles + t.rows * N + N * N + t.rows * N, 0.0);
-    struct {
-      uint32_t m, n, k, pad;
-      double alpha, beta;
-    } args{t.rows, n, n, 0, 1.0, 0.0};
-    static_assert(sizeof args == kArgsDoubles * sizeof(double));
-    std::memcpy(t.input.data(), &args, sizeof args);
+    t.input.assign(kArgsDoubles + t.rows * N, 0.0);
     std::memcpy(t.input.data() + kArgsDoubles, &A[t.first * N], sizeof(double) * t.rows * N);
-    std::memcpy(t.input.data() + kArgsDoubles + t.rows * N, B.data(), sizeof(double) * N * N);
     tiles.push_back(std::move(t));
   }
-  int most_tiles = static_cast<int>(tiles.size()), max_tiles = 0;
-  MPI_Allreduce(&most_tiles, &max_tiles, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
 
   rfaas_mpi_config cfg;
   rfaas_mpi_config_init(&cfg);
-  cfg.functions = "dgemm_block";
+  cfg.functions = "dgemm_resident";
   cfg.cores_per_rank = o.cores;
-  cfg.slots = std::clamp((max_tiles + o.cores - 1) / o.cores, 1, 64);
-  cfg.input_capacity = sizeof(double) * (kArgsDoubles + 2 * o.tile * N + N * N);
+  cfg.slots = 4;
+  cfg.queue_depth = std::max<int>(static_cast<int>(tiles.size()), 16);
+  cfg.input_capacity = sizeof(double) * (kArgsDoubles + o.tile * N);
   cfg.output_capacity = std::max<uint64_t>(sizeof(double) * o.tile * N, 8);
   cfg.hot_timeout_us = o.hot_timeout_us;
+  cfg.region_bytes = sizeof(double) * N * N;  // B, once per lease
   std::string library = o.library;
   if (library.empty() && !std::getenv("RFAAS_LIBRARY") && std::getenv("RFAAS_FUNCTIONS"))
     library = std::string(std::getenv("RFAAS_FUNCTIONS")) + "/librfaas_functions_blas.so";
   if (!o.broker.empty()) cfg.broker = o.broker.c_str();
   if (!library.empty()) cfg.library_path = library.c_str();
-  if (max_tiles > 64 * o.cores) die("too many tiles for the leased slots: raise --tile or --cores");
   if (int e = rfaas_mpi_init(MPI_COMM_WORLD, &cfg)) {
     if (rank == 0) std::fprintf(stderr, "gemm: rfaas_mpi_init: %s (%s)\n", rfaas_strerror(e), rfaas_mpi_last_error());
     MPI_Finalize();
     return 1;
   }
-  if (int e = rfaas_mpi_register(C.data(), C.size() * sizeof(double))) die(rfaas_strerror(e));
-  for (auto& t : tiles)
-    if (int e = rfaas_mpi_register(t.input.data(), t.input.size() * sizeof(double))) die(rfaas_strerror(e));
+  uint32_t b_region = 0;
+  check(rfaas_mpi_create_region(sizeof(double) * N * N, &b_region), "rfaas_mpi_create_region");
+  check(rfaas_mpi_register(B.data(), B.size() * sizeof(double)), "register");
+  check(rfaas_mpi_register(C.data(), C.size() * sizeof(double)), "register");
+  for (auto& t : tiles) {
+    uint32_t args[4] = {b_region, t.rows, n, n};
+    std::memcpy(t.input.data(), args, sizeof args);
+    check(rfaas_mpi_register(t.input.data(), t.input.size() * sizeof(double)), "register");
+  }
+  // B goes to the leased core once per lease, as the MPI_Bcast above gave it to every rank.
+  MPI_Barrier(MPI_COMM_WORLD);
+  auto p0 = Clock::now();
+  check(rfaas_put(b_region, 0, B.data(), B.size() * sizeof(double)), "rfaas_put");
+  double put_s = std::chrono::duration<double>(Clock::now() - p0).count();
 
   std::vector<MPI_Request> reqs(tiles.size());
   std::vector<MPI_Status> statuses(tiles.size());
@@ -177,11 +213,12 @@ int main(int argc, char** argv) {
     std::fill(C.begin(), C.end(), 0.0);
     MPI_Barrier(MPI_COMM_WORLD);
     auto t0 = Clock::now();
+    // More tiles than slots wait in the client's queue and go out as slots free.
     for (size_t i = 0; i < tiles.size(); ++i) {
       Tile& t = tiles[i];
-      int e = rfaas_ioffload("dgemm_block", t.input.data(), t.input.size() * sizeof(double), &C[t.first * N],
-                             sizeof(double) * t.rows * N, &reqs[i]);
-      if (e) die(rfaas_strerror(e));
+      check(rfaas_ioffload("dgemm_resident", t.input.data(), t.input.size() * sizeof(double), &C[t.first * N],
+                           sizeof(double) * t.rows * N, &reqs[i]),
+            "rfaas_ioffload");
     }
     local_gemm(&A[off_rows * N], B.data(), &C[off_rows * N], m - off_rows, n);
     MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), statuses.data());
@@ -203,7 +240,7 @@ int main(int argc, char** argv) {
   MPI_Allreduce(&have_tiles, &all_tiles, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
   bool pass = max_rel <= 1e-12 && all_tiles == 1;
 
-  // Overhead per call: a blocking offload of the first tile against the same tile here.
+  // One offload call against the same tile computed here: what the call costs beyond the product.
   double call_us = 0, compute_us = 0;
   if (rank == 0 && !tiles.empty()) {
     Tile& t = tiles[0];
@@ -211,10 +248,10 @@ int main(int argc, char** argv) {
     std::vector<double> scratch(t.rows * N);
     for (int i = 0; i < 20; ++i) {
       auto t0 = Clock::now();
-      int e = rfaas_offload("dgemm_block", t.input.data(), t.input.size() * sizeof(double), &C[t.first * N],
-                            sizeof(double) * t.rows * N, nullptr);
+      check(rfaas_offload("dgemm_resident", t.input.data(), t.input.size() * sizeof(double), &C[t.first * N],
+                          sizeof(double) * t.rows * N, nullptr),
+            "rfaas_offload");
       auto t1 = Clock::now();
-      if (e) die(rfaas_strerror(e));
       local_gemm(&A[t.first * N], B.data(), scratch.data(), t.rows, n);
       auto t2 = Clock::now();
       remote.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
@@ -226,21 +263,29 @@ int main(int argc, char** argv) {
   quiet_barrier();
   rfaas_mpi_stats st{};
   rfaas_mpi_get_stats(&st);
-  if (rank == 0) {
-    double flops = 2.0 * N * N * N;
-    std::printf("gemm: %d ranks, C = A*B with N = %u, tiles of %u rows, offload share %.2f, %d leased core(s) per rank\n",
+  const double ls = median(local_t), rs = median(off_t);
+  const size_t tile_bytes = tiles.empty() ? 0 : sizeof(double) * (tiles[0].input.size() + size_t{tiles[0].rows} * N);
+  if (rank == 0 && o.json) {
+    std::printf("{\"app\":\"gemm\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"tile\":%u,"
+                "\"tiles\":%zu,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"call_us\":%.2f,\"compute_us\":%.2f,"
+                "\"transfer_bytes_per_call\":%zu,\"repeats\":%d,\"pass\":%s}\n",
+                size, o.cores, n, o.tile, tiles.size(), ls, rs, put_s, call_us, compute_us, tile_bytes, o.repeats,
+                pass ? "true" : "false");
+  } else if (rank == 0) {
+    std::printf("gemm: %d rank(s), C = A*B with N = %u, tiles of %u rows, offload share %.2f, %d leased core(s) per "
+                "rank\n",
                 size, n, o.tile, o.share, o.cores);
-    std::printf("  all-local : %8.3f ms, %7.2f GFLOP/s (median of %d)\n", 1e3 * median(local_t),
-                flops / median(local_t) * 1e-9, o.repeats);
-    std::printf("  offloaded : %8.3f ms, %7.2f GFLOP/s (median of %d; %zu tiles of rank 0 on leased cores)\n",
-                1e3 * median(off_t), flops / median(off_t) * 1e-9, o.repeats, tiles.size());
-    std::printf("  offload overhead per call: %.1f us (rfaas_offload of a %ux%u tile: %.1f us, the same tile here: %.1f us)\n",
-                call_us - compute_us, tiles.empty() ? 0 : tiles[0].rows, n, call_us, compute_us);
-    std::printf("  transfers (rank 0): %llu offloads, inputs zero-copy %llu / copied %llu, results zero-copy %llu / "
-                "copied %llu\n",
-                static_cast<unsigned long long>(st.offloads), static_cast<unsigned long long>(st.zero_copy_inputs),
-                static_cast<unsigned long long>(st.copied_inputs), static_cast<unsigned long long>(st.zero_copy_outputs),
-                static_cast<unsigned long long>(st.copied_outputs));
+    std::printf("  all-local : %8.3f ms, %7.2f GFLOP/s (median of %d)\n", 1e3 * ls, flops / ls * 1e-9, o.repeats);
+    std::printf("  rfaas     : %8.3f ms, %7.2f GFLOP/s (median of %d; %zu tiles of rank 0 on leased cores; B put "
+                "once per lease: %.2f ms)\n",
+                1e3 * rs, flops / rs * 1e-9, o.repeats, tiles.size(), 1e3 * put_s);
+    std::printf("  offload call: %.1f us round trip for a %ux%u tile (%.1f us of it the product, computed here; "
+                "%zu bytes travel per call)\n",
+                call_us, tiles.empty() ? 0 : tiles[0].rows, n, compute_us, tile_bytes);
+    std::printf("  transfers (rank 0): %llu offloads, %llu puts (%.1f MiB), inputs zero-copy %llu / copied %llu\n",
+                static_cast<unsigned long long>(st.offloads), static_cast<unsigned long long>(st.puts),
+                static_cast<double>(st.put_bytes) / (1 << 20), static_cast<unsigned long long>(st.zero_copy_inputs),
+                static_cast<unsigned long long>(st.copied_inputs));
     std::printf("  verification: %s (max |C - C_local| / max |C_local| = %.1e)\n", pass ? "PASS" : "FAIL", max_rel);
   }
   int fin = rfaas_mpi_finalize();

@@ -45,7 +45,7 @@ int guarded(F&& f) {
 extern "C" {
 
 const char* rfaas_strerror(int code) {
-  if (code < 0 || code > RFAAS_ERR_NOT_INITIALIZED) return "unknown rfaas error code";
+  if (code < 0 || code > RFAAS_ERR_FUNCTION_FAILED) return "unknown rfaas error code";
   return rfaas::to_string(static_cast<rfaas::Errc>(code));
 }
 
@@ -61,7 +61,8 @@ void rfaas_deploy_options_init(rfaas_deploy_options* o) {
                             d.input_capacity,
                             d.output_capacity,
                             d.hot_timeout_us,
-                            static_cast<int64_t>(d.invocation_timeout.count())};
+                            static_cast<int64_t>(d.invocation_timeout.count()),
+                            static_cast<int32_t>(d.queue_depth)};
 }
 
 int rfaas_lease_direct(const char* daemon_address, const char* node_name, const char* secret_file, int32_t cores,
@@ -97,6 +98,8 @@ int rfaas_deploy(const rfaas_lease* lease, const rfaas_deploy_options* o, rfaas_
     }
     d.workers = static_cast<uint32_t>(o->workers);
     d.slots = static_cast<uint32_t>(o->slots);
+    if (o->queue_depth < 0) throw rfaas::Error(rfaas::Errc::invalid_argument, "rfaas_deploy: negative queue_depth");
+    d.queue_depth = static_cast<uint32_t>(o->queue_depth);
     d.input_capacity = o->input_capacity;
     d.output_capacity = o->output_capacity;
     d.hot_timeout_us = o->hot_timeout_us;
@@ -140,25 +143,61 @@ int rfaas_submit(rfaas_executor* e, int function, const void* in, size_t in_size
   if (!e || !handle) return RFAAS_ERR_INVALID_ARGUMENT;
   rfaas::Invocation h;
   auto rc = e->impl->submit(function, in, in_size, out, out_capacity, &h);
-  if (rc == rfaas::Errc::ok) *handle = {h.worker, h.slot, h.generation};
+  if (rc == rfaas::Errc::ok) *handle = {h.worker, h.call, h.generation};
   return static_cast<int>(rc);
 }
 
 int rfaas_wait(rfaas_executor* e, const rfaas_invocation* handle, size_t* out_size, int64_t timeout_us) {
   if (!e || !handle) return RFAAS_ERR_INVALID_ARGUMENT;
-  rfaas::Invocation h{handle->worker, handle->slot, handle->generation};
+  rfaas::Invocation h{handle->worker, handle->call, handle->generation};
   return static_cast<int>(e->impl->wait(h, out_size, std::chrono::microseconds(timeout_us < 0 ? -1 : timeout_us)));
 }
 
 void rfaas_abandon(rfaas_executor* e, const rfaas_invocation* handle) {
-  if (e && handle) e->impl->abandon({handle->worker, handle->slot, handle->generation});
+  if (e && handle) e->impl->abandon({handle->worker, handle->call, handle->generation});
 }
 
 int rfaas_test(rfaas_executor* e, const rfaas_invocation* handle, int* done) {
   if (!e || !handle || !done) return RFAAS_ERR_INVALID_ARGUMENT;
   bool d = false;
-  auto rc = e->impl->test({handle->worker, handle->slot, handle->generation}, &d);
+  auto rc = e->impl->test({handle->worker, handle->call, handle->generation}, &d);
   *done = d ? 1 : 0;
+  return static_cast<int>(rc);
+}
+
+int rfaas_create_region(rfaas_executor* e, uint64_t bytes, uint32_t* region) {
+  if (!e || !region) return fail(rfaas::Errc::invalid_argument, "rfaas_create_region: no executor or no region");
+  return guarded([&] {
+    *region = e->impl->create_region(bytes);
+    return RFAAS_OK;
+  });
+}
+
+int rfaas_region_put(rfaas_executor* e, uint32_t region, uint64_t offset, const void* src, size_t bytes) {
+  if (!e) return RFAAS_ERR_INVALID_ARGUMENT;
+  return static_cast<int>(e->impl->put(region, offset, src, bytes));
+}
+
+int rfaas_region_get(rfaas_executor* e, uint32_t region, uint64_t offset, void* dst, size_t bytes) {
+  if (!e) return RFAAS_ERR_INVALID_ARGUMENT;
+  return static_cast<int>(e->impl->get(region, offset, dst, bytes));
+}
+
+int rfaas_submit_region_put(rfaas_executor* e, uint32_t region, uint64_t offset, const void* src, size_t bytes,
+                            rfaas_invocation* handle) {
+  if (!e || !handle) return RFAAS_ERR_INVALID_ARGUMENT;
+  rfaas::Invocation h;
+  auto rc = e->impl->submit_put(region, offset, src, bytes, &h);
+  if (rc == rfaas::Errc::ok) *handle = {h.worker, h.call, h.generation};
+  return static_cast<int>(rc);
+}
+
+int rfaas_submit_region_get(rfaas_executor* e, uint32_t region, uint64_t offset, void* dst, size_t bytes,
+                            rfaas_invocation* handle) {
+  if (!e || !handle) return RFAAS_ERR_INVALID_ARGUMENT;
+  rfaas::Invocation h;
+  auto rc = e->impl->submit_get(region, offset, dst, bytes, &h);
+  if (rc == rfaas::Errc::ok) *handle = {h.worker, h.call, h.generation};
   return static_cast<int>(rc);
 }
 

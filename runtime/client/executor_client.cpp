@@ -29,12 +29,17 @@ const char* to_string(Errc e) noexcept {
     case Errc::library_load_failed: return "function library failed to load";
     case Errc::no_capacity: return "no capacity on the executor node";
     case Errc::timeout: return "timeout";
-    case Errc::busy: return "all input slots busy";
+    case Errc::busy: return "requests still pending";
     case Errc::invalid_argument: return "invalid argument";
     case Errc::connection_failed: return "connection failed";
     case Errc::protocol: return "protocol error";
     case Errc::lease_in_use: return "lease already deployed";
     case Errc::not_initialized: return "rfaas is not initialized (call rfaas_mpi_init first)";
+    case Errc::no_such_region: return "no such resident region";
+    case Errc::region_out_of_bounds: return "past the end of the resident region";
+    case Errc::memory_exceeded: return "beyond the lease's memory";
+    case Errc::queue_full: return "submission queue full";
+    case Errc::function_failed: return "the function reported an error";
   }
   return "unknown error";
 }
@@ -56,6 +61,7 @@ Errc from_control(protocol::ControlErrc c) {
     case protocol::ControlErrc::library_load_failed: return Errc::library_load_failed;
     case protocol::ControlErrc::executor_failed: return Errc::executor_lost;
     case protocol::ControlErrc::malformed: return Errc::invalid_argument;
+    case protocol::ControlErrc::memory_exceeded: return Errc::memory_exceeded;
     case protocol::ControlErrc::internal: return Errc::protocol;
   }
   return Errc::protocol;
@@ -68,6 +74,9 @@ Errc from_status(InvocationStatus s) {
     case InvocationStatus::payload_too_large: return Errc::payload_too_large;
     case InvocationStatus::output_too_large: return Errc::output_too_large;
     case InvocationStatus::bad_request: return Errc::protocol;
+    case InvocationStatus::function_failed: return Errc::function_failed;
+    case InvocationStatus::put_done: return Errc::ok;
+    case InvocationStatus::region_error: return Errc::region_out_of_bounds;
   }
   return Errc::protocol;
 }
@@ -86,14 +95,31 @@ class OwnedBuffer final : public Buffer {
   std::unique_ptr<fabric::MemoryRegion> mr_;
 };
 
-struct SlotState {
-  enum class State : uint8_t { free, busy, done, abandoned };
+constexpr uint32_t kNoCall = UINT32_MAX;
+
+// One submitted operation, from submit until wait / abandon. Entries are made at deploy.
+struct Call {
+  enum class State : uint8_t { free, queued, posted, done };
+  enum class Kind : uint8_t { invoke, put, get };
   State state = State::free;
+  Kind kind = Kind::invoke;
+  bool abandoned = false;  // given up by the caller: freed when its answer (or its turn) comes
+  bool copy_out = false;   // the answer lands in the slot's staging; copied to `out` on arrival
   uint32_t generation = 0;
-  InvocationStatus status = InvocationStatus::ok;
-  uint32_t size = 0;
-  void* copy_to = nullptr;  // result lands in staging; copy here on completion
-  size_t copy_capacity = 0;
+  uint32_t slot = 0;
+  int function = 0;
+  const void* in = nullptr;  // invoke: input; put: source
+  size_t in_size = 0;
+  void* out = nullptr;  // invoke: result; get: destination
+  size_t out_capacity = 0;
+  uint32_t region = 0;
+  uint64_t offset = 0;
+  Errc result = Errc::ok;
+  size_t size = 0;
+};
+
+struct SlotState {
+  uint32_t call = kNoCall;
   // The output target the header in the executor's slot names (the last framed request's):
   // while it stays the same, requests go compact, without a header.
   bool framed = false;
@@ -107,11 +133,21 @@ struct WorkerLink {
   std::vector<SlotState> slots;
   std::vector<uint32_t> free_slots;
   uint32_t free_count = 0;
-  std::vector<uint8_t> headers;   // kHeaderStride per slot
+  std::vector<Call> calls;           // slots + queue_depth entries
+  std::vector<uint32_t> free_calls;  // a stack; its capacity is made at deploy
+  std::vector<uint32_t> queue;       // a ring of call indices waiting for a slot, in order
+  uint32_t queue_head = 0, queue_count = 0;
+  std::vector<uint8_t> headers;      // kHeaderStride per slot
   std::vector<uint8_t> staging_in;   // header + payload per slot, for unregistered inputs
   std::vector<uint8_t> staging_out;  // output_capacity per slot, for unregistered outputs
   std::unique_ptr<fabric::MemoryRegion> headers_mr, staging_in_mr, staging_out_mr;
   fabric::Completion completions[16];  // progress() fills these: built once, not per poll
+};
+
+// A resident region as the client knows it: where puts write.
+struct RegionInfo {
+  fabric::RemoteRegion remote;
+  uint64_t size = 0;
 };
 
 // A registration of caller or rfaas memory, found by address on the invocation path.
@@ -148,6 +184,18 @@ class ExecutorClient final : public Executor {
   void abandon(const Invocation& handle) noexcept override;
   Errc invoke_all(int function, const void* in, size_t in_size, void* const* outs, size_t out_capacity,
                   size_t* out_sizes) noexcept override;
+  uint32_t create_region(uint64_t bytes) override;
+  uint32_t region_count() const noexcept override { return static_cast<uint32_t>(regions_.size()); }
+  uint64_t region_size(uint32_t region) const noexcept override {
+    return region < regions_.size() ? regions_[region].size : 0;
+  }
+  Errc submit_put(uint32_t region, uint64_t offset, const void* src, size_t bytes, Invocation* handle,
+                  int worker) noexcept override;
+  Errc submit_get(uint32_t region, uint64_t offset, void* dst, size_t bytes, Invocation* handle,
+                  int worker) noexcept override;
+  Errc put(uint32_t region, uint64_t offset, const void* src, size_t bytes,
+           std::chrono::microseconds timeout) noexcept override;
+  Errc get(uint32_t region, uint64_t offset, void* dst, size_t bytes, std::chrono::microseconds timeout) noexcept override;
   void renew(const LeaseGrant& renewed) override;
   int64_t expires_at_ms() const noexcept override { return expires_at_ms_; }
   Usage release() override;
@@ -156,11 +204,23 @@ class ExecutorClient final : public Executor {
   const Registration* find(const void* p, size_t n) const noexcept;
   void add_registration(const uint8_t* begin, size_t size, const fabric::MemoryRegion* region);
   void progress(WorkerLink& link) noexcept;
-  Errc finish(WorkerLink& link, SlotState& s, uint32_t slot, size_t* out_size) noexcept;
+  // Takes a free call entry of a worker (-1: the least loaded) and fills the handle; the caller
+  // fills the call, then enqueue() posts it or queues it.
+  Errc new_call(int worker, Call::Kind kind, uint32_t* w, uint32_t* index, Invocation* handle) noexcept;
+  Errc enqueue(WorkerLink& link, uint32_t index) noexcept;
+  // Writes the call into a free slot: ok, again (nothing written; retry later), or an error.
+  fabric::Errc post(WorkerLink& link, uint32_t index) noexcept;
+  void pump(WorkerLink& link) noexcept;  // posts queued calls into free slots, in order
+  void complete(WorkerLink& link, Call& c, Errc result, size_t size) noexcept;
+  void free_call(WorkerLink& link, Call& c) noexcept;
+  // A control request during the lease: sends `message`, returns the reply of type `expected`;
+  // throws Error for an error reply, a lease that ended, or a broken connection.
+  protocol::ControlMessage control_request(const std::string& message, const char* expected, const char* what);
   void mark_lost() noexcept;
   bool handle_ok(const Invocation& h) const noexcept {
-    return h.worker < links_.size() && h.slot < links_[h.worker].slots.size() &&
-           links_[h.worker].slots[h.slot].generation == h.generation;
+    return h.worker < links_.size() && h.call < links_[h.worker].calls.size() &&
+           links_[h.worker].calls[h.call].generation == h.generation &&
+           links_[h.worker].calls[h.call].state != Call::State::free;
   }
 
   DeployOptions options_;
@@ -174,6 +234,7 @@ class ExecutorClient final : public Executor {
   std::unique_ptr<fabric::Domain> domain_;
   std::vector<WorkerLink> links_;
   std::vector<Registration> registrations_;  // sorted by begin
+  std::vector<RegionInfo> regions_;
   std::map<const void*, std::unique_ptr<fabric::MemoryRegion>> user_regions_;
   uint32_t next_worker_ = 0;
   Errc lost_ = Errc::ok;  // set once the lease is gone, for good
@@ -190,6 +251,7 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
   const auto timeout = options.control_timeout;
   if (options.workers == 0 || options.slots == 0 || options.slots > protocol::kMaxSlots)
     fail(Errc::invalid_argument, "workers must be at least 1 and slots 1.." + std::to_string(protocol::kMaxSlots));
+  if (options.queue_depth > (1u << 20)) fail(Errc::invalid_argument, "queue_depth is at most 2^20 per worker");
   if (options.output_capacity > protocol::kMaxOutputCapacity || options.input_capacity > protocol::kMaxInputCapacity)
     fail(Errc::invalid_argument, "input or output capacity beyond the protocol's limits");
 
@@ -263,6 +325,11 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
       l.free_slots.resize(options.slots);
       for (uint32_t s = 0; s < options.slots; ++s) l.free_slots[s] = options.slots - 1 - s;
       l.free_count = options.slots;
+      const size_t calls = size_t{options.slots} + options.queue_depth;
+      l.calls.resize(calls);
+      l.free_calls.resize(calls);
+      for (size_t c = 0; c < calls; ++c) l.free_calls[c] = static_cast<uint32_t>(calls - 1 - c);
+      l.queue.resize(calls);
       l.headers.resize(kHeaderStride * options.slots);
       l.staging_in.resize(in_stride_ * options.slots);
       l.staging_out.resize(std::max<uint64_t>(options.output_capacity, 1) * options.slots);
@@ -274,7 +341,8 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
       ec.max_outstanding_writes = 2 * options.slots + 8;
       ec.wait_mode = fabric::WaitMode::sleep;
       l.ep = domain_->create_endpoint(ec);
-      protocol::WorkerHello hello{w, protocol::kWorkerHelloVersion, lease_id_};
+      auto ack = l.staging_out_mr->remote();
+      protocol::WorkerHello hello{w, protocol::kWorkerHelloVersion, lease_id_, ack.address, ack.key};
       fabric::ConnectionData theirs;
       l.ep->connect(allocated.address, fabric::make_connection_data(hello), theirs, timeout);
       l.input = fabric::read_connection_data<fabric::RemoteRegion>(theirs);
@@ -349,20 +417,41 @@ void ExecutorClient::renew(const LeaseGrant& renewed) {
     fail(Errc::bad_token, std::string("renewed lease token: ") + e.what());
   }
   if (req.token.lease_id != lease_id_) fail(Errc::bad_token, "renew: the token is for another lease");
+  auto reply = control_request(protocol::make_message("renew", req), "renewed", "renew");
+  expires_at_ms_ = reply.body.value("expires_at_ms", expires_at_ms_);
+}
+
+uint32_t ExecutorClient::create_region(uint64_t bytes) {
+  if (lost_ != Errc::ok) fail(lost_, "create_region: the lease is over");
+  if (released_ || !control_) fail(Errc::invalid_argument, "create_region: the lease was released");
+  if (bytes == 0) fail(Errc::invalid_argument, "create_region: a region needs at least one byte");
+  if (regions_.size() >= protocol::kMaxRegions)
+    fail(Errc::invalid_argument, "create_region: a lease holds at most " + std::to_string(protocol::kMaxRegions) + " regions");
+  auto reply = control_request(protocol::make_message("create_region", protocol::CreateRegionRequest{bytes}),
+                               "region_created", "create_region");
+  protocol::RegionCreated created;
   try {
-    std::string msg = protocol::make_message("renew", req);
+    created = reply.as<protocol::RegionCreated>();
+  } catch (const protocol::MessageError& e) {
+    fail(Errc::protocol, std::string("create_region: ") + e.what());
+  }
+  if (created.id != regions_.size() || created.length != bytes)
+    fail(Errc::protocol, "create_region: the executor answered with another region");
+  regions_.push_back({{created.address, created.key, created.length}, bytes});
+  return created.id;
+}
+
+protocol::ControlMessage ExecutorClient::control_request(const std::string& msg, const char* expected, const char* what) {
+  try {
     control_.send_frame(msg.data(), msg.size(), net::deadline_in(options_.control_timeout));
     auto deadline = net::deadline_in(options_.control_timeout);
     for (;;) {
       auto reply = protocol::ControlMessage::parse(control_.recv_frame(protocol::kMaxControlFrame, deadline));
-      if (reply.type == "renewed") {
-        expires_at_ms_ = reply.body.value("expires_at_ms", expires_at_ms_);
-        return;
-      }
+      if (reply.type == expected) return reply;
       if (reply.type == "error") {
         auto code = protocol::control_errc_from_string(reply.body.value("code", "internal"));
         fail(from_control(code.value_or(protocol::ControlErrc::internal)),
-             "renew: " + reply.body.value("message", std::string()));
+             std::string(what) + ": " + reply.body.value("message", std::string()));
       }
       if (reply.type == "lease_ended") {
         auto end = reply.as<protocol::LeaseEnded>();
@@ -370,13 +459,13 @@ void ExecutorClient::renew(const LeaseGrant& renewed) {
         lost_ = end.reason == "expired" ? Errc::lease_expired
                 : end.reason == "revoked" ? Errc::lease_revoked
                                           : Errc::executor_lost;
-        fail(lost_, "renew: the lease ended (" + end.reason + ")");
+        fail(lost_, std::string(what) + ": the lease ended (" + end.reason + ")");
       }
     }
   } catch (const net::NetError& e) {
-    fail(Errc::connection_failed, std::string("renew: ") + e.what());
+    fail(Errc::connection_failed, std::string(what) + ": " + e.what());
   } catch (const protocol::MessageError& e) {
-    fail(Errc::protocol, std::string("renew: ") + e.what());
+    fail(Errc::protocol, std::string(what) + ": " + e.what());
   }
 }
 
@@ -434,160 +523,357 @@ void ExecutorClient::progress(WorkerLink& link) noexcept {
     const auto& c = comps[i];
     if (c.kind == fabric::Completion::Kind::write_received) {
       uint32_t slot = protocol::response_slot(c.imm);
-      if (slot >= link.slots.size()) continue;
-      SlotState& s = link.slots[slot];
-      if (s.state == SlotState::State::busy) {
-        s.state = SlotState::State::done;
-        s.status = protocol::response_status(c.imm);
-        s.size = protocol::response_size(c.imm);
-      } else if (s.state == SlotState::State::abandoned) {
-        s.state = SlotState::State::free;
-        link.free_slots[link.free_count++] = slot;
+      if (slot >= link.slots.size() || link.slots[slot].call == kNoCall) continue;
+      Call& call = link.calls[link.slots[slot].call];
+      link.slots[slot].call = kNoCall;
+      link.free_slots[link.free_count++] = slot;
+      const InvocationStatus status = protocol::response_status(c.imm);
+      const size_t size = protocol::response_size(c.imm);
+      Errc e = from_status(status);
+      // An answer of the wrong kind (a put acknowledged as a result) is the executor's fault.
+      if ((status == InvocationStatus::put_done) != (call.kind == Call::Kind::put)) e = Errc::protocol;
+      if (e == Errc::ok && call.copy_out && size) {
+        if (size > call.out_capacity) e = Errc::output_too_large;
+        else std::memcpy(call.out, link.staging_out.data() + slot * options_.output_capacity, size);
       }
+      complete(link, call, e, e == Errc::ok || e == Errc::function_failed ? size : 0);
     } else if (c.kind == fabric::Completion::Kind::error && c.error == fabric::Errc::peer_lost) {
       mark_lost();
     }
   }
+  // Also when nothing freed: a post that met a full send queue (or shm still setting up the
+  // path to a new peer) is retried here.
+  if (link.queue_count && link.free_count) pump(link);
+}
+
+void ExecutorClient::complete(WorkerLink& link, Call& c, Errc result, size_t size) noexcept {
+  if (c.abandoned) {
+    free_call(link, c);
+    return;
+  }
+  c.state = Call::State::done;
+  c.result = result;
+  c.size = size;
+}
+
+void ExecutorClient::free_call(WorkerLink& link, Call& c) noexcept {
+  c.state = Call::State::free;
+  c.abandoned = false;
+  link.free_calls.push_back(static_cast<uint32_t>(&c - link.calls.data()));  // capacity made at deploy
+}
+
+Errc ExecutorClient::new_call(int worker, Call::Kind kind, uint32_t* w_out, uint32_t* index, Invocation* handle) noexcept {
+  if (lost_ != Errc::ok) return lost_;
+  if (released_) return Errc::invalid_argument;
+  if (!handle || worker >= static_cast<int>(links_.size())) return Errc::invalid_argument;
+  uint32_t w;
+  if (worker >= 0) {
+    w = static_cast<uint32_t>(worker);
+  } else {
+    // A worker with a free slot and nothing queued, else the shortest queue that has room;
+    // round-robin on ties.
+    const uint32_t n = static_cast<uint32_t>(links_.size());
+    w = next_worker_;
+    uint32_t best_queue = UINT32_MAX;
+    for (uint32_t i = 0; i < n; ++i) {
+      uint32_t k = (next_worker_ + i) % n;
+      const WorkerLink& l = links_[k];
+      if (l.free_calls.empty()) continue;
+      if (l.free_count && !l.queue_count) {
+        w = k;
+        break;
+      }
+      if (l.queue_count < best_queue) {
+        best_queue = l.queue_count;
+        w = k;
+      }
+    }
+    next_worker_ = (w + 1) % n;
+  }
+  WorkerLink& l = links_[w];
+  if (!l.free_count) progress(l);  // answers that arrived free slots for what is queued
+  if (l.free_calls.empty()) return Errc::queue_full;
+  *index = l.free_calls.back();
+  l.free_calls.pop_back();
+  Call& c = l.calls[*index];
+  c.kind = kind;
+  c.abandoned = false;
+  c.copy_out = false;
+  c.result = Errc::ok;
+  c.size = 0;
+  ++c.generation;
+  *w_out = w;
+  *handle = {w, *index, c.generation};
+  return Errc::ok;
+}
+
+Errc ExecutorClient::enqueue(WorkerLink& l, uint32_t index) noexcept {
+  Call& c = l.calls[index];
+  if (l.queue_count == 0 && l.free_count) {
+    fabric::Errc rc = post(l, index);
+    if (rc == fabric::Errc::ok) return Errc::ok;
+    if (rc != fabric::Errc::again) {
+      free_call(l, c);
+      if (rc == fabric::Errc::peer_lost) {
+        mark_lost();
+        return lost_;
+      }
+      return Errc::protocol;
+    }
+    // again: the send queue is full or (shm) the path to a new peer is still being set up.
+  }
+  c.state = Call::State::queued;
+  l.queue[(l.queue_head + l.queue_count) % l.queue.size()] = index;
+  ++l.queue_count;  // the ring holds every call entry: it cannot overflow
+  return Errc::ok;
+}
+
+void ExecutorClient::pump(WorkerLink& l) noexcept {
+  while (l.queue_count && l.free_count && lost_ == Errc::ok) {
+    uint32_t index = l.queue[l.queue_head];
+    Call& c = l.calls[index];
+    if (c.abandoned) {
+      free_call(l, c);
+    } else {
+      fabric::Errc rc = post(l, index);
+      if (rc == fabric::Errc::again) return;  // retried at the next progress
+      if (rc != fabric::Errc::ok) {
+        if (rc == fabric::Errc::peer_lost) mark_lost();
+        complete(l, c, rc == fabric::Errc::peer_lost ? lost_ : Errc::protocol, 0);
+      }
+    }
+    l.queue_head = static_cast<uint32_t>((l.queue_head + 1) % l.queue.size());
+    --l.queue_count;
+  }
+}
+
+fabric::Errc ExecutorClient::post(WorkerLink& l, uint32_t index) noexcept {
+  Call& c = l.calls[index];
+  const uint32_t slot = l.free_slots[l.free_count - 1];
+  SlotState& s = l.slots[slot];
+  fabric::Errc rc;
+  if (c.kind == Call::Kind::put) {
+    // Straight into the region; the imm tells the worker to acknowledge it.
+    const RegionInfo& region = regions_[c.region];
+    const uint32_t imm = protocol::region_op_imm(slot, protocol::RegionOp::put);
+    const Registration* r = c.in_size ? find(c.in, c.in_size) : nullptr;
+    if (r) {
+      rc = l.ep->write_imm(*r->region, static_cast<size_t>(static_cast<const uint8_t*>(c.in) - r->begin), c.in_size,
+                           region.remote, c.offset, imm, 0);
+    } else {
+      if (c.in_size) std::memcpy(l.staging_in.data() + slot * in_stride_, c.in, c.in_size);
+      rc = l.ep->write_imm(*l.staging_in_mr, slot * in_stride_, c.in_size, region.remote, c.offset, imm, 0);
+    }
+    if (rc != fabric::Errc::ok) return rc;
+  } else {
+    // Invocations and gets name their output target in the slot's header.
+    InvocationHeader h;
+    const size_t capacity = std::min<size_t>(c.out_capacity, c.kind == Call::Kind::get ? protocol::kMaxResultSize
+                                                                                        : options_.output_capacity);
+    h.in_size = c.kind == Call::Kind::get ? sizeof(protocol::RegionGet) : static_cast<uint32_t>(c.in_size);
+    h.out_capacity = static_cast<uint32_t>(capacity);
+    c.copy_out = false;
+    bool reframed = true;  // the header in the executor's slot changes
+    if (const Registration* r = capacity ? find(c.out, capacity) : nullptr) {
+      auto remote = r->region->remote();
+      h.out_address = remote.address + static_cast<uint64_t>(static_cast<const uint8_t*>(c.out) - r->begin);
+      h.out_key = remote.key;
+    } else {
+      auto remote = l.staging_out_mr->remote();
+      h.out_address = remote.address + slot * options_.output_capacity;
+      h.out_key = remote.key;
+      c.copy_out = true;
+    }
+    if (c.kind == Call::Kind::get) {
+      protocol::RegionGet g{c.region, 0, c.offset, c.out_capacity};
+      uint8_t* hdr = l.headers.data() + slot * kHeaderStride;
+      std::memcpy(hdr, &h, sizeof h);
+      std::memcpy(hdr + sizeof h, &g, sizeof g);
+      rc = l.ep->write_imm(*l.headers_mr, slot * size_t{kHeaderStride}, sizeof h + sizeof g, l.input, slot * in_stride_,
+                           protocol::region_op_imm(slot, protocol::RegionOp::get), 0);
+    } else {
+      const int function = c.function;
+      const void* in = c.in;
+      const size_t in_size = c.in_size;
+      // Compact when the slot's header already names this target: the request is the payload alone.
+      const bool compact = s.framed && s.framed_address == h.out_address && s.framed_key == h.out_key &&
+                           s.framed_capacity == h.out_capacity && in_size <= protocol::kMaxCompactPayload &&
+                           static_cast<uint32_t>(function) < protocol::kMaxCompactFunctions;
+      const size_t header_bytes = compact ? 0 : sizeof h;
+      const uint64_t dst_offset = slot * in_stride_ + sizeof h - header_bytes;
+      const uint32_t imm = compact ? protocol::compact_request_imm(slot, static_cast<uint32_t>(function),
+                                                                   static_cast<uint32_t>(in_size))
+                                   : protocol::request_imm(slot, static_cast<uint32_t>(function));
+      const Registration* r = in_size ? find(in, in_size) : nullptr;
+      if (!r && in_size) {  // unregistered input: header (if any) and payload go from the staging slot
+        uint8_t* stage = l.staging_in.data() + slot * in_stride_;
+        if (!compact) std::memcpy(stage, &h, sizeof h);
+        std::memcpy(stage + sizeof h, in, in_size);
+        rc = l.ep->write_imm(*l.staging_in_mr, slot * in_stride_ + sizeof h - header_bytes, header_bytes + in_size,
+                             l.input, dst_offset, imm, 0);
+      } else {
+        if (!compact) std::memcpy(l.headers.data() + slot * kHeaderStride, &h, sizeof h);
+        if (compact) {
+          rc = l.ep->write_imm(r ? *r->region : *l.headers_mr,
+                               r ? static_cast<size_t>(static_cast<const uint8_t*>(in) - r->begin) : 0, in_size,
+                               l.input, dst_offset, imm, 0);
+        } else {
+          fabric::Segment segs[2] = {{l.headers_mr.get(), slot * size_t{kHeaderStride}, sizeof h},
+                                     {r ? r->region : l.headers_mr.get(),
+                                      r ? static_cast<size_t>(static_cast<const uint8_t*>(in) - r->begin) : 0, in_size}};
+          rc = l.ep->write_imm(segs, in_size ? 2 : 1, l.input, dst_offset, imm, 0);
+        }
+      }
+      if (rc == fabric::Errc::ok && compact) reframed = false;
+    }
+    if (rc != fabric::Errc::ok) return rc;
+    if (reframed) s.framed = true;
+    if (reframed) {
+      s.framed_address = h.out_address;
+      s.framed_key = h.out_key;
+      s.framed_capacity = h.out_capacity;
+    }
+  }
+  --l.free_count;
+  s.call = index;
+  c.slot = slot;
+  c.state = Call::State::posted;
+  return fabric::Errc::ok;
 }
 
 Errc ExecutorClient::submit(int function, const void* in, size_t in_size, void* out, size_t out_capacity,
                             Invocation* handle, int worker) noexcept {
   if (lost_ != Errc::ok) return lost_;
-  if (released_) return Errc::invalid_argument;
   if (function < 0 || static_cast<size_t>(function) >= functions_.size()) return Errc::unknown_function;
   if (in_size > options_.input_capacity) return Errc::payload_too_large;
-  if ((in_size && !in) || (out_capacity && !out) || !handle) return Errc::invalid_argument;
-  if (worker >= static_cast<int>(links_.size())) return Errc::invalid_argument;
-
-  // A worker with a free slot: the one asked for, or round-robin.
-  uint32_t w = worker >= 0 ? static_cast<uint32_t>(worker) : next_worker_;
-  for (uint32_t tries = 0; links_[w].free_count == 0; ++tries) {
-    progress(links_[w]);
-    if (links_[w].free_count) break;
-    if (worker >= 0 || tries + 1 >= links_.size()) return Errc::busy;
-    w = (w + 1) % links_.size();
-  }
-  if (worker < 0) next_worker_ = (w + 1) % links_.size();
-  WorkerLink& l = links_[w];
-  uint32_t slot = l.free_slots[--l.free_count];
-  SlotState& s = l.slots[slot];
-
-  InvocationHeader h;
-  h.in_size = static_cast<uint32_t>(in_size);
-  size_t capacity = std::min<size_t>(out_capacity, options_.output_capacity);
-  h.out_capacity = static_cast<uint32_t>(capacity);
-  s.copy_to = nullptr;
-  if (const Registration* r = capacity ? find(out, capacity) : nullptr) {
-    auto remote = r->region->remote();
-    h.out_address = remote.address + static_cast<uint64_t>(static_cast<const uint8_t*>(out) - r->begin);
-    h.out_key = remote.key;
-  } else {
-    auto remote = l.staging_out_mr->remote();
-    h.out_address = remote.address + slot * options_.output_capacity;
-    h.out_key = remote.key;
-    s.copy_to = out;
-    s.copy_capacity = capacity;
-  }
-
-  // Compact when the slot's header already names this target: the request is the payload alone.
-  const bool compact = s.framed && s.framed_address == h.out_address && s.framed_key == h.out_key &&
-                       s.framed_capacity == h.out_capacity && in_size <= protocol::kMaxCompactPayload &&
-                       static_cast<uint32_t>(function) < protocol::kMaxCompactFunctions;
-  const size_t header_bytes = compact ? 0 : sizeof h;
-  const uint64_t dst_offset = slot * in_stride_ + sizeof h - header_bytes;
-  const uint32_t imm = compact ? protocol::compact_request_imm(slot, static_cast<uint32_t>(function),
-                                                               static_cast<uint32_t>(in_size))
-                               : protocol::request_imm(slot, static_cast<uint32_t>(function));
-  const Registration* r = in_size ? find(in, in_size) : nullptr;
-  if (!r && in_size) {  // unregistered input: header (if any) and payload go from the staging slot
-    uint8_t* stage = l.staging_in.data() + slot * in_stride_;
-    if (!compact) std::memcpy(stage, &h, sizeof h);
-    std::memcpy(stage + sizeof h, in, in_size);
-  } else if (!compact) {
-    std::memcpy(l.headers.data() + slot * kHeaderStride, &h, sizeof h);
-  }
-  fabric::Errc rc;
-  Clock::time_point retry_deadline{};
-  for (uint32_t attempt = 0;; ++attempt) {
-    if (!r && in_size) {
-      rc = l.ep->write_imm(*l.staging_in_mr, slot * in_stride_ + sizeof h - header_bytes, header_bytes + in_size,
-                           l.input, dst_offset, imm, 0);
-    } else if (compact) {
-      rc = l.ep->write_imm(r ? *r->region : *l.headers_mr,
-                           r ? static_cast<size_t>(static_cast<const uint8_t*>(in) - r->begin) : 0, in_size, l.input,
-                           dst_offset, imm, 0);
-    } else {
-      fabric::Segment segs[2] = {{l.headers_mr.get(), slot * size_t{kHeaderStride}, sizeof h},
-                                 {r ? r->region : l.headers_mr.get(),
-                                  r ? static_cast<size_t>(static_cast<const uint8_t*>(in) - r->begin) : 0, in_size}};
-      rc = l.ep->write_imm(segs, in_size ? 2 : 1, l.input, dst_offset, imm, 0);
-    }
-    if (rc != fabric::Errc::again) break;
-    // The send queue is full, or (shm) the provider is still setting up the path to a new
-    // peer: reap completions and retry, for at most the invocation timeout.
-    progress(l);
-    if ((attempt & 63) == 63) {
-      auto now = Clock::now();
-      if (retry_deadline == Clock::time_point{}) retry_deadline = now + options_.invocation_timeout;
-      else if (now > retry_deadline) break;
-    }
-  }
-  if (rc != fabric::Errc::ok) {
-    l.free_slots[l.free_count++] = slot;
-    if (rc == fabric::Errc::again) return Errc::busy;
-    if (rc == fabric::Errc::peer_lost) {
-      mark_lost();
-      return lost_;
-    }
-    return Errc::protocol;
-  }
-  if (!compact) {
-    s.framed = true;
-    s.framed_address = h.out_address;
-    s.framed_key = h.out_key;
-    s.framed_capacity = h.out_capacity;
-  }
-  s.state = SlotState::State::busy;
-  *handle = {w, slot, ++s.generation};
-  return Errc::ok;
+  if ((in_size && !in) || (out_capacity && !out)) return Errc::invalid_argument;
+  uint32_t w, index;
+  Errc e = new_call(worker, Call::Kind::invoke, &w, &index, handle);
+  if (e != Errc::ok) return e;
+  Call& c = links_[w].calls[index];
+  c.function = function;
+  c.in = in;
+  c.in_size = in_size;
+  c.out = out;
+  c.out_capacity = out_capacity;
+  return enqueue(links_[w], index);
 }
 
-Errc ExecutorClient::finish(WorkerLink& link, SlotState& s, uint32_t slot, size_t* out_size) noexcept {
-  Errc e = from_status(s.status);
-  size_t size = s.size;
-  if (e == Errc::ok && s.copy_to) {
-    if (size > s.copy_capacity) e = Errc::output_too_large;
-    else if (size) std::memcpy(s.copy_to, link.staging_out.data() + slot * options_.output_capacity, size);
-  }
-  if (out_size) *out_size = e == Errc::ok ? size : 0;
-  s.state = SlotState::State::free;
-  link.free_slots[link.free_count++] = slot;
-  return e;
+Errc ExecutorClient::submit_put(uint32_t region, uint64_t offset, const void* src, size_t bytes, Invocation* handle,
+                                int worker) noexcept {
+  if (region >= regions_.size()) return Errc::no_such_region;
+  const uint64_t size = regions_[region].size;
+  if (offset > size || bytes > size - offset) return Errc::region_out_of_bounds;
+  if (bytes && !src) return Errc::invalid_argument;
+  if (bytes > options_.input_capacity && !find(src, bytes)) return Errc::payload_too_large;  // staged: one slot's worth
+  uint32_t w, index;
+  Errc e = new_call(worker, Call::Kind::put, &w, &index, handle);
+  if (e != Errc::ok) return e;
+  Call& c = links_[w].calls[index];
+  c.region = region;
+  c.offset = offset;
+  c.in = src;
+  c.in_size = bytes;
+  return enqueue(links_[w], index);
+}
+
+Errc ExecutorClient::submit_get(uint32_t region, uint64_t offset, void* dst, size_t bytes, Invocation* handle,
+                                int worker) noexcept {
+  if (region >= regions_.size()) return Errc::no_such_region;
+  const uint64_t size = regions_[region].size;
+  if (offset > size || bytes > size - offset) return Errc::region_out_of_bounds;
+  if (bytes && !dst) return Errc::invalid_argument;
+  if (bytes > protocol::kMaxResultSize || (bytes > options_.output_capacity && !find(dst, bytes)))
+    return Errc::output_too_large;
+  uint32_t w, index;
+  Errc e = new_call(worker, Call::Kind::get, &w, &index, handle);
+  if (e != Errc::ok) return e;
+  Call& c = links_[w].calls[index];
+  c.region = region;
+  c.offset = offset;
+  c.out = dst;
+  c.out_capacity = bytes;
+  return enqueue(links_[w], index);
+}
+
+// Splits [0, bytes) into pieces of at most `piece` bytes, up to kMaxSlots of them in flight at a
+// time, and waits for all of them. submit_piece(offset, size, handle) starts one.
+template <class SubmitPiece>
+Errc in_pieces(Executor& ex, size_t bytes, size_t piece, std::chrono::microseconds timeout, SubmitPiece submit_piece) {
+  Invocation handles[protocol::kMaxSlots];
+  size_t done = 0;
+  Errc first = Errc::ok;
+  do {
+    size_t started = 0;
+    while (started < protocol::kMaxSlots && (done < bytes || (bytes == 0 && started == 0))) {
+      size_t n = std::min(piece, bytes - done);
+      Errc e = submit_piece(done, n, &handles[started]);
+      if (e == Errc::queue_full && started > 0) break;  // wait for these first
+      if (e != Errc::ok) {
+        first = e;
+        break;
+      }
+      ++started;
+      done += n;
+    }
+    for (size_t i = 0; i < started; ++i) {
+      Errc e = ex.wait(handles[i], nullptr, timeout);
+      if (e == Errc::timeout) ex.abandon(handles[i]);
+      if (first == Errc::ok) first = e;
+    }
+  } while (first == Errc::ok && done < bytes);
+  return first;
+}
+
+Errc ExecutorClient::put(uint32_t region, uint64_t offset, const void* src, size_t bytes,
+                         std::chrono::microseconds timeout) noexcept {
+  if (region >= regions_.size()) return Errc::no_such_region;
+  if (offset > regions_[region].size || bytes > regions_[region].size - offset) return Errc::region_out_of_bounds;
+  if (bytes && !src) return Errc::invalid_argument;
+  // One write from registered memory; slot-sized pieces through the staging otherwise.
+  const size_t piece = bytes && find(src, bytes) ? bytes : std::max<size_t>(options_.input_capacity, 1);
+  auto* base = static_cast<const uint8_t*>(src);
+  return in_pieces(*this, bytes, piece, timeout, [&](size_t at, size_t n, Invocation* h) {
+    return submit_put(region, offset + at, base ? base + at : nullptr, n, h, -1);
+  });
+}
+
+Errc ExecutorClient::get(uint32_t region, uint64_t offset, void* dst, size_t bytes,
+                         std::chrono::microseconds timeout) noexcept {
+  if (region >= regions_.size()) return Errc::no_such_region;
+  if (offset > regions_[region].size || bytes > regions_[region].size - offset) return Errc::region_out_of_bounds;
+  if (bytes && !dst) return Errc::invalid_argument;
+  const size_t piece = bytes && find(dst, bytes)
+                           ? size_t{protocol::kMaxResultSize}
+                           : std::clamp<size_t>(options_.output_capacity, 1, protocol::kMaxResultSize);
+  auto* base = static_cast<uint8_t*>(dst);
+  return in_pieces(*this, bytes, piece, timeout, [&](size_t at, size_t n, Invocation* h) {
+    return submit_get(region, offset + at, base ? base + at : nullptr, n, h, -1);
+  });
 }
 
 Errc ExecutorClient::test(const Invocation& h, bool* done) noexcept {
   if (!handle_ok(h) || !done) return Errc::invalid_argument;
   WorkerLink& l = links_[h.worker];
-  if (l.slots[h.slot].state == SlotState::State::busy) progress(l);
-  *done = l.slots[h.slot].state == SlotState::State::done || lost_ != Errc::ok;
+  if (l.calls[h.call].state != Call::State::done) progress(l);
+  *done = l.calls[h.call].state == Call::State::done || lost_ != Errc::ok;
   return Errc::ok;
 }
 
 Errc ExecutorClient::wait(const Invocation& h, size_t* out_size, std::chrono::microseconds timeout) noexcept {
-  if (!handle_ok(h)) return Errc::invalid_argument;
+  if (!handle_ok(h) || links_[h.worker].calls[h.call].abandoned) return Errc::invalid_argument;
   WorkerLink& l = links_[h.worker];
-  SlotState& s = l.slots[h.slot];
-  if (s.state != SlotState::State::busy && s.state != SlotState::State::done) return Errc::invalid_argument;
+  Call& c = l.calls[h.call];
   if (timeout.count() < 0)
     timeout = std::chrono::duration_cast<std::chrono::microseconds>(options_.invocation_timeout);
   // Busy-poll first. Time is kept in cycle-counter ticks, read once per 256 polls: steady_clock
   // can be a syscall (clock/cycle_clock.hpp), which a round trip must not pay.
   uint32_t polls = 0;
   uint64_t start = 0, hot_end = 0, deadline = 0;
-  while (s.state == SlotState::State::busy) {
+  while (c.state != Call::State::done) {
     if (lost_ != Errc::ok) return lost_;
     progress(l);
-    if (s.state != SlotState::State::busy || (++polls & 255)) continue;
+    if (c.state == Call::State::done || (++polls & 255)) continue;
     uint64_t now = CycleClock::now();
     if (start == 0) {
       start = now;
@@ -606,15 +892,19 @@ Errc ExecutorClient::wait(const Invocation& h, size_t* out_size, std::chrono::mi
       }
     }
   }
-  return finish(l, s, h.slot, out_size);
+  Errc e = c.result;
+  if (out_size) *out_size = c.size;
+  free_call(l, c);
+  return e;
 }
 
 void ExecutorClient::abandon(const Invocation& h) noexcept {
   if (!handle_ok(h)) return;
   WorkerLink& l = links_[h.worker];
-  SlotState& s = l.slots[h.slot];
-  if (s.state == SlotState::State::busy) s.state = SlotState::State::abandoned;
-  else if (s.state == SlotState::State::done) finish(l, s, h.slot, nullptr);
+  Call& c = l.calls[h.call];
+  // A queued call is dropped when its turn comes; a posted one when its late answer arrives.
+  if (c.state == Call::State::done) free_call(l, c);
+  else c.abandoned = true;
 }
 
 Errc ExecutorClient::invoke(int function, const void* in, size_t in_size, void* out, size_t out_capacity,

@@ -250,6 +250,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     // Watch the lease until it ends one way or another.
     protocol::LeaseEnded end;
     int64_t expires_at_ms = t.expires_at_ms;  // moved by a renewal
+    uint64_t memory_left = t.memory_bytes - memory;  // for resident regions
     bool usage_read = false;
     for (;;) {
       if (!replenished && std::chrono::steady_clock::now() >= replenish_at) {
@@ -306,6 +307,31 @@ void ExecutorDaemon::session(net::TcpStream stream) {
           end.reason = "released";
           end.detail = "released by the client";
           break;
+        }
+        if (type == "create_region") {
+          // A resident region, counted against the lease's memory before the executor maps it.
+          try {
+            auto ask = control.as<protocol::CreateRegionRequest>();
+            if (ask.bytes > memory_left)
+              throw MessageError(ControlErrc::memory_exceeded,
+                                 "a region of " + std::to_string(ask.bytes) + " bytes exceeds the " +
+                                     std::to_string(memory_left) + " bytes left of the lease's memory");
+            executor.create_region(ask.bytes);
+            auto answer = executor.reports().next(net::deadline_in(timeout));
+            if (!answer || answer->value("event", "") != "region")
+              throw MessageError(ControlErrc::executor_failed,
+                                 answer ? answer->value("detail", "region refused") : "no answer from the executor");
+            protocol::RegionCreated created;
+            created.id = answer->value("id", 0u);
+            created.address = answer->value("address", uint64_t{0});
+            created.key = answer->value("key", uint64_t{0});
+            created.length = answer->value("length", uint64_t{0});
+            memory_left -= ask.bytes;
+            send_text(stream, protocol::make_message("region_created", created), timeout);
+          } catch (const MessageError& e) {
+            send_text(stream, protocol::make_error(e.code(), e.what()), timeout);
+          }
+          continue;
         }
         if (type == "renew") {
           // A renewed token from the broker: the same lease on this node, a later expiry.

@@ -114,18 +114,20 @@ int main(int argc, char** argv) {
   } catch (const executor::LibraryError& e) {
     fail("library_load_failed", e.what());
   }
+  executor::ResidentRegions regions(*domain);
   std::vector<std::unique_ptr<executor::Worker>> pool;
   try {
     for (uint32_t i = 0; i < workers; ++i) {
       executor::WorkerConfig wc;
       wc.index = i;
+      wc.workers = workers;
       wc.core = lease.cores[i];
       wc.slots = lease.slots;
       wc.input_capacity = lease.input_capacity;
       wc.output_capacity = lease.output_capacity;
       wc.hot_timeout_us = lease.hot_timeout_us;
       wc.finished_fd = finished_fd;
-      pool.push_back(std::make_unique<executor::Worker>(*domain, wc, library->functions()));
+      pool.push_back(std::make_unique<executor::Worker>(*domain, wc, library->functions(), regions));
     }
   } catch (const std::exception& e) {
     fail("executor_failed", e.what());
@@ -141,6 +143,7 @@ int main(int argc, char** argv) {
       auto hello = fabric::read_connection_data<protocol::WorkerHello>(theirs);
       if (hello.worker != i || hello.lease_id != lease.lease_id || hello.version != protocol::kWorkerHelloVersion)
         fail("executor_failed", "worker connection " + std::to_string(i) + " presented a wrong hello");
+      pool[i]->set_ack_target({hello.ack_address, hello.ack_key, 0});
     } catch (const fabric::Error& e) {
       fail("executor_failed", std::string("client endpoints did not connect: ") + e.what());
     }
@@ -175,7 +178,20 @@ int main(int argc, char** argv) {
       int ignored = -1;
       auto j = nlohmann::json::parse(net::recv_with_fd(kDaemonSocket, protocol::kMaxControlFrame, &ignored), nullptr, false);
       if (ignored >= 0) ::close(ignored);
-      if (!j.is_discarded() && j.value("type", "") == "renew") lease.expires_at_ms = j.value("expires_at_ms", lease.expires_at_ms);
+      if (j.is_discarded() || !j.is_object()) continue;
+      std::string type = j.value("type", "");
+      if (type == "renew") lease.expires_at_ms = j.value("expires_at_ms", lease.expires_at_ms);
+      if (type == "create_region") {
+        // The daemon has checked the size against the lease's memory; the answer goes back
+        // through it to the client.
+        try {
+          uint32_t id = regions.create(j.value("bytes", uint64_t{0}));
+          auto r = regions.remote(id);
+          report({{"event", "region"}, {"id", id}, {"address", r.address}, {"key", r.key}, {"length", r.length}});
+        } catch (const std::exception& e) {
+          report({{"event", "region_failed"}, {"detail", e.what()}});
+        }
+      }
     } catch (const net::NetError&) {
       ended = "daemon_gone";  // nobody would report this lease's end
       break;

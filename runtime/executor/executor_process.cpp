@@ -125,6 +125,14 @@ void ExecutorProcess::renew(int64_t expires_at_ms) {
   }
 }
 
+void ExecutorProcess::create_region(uint64_t bytes) {
+  try {
+    net::send_with_fd(socket_, nlohmann::json{{"type", "create_region"}, {"bytes", bytes}}.dump(), -1);
+  } catch (const net::NetError& e) {
+    throw MessageError(ControlErrc::executor_failed, std::string("asking the executor for a region: ") + e.what());
+  }
+}
+
 // The libfabric shm regions an executor made (fabric/ofi names them rfaas-<pid>-...): an
 // executor that was killed could not remove them, and each holds up to 16 MiB of /dev/shm.
 static void remove_shm_regions(pid_t pid) {

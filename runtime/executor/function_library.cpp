@@ -20,7 +20,20 @@ FunctionLibrary::FunctionLibrary(int fd, const std::vector<std::string>& names) 
       handle_ = nullptr;
       throw LibraryError("function '" + name + "' is not in the library");
     }
-    functions_.push_back(reinterpret_cast<FunctionPtr>(sym));
+    Function f;
+    // A function written with RFAAS_FUNCTION exports its ABI version beside it.
+    if (auto* abi = static_cast<const uint32_t*>(::dlsym(handle_, ("rfaas_abi_" + name).c_str()))) {
+      if (*abi != RFAAS_FUNCTION_ABI) {
+        ::dlclose(handle_);
+        handle_ = nullptr;
+        throw LibraryError("function '" + name + "' declares ABI " + std::to_string(*abi) + ", this executor runs " +
+                           std::to_string(RFAAS_FUNCTION_ABI));
+      }
+      f.context = reinterpret_cast<ContextFunctionPtr>(sym);
+    } else {
+      f.reference = reinterpret_cast<FunctionPtr>(sym);
+    }
+    functions_.push_back(f);
   }
 }
 

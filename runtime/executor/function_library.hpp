@@ -7,10 +7,20 @@
 #include <string>
 #include <vector>
 
+#include "rfaas/function.h"
+
 namespace rfaas::executor {
 
 // The reference ABI: returns the number of bytes written to `out`.
 using FunctionPtr = uint32_t (*)(void* in, uint32_t in_size, void* out);
+// The context ABI (rfaas/function.h): 0 or an error status.
+using ContextFunctionPtr = int32_t (*)(rfaas_call* call);
+
+// A resolved function and which ABI it uses (the library's rfaas_abi_<name> symbol says).
+struct Function {
+  FunctionPtr reference = nullptr;
+  ContextFunctionPtr context = nullptr;
+};
 
 class LibraryError : public std::runtime_error {
  public:
@@ -25,11 +35,11 @@ class FunctionLibrary {
   FunctionLibrary(const FunctionLibrary&) = delete;
   FunctionLibrary& operator=(const FunctionLibrary&) = delete;
 
-  const std::vector<FunctionPtr>& functions() const { return functions_; }
+  const std::vector<Function>& functions() const { return functions_; }
 
  private:
   void* handle_ = nullptr;
-  std::vector<FunctionPtr> functions_;
+  std::vector<Function> functions_;
 };
 
 }  // namespace rfaas::executor

@@ -22,8 +22,9 @@ constexpr auto kWarmWaitSlice = std::chrono::milliseconds(100);
 constexpr uint32_t kPollsPerClockRead = 256;
 }  // namespace
 
-Worker::Worker(fabric::Domain& domain, const WorkerConfig& config, const std::vector<FunctionPtr>& functions)
-    : config_(config), functions_(functions), stride_(protocol::input_slot_stride(config.input_capacity)) {
+Worker::Worker(fabric::Domain& domain, const WorkerConfig& config, const std::vector<Function>& functions,
+               const ResidentRegions& regions)
+    : config_(config), functions_(functions), regions_(regions), stride_(protocol::input_slot_stride(config.input_capacity)) {
   input_.resize(stride_ * config.slots);
   output_.resize(std::max<uint64_t>(config.output_capacity, 1) * config.slots);
   input_mr_ = domain.register_memory(input_.data(), input_.size(), fabric::Access::remote_write);
@@ -56,8 +57,9 @@ protocol::Usage Worker::usage() const {
 
 bool Worker::handle(uint32_t imm, uint64_t& mark) {
   uint32_t slot = protocol::request_slot(imm);
-  uint32_t fn = protocol::request_function(imm);
   if (slot >= config_.slots) return true;  // nowhere to answer: a broken client; drop it
+  if (protocol::request_is_region_op(imm)) return handle_region_op(imm);
+  uint32_t fn = protocol::request_function(imm);
   uint8_t* base = input_.data() + slot * stride_;
   InvocationHeader h;
   std::memcpy(&h, base, sizeof h);
@@ -77,15 +79,63 @@ bool Worker::handle(uint32_t imm, uint64_t& mark) {
   } else if (h.in_size > config_.input_capacity) {
     status = InvocationStatus::payload_too_large;
   } else {
-    uint32_t written = functions_[fn](base + sizeof h, h.in_size, output_.data() + slot * config_.output_capacity);
+    const Function& f = functions_[fn];
+    uint8_t* out = output_.data() + slot * config_.output_capacity;
+    uint64_t written;
+    int32_t failed = 0;
+    if (f.reference) {
+      written = f.reference(base + sizeof h, h.in_size, out);
+    } else {
+      rfaas_call call{base + sizeof h, h.in_size, out, capacity, 0, regions_.views(), regions_.count(),
+                      config_.index, config_.workers, 0};
+      failed = f.context(&call);
+      written = call.out_size;
+    }
     uint64_t end = CycleClock::now();
     compute_ticks_ += end - mark;  // includes reading the request: a few ns
     mark = end;
     ++invocations_;
-    if (written > capacity) status = InvocationStatus::output_too_large;
-    else size = written;
+    if (failed != 0) {
+      status = InvocationStatus::function_failed;
+      // The status travels in the size field; one that does not fit still reads as a failure.
+      size = static_cast<uint32_t>(failed) & protocol::kMaxResultSize;
+      if (size == 0) size = static_cast<uint32_t>(protocol::kMaxResultSize);
+    } else if (written > capacity) {
+      status = InvocationStatus::output_too_large;
+    } else {
+      size = static_cast<uint32_t>(written);
+    }
   }
-  Reply r{slot, status, size, {h.out_address, h.out_key, h.out_capacity}};
+  const uint32_t bytes = status == InvocationStatus::ok ? size : 0;
+  return answer({slot, status, size, bytes, {h.out_address, h.out_key, h.out_capacity}, output_mr_.get(),
+                 slot * config_.output_capacity});
+}
+
+bool Worker::handle_region_op(uint32_t imm) {
+  uint32_t slot = protocol::request_slot(imm);
+  if (protocol::region_op_reserved(imm) != 0) return true;
+  if (protocol::request_region_op(imm) == protocol::RegionOp::put) {
+    // The bytes are in the region already (this completion says so): acknowledge them.
+    return answer({slot, InvocationStatus::put_done, 0, 0, ack_, output_mr_.get(), 0});
+  }
+  if (protocol::request_region_op(imm) != protocol::RegionOp::get) return true;
+  const uint8_t* base = input_.data() + slot * stride_;
+  InvocationHeader h;
+  protocol::RegionGet g;
+  std::memcpy(&h, base, sizeof h);
+  std::memcpy(&g, base + sizeof h, sizeof g);
+  framed_[slot] = 1;
+  fabric::RemoteRegion target{h.out_address, h.out_key, h.out_capacity};
+  const uint32_t count = regions_.count();
+  if (h.in_size != sizeof g || g.reserved != 0 || g.region >= count || g.offset > regions_.views()[g.region].size ||
+      g.length > regions_.views()[g.region].size - g.offset || g.length > h.out_capacity ||
+      g.length > protocol::kMaxResultSize)
+    return answer({slot, InvocationStatus::region_error, 0, 0, target, output_mr_.get(), 0});
+  const auto length = static_cast<uint32_t>(g.length);
+  return answer({slot, InvocationStatus::ok, length, length, target, &regions_.region(g.region), g.offset});
+}
+
+bool Worker::answer(const Reply& r) {
   if (pending_.empty()) {  // the usual case: answer at once
     auto rc = send(r);
     if (rc != fabric::Errc::again) return rc != fabric::Errc::peer_lost;
@@ -97,7 +147,7 @@ bool Worker::handle(uint32_t imm, uint64_t& mark) {
 }
 
 fabric::Errc Worker::send(const Reply& r) noexcept {
-  return endpoint_->write_imm(*output_mr_, r.slot * config_.output_capacity, r.size, r.target, 0,
+  return endpoint_->write_imm(*r.source, r.source_offset, r.bytes, r.target, 0,
                               protocol::response_imm(r.slot, r.status, r.size), 0);
 }
 

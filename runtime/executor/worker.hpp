@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "executor/function_library.hpp"
+#include "executor/resident_regions.hpp"
 #include "protocol/control.hpp"
 #include "protocol/invocation.hpp"
 #include "rfaas/fabric/fabric.hpp"
@@ -18,6 +19,7 @@ namespace rfaas::executor {
 
 struct WorkerConfig {
   uint32_t index = 0;
+  uint32_t workers = 1;  // of the lease, told to context-ABI functions
   int core = -1;  // pin to this core; -1 leaves placement to the OS
   uint32_t slots = 4;
   uint64_t input_capacity = 1 << 20;
@@ -28,13 +30,16 @@ struct WorkerConfig {
 
 class Worker {
  public:
-  Worker(fabric::Domain& domain, const WorkerConfig& config, const std::vector<FunctionPtr>& functions);
+  Worker(fabric::Domain& domain, const WorkerConfig& config, const std::vector<Function>& functions,
+         const ResidentRegions& regions);
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
   ~Worker();
 
   fabric::Endpoint& endpoint() { return *endpoint_; }
   fabric::RemoteRegion input_region() const { return input_mr_->remote(); }
+  // Where put acknowledgements go (from the client's hello); before start().
+  void set_ack_target(const fabric::RemoteRegion& target) { ack_ = target; }
 
   // Runs the loop on its own thread until stop() or the client goes away.
   void start();
@@ -47,19 +52,26 @@ class Worker {
   struct Reply {
     uint32_t slot;
     protocol::InvocationStatus status;
-    uint32_t size;
+    uint32_t size;   // in the immediate: the result's size, or a failed function's status
+    uint32_t bytes;  // written to the target
     fabric::RemoteRegion target;
+    const fabric::MemoryRegion* source;  // the output slots, or a region (a get)
+    uint64_t source_offset;
   };
 
   void run();
   // Runs one request and answers it (or queues the answer behind a full send queue); false when
   // the client is gone. mark: the cycle count before, moved to the function's end.
   bool handle(uint32_t imm, uint64_t& mark);
+  bool handle_region_op(uint32_t imm);
+  bool answer(const Reply& r);
   fabric::Errc send(const Reply& r) noexcept;
   bool send_pending();  // false when the client is gone
 
   WorkerConfig config_;
-  const std::vector<FunctionPtr>& functions_;
+  const std::vector<Function>& functions_;
+  const ResidentRegions& regions_;
+  fabric::RemoteRegion ack_{};
   uint64_t stride_;
   std::vector<uint8_t> input_;
   std::vector<uint8_t> output_;

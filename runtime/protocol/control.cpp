@@ -18,6 +18,7 @@ const char* to_string(ControlErrc c) {
     case ControlErrc::library_mismatch: return "library_mismatch";
     case ControlErrc::library_load_failed: return "library_load_failed";
     case ControlErrc::executor_failed: return "executor_failed";
+    case ControlErrc::memory_exceeded: return "memory_exceeded";
     case ControlErrc::internal: return "internal";
   }
   return "internal";
@@ -26,7 +27,7 @@ const char* to_string(ControlErrc c) {
 std::optional<ControlErrc> control_errc_from_string(const std::string& s) {
   for (auto c : {ControlErrc::malformed, ControlErrc::bad_token, ControlErrc::lease_expired, ControlErrc::lease_active,
                  ControlErrc::no_capacity, ControlErrc::library_mismatch, ControlErrc::library_load_failed,
-                 ControlErrc::executor_failed, ControlErrc::internal})
+                 ControlErrc::executor_failed, ControlErrc::memory_exceeded, ControlErrc::internal})
     if (s == to_string(c)) return c;
   return std::nullopt;
 }
@@ -67,6 +68,24 @@ void to_json(nlohmann::json& j, const RenewRequest& m) { j = {{"token", m.token}
 void from_json(const nlohmann::json& j, RenewRequest& m) {
   if (!j.contains("token")) malformed("missing field 'token'");
   m.token = j.at("token").get<LeaseToken>();
+}
+
+void to_json(nlohmann::json& j, const CreateRegionRequest& m) { j = {{"bytes", m.bytes}}; }
+
+void from_json(const nlohmann::json& j, CreateRegionRequest& m) {
+  m.bytes = field<uint64_t>(j, "bytes");
+  if (m.bytes == 0) malformed("a region needs at least one byte");
+}
+
+void to_json(nlohmann::json& j, const RegionCreated& m) {
+  j = {{"id", m.id}, {"address", m.address}, {"key", m.key}, {"length", m.length}};
+}
+
+void from_json(const nlohmann::json& j, RegionCreated& m) {
+  m.id = field<uint32_t>(j, "id");
+  m.address = field<uint64_t>(j, "address");
+  m.key = field<uint64_t>(j, "key");
+  m.length = field<uint64_t>(j, "length");
 }
 
 void to_json(nlohmann::json& j, const Allocated& m) {

@@ -28,6 +28,7 @@ enum class ControlErrc {
   library_mismatch,     // library bytes do not match the announced size or SHA-256
   library_load_failed,  // dlopen failed or a function name does not resolve
   executor_failed,      // the executor process failed to start
+  memory_exceeded,      // a resident region beyond what is left of the lease's memory
   internal,
 };
 const char* to_string(ControlErrc);
@@ -53,6 +54,18 @@ struct AllocateRequest {
   uint64_t input_capacity = 1 << 20;
   uint64_t output_capacity = 1 << 20;
   int64_t hot_timeout_us = 10'000;  // -1 always hot, 0 always warm
+};
+
+// Client -> daemon during a lease: a resident region of `bytes`, counted against the token's
+// memory_bytes. Answered with RegionCreated or an error (memory_exceeded).
+struct CreateRegionRequest {
+  uint64_t bytes = 0;
+};
+struct RegionCreated {
+  uint32_t id = 0;
+  uint64_t address = 0;  // the fabric::RemoteRegion puts write to
+  uint64_t key = 0;
+  uint64_t length = 0;
 };
 
 // Client -> daemon during a lease: the broker's renewed token (same lease, later expiry).
@@ -94,6 +107,10 @@ struct LeaseEnded {
 
 void to_json(nlohmann::json& j, const AllocateRequest& m);
 void from_json(const nlohmann::json& j, AllocateRequest& m);
+void to_json(nlohmann::json& j, const CreateRegionRequest& m);
+void from_json(const nlohmann::json& j, CreateRegionRequest& m);
+void to_json(nlohmann::json& j, const RegionCreated& m);
+void from_json(const nlohmann::json& j, RegionCreated& m);
 void to_json(nlohmann::json& j, const RenewRequest& m);
 void from_json(const nlohmann::json& j, RenewRequest& m);
 void to_json(nlohmann::json& j, const Allocated& m);

@@ -9,6 +9,11 @@
 //              imm = slot (6 bits) | function index (8) | payload size (17) | 1
 //     Compact requests carry exactly the payload's bytes, so a request of S bytes takes the same
 //     packets as a raw S-byte write; clients use them when the slot's target has not changed.
+//     region op: imm = slot (6 bits) | op (2) | zero (22) | 1 at bit 30 | 0
+//       put: the bytes were written straight into a resident region (its own key); the worker
+//            only acknowledges (a zero-byte response to the hello's ack target, status put_done)
+//       get: [InvocationHeader | RegionGet] at the slot's start; the worker writes the region's
+//            bytes to header.out_address (status ok, size = bytes) or answers region_error
 //   response: one write-with-immediate of the result to header.out_address (key out_key)
 //             imm = slot (6 bits) | status (3 bits) | result size (23 bits)
 #pragma once
@@ -44,6 +49,9 @@ enum class InvocationStatus : uint8_t {
   payload_too_large = 2,  // header.in_size beyond the slot
   output_too_large = 3,   // the function returned more than the capacity
   bad_request = 4,        // slot out of range or an inconsistent header
+  function_failed = 5,    // a context-ABI function returned an error status; size carries it
+  put_done = 6,           // a put's bytes are in the region (the response to a region put)
+  region_error = 7,       // a get named no region or went past its end
 };
 
 inline constexpr uint32_t kCompactFlag = 1u << 31;
@@ -60,6 +68,27 @@ constexpr uint32_t compact_request_imm(uint32_t slot, uint32_t function, uint32_
   return kCompactFlag | (slot & (kMaxSlots - 1)) | ((function & (kMaxCompactFunctions - 1)) << kSlotBits) |
          ((in_size & kMaxCompactPayload) << (kSlotBits + kCompactFunctionBits));
 }
+inline constexpr uint32_t kRegionOpFlag = 1u << 30;
+enum class RegionOp : uint32_t { put = 0, get = 1 };
+constexpr uint32_t region_op_imm(uint32_t slot, RegionOp op) {
+  return kRegionOpFlag | (slot & (kMaxSlots - 1)) | (static_cast<uint32_t>(op) << kSlotBits);
+}
+constexpr bool request_is_region_op(uint32_t imm) { return (imm & (kCompactFlag | kRegionOpFlag)) == kRegionOpFlag; }
+constexpr RegionOp request_region_op(uint32_t imm) { return static_cast<RegionOp>((imm >> kSlotBits) & 3u); }
+// The bits of a region op that must be zero.
+constexpr uint32_t region_op_reserved(uint32_t imm) { return (imm & ~(kRegionOpFlag | kCompactFlag)) >> (kSlotBits + 2); }
+
+// A get's payload, after the slot's header.
+struct RegionGet {
+  uint32_t region;
+  uint32_t reserved;  // zero
+  uint64_t offset;
+  uint64_t length;
+};
+static_assert(sizeof(RegionGet) == 24, "part of the wire format");
+// Resident regions per lease.
+inline constexpr uint32_t kMaxRegions = 64;
+
 constexpr bool request_is_compact(uint32_t imm) { return (imm & kCompactFlag) != 0; }
 constexpr uint32_t request_slot(uint32_t imm) { return imm & (kMaxSlots - 1); }
 constexpr uint32_t request_function(uint32_t imm) {
@@ -93,7 +122,11 @@ struct WorkerHello {
   uint32_t worker;   // 0 .. workers-1
   uint32_t version;  // kWorkerHelloVersion
   uint64_t lease_id;
+  // Where put acknowledgements go (zero-byte writes with immediate): any client memory
+  // registered for remote writes.
+  uint64_t ack_address;
+  uint64_t ack_key;
 };
-inline constexpr uint32_t kWorkerHelloVersion = 2;  // 2: compact requests
+inline constexpr uint32_t kWorkerHelloVersion = 3;  // 2: compact requests; 3: region ops
 
 }  // namespace rfaas::protocol

@@ -209,7 +209,7 @@ TEST_CASE("an executor drops a compact request without a target and serves on", 
   auto ep = domain->create_endpoint({});
   fabric::ConnectionData theirs;
   ep->connect(allocated.address, fabric::make_connection_data(protocol::WorkerHello{0, protocol::kWorkerHelloVersion,
-                                                                                    req.token.lease_id}),
+                                                                                    req.token.lease_id, 0, 0}),
               theirs, 10s);
   auto input = fabric::read_connection_data<fabric::RemoteRegion>(theirs);
   constexpr size_t kHeader = sizeof(protocol::InvocationHeader);
@@ -453,16 +453,19 @@ TEST_CASE("many invocations in flight across workers all complete correctly", "[
       REQUIRE(ex->submit(echo, inputs[i].data(), inputs[i].size(), outputs[i].data(), outputs[i].size(), &h[i]) ==
               Errc::ok);
     }
-    // Every slot is taken now.
+    // Every slot is taken now: one more waits in the queue and completes after a slot frees.
     Invocation extra;
-    uint8_t x = 0;
-    CHECK(ex->submit(echo, &x, 1, &x, 1, &extra) == Errc::busy);
+    uint8_t x = static_cast<uint8_t>(round), y = 0;
+    REQUIRE(ex->submit(echo, &x, 1, &y, 1, &extra) == Errc::ok);
     for (int i = kInFlight - 1; i >= 0; --i) {  // out of order on purpose
       size_t n = 0;
       REQUIRE(ex->wait(h[i], &n) == Errc::ok);
       REQUIRE(n == inputs[i].size());
       REQUIRE(outputs[i] == inputs[i]);
     }
+    size_t n = 0;
+    REQUIRE(ex->wait(extra, &n) == Errc::ok);
+    REQUIRE((n == 1 && y == x));
   }
   // invoke_all: one result per worker.
   uint32_t v = 77, r0 = 0, r1 = 0;
@@ -686,10 +689,10 @@ TEST_CASE("a result later than the timeout: timeout on time, the slot returns wi
   auto waited = Clock::now() - t0;
   CHECK(waited >= 145ms);
   CHECK(waited < 600ms);
-  CHECK(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::busy);  // the one slot is still out
-  std::this_thread::sleep_for(900ms);  // the late result lands and frees it
+  // The one slot is still out: the next call waits in the queue until the late result frees it.
   REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
   CHECK(r == v);
+  CHECK(Clock::now() - t0 >= 650ms);
 
   // wait() returns timeout and leaves the invocation pending; a later wait() gets the result.
   Invocation h;
@@ -776,4 +779,288 @@ TEST_CASE("a daemon shutting down revokes its leases with lease_revoked", "[exec
   CHECK(e == Errc::lease_revoked);
   CHECK(Clock::now() - t0 < 5s);
   CHECK(daemon.process().exit_code(15s) == 0);
+}
+
+// --- resident regions, the context ABI, the submission queue ------------------------------------
+
+namespace {
+
+DeployOptions with_context_functions(uint32_t workers = 1) {
+  DeployOptions o = basic(workers);
+  o.functions.insert(o.functions.end(), {"region_read", "fill_capacity", "fail_with", "region_sum", "next_in_sequence"});
+  return o;
+}
+
+struct RegionRead {
+  uint32_t region, pad;
+  uint64_t offset, length;
+};
+
+// region_read pinned to one worker: what that worker's functions see of the region.
+std::vector<uint8_t> read_on(Executor& ex, int worker, uint32_t region, uint64_t offset, uint64_t length) {
+  RegionRead ask{region, 0, offset, length};
+  std::vector<uint8_t> out(length);
+  Invocation h;
+  REQUIRE(ex.submit(ex.function("region_read"), &ask, sizeof ask, out.data(), out.size(), &h, worker) == Errc::ok);
+  size_t n = 0;
+  REQUIRE(ex.wait(h, &n) == Errc::ok);
+  REQUIRE(n == length);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a put is seen by every worker's functions and reads back, from any memory", "[executor][regions]") {
+  ExecutorDaemonProcess daemon({"--cores", "0,1"});
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon, 2)), with_context_functions(2));
+  const size_t size = 3 * 1024 * 1024 + 17;  // not a page multiple
+  uint32_t region = ex->create_region(size);
+  CHECK(region == 0);
+  CHECK(ex->region_count() == 1);
+  CHECK(ex->region_size(region) == size);
+  // A fresh region is zeroed.
+  auto zero = read_on(*ex, 1, region, size - 4096, 4096);
+  CHECK(std::all_of(zero.begin(), zero.end(), [](uint8_t b) { return b == 0; }));
+
+  bool registered = GENERATE(false, true);
+  INFO("registered source " << registered);
+  auto data = pattern(size, registered ? 11 : 12);
+  if (registered) ex->register_memory(data.data(), data.size());
+  REQUIRE(ex->put(region, 0, data.data(), data.size()) == Errc::ok);
+  for (int w = 0; w < 2; ++w) {
+    INFO("worker " << w);
+    CHECK(read_on(*ex, w, region, 0, 4096) == std::vector<uint8_t>(data.begin(), data.begin() + 4096));
+    CHECK(read_on(*ex, w, region, size - 60000, 60000) == std::vector<uint8_t>(data.end() - 60000, data.end()));
+  }
+  // A large operand, read whole by a function.
+  uint64_t sum = 0, want = 0;
+  for (uint8_t b : data) want += b;
+  size_t n = 0;
+  REQUIRE(ex->invoke(ex->function("region_sum"), &region, sizeof region, &sum, sizeof sum, &n) == Errc::ok);
+  CHECK(sum == want);
+  // Read back whole, into registered and unregistered memory.
+  std::vector<uint8_t> back(size);
+  REQUIRE(ex->get(region, 0, back.data(), back.size()) == Errc::ok);
+  CHECK(back == data);
+  auto reg = ex->allocate(size);
+  REQUIRE(ex->get(region, 0, reg->data(), size) == Errc::ok);
+  CHECK(std::memcmp(reg->data(), data.data(), size) == 0);
+  // A second region is independent of the first.
+  uint32_t second = ex->create_region(4096);
+  CHECK(second == 1);
+  uint64_t marker = 0xfeedfacecafebeefull;
+  REQUIRE(ex->put(second, 4096 - 8, &marker, sizeof marker) == Errc::ok);
+  CHECK(read_on(*ex, 0, region, 4096 - 8, 8) == std::vector<uint8_t>(data.begin() + 4088, data.begin() + 4096));
+  if (registered) ex->deregister_memory(data.data());
+}
+
+TEST_CASE("puts and invocations interleaved keep the documented order on every worker", "[executor][regions]") {
+  ExecutorDaemonProcess daemon({"--cores", "0,1"});
+  DeployOptions o = with_context_functions(2);
+  o.slots = 8;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon, 2)), o);
+  constexpr size_t kWords = 512;
+  uint32_t region = ex->create_region(kWords * 8);
+  std::vector<uint64_t> mirror(kWords, 0);
+  // A put, completed, then a call on either worker: it sees the put. Many in a row, mixed with
+  // batches of puts in flight together.
+  for (uint64_t round = 1; round <= 300; ++round) {
+    size_t at = (round * 37) % kWords;
+    if (round % 10 == 0) {
+      Invocation hs[8];
+      uint64_t vals[8];
+      for (int i = 0; i < 8; ++i) {
+        vals[i] = round * 1000 + i;
+        size_t where = (at + i * 61) % kWords;
+        mirror[where] = vals[i];
+        REQUIRE(ex->submit_put(region, where * 8, &vals[i], 8, &hs[i]) == Errc::ok);
+      }
+      for (auto& h : hs) REQUIRE(ex->wait(h, nullptr) == Errc::ok);
+    } else {
+      uint64_t v = round;
+      mirror[at] = v;
+      Invocation h;
+      REQUIRE(ex->submit_put(region, at * 8, &v, 8, &h, static_cast<int>(round % 2)) == Errc::ok);
+      REQUIRE(ex->wait(h, nullptr) == Errc::ok);
+    }
+    auto seen = read_on(*ex, static_cast<int>((round / 3) % 2), region, 0, kWords * 8);
+    REQUIRE(std::memcmp(seen.data(), mirror.data(), kWords * 8) == 0);
+  }
+}
+
+TEST_CASE("region errors are named, write nothing, and the lease keeps working", "[executor][regions]") {
+  ExecutorDaemonProcess daemon;
+  auto opts = lease_options(daemon);
+  opts.memory_bytes = 16 << 20;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), opts), with_context_functions());
+  uint32_t region = ex->create_region(4096);
+  auto data = pattern(4096, 3);
+  REQUIRE(ex->put(region, 0, data.data(), data.size()) == Errc::ok);
+  uint64_t junk[4] = {1, 2, 3, 4};
+  Invocation h;
+  CHECK(ex->put(region, 4096 - 8, junk, 16) == Errc::region_out_of_bounds);
+  CHECK(ex->submit_put(region, 4097, junk, 0, &h) == Errc::region_out_of_bounds);
+  CHECK(ex->submit_put(region, UINT64_MAX - 4, junk, 8, &h) == Errc::region_out_of_bounds);
+  CHECK(ex->put(1, 0, junk, 8) == Errc::no_such_region);
+  CHECK(ex->submit_get(region, 4000, junk, 100, &h) == Errc::region_out_of_bounds);
+  CHECK(ex->get(2, 0, junk, 8) == Errc::no_such_region);
+  // Beyond the lease's memory (16 MiB, of which the slots take ~0.5 MiB).
+  try {
+    ex->create_region(16 << 20);
+    FAIL("a region beyond the lease's memory was created");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::memory_exceeded);
+  }
+  // A function asking for a region that does not exist gets its own status back.
+  RegionRead ask{5, 0, 0, 8};
+  uint64_t out = 0;
+  size_t n = 0;
+  CHECK(ex->invoke(ex->function("region_read"), &ask, sizeof ask, &out, sizeof out, &n) == Errc::function_failed);
+  CHECK(n == 1);
+  // Nothing was written; the lease serves on, regions and calls alike.
+  std::vector<uint8_t> back(4096);
+  REQUIRE(ex->get(region, 0, back.data(), back.size()) == Errc::ok);
+  CHECK(back == data);
+  uint32_t more = ex->create_region(8 << 20);  // what is left still fits
+  CHECK(more == 1);
+  uint64_t v = 5, r = 0;
+  REQUIRE(ex->invoke(ex->function("echo"), &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  CHECK(r == 5);
+}
+
+TEST_CASE("regions go with the lease: released, expired or revoked, the executor and its memory are gone",
+          "[executor][regions]") {
+  ExecutorDaemonProcess daemon;
+  auto rss_kb = [](pid_t pid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line))
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    return 0L;
+  };
+  const std::string how = GENERATE("released", "expired", "revoked");
+  INFO(how);
+  auto opts = lease_options(daemon, 1, how == "expired" ? 3s : 60s);
+  auto ex = Executor::deploy(direct_lease(daemon.address(), opts), with_context_functions());
+  uint32_t region = ex->create_region(64 << 20);
+  std::vector<uint8_t> data(64 << 20, 0x5a);
+  REQUIRE(ex->put(region, 0, data.data(), data.size()) == Errc::ok);
+  // The region's pages are the lease's executor's, not the daemon's.
+  pid_t holder = -1;
+  for (pid_t p : daemon.executors())
+    if (rss_kb(p) >= 64 * 1024) holder = p;
+  REQUIRE(holder > 0);
+  CHECK(rss_kb(daemon.process().pid()) < 48 * 1024);
+  if (how == "released") {
+    ex->release();
+  } else if (how == "expired") {
+    std::this_thread::sleep_for(3500ms);
+    uint64_t v = 1;
+    size_t n = 0;
+    CHECK(ex->invoke(ex->function("echo"), &v, sizeof v, &v, sizeof v, &n) == Errc::lease_expired);
+  } else {
+    daemon.process().kill(SIGTERM);  // the node is taken back
+    uint64_t v = 1;
+    size_t n = 0;
+    auto until = Clock::now() + 10s;
+    Errc e = Errc::ok;
+    while (e == Errc::ok && Clock::now() < until) e = ex->invoke(ex->function("echo"), &v, sizeof v, &v, sizeof v, &n);
+    CHECK(e == Errc::lease_revoked);
+  }
+  // The executor that held the region is gone, and its memory with it.
+  auto deadline = Clock::now() + 5s;
+  while (::kill(holder, 0) == 0 && Clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  CHECK(::kill(holder, 0) != 0);
+  if (how != "revoked") {
+    CHECK(rss_kb(daemon.process().pid()) < 48 * 1024);
+    check_daemon_serves(daemon);
+  }
+}
+
+TEST_CASE("a context-ABI function is told its capacity and cannot overrun it; its errors are named",
+          "[executor][abi]") {
+  ExecutorDaemonProcess daemon;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), with_context_functions());
+  int fill = ex->function("fill_capacity"), fail_with = ex->function("fail_with");
+  for (bool registered : {false, true}) {
+    INFO("registered output " << registered);
+    auto buf = registered ? ex->allocate(400) : nullptr;
+    std::vector<uint8_t> plain(400);
+    uint8_t* out = registered ? static_cast<uint8_t*>(buf->data()) : plain.data();
+    for (size_t cap : {size_t{16}, size_t{100}, size_t{333}}) {
+      std::memset(out, 0xEE, 400);
+      size_t n = 0;
+      REQUIRE(ex->invoke(fill, nullptr, 0, out, cap, &n) == Errc::ok);
+      CHECK(n == cap);
+      uint64_t told = 0;
+      std::memcpy(&told, out, 8);
+      CHECK(told == cap);
+      uint32_t worker = 9, workers = 9;
+      std::memcpy(&worker, out + 8, 4);
+      std::memcpy(&workers, out + 12, 4);
+      CHECK((worker == 0 && workers == 1));
+      CHECK(std::all_of(out + 16, out + cap, [](uint8_t b) { return b == 0xA5; }));
+      CHECK(std::all_of(out + cap, out + 400, [](uint8_t b) { return b == 0xEE; }));  // nothing past it
+    }
+  }
+  // A nonzero status is a named error with the status, distinct from an empty result.
+  size_t n = 99;
+  int32_t status = 7;
+  uint8_t out[8];
+  CHECK(ex->invoke(fail_with, &status, 4, out, sizeof out, &n) == Errc::function_failed);
+  CHECK(n == 7);
+  status = 0;
+  CHECK(ex->invoke(fail_with, &status, 4, out, sizeof out, &n) == Errc::ok);
+  CHECK(n == 0);
+  status = -1;  // does not fit the wire's 23 bits: still a failure
+  CHECK(ex->invoke(fail_with, &status, 4, out, sizeof out, &n) == Errc::function_failed);
+  // The reference ABI beside it, unchanged.
+  uint64_t v = 3, r = 0;
+  REQUIRE(ex->invoke(ex->function("echo"), &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  CHECK(r == 3);
+}
+
+TEST_CASE("the submission queue: 10x more calls than slots complete in order per worker; full is named",
+          "[executor][queue]") {
+  ExecutorDaemonProcess daemon({"--cores", "0,1"});
+  DeployOptions o = with_context_functions(2);
+  o.slots = 2;
+  o.queue_depth = 18;  // 2 workers x (2 slots + 18 queued) = 40 calls = 10x the slots
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon, 2)), o);
+  int seq = ex->function("next_in_sequence");
+  for (int round = 0; round < 3; ++round) {
+    constexpr int kCalls = 40;
+    Invocation hs[kCalls];
+    uint64_t got[kCalls] = {};
+    for (int i = 0; i < kCalls; ++i) REQUIRE(ex->submit(seq, nullptr, 0, &got[i], 8, &hs[i]) == Errc::ok);
+    Invocation extra;
+    uint64_t x = 0;
+    CHECK(ex->submit(seq, nullptr, 0, &x, 8, &extra) == Errc::queue_full);
+    for (int i = kCalls - 1; i >= 0; --i) {  // waited out of order
+      size_t n = 0;
+      REQUIRE(ex->wait(hs[i], &n) == Errc::ok);
+      REQUIRE(n == 8);
+    }
+    // Per worker, the calls ran in the order they were submitted.
+    for (uint32_t w = 0; w < 2; ++w) {
+      std::vector<uint64_t> order;
+      for (int i = 0; i < kCalls; ++i)
+        if (hs[i].worker == w) order.push_back(got[i]);
+      CHECK(order.size() == kCalls / 2);  // spread evenly
+      CHECK(std::is_sorted(order.begin(), order.end()));
+      CHECK(std::adjacent_find(order.begin(), order.end()) == order.end());
+    }
+  }
+  // Pinned to one worker, behind a slow call: queued, then run.
+  int sleep_ms = ex->function("sleep_ms");
+  uint32_t ms = 300, back = 0;
+  Invocation slow, next[4];
+  REQUIRE(ex->submit(sleep_ms, &ms, 4, &back, 4, &slow, 1) == Errc::ok);
+  uint64_t outs[4];
+  for (int i = 0; i < 4; ++i) REQUIRE(ex->submit(seq, nullptr, 0, &outs[i], 8, &next[i], 1) == Errc::ok);
+  ex->abandon(next[1]);  // given up while still queued: dropped when its turn comes
+  for (int i : {0, 2, 3}) REQUIRE(ex->wait(next[i], nullptr) == Errc::ok);
+  CHECK(outs[2] == outs[0] + 1);
+  CHECK(outs[3] == outs[2] + 1);
+  REQUIRE(ex->wait(slow, nullptr) == Errc::ok);
 }

@@ -36,8 +36,10 @@ rfaas_mpi_config basic_config(const std::string& library) {
   rfaas_mpi_config cfg;
   rfaas_mpi_config_init(&cfg);
   cfg.library_path = library.c_str();
-  cfg.functions = "echo,noop";
+  cfg.functions = "echo,noop,region_read";
   cfg.slots = 4;
+  cfg.queue_depth = 36;
+  cfg.region_bytes = 4 << 20;
   cfg.input_capacity = 64 * 1024;
   cfg.output_capacity = 64 * 1024;
   cfg.hot_timeout_us = 0;  // two ranks and two executors share two cores in CI
@@ -231,18 +233,63 @@ TEST_CASE("offloads through leased cores: blocking, as MPI requests, registered 
     CHECK(s.failed_offloads >= 1);
   }
 
-  SECTION("every slot in flight gives RFAAS_ERR_BUSY; finalize waits for requests MPI still holds") {
-    std::vector<uint8_t> in(64, 1);
-    std::vector<std::vector<uint8_t>> outs(5, std::vector<uint8_t>(64));
-    MPI_Request reqs[5];
-    for (int i = 0; i < 4; ++i)
-      REQUIRE(rfaas_ioffload("echo", in.data(), 64, outs[i].data(), 64, &reqs[i]) == RFAAS_OK);
-    CHECK(rfaas_ioffload("echo", in.data(), 64, outs[4].data(), 64, &reqs[4]) == RFAAS_ERR_BUSY);
-    CHECK(rfaas_mpi_finalize() == RFAAS_ERR_BUSY);  // collective: every rank has 4 pending
+  SECTION("more offloads than slots complete inside one MPI_Waitall; a full queue is named; finalize waits") {
+    // 4 slots and a queue of 36: 40 offloads in flight at once, 10 per slot.
+    constexpr int kCalls = 40;
+    std::vector<std::vector<uint8_t>> ins(kCalls + 1, std::vector<uint8_t>(64)), outs(kCalls + 1, std::vector<uint8_t>(64));
+    MPI_Request reqs[kCalls + 1];
+    for (int i = 0; i < kCalls; ++i) {
+      fill(ins[i], static_cast<uint32_t>(i));
+      REQUIRE(rfaas_ioffload("echo", ins[i].data(), 64, outs[i].data(), 64, &reqs[i]) == RFAAS_OK);
+    }
+    CHECK(rfaas_ioffload("echo", ins[kCalls].data(), 64, outs[kCalls].data(), 64, &reqs[kCalls]) ==
+          RFAAS_ERR_QUEUE_FULL);
+    CHECK(rfaas_mpi_finalize() == RFAAS_ERR_BUSY);  // collective: every rank has requests pending
     REQUIRE(rfaas_mpi_initialized());
-    MPI_Status st[4];
-    REQUIRE(MPI_Waitall(4, reqs, st) == MPI_SUCCESS);
-    for (int i = 0; i < 4; ++i) CHECK(outs[i] == in);
+    std::vector<MPI_Status> st(kCalls);
+    REQUIRE(MPI_Waitall(kCalls, reqs, st.data()) == MPI_SUCCESS);
+    for (int i = 0; i < kCalls; ++i) {
+      CHECK(st[i].MPI_TAG == RFAAS_OK);
+      CHECK(outs[i] == ins[i]);
+    }
+  }
+
+  SECTION("a resident region: rfaas_iput completes in MPI_Waitall, then offloads see its bytes") {
+    uint32_t region = 99;
+    REQUIRE(rfaas_mpi_create_region(1 << 20, &region) == RFAAS_OK);
+    CHECK(region == 0);
+    std::vector<uint8_t> data(1 << 20);
+    fill(data, 5);
+    REQUIRE(rfaas_mpi_register(data.data(), data.size()) == RFAAS_OK);
+    MPI_Request puts[2];
+    REQUIRE(rfaas_iput(region, 0, data.data(), data.size() / 2, &puts[0]) == RFAAS_OK);
+    REQUIRE(rfaas_iput(region, data.size() / 2, data.data() + data.size() / 2, data.size() / 2, &puts[1]) == RFAAS_OK);
+    MPI_Status st[2];
+    REQUIRE(MPI_Waitall(2, puts, st) == MPI_SUCCESS);
+    CHECK(st[0].MPI_TAG == RFAAS_OK);
+    CHECK(st[1].MPI_TAG == RFAAS_OK);
+    // region_read (context ABI) returns region bytes: the offload sees the put.
+    struct {
+      uint32_t region, pad;
+      uint64_t offset, length;
+    } ask{region, 0, 4096, 8192};
+    std::vector<uint8_t> got(8192);
+    size_t n = 0;
+    REQUIRE(rfaas_offload("region_read", &ask, sizeof ask, got.data(), got.size(), &n) == RFAAS_OK);
+    CHECK(n == 8192);
+    CHECK(std::equal(got.begin(), got.end(), data.begin() + 4096));
+    std::vector<uint8_t> back(data.size());
+    REQUIRE(rfaas_get(region, 0, back.data(), back.size()) == RFAAS_OK);
+    CHECK(back == data);
+    CHECK(rfaas_put(region, data.size() - 1, data.data(), 2) == RFAAS_ERR_REGION_OUT_OF_BOUNDS);
+    CHECK(rfaas_put(7, 0, data.data(), 2) == RFAAS_ERR_NO_SUCH_REGION);
+    uint32_t big = 0;
+    CHECK(rfaas_mpi_create_region(uint64_t{1} << 40, &big) == RFAAS_ERR_MEMORY_EXCEEDED);
+    rfaas_mpi_stats stats{};
+    rfaas_mpi_get_stats(&stats);
+    CHECK(stats.puts == 2);
+    CHECK(stats.put_bytes == data.size());
+    REQUIRE(rfaas_mpi_deregister(data.data()) == RFAAS_OK);
   }
 
   REQUIRE(rfaas_mpi_finalize() == RFAAS_OK);

@@ -39,6 +39,8 @@ typedef struct rfaas_mpi_config {
   int64_t invocation_timeout_ms; /* bound on one blocking offload (default 10 s) */
   int32_t avoid_own_node;   /* placement hint: lease on other nodes than this rank's (default 0) */
   const char* own_node;     /* this rank's node name for avoid_own_node; NULL: MPI_Get_processor_name */
+  uint64_t region_bytes;    /* lease memory for resident regions, beyond the slots (default 0) */
+  int32_t queue_depth;      /* offloads per core waiting for a slot beyond `slots` (default 256) */
 } rfaas_mpi_config;
 
 typedef struct rfaas_mpi_stats {
@@ -50,6 +52,9 @@ typedef struct rfaas_mpi_stats {
   uint64_t copied_outputs;      /* results copied out of rfaas's own slots */
   uint64_t registrations;       /* rfaas_mpi_register calls that registered new memory */
   uint64_t registration_hits;   /* rfaas_mpi_register calls already covered by a registration */
+  uint64_t puts;                /* rfaas_put / rfaas_iput calls that completed successfully */
+  uint64_t put_bytes;
+  uint64_t gets;                /* rfaas_get / rfaas_iget calls that completed successfully */
 } rfaas_mpi_stats;
 
 void rfaas_mpi_config_init(rfaas_mpi_config* cfg);
@@ -73,10 +78,25 @@ int rfaas_offload(const char* function, const void* in, size_t in_size, void* ou
  * MPI_Waitall, MPI_Test...) with no helper thread. In its status, MPI_TAG is the rfaas code
  * (RFAAS_OK or RFAAS_ERR_*; MPI_ERROR stays MPI_SUCCESS so that a failed offload never trips
  * the communicator's error handler) and MPI_Get_count(&status, MPI_BYTE, &n) the result
- * length. RFAAS_ERR_BUSY when every slot of every leased core is in flight. The request must
- * be completed (waited or tested) before it is freed. Needs Open MPI (its progress hook). */
+ * length. Offloads beyond the free slots wait in a bounded queue per leased core
+ * (cfg.queue_depth) and are posted in order as slots free, inside MPI's progress;
+ * RFAAS_ERR_QUEUE_FULL when that queue is full. The request must be completed (waited or
+ * tested) before it is freed. Needs Open MPI (its progress hook). */
 int rfaas_ioffload(const char* function, const void* in, size_t in_size, void* out, size_t out_capacity,
                    MPI_Request* request);
+
+/* Resident regions: memory on this rank's leased executor that stays for the lease (counted
+ * against cfg.region_bytes), written by puts straight into the executor's registered memory and
+ * seen by every leased core's functions as call->regions[id] (rfaas/function.h). An offload
+ * started after a put has completed (rfaas_put returned, or rfaas_iput's request completed in
+ * MPI_Wait/Test) sees the put's bytes. rfaas_mpi_recover makes the regions again, zeroed: put
+ * their contents again after it. */
+int rfaas_mpi_create_region(uint64_t bytes, uint32_t* region);
+int rfaas_put(uint32_t region, uint64_t offset, const void* src, size_t bytes);
+/* A put as an MPI generalized request (MPI_TAG of its status: the rfaas code). src must stay
+ * unchanged until it completes; at most cfg.input_capacity bytes when src is not registered. */
+int rfaas_iput(uint32_t region, uint64_t offset, const void* src, size_t bytes, MPI_Request* request);
+int rfaas_get(uint32_t region, uint64_t offset, void* dst, size_t bytes);
 
 /* For Fortran through bind(C): the communicator and the request as integer handles (the mpi
  * module's INTEGER handles, or the MPI_VAL component of mpi_f08's types). `function` must end

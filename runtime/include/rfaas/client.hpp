@@ -6,9 +6,18 @@
 //   auto ex = rfaas::Executor::deploy(grant, {.library_path = "libmyfns.so", .functions = {"saxpy"}});
 //   size_t n; rfaas::Errc e = ex->invoke(ex->function("saxpy"), in, in_size, out, out_cap, &n);
 //
-// Setup (deploy, registration, release) throws rfaas::Error. The invocation calls (invoke,
-// submit, wait, test) return rfaas::Errc and neither allocate nor throw. An Executor is used
-// by one thread at a time.
+// Setup (deploy, registration, regions, release) throws rfaas::Error. The invocation calls
+// (invoke, submit, put, get, wait, test) return rfaas::Errc and neither allocate nor throw. An
+// Executor is used by one thread at a time.
+//
+// Resident regions: memory on the executor that stays for the lease (create_region), written by
+// puts straight into the executor's registered memory and seen by every worker's functions
+// (rfaas/function.h). Ordering: a call submitted after a put has *completed* (wait or test)
+// sees the put's bytes, on every worker and every transport.
+//
+// Queue: submit, submit_put and submit_get never wait for a slot. Calls beyond the free slots
+// wait in a bounded queue per worker (DeployOptions::queue_depth) and are posted, in order of
+// submission, as slots free up during wait/test; Errc::queue_full when that queue is full.
 #pragma once
 
 #include <chrono>
@@ -34,12 +43,17 @@ enum class Errc : int {
   library_load_failed = 8,  // dlopen failed, a function name did not resolve, or the bytes were damaged
   no_capacity = 9,          // the executor node has not enough free cores or memory
   timeout = 10,             // a bounded wait ended first
-  busy = 11,                // every input slot is in use: wait for an invocation first
+  busy = 11,                // the MPI layer: requests still pending where none may be
   invalid_argument = 12,    // a bad argument, handle or request
   connection_failed = 13,   // the daemon or executor could not be reached
   protocol = 14,            // the other side answered outside the protocol
   lease_in_use = 15,        // this lease is already deployed
   not_initialized = 16,     // rfaas_mpi_init has not run (or rfaas_mpi_finalize has)
+  no_such_region = 17,      // no resident region has this id on this lease
+  region_out_of_bounds = 18,  // a put or get past the end of its region
+  memory_exceeded = 19,     // a region beyond what is left of the lease's memory
+  queue_full = 20,          // every slot busy and the submission queue full: wait for a call first
+  function_failed = 21,     // a context-ABI function returned an error status (see out_size)
 };
 const char* to_string(Errc) noexcept;
 
@@ -100,6 +114,7 @@ struct DeployOptions {
   std::vector<std::string> functions;   // names to resolve; function(name) gives their ids
   uint32_t workers = 1;                 // leased cores to use, one worker each
   uint32_t slots = 4;                   // invocations in flight per worker (at most 64)
+  uint32_t queue_depth = 256;           // further calls per worker waiting for a slot
   uint64_t input_capacity = 64 * 1024;  // payload bytes per invocation
   uint64_t output_capacity = 64 * 1024; // result bytes per invocation (at most 8 MiB - 1)
   int64_t hot_timeout_us = 10'000;      // executor busy-polls this long, then blocks; -1 always hot
@@ -123,10 +138,10 @@ struct DeployTiming {
   double total_ms = 0;
 };
 
-// Handle of a submitted invocation.
+// Handle of a submitted call (an invocation, a put or a get).
 struct Invocation {
   uint32_t worker = 0;
-  uint32_t slot = 0;
+  uint32_t call = 0;  // the call's entry on that worker (not its input slot)
   uint32_t generation = 0;
 };
 
@@ -167,10 +182,12 @@ class Executor {
   // DeployOptions::invocation_timeout).
   virtual Errc invoke(int function, const void* in, size_t in_size, void* out, size_t out_capacity,
                       size_t* out_size, std::chrono::microseconds timeout = std::chrono::microseconds(-1)) noexcept = 0;
-  // Starts an invocation on `worker` (-1: the next one with a free slot); Errc::busy when none.
+  // Starts an invocation on `worker` (-1: the least loaded one); queued behind the worker's
+  // slots when they are all in flight. `in` and `out` must stay valid until it completes.
   virtual Errc submit(int function, const void* in, size_t in_size, void* out, size_t out_capacity,
                       Invocation* handle, int worker = -1) noexcept = 0;
-  // Completes a submitted invocation; Errc::timeout leaves it pending (wait again or abandon).
+  // Completes a submitted call; Errc::timeout leaves it pending (wait again or abandon). For
+  // Errc::function_failed, *out_size is the function's error status.
   virtual Errc wait(const Invocation& handle, size_t* out_size,
                     std::chrono::microseconds timeout = std::chrono::microseconds(-1)) noexcept = 0;
   // Non-blocking: *done is set when wait() would return at once.
@@ -180,6 +197,27 @@ class Executor {
   // The same input to every worker; outs[i] (capacity out_capacity each) gets worker i's result.
   virtual Errc invoke_all(int function, const void* in, size_t in_size, void* const* outs, size_t out_capacity,
                           size_t* out_sizes) noexcept = 0;
+
+  // Resident regions. create_region maps `bytes` of zeroed memory on the executor, counted
+  // against the lease's memory (Errc::memory_exceeded beyond it), and returns its id (0, 1, ...
+  // in creation order; functions see it as call->regions[id]). Regions live until the lease ends.
+  virtual uint32_t create_region(uint64_t bytes) = 0;
+  virtual uint32_t region_count() const noexcept = 0;
+  virtual uint64_t region_size(uint32_t region) const noexcept = 0;  // 0: no such region
+  // Writes src[0, bytes) to the region at `offset` with one RDMA write into the executor's
+  // memory; the worker that receives it only acknowledges. Unregistered src is staged through
+  // the slot (at most input_capacity bytes). `worker` picks the connection (-1: any).
+  virtual Errc submit_put(uint32_t region, uint64_t offset, const void* src, size_t bytes, Invocation* handle,
+                          int worker = -1) noexcept = 0;
+  // Reads region bytes [offset, offset + bytes) into dst (at most 8 MiB - 1 per get; an
+  // unregistered dst at most output_capacity).
+  virtual Errc submit_get(uint32_t region, uint64_t offset, void* dst, size_t bytes, Invocation* handle,
+                          int worker = -1) noexcept = 0;
+  // Blocking forms, of any size: split into as many puts / gets as needed, all completed.
+  virtual Errc put(uint32_t region, uint64_t offset, const void* src, size_t bytes,
+                   std::chrono::microseconds timeout = std::chrono::microseconds(-1)) noexcept = 0;
+  virtual Errc get(uint32_t region, uint64_t offset, void* dst, size_t bytes,
+                   std::chrono::microseconds timeout = std::chrono::microseconds(-1)) noexcept = 0;
 
   // Presents a renewed token (from broker_renew) to the executor daemon, which moves the lease's
   // expiry. Throws Error (bad_token: not this lease; lease_expired / lease_revoked: over already).

@@ -32,6 +32,11 @@ enum {
   RFAAS_ERR_PROTOCOL = 14,
   RFAAS_ERR_LEASE_IN_USE = 15,
   RFAAS_ERR_NOT_INITIALIZED = 16,
+  RFAAS_ERR_NO_SUCH_REGION = 17,
+  RFAAS_ERR_REGION_OUT_OF_BOUNDS = 18,
+  RFAAS_ERR_MEMORY_EXCEEDED = 19,
+  RFAAS_ERR_QUEUE_FULL = 20,
+  RFAAS_ERR_FUNCTION_FAILED = 21,
 };
 
 typedef struct rfaas_lease rfaas_lease;       /* a granted lease: daemon address + token */
@@ -46,10 +51,11 @@ typedef struct rfaas_deploy_options {
   uint64_t output_capacity;   /* result bytes per invocation (default 64 KiB) */
   int64_t hot_timeout_us;     /* executor busy-polls this long, then blocks; -1 always hot */
   int64_t invocation_timeout_ms; /* default bound for rfaas_invoke / rfaas_wait (default 10 s) */
+  int32_t queue_depth;        /* calls per worker waiting for a slot (default 256) */
 } rfaas_deploy_options;
 
 typedef struct rfaas_invocation {
-  uint32_t worker, slot, generation;
+  uint32_t worker, call, generation; /* call: the call's entry on that worker */
 } rfaas_invocation;
 
 typedef struct rfaas_usage {
@@ -85,6 +91,17 @@ int rfaas_submit(rfaas_executor* executor, int function, const void* in, size_t 
 int rfaas_wait(rfaas_executor* executor, const rfaas_invocation* handle, size_t* out_size, int64_t timeout_us);
 void rfaas_abandon(rfaas_executor* executor, const rfaas_invocation* handle);
 int rfaas_test(rfaas_executor* executor, const rfaas_invocation* handle, int* done);
+
+/* Resident regions (rfaas/client.hpp has the contract): executor memory kept for the lease,
+ * counted against its memory. rfaas_region_put / _get block until done; rfaas_submit_region_put and
+ * rfaas_submit_region_get complete through rfaas_wait / rfaas_test like invocations. */
+int rfaas_create_region(rfaas_executor* executor, uint64_t bytes, uint32_t* region);
+int rfaas_region_put(rfaas_executor* executor, uint32_t region, uint64_t offset, const void* src, size_t bytes);
+int rfaas_region_get(rfaas_executor* executor, uint32_t region, uint64_t offset, void* dst, size_t bytes);
+int rfaas_submit_region_put(rfaas_executor* executor, uint32_t region, uint64_t offset, const void* src,
+                            size_t bytes, rfaas_invocation* handle);
+int rfaas_submit_region_get(rfaas_executor* executor, uint32_t region, uint64_t offset, void* dst, size_t bytes,
+                            rfaas_invocation* handle);
 
 /* Ends the lease; usage may be NULL. rfaas_executor_free releases too if needed. */
 int rfaas_release(rfaas_executor* executor, rfaas_usage* usage);
