@@ -6,7 +6,7 @@
 // its rows. --mode local runs the all-local product alone (what `mpirun -np N` without rfaas
 // gives).
 //
-//   mpirun -np 1 gemm [--n 512] [--tile 64] [--share 0.5] [--cores 1] [--repeats 5]
+//   mpirun -np 1 gemm [--n 512] [--tile 0 (auto)] [--share 0.5] [--cores 1] [--repeats 5]
 //                     [--mode rfaas|local] [--json]
 // The broker and the library come from RFAAS_BROKER and RFAAS_LIBRARY (or
 // RFAAS_FUNCTIONS/librfaas_functions_blas.so), or --broker / --library.
@@ -31,7 +31,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   uint32_t n = 512;
-  uint32_t tile = 64;  // rows of C per offload
+  uint32_t tile = 0;  // rows of C per offload; 0: as few tiles as the result size limit allows
   double share = 0.5;
   int cores = 1;
   int64_t hot_timeout_us = -1;  // executors busy-poll this long after a call; -1: always (a dedicated core)
@@ -70,7 +70,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--library") o.library = value();
     else die(("unknown option " + a + " (--n --tile --share --cores --hot-timeout-us --repeats --mode --json --broker --library)").c_str());
   }
-  if (o.n < 2 || o.tile < 1 || o.share < 0 || o.share > 1 || o.cores < 1 || o.repeats < 1) die("bad option value");
+  if (o.n < 2 || o.share < 0 || o.share > 1 || o.cores < 1 || o.repeats < 1) die("bad option value");
   return o;
 }
 
@@ -161,6 +161,13 @@ int main(int argc, char** argv) {
 
   // Tiles to offload: the first share of this rank's rows.
   uint32_t off_rows = std::min<uint32_t>(m, static_cast<uint32_t>(std::lround(o.share * m)));
+  if (o.tile == 0) {
+    // Few large tiles compute fastest; a result is at most 8 MiB - 1; at least one per leased core.
+    const uint64_t max_rows = ((1ull << 23) - 1) / (sizeof(double) * N);
+    uint64_t count = std::max<uint64_t>((off_rows + max_rows - 1) / std::max<uint64_t>(max_rows, 1), 1);
+    count = (count + o.cores - 1) / o.cores * o.cores;
+    o.tile = static_cast<uint32_t>(std::max<uint64_t>((off_rows + count - 1) / count, 1));
+  }
   std::vector<Tile> tiles;
   for (uint32_t r0 = 0; r0 < off_rows; r0 += o.tile) {
     Tile t;
@@ -175,8 +182,11 @@ int main(int argc, char** argv) {
   rfaas_mpi_config_init(&cfg);
   cfg.functions = "dgemm_resident";
   cfg.cores_per_rank = o.cores;
-  cfg.slots = 4;
-  cfg.queue_depth = std::max<int>(static_cast<int>(tiles.size()), 16);
+  // Every tile in flight at once where the slots allow: a queued tile is posted only when this
+  // rank next enters MPI (after its own share), so it would wait for that.
+  const int per_core = (static_cast<int>(tiles.size()) + o.cores - 1) / o.cores;
+  cfg.slots = std::clamp(per_core, 1, 64);
+  cfg.queue_depth = std::max(per_core - cfg.slots, 0) + 4;
   cfg.input_capacity = sizeof(double) * (kArgsDoubles + o.tile * N);
   cfg.output_capacity = std::max<uint64_t>(sizeof(double) * o.tile * N, 8);
   cfg.hot_timeout_us = o.hot_timeout_us;

@@ -154,10 +154,18 @@ bool resident(const std::vector<Block>& blocks, uint32_t row) {
   return false;
 }
 
-void local_rows(Rank& r, uint32_t first, uint32_t count) {
-  if (count == 0) return;
+// Sweeps local rows [first, first + count) and returns their part of the residual (sum of the
+// squared updates), computed right after them while the rows are still in cache.
+double local_rows(Rank& r, uint32_t first, uint32_t count) {
+  if (count == 0) return 0;
   size_t n = r.n;
   jacobi_rows(&r.u[(first - 1) * n], &r.f[(first - 1) * n], &r.unew[first * n], count, r.n);
+  double sum = 0;
+  for (size_t i = first * n; i < (first + count) * n; ++i) {
+    double d = r.unew[i] - r.u[i];
+    sum += d * d;
+  }
+  return sum;
 }
 
 void set_args(Block& b, uint32_t n, uint32_t parity) {
@@ -206,7 +214,8 @@ RunResult solve(Rank& r, const Options& o, std::vector<Block>& blocks) {
                            b.output.size() * sizeof(double), &reqs[4 + i]),
             "rfaas_ioffload");
     }
-    // Own rows that need no halo, around the resident blocks.
+    // Own rows that need no halo, around the resident blocks, while those sweep where they are.
+    double local = 0;
     for (uint32_t row = 2; row + 1 <= r.rows;) {
       if (resident(blocks, row)) {
         ++row;
@@ -214,11 +223,10 @@ RunResult solve(Rank& r, const Options& o, std::vector<Block>& blocks) {
       }
       uint32_t end = row;
       while (end + 1 <= r.rows && !resident(blocks, end)) ++end;
-      local_rows(r, row, end - row);
+      local += local_rows(r, row, end - row);
       row = end;
     }
     MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), statuses.data());
-    double local = 0;
     for (size_t i = 0; i < blocks.size(); ++i) {
       Block& b = blocks[i];
       int count = 0;
@@ -229,16 +237,8 @@ RunResult solve(Rank& r, const Options& o, std::vector<Block>& blocks) {
       std::memcpy(&r.unew[b.first * n], b.output.data() + 1, sizeof(double) * n);
       std::memcpy(&r.unew[(b.first + b.rows - 1) * n], b.output.data() + 1 + n, sizeof(double) * n);
     }
-    local_rows(r, 1, 1);
-    if (r.rows > 1) local_rows(r, r.rows, 1);
-
-    for (uint32_t row = 1; row <= r.rows; ++row) {
-      if (resident(blocks, row)) continue;  // counted on the leased core
-      for (size_t i = row * n; i < (row + 1) * n; ++i) {
-        double d = r.unew[i] - r.u[i];
-        local += d * d;
-      }
-    }
+    local += local_rows(r, 1, 1);
+    if (r.rows > 1) local += local_rows(r, r.rows, 1);
     double global = 0;
     MPI_Allreduce(&local, &global, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     std::swap(r.u, r.unew);
