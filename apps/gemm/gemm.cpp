@@ -7,7 +7,7 @@
 // gives).
 //
 //   mpirun -np 1 gemm [--n 512] [--tile 0 (auto)] [--share 0.5] [--cores 1] [--repeats 5]
-//                     [--mode rfaas|local] [--json]
+//                     [--mode rfaas|local] [--json-out FILE]
 // The broker and the library come from RFAAS_BROKER and RFAAS_LIBRARY (or
 // RFAAS_FUNCTIONS/librfaas_functions_blas.so), or --broker / --library.
 #include <cblas.h>
@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -37,9 +38,20 @@ struct Options {
   int64_t hot_timeout_us = -1;  // executors busy-poll this long after a call; -1: always (a dedicated core)
   int repeats = 5;
   bool rfaas = true;
-  bool json = false;
+  std::string json_out;  // appends one JSON line of the figures here
   std::string broker, library;
 };
+
+// One JSON line of figures, appended to `path` (for scripts/bench/apps.sh and the quickstart).
+[[gnu::format(printf, 2, 3)]] void append_json(const std::string& path, const char* format, ...) {
+  FILE* f = std::fopen(path.c_str(), "a");
+  if (!f) return;
+  va_list args;
+  va_start(args, format);
+  std::vfprintf(f, format, args);
+  va_end(args);
+  std::fclose(f);
+}
 
 [[noreturn]] void die(const char* what) {
   std::fprintf(stderr, "gemm: %s\n", what);
@@ -65,10 +77,10 @@ Options parse(int argc, char** argv) {
       std::string m = value();
       if (m != "rfaas" && m != "local") die("--mode is rfaas or local");
       o.rfaas = m == "rfaas";
-    } else if (a == "--json") o.json = true;
+    } else if (a == "--json-out") o.json_out = value();
     else if (a == "--broker") o.broker = value();
     else if (a == "--library") o.library = value();
-    else die(("unknown option " + a + " (--n --tile --share --cores --hot-timeout-us --repeats --mode --json --broker --library)").c_str());
+    else die(("unknown option " + a + " (--n --tile --share --cores --hot-timeout-us --repeats --mode --json-out --broker --library)").c_str());
   }
   if (o.n < 2 || o.share < 0 || o.share > 1 || o.cores < 1 || o.repeats < 1) die("bad option value");
   return o;
@@ -147,12 +159,11 @@ int main(int argc, char** argv) {
   if (!o.rfaas) {
     if (rank == 0) {
       double t = median(local_t);
-      if (o.json)
-        std::printf("{\"app\":\"gemm\",\"mode\":\"local\",\"ranks\":%d,\"n\":%u,\"local_s\":%.6f,\"gflops\":%.2f,"
+      if (!o.json_out.empty())
+        append_json(o.json_out,"{\"app\":\"gemm\",\"mode\":\"local\",\"ranks\":%d,\"n\":%u,\"local_s\":%.6f,\"gflops\":%.2f,"
                     "\"repeats\":%d}\n",
                     size, n, t, flops / t * 1e-9, o.repeats);
-      else
-        std::printf("gemm: %d ranks, N = %u, no rfaas: %8.3f ms, %7.2f GFLOP/s (median of %d)\n", size, n, 1e3 * t,
+      std::printf("gemm: %d ranks, N = %u, no rfaas: %8.3f ms, %7.2f GFLOP/s (median of %d)\n", size, n, 1e3 * t,
                     flops / t * 1e-9, o.repeats);
     }
     MPI_Finalize();
@@ -275,13 +286,14 @@ int main(int argc, char** argv) {
   rfaas_mpi_get_stats(&st);
   const double ls = median(local_t), rs = median(off_t);
   const size_t tile_bytes = tiles.empty() ? 0 : sizeof(double) * (tiles[0].input.size() + size_t{tiles[0].rows} * N);
-  if (rank == 0 && o.json) {
-    std::printf("{\"app\":\"gemm\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"tile\":%u,"
+  if (rank == 0 && !o.json_out.empty()) {
+    append_json(o.json_out,"{\"app\":\"gemm\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"tile\":%u,"
                 "\"tiles\":%zu,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"call_us\":%.2f,\"compute_us\":%.2f,"
                 "\"transfer_bytes_per_call\":%zu,\"repeats\":%d,\"pass\":%s}\n",
                 size, o.cores, n, o.tile, tiles.size(), ls, rs, put_s, call_us, compute_us, tile_bytes, o.repeats,
                 pass ? "true" : "false");
-  } else if (rank == 0) {
+  }
+  if (rank == 0) {
     std::printf("gemm: %d rank(s), C = A*B with N = %u, tiles of %u rows, offload share %.2f, %d leased core(s) per "
                 "rank\n",
                 size, n, o.tile, o.share, o.cores);

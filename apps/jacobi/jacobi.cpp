@@ -11,7 +11,7 @@
 // --mode local runs the all-local solver alone (what `mpirun -np N` without rfaas gives).
 //
 //   mpirun -np 1 jacobi [--n 512] [--iterations 300] [--tolerance 1e-9] [--share 0.5] [--cores 1]
-//                       [--repeats 1] [--mode rfaas|local] [--json]
+//                       [--repeats 1] [--mode rfaas|local] [--json-out FILE]
 // The broker and the function library come from RFAAS_BROKER and RFAAS_LIBRARY (or
 // RFAAS_FUNCTIONS/librfaas_functions_jacobi.so), or --broker / --library.
 #include <mpi.h>
@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -42,9 +43,20 @@ struct Options {
   int64_t hot_timeout_us = -1;  // executors busy-poll this long after a call; -1: always (a dedicated core)
   int repeats = 1;  // solves of each kind; medians are printed
   bool rfaas = true;
-  bool json = false;
+  std::string json_out;  // appends one JSON line of the figures here
   std::string broker, library;
 };
+
+// One JSON line of figures, appended to `path` (for scripts/bench/apps.sh and the quickstart).
+[[gnu::format(printf, 2, 3)]] void append_json(const std::string& path, const char* format, ...) {
+  FILE* f = std::fopen(path.c_str(), "a");
+  if (!f) return;
+  va_list args;
+  va_start(args, format);
+  std::vfprintf(f, format, args);
+  va_end(args);
+  std::fclose(f);
+}
 
 [[noreturn]] void die(const char* what) {
   std::fprintf(stderr, "jacobi: %s\n", what);
@@ -77,12 +89,12 @@ Options parse(int argc, char** argv) {
       std::string m = value();
       if (m != "rfaas" && m != "local") die("--mode is rfaas or local");
       o.rfaas = m == "rfaas";
-    } else if (a == "--json") o.json = true;
+    } else if (a == "--json-out") o.json_out = value();
     else if (a == "--broker") o.broker = value();
     else if (a == "--library") o.library = value();
     else
       die(("unknown option " + a +
-           " (--n --iterations --tolerance --share --cores --hot-timeout-us --repeats --mode --json --broker --library)")
+           " (--n --iterations --tolerance --share --cores --hot-timeout-us --repeats --mode --json-out --broker --library)")
               .c_str());
   }
   if (o.n < 8 || o.iterations < 1 || o.share < 0 || o.share > 1 || o.cores < 1 || o.repeats < 1)
@@ -303,12 +315,11 @@ int main(int argc, char** argv) {
     }
     double s = median(t);
     if (r.rank == 0) {
-      if (o.json)
-        std::printf("{\"app\":\"jacobi\",\"mode\":\"local\",\"ranks\":%d,\"n\":%u,\"iterations\":%d,\"residual\":%.9e,"
+      if (!o.json_out.empty())
+        append_json(o.json_out,"{\"app\":\"jacobi\",\"mode\":\"local\",\"ranks\":%d,\"n\":%u,\"iterations\":%d,\"residual\":%.9e,"
                     "\"local_s\":%.6f,\"ms_per_iteration\":%.4f,\"repeats\":%d}\n",
                     r.size, o.n, local.iterations, local.residual, s, 1e3 * s / local.iterations, o.repeats);
-      else
-        std::printf("jacobi: %d ranks, grid %ux%u, no rfaas: %4d iterations, residual %.6e, %9.3f ms/iteration "
+      std::printf("jacobi: %d ranks, grid %ux%u, no rfaas: %4d iterations, residual %.6e, %9.3f ms/iteration "
                     "(median of %d)\n",
                     r.size, o.n, o.n, local.iterations, local.residual, 1e3 * s / local.iterations, o.repeats);
     }
@@ -405,14 +416,15 @@ int main(int argc, char** argv) {
   const double ls = median(local_t), rs = median(off_t), ps = median(put_t);
   const size_t boundary_bytes = sizeof(double) * (2 + 2 * size_t{r.n} + 1 + 2 * size_t{r.n});
 
-  if (r.rank == 0 && o.json) {
-    std::printf("{\"app\":\"jacobi\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"iterations\":%d,"
+  if (r.rank == 0 && !o.json_out.empty()) {
+    append_json(o.json_out,"{\"app\":\"jacobi\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"iterations\":%d,"
                 "\"residual\":%.9e,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"call_us\":%.2f,"
                 "\"compute_us\":%.2f,\"transfer_bytes_per_call\":%zu,\"resident_rows\":%u,\"rows\":%u,"
                 "\"repeats\":%d,\"pass\":%s}\n",
                 r.size, o.cores, o.n, off.iterations, off.residual, ls, rs, ps, call_us, compute_us, boundary_bytes,
                 resident_rows, r.rows, o.repeats, pass ? "true" : "false");
-  } else if (r.rank == 0) {
+  }
+  if (r.rank == 0) {
     std::printf("jacobi: %d rank(s), grid %ux%u, at most %d iterations, tolerance %.1e, resident share %.2f, "
                 "%d leased core(s) per rank\n",
                 r.size, o.n, o.n, o.iterations, o.tolerance, o.share, o.cores);

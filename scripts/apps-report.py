@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Puts the three runs of an app side by side: the rank alone (all-local), the rank with its
+leased core(s) (rfaas), and `mpirun -np 2` without rfaas. Reads the JSON lines the apps append
+with --json-out (the rfaas run carries the all-local figure measured in the same process).
+
+  apps-report.py FILE            the summary for people (the quickstart)
+  apps-report.py --bench FILE    one {"bench":"apps",...} line per app and size (scripts/bench/apps.sh)
+"""
+import json
+import sys
+
+
+def load(path):
+    runs = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line)
+            key = (r["app"], r["n"])
+            runs.setdefault(key, {})[r["mode"]] = r
+    return runs
+
+
+def figures(rf, loc):
+    local_s, rfaas_s, mpi2_s = rf["local_s"], rf["rfaas_s"], loc["local_s"]
+    return local_s, rfaas_s, mpi2_s, local_s / rfaas_s, mpi2_s / rfaas_s
+
+
+def human(runs):
+    for (app, n), modes in sorted(runs.items()):
+        rf, loc = modes.get("rfaas"), modes.get("local")
+        if not rf or not loc:
+            print(f"{app} N={n}: incomplete (need an rfaas run and a --mode local run)")
+            continue
+        local_s, rfaas_s, mpi2_s, speedup, of_ideal = figures(rf, loc)
+        if app == "jacobi":
+            it = rf["iterations"]
+            unit = lambda s: f"{1e3 * s / it:8.3f} ms/iteration"
+            print(f"jacobi {n}x{n}, {it} iterations: 1 rank on core 0, 1 core leased through the broker")
+        else:
+            unit = lambda s: f"{2.0 * n ** 3 / s * 1e-9:8.2f} GFLOP/s ({1e3 * s:.1f} ms)"
+            print(f"gemm N = {n}: 1 rank on core 0, 1 core leased through the broker")
+        print(f"  rank alone (all-local)           : {unit(local_s)}")
+        print(f"  rank + leased core (rfaas)       : {unit(rfaas_s)}   speed-up {speedup:.2f}x over all-local")
+        print(f"  mpirun -np {loc['ranks']} without rfaas        : {unit(mpi2_s)}   rfaas reaches {of_ideal:.2f} of it")
+        call, compute = rf["call_us"], rf["compute_us"]
+        print(f"  one offload call: {call:.0f} us round trip, {compute:.0f} us of it the computation (measured here), "
+              f"{rf['transfer_bytes_per_call'] / 1024:.0f} KiB moved per call; first put of the resident data "
+              f"{1e3 * rf['put_s']:.1f} ms")
+        print(f"  verification against all-local: {'PASS' if rf['pass'] else 'FAIL'}")
+        print()
+
+
+def bench(runs, provider):
+    for (app, n), modes in sorted(runs.items()):
+        rf, loc = modes.get("rfaas"), modes.get("local")
+        if not rf or not loc:
+            continue
+        local_s, rfaas_s, mpi2_s, speedup, of_ideal = figures(rf, loc)
+        line = {"bench": "apps", "app": app, "size": n, "provider": provider, "local_s": local_s,
+                "rfaas_s": rfaas_s, "mpi2_s": mpi2_s, "speedup": round(speedup, 4), "of_ideal": round(of_ideal, 4),
+                "call_us": rf["call_us"], "compute_us": rf["compute_us"],
+                "transfer_us": round(max(rf["call_us"] - rf["compute_us"], 0.0), 2),
+                "transfer_bytes_per_call": rf["transfer_bytes_per_call"], "put_s": rf["put_s"],
+                "repeats": rf["repeats"], "pass": rf["pass"]}
+        if app == "jacobi":
+            line["iterations"] = rf["iterations"]
+        print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if args and args[0] == "--bench":
+        bench(load(args[1]), args[2] if len(args) > 2 else "shm")
+    elif args:
+        human(load(args[0]))
+    else:
+        sys.exit(__doc__)
