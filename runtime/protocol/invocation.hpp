@@ -3,7 +3,7 @@
 //
 //   request, one write-with-immediate into input slot `slot`, in one of two forms (imm bit 31):
 //     framed:  [InvocationHeader | payload] at the slot's start
-//              imm = slot (6 bits) | function index (16) | reserved (9, zero) | 0
+//              imm = slot (6 bits) | function index (16) | reserved (8, zero) | 0 | 0
 //     compact: the payload alone at the slot's start + sizeof(InvocationHeader); the header the
 //              last framed request left in the slot still names the output target
 //              imm = slot (6 bits) | function index (8) | payload size (17) | 1
@@ -90,13 +90,16 @@ static_assert(sizeof(RegionGet) == 24, "part of the wire format");
 inline constexpr uint32_t kMaxRegions = 64;
 
 constexpr bool request_is_compact(uint32_t imm) { return (imm & kCompactFlag) != 0; }
+// Framed requests only: the bits between the function index and the region-op flag, zero.
+constexpr uint32_t request_reserved(uint32_t imm) {
+  return (imm & ~(kCompactFlag | kRegionOpFlag)) >> (kSlotBits + kFunctionBits);
+}
 constexpr uint32_t request_slot(uint32_t imm) { return imm & (kMaxSlots - 1); }
 constexpr uint32_t request_function(uint32_t imm) {
   return request_is_compact(imm) ? (imm >> kSlotBits) & (kMaxCompactFunctions - 1)
                                  : (imm >> kSlotBits) & (kMaxFunctions - 1);
 }
-// Framed requests only: the bits between the function index and the flag, zero.
-constexpr uint32_t request_reserved(uint32_t imm) { return (imm & ~kCompactFlag) >> (kSlotBits + kFunctionBits); }
+
 // Compact requests only.
 constexpr uint32_t compact_request_size(uint32_t imm) {
   return (imm >> (kSlotBits + kCompactFunctionBits)) & kMaxCompactPayload;

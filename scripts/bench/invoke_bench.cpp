@@ -6,7 +6,8 @@
 // transport (libfabric, or libibverbs for verbs; also on core 1), pins itself to core 0, and measures, interleaving raw and rfaas blocks:
 //   - hot round trip: echo of S bytes (S in, S out) vs the raw write-with-immediate ping-pong of S
 //     bytes each way, and a no-op (S in, 0 out);
-//   - bandwidth: no-op invocations with 1 MiB inputs, 4 in flight, vs raw streaming of 1 MiB writes;
+//   - bandwidth at 64 KiB, 1 MiB and 16 MiB, 16 in flight on both sides: puts into a resident region
+//     and no-op invocations vs the raw stream of RMA writes;
 //   - throughput: 64 B no-ops with 1 and with K in flight;
 //   - warm round trip: an always-warm lease (hot_timeout_us = 0), one call after each idle pause;
 //   - cold start: lease token to first result, by phase, with and without the library cached.
@@ -320,26 +321,9 @@ int run(const Options& o) {
     return 0;
   }
 
-  // Bandwidth: 1 MiB inputs.
   std::vector<std::unique_ptr<Buffer>> outs;
   for (int i = 0; i < 4; ++i) outs.push_back(ex->allocate(64));
-  std::vector<double> raw_bw, inv_bw;
-  for (int r = 0; r < o.repeats; ++r) {
-    raw_command(sock, {2, kMaxSize, 400});
-    raw_bw.push_back(stream_initiator(raw, kMaxSize, 400));
-    raw_done(sock);
-    double bps;
-    throughput(*ex, noop, *in, outs, kMaxSize, 4, o.seconds * 4, &bps);
-    inv_bw.push_back(bps / 1e9);
-  }
-  double rb = median(raw_bw), ib = median(inv_bw);
-  std::printf("\nbandwidth, 1 MiB inputs: raw stream %.2f GB/s, no-op invocations (4 in flight) %.2f GB/s, ratio %.3f\n",
-              rb, ib, ib / rb);
   char buf[512];
-  std::snprintf(buf, sizeof buf,
-                "\"metric\":\"bandwidth_gbps\",\"provider\":\"%s\",\"size\":%zu,\"raw\":%.4f,\"invoke\":%.4f,\"ratio\":%.4f",
-                prov, kMaxSize, rb, ib, ib / rb);
-  json_line(json, buf);
 
   // Throughput of small invocations.
   std::vector<double> t1, t4;
@@ -418,6 +402,73 @@ int run(const Options& o) {
                 prov, median(cold_total), median(cold_connect), median(cold_start), median(cold_eps),
                 median(cold_first), cold_uncached_ms, cold_uncached.library_ms, median(back_to_back));
   json_line(json, buf);
+
+  // Bandwidth, the same window on both sides: the raw RMA-write stream, puts into a resident
+  // region, and no-op invocations whose inputs are that size.
+  {
+    const uint32_t window = kStreamWindow;
+    DeployOptions bw = deploy_options(o, kHotLeaseIdleUs);  // idle while the raw blocks run beside it
+    bw.client_hot_timeout_us = -1;
+    bw.slots = window;
+    bw.input_capacity = kMaxStreamSize;
+    bw.output_capacity = 64;
+    auto ex = Executor::deploy(daemon.lease(), bw);
+    auto src = ex->allocate(kMaxStreamSize);
+    std::memset(src->data(), 0x3c, kMaxStreamSize);
+    uint32_t region = ex->create_region(kMaxStreamSize);
+    std::vector<std::unique_ptr<Buffer>> res;
+    for (uint32_t i = 0; i < window; ++i) res.push_back(ex->allocate(64));
+    const int noop_bw = ex->function("noop");
+    const double total = o.provider == "verbs" ? 32.0 * (1 << 20) : 256.0 * (1 << 20);
+    // `count` operations of `size` with `window` in flight, as one stream; GB/s.
+    auto windowed = [&](size_t size, int count, bool put) {
+      std::vector<Invocation> h(window);
+      auto start = [&](uint32_t i) {
+        Errc e = put ? ex->submit_put(region, 0, src->data(), size, &h[i])
+                     : ex->submit(noop_bw, src->data(), size, res[i]->data(), 64, &h[i]);
+        if (e != Errc::ok) die(std::string(put ? "put: " : "invoke: ") + to_string(e));
+      };
+      auto t0 = Clock::now();
+      int posted = 0;
+      for (uint32_t i = 0; i < window && posted < count; ++i, ++posted) start(i);
+      for (int done = 0; done < count; ++done) {
+        uint32_t i = static_cast<uint32_t>(done % window);
+        if (Errc e = ex->wait(h[i], nullptr); e != Errc::ok) die(std::string("wait: ") + to_string(e));
+        if (posted < count) {
+          start(i);
+          ++posted;
+        }
+      }
+      return static_cast<double>(size) * count / std::chrono::duration<double>(Clock::now() - t0).count() / 1e9;
+    };
+    std::printf("\nbandwidth, %u in flight on both sides (GB/s, medians of %d; ratio = median of per-repeat ratios)\n",
+                window, o.repeats);
+    std::printf("%-10s %9s %9s %9s %11s %11s\n", "size", "raw", "put", "invoke", "put/raw", "invoke/raw");
+    for (size_t size : {size_t{64} << 10, size_t{1} << 20, size_t{16} << 20}) {
+      const int count = std::max(static_cast<int>(total / static_cast<double>(size)), 2 * static_cast<int>(window));
+      std::vector<double> r, p, v, pr, vr;
+      for (int rep = 0; rep < o.repeats; ++rep) {
+        raw_command(sock, {2, size, static_cast<uint64_t>(count)});
+        double raw_gbps = stream_initiator(raw, size, count);
+        raw_done(sock);
+        double put_gbps = windowed(size, count, true);
+        double inv_gbps = windowed(size, count, false);
+        r.push_back(raw_gbps);
+        p.push_back(put_gbps);
+        v.push_back(inv_gbps);
+        pr.push_back(put_gbps / raw_gbps);
+        vr.push_back(inv_gbps / raw_gbps);
+      }
+      std::printf("%-10zu %9.2f %9.2f %9.2f %11.3f %11.3f\n", size, median(r), median(p), median(v), median(pr),
+                  median(vr));
+      std::snprintf(buf, sizeof buf,
+                    "\"metric\":\"bandwidth_gbps\",\"provider\":\"%s\",\"size\":%zu,\"window\":%u,\"raw\":%.4f,"
+                    "\"put\":%.4f,\"invoke\":%.4f,\"put_ratio\":%.4f,\"invoke_ratio\":%.4f,\"repeats\":%d",
+                    prov, size, window, median(r), median(p), median(v), median(pr), median(vr), o.repeats);
+      json_line(json, buf);
+    }
+    ex->release();
+  }
 
   raw_command(sock, {0, 0, 0});
   int st;

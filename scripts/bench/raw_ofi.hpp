@@ -32,6 +32,7 @@ using Clock = std::chrono::steady_clock;
 // sample of both sides and flatter the ratios.
 inline double elapsed_ns(uint64_t t0, uint64_t t1) { return CycleClock::to_ns(t1 - t0); }
 constexpr size_t kMaxSize = 1u << 20;
+constexpr size_t kMaxStreamSize = 16u << 20;  // the largest streamed write (bandwidth)
 constexpr uint32_t kStreamWindow = 16;
 constexpr auto kPhaseTimeout = std::chrono::seconds(60);
 
@@ -95,8 +96,8 @@ class RawOfi {
     check(fi_ep_bind(ep_, &av_->fid, 0), "bind av");
     check(fi_ep_bind(ep_, &cq_->fid, FI_TRANSMIT | FI_RECV), "bind cq");
     check(fi_enable(ep_), "fi_enable");
-    buffer_.resize(kMaxSize);
-    check(fi_mr_reg(domain_, buffer_.data(), kMaxSize, FI_WRITE | FI_REMOTE_WRITE, 0, 77, 0, &mr_, nullptr), "fi_mr_reg");
+    buffer_.resize(kMaxStreamSize);
+    check(fi_mr_reg(domain_, buffer_.data(), kMaxStreamSize, FI_WRITE | FI_REMOTE_WRITE, 0, 77, 0, &mr_, nullptr), "fi_mr_reg");
     desc_ = fi_mr_desc(mr_);
     // Exchange endpoint names and (address, key) of the buffers.
     char name[256];

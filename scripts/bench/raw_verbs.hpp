@@ -17,7 +17,7 @@ class RawVerbs {
   RawVerbs(const std::string& host, int sock, bool listens) {
     channel_ = rdma_create_event_channel();
     if (!channel_) die("raw verbs: rdma_create_event_channel");
-    buffer_.resize(kMaxSize);
+    buffer_.resize(kMaxStreamSize);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) die("raw verbs: not an IPv4 address: " + host);
@@ -127,7 +127,7 @@ class RawVerbs {
     if (!pd_) die("raw verbs: ibv_alloc_pd");
     cq_ = ibv_create_cq(id_->verbs, kSendDepth + kReceiveDepth, nullptr, nullptr, 0);
     if (!cq_) die("raw verbs: ibv_create_cq");
-    mr_ = ibv_reg_mr(pd_, buffer_.data(), kMaxSize, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+    mr_ = ibv_reg_mr(pd_, buffer_.data(), kMaxStreamSize, IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
     if (!mr_) die("raw verbs: ibv_reg_mr");
     ibv_qp_init_attr attr{};
     attr.send_cq = attr.recv_cq = cq_;

@@ -263,9 +263,22 @@ TEST_CASE("an executor drops a compact request without a target and serves on", 
   REQUIRE(exchange(kHeader, 8, slot1 + kHeader, protocol::compact_request_imm(1, 0, 4097), &imm, 10s));
   CHECK(protocol::response_status(imm) == protocol::InvocationStatus::payload_too_large);
   // Framed with reserved bits set: dropped; the slot still works afterwards.
-  CHECK_FALSE(exchange(0, kHeader + 64, slot1, protocol::request_imm(1, 0) | (1u << 30), &imm, 1500ms));
+  CHECK_FALSE(exchange(0, kHeader + 64, slot1, protocol::request_imm(1, 0) | (1u << 29), &imm, 1500ms));
   REQUIRE(exchange(kHeader, 4, slot1 + kHeader, protocol::compact_request_imm(1, 0, 4), &imm, 10s));
   CHECK(protocol::response_size(imm) == 4);
+  // A get of a region this lease does not have: region_error, nothing written; a region op with
+  // reserved bits: dropped.
+  protocol::InvocationHeader gh{result_mr->remote().address, result_mr->remote().key, 24, 64};
+  protocol::RegionGet g{0, 0, 0, 64};
+  std::memcpy(request.data(), &gh, kHeader);
+  std::memcpy(request.data() + kHeader, &g, sizeof g);
+  std::memset(result.data(), 0x11, 64);
+  REQUIRE(exchange(0, kHeader + sizeof g, slot1, protocol::region_op_imm(1, protocol::RegionOp::get), &imm, 10s));
+  CHECK(protocol::response_status(imm) == protocol::InvocationStatus::region_error);
+  CHECK(protocol::response_size(imm) == 0);
+  CHECK(result[0] == 0x11);
+  CHECK_FALSE(exchange(0, kHeader + sizeof g, slot1, protocol::region_op_imm(1, protocol::RegionOp::get) | (1u << 20),
+                       &imm, 1500ms));
 }
 
 namespace {

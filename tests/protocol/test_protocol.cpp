@@ -57,9 +57,24 @@ TEST_CASE("immediates round-trip every field at its limits", "[protocol]") {
   CHECK_FALSE(request_is_compact(request_imm(kMaxSlots - 1, kMaxFunctions - 1)));
   CHECK(kMaxCompactPayload == 128 * 1024 - 1);
   // A framed request with the reserved bits set is told apart from a compact one.
-  CHECK(request_reserved(request_imm(3, 5) | (1u << 30)) != 0);
+  CHECK(request_reserved(request_imm(3, 5) | (1u << 29)) != 0);
+  CHECK(request_reserved(request_imm(3, 5) | kRegionOpFlag) == 0);  // a region op, not a reserved bit
   CHECK(request_reserved(request_imm(3, 5) | kCompactFlag) == 0);
-  for (auto st : {InvocationStatus::ok, InvocationStatus::unknown_function, InvocationStatus::bad_request})
+  // Region ops: told apart from framed and compact requests, every slot and op round-trips.
+  for (uint32_t slot : {0u, 1u, kMaxSlots - 1})
+    for (auto op : {RegionOp::put, RegionOp::get}) {
+      uint32_t imm = region_op_imm(slot, op);
+      CHECK(request_is_region_op(imm));
+      CHECK_FALSE(request_is_compact(imm));
+      CHECK(request_slot(imm) == slot);
+      CHECK(request_region_op(imm) == op);
+      CHECK(region_op_reserved(imm) == 0);
+      CHECK(region_op_reserved(imm | (1u << 8)) != 0);
+    }
+  CHECK_FALSE(request_is_region_op(request_imm(kMaxSlots - 1, kMaxFunctions - 1)));
+  CHECK_FALSE(request_is_region_op(compact_request_imm(1, 1, kMaxCompactPayload)));
+  for (auto st : {InvocationStatus::ok, InvocationStatus::unknown_function, InvocationStatus::bad_request,
+                  InvocationStatus::function_failed, InvocationStatus::put_done, InvocationStatus::region_error})
     for (uint32_t size : {0u, 1u, static_cast<uint32_t>(kMaxResultSize)}) {
       uint32_t imm = response_imm(kMaxSlots - 1, st, size);
       CHECK(response_slot(imm) == kMaxSlots - 1);
