@@ -44,7 +44,7 @@ def human(runs):
             print(f"gemm N = {n}: 1 rank on core 0, 1 core leased through the broker")
         print(f"  rank alone (all-local)           : {unit(local_s)}")
         print(f"  rank + leased core (rfaas)       : {unit(rfaas_s)}   speed-up {speedup:.2f}x over all-local")
-        print(f"  mpirun -np {loc['ranks']} without rfaas        : {unit(mpi2_s)}   rfaas reaches {of_ideal:.2f} of it")
+        print(f"  mpirun -np {loc['ranks']} without rfaas       : {unit(mpi2_s)}   rfaas reaches {of_ideal:.2f} of it")
         call, compute = rf["call_us"], rf["compute_us"]
         print(f"  one offload call: {call:.0f} us round trip, {compute:.0f} us of it the computation (measured here), "
               f"{rf['transfer_bytes_per_call'] / 1024:.0f} KiB moved per call; first put of the resident data "

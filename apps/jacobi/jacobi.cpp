@@ -7,7 +7,8 @@
 // resident region, and every iteration only the block's boundary rows travel: its two halo rows
 // in (the input of jacobi_resident), its new edge rows and its share of the residual back,
 // overlapped with the rank's own rows and halo exchange in one MPI_Waitall. It checks that the
-// result equals the all-local run: same iteration count, residual within 1e-12, grid equal.
+// result equals the all-local run: same iteration count, the same grid (bit for bit: the same
+// kernel), the residual within 1e-10 relative (its sum is added up in another order).
 // --mode local runs the all-local solver alone (what `mpirun -np N` without rfaas gives).
 //
 //   mpirun -np 1 jacobi [--n 512] [--iterations 300] [--tolerance 1e-9] [--share 0.5] [--cores 1]
@@ -316,7 +317,8 @@ int main(int argc, char** argv) {
     double s = median(t);
     if (r.rank == 0) {
       if (!o.json_out.empty())
-        append_json(o.json_out,"{\"app\":\"jacobi\",\"mode\":\"local\",\"ranks\":%d,\"n\":%u,\"iterations\":%d,\"residual\":%.9e,"
+        append_json(o.json_out,
+                    "{\"app\":\"jacobi\",\"mode\":\"local\",\"ranks\":%d,\"n\":%u,\"iterations\":%d,\"residual\":%.9e,"
                     "\"local_s\":%.6f,\"ms_per_iteration\":%.4f,\"repeats\":%d}\n",
                     r.size, o.n, local.iterations, local.residual, s, 1e3 * s / local.iterations, o.repeats);
       std::printf("jacobi: %d ranks, grid %ux%u, no rfaas: %4d iterations, residual %.6e, %9.3f ms/iteration "
@@ -376,9 +378,9 @@ int main(int argc, char** argv) {
     double rep_diff = 0;
     MPI_Allreduce(&diff, &rep_diff, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     max_diff = std::max(max_diff, rep_diff);
-    same = same && off.iterations == local.iterations && std::fabs(off.residual - local.residual) <= 1e-12;
+    same = same && off.iterations == local.iterations && std::fabs(off.residual - local.residual) <= 1e-10 * local.residual;
   }
-  bool pass = same && max_diff <= 1e-12 && !blocks.empty();
+  bool pass = same && max_diff == 0 && !blocks.empty();
 
   // One offload call against the same block computed here: what the call costs beyond the sweep.
   double call_us = 0, compute_us = 0;
@@ -417,12 +419,13 @@ int main(int argc, char** argv) {
   const size_t boundary_bytes = sizeof(double) * (2 + 2 * size_t{r.n} + 1 + 2 * size_t{r.n});
 
   if (r.rank == 0 && !o.json_out.empty()) {
-    append_json(o.json_out,"{\"app\":\"jacobi\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"iterations\":%d,"
-                "\"residual\":%.9e,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"call_us\":%.2f,"
-                "\"compute_us\":%.2f,\"transfer_bytes_per_call\":%zu,\"resident_rows\":%u,\"rows\":%u,"
-                "\"repeats\":%d,\"pass\":%s}\n",
-                r.size, o.cores, o.n, off.iterations, off.residual, ls, rs, ps, call_us, compute_us, boundary_bytes,
-                resident_rows, r.rows, o.repeats, pass ? "true" : "false");
+    append_json(o.json_out,
+                    "{\"app\":\"jacobi\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"iterations\":%d,"
+                    "\"residual\":%.9e,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"call_us\":%.2f,"
+                    "\"compute_us\":%.2f,\"transfer_bytes_per_call\":%zu,\"resident_rows\":%u,\"rows\":%u,"
+                    "\"repeats\":%d,\"pass\":%s}\n",
+                    r.size, o.cores, o.n, off.iterations, off.residual, ls, rs, ps, call_us, compute_us, boundary_bytes,
+                    resident_rows, r.rows, o.repeats, pass ? "true" : "false");
   }
   if (r.rank == 0) {
     std::printf("jacobi: %d rank(s), grid %ux%u, at most %d iterations, tolerance %.1e, resident share %.2f, "

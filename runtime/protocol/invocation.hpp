@@ -1,7 +1,8 @@
 // The invocation path's data layouts: what a client writes into an executor's input slot, and
 // what the immediates of the request and the response carry. Plain data, no behaviour.
 //
-//   request, one write-with-immediate into input slot `slot`, in one of two forms (imm bit 31):
+//   request, one write-with-immediate into input slot `slot`, in one of two forms (imm bit 31),
+//   or a region op (bit 30, below):
 //     framed:  [InvocationHeader | payload] at the slot's start
 //              imm = slot (6 bits) | function index (16) | reserved (8, zero) | 0 | 0
 //     compact: the payload alone at the slot's start + sizeof(InvocationHeader); the header the

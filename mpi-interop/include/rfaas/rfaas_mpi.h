@@ -54,7 +54,7 @@ typedef struct rfaas_mpi_stats {
   uint64_t registration_hits;   /* rfaas_mpi_register calls already covered by a registration */
   uint64_t puts;                /* rfaas_put / rfaas_iput calls that completed successfully */
   uint64_t put_bytes;
-  uint64_t gets;                /* rfaas_get / rfaas_iget calls that completed successfully */
+  uint64_t gets;                /* rfaas_get calls that completed successfully */
 } rfaas_mpi_stats;
 
 void rfaas_mpi_config_init(rfaas_mpi_config* cfg);

@@ -13,7 +13,9 @@
 // Resident regions: memory on the executor that stays for the lease (create_region), written by
 // puts straight into the executor's registered memory and seen by every worker's functions
 // (rfaas/function.h). Ordering: a call submitted after a put has *completed* (wait or test)
-// sees the put's bytes, on every worker and every transport.
+// sees the put's bytes, on every worker and every transport; so does a call submitted after
+// another call completed see what that call's function wrote to a region (a worker answers only
+// once its function has returned). Calls in flight together are not ordered.
 //
 // Queue: submit, submit_put and submit_get never wait for a slot. Calls beyond the free slots
 // wait in a bounded queue per worker (DeployOptions::queue_depth) and are posted, in order of
