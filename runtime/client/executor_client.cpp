@@ -213,6 +213,12 @@ class ExecutorClient final : public Executor {
   void pump(WorkerLink& link) noexcept;  // posts queued calls into free slots, in order
   void complete(WorkerLink& link, Call& c, Errc result, size_t size) noexcept;
   void free_call(WorkerLink& link, Call& c) noexcept;
+  // [offset, offset + bytes) of a region this lease has: ok, no_such_region or region_out_of_bounds.
+  Errc check_region(uint32_t region, uint64_t offset, uint64_t bytes) const noexcept {
+    if (region >= regions_.size()) return Errc::no_such_region;
+    const uint64_t size = regions_[region].size;
+    return offset > size || bytes > size - offset ? Errc::region_out_of_bounds : Errc::ok;
+  }
   // A control request during the lease: sends `message`, returns the reply of type `expected`;
   // throws Error for an error reply, a lease that ended, or a broken connection.
   protocol::ControlMessage control_request(const std::string& message, const char* expected, const char* what);
@@ -761,9 +767,7 @@ Errc ExecutorClient::submit(int function, const void* in, size_t in_size, void* 
 
 Errc ExecutorClient::submit_put(uint32_t region, uint64_t offset, const void* src, size_t bytes, Invocation* handle,
                                 int worker) noexcept {
-  if (region >= regions_.size()) return Errc::no_such_region;
-  const uint64_t size = regions_[region].size;
-  if (offset > size || bytes > size - offset) return Errc::region_out_of_bounds;
+  if (Errc e = check_region(region, offset, bytes); e != Errc::ok) return e;
   if (bytes && !src) return Errc::invalid_argument;
   if (bytes > options_.input_capacity && !find(src, bytes)) return Errc::payload_too_large;  // staged: one slot's worth
   uint32_t w, index;
@@ -779,9 +783,7 @@ Errc ExecutorClient::submit_put(uint32_t region, uint64_t offset, const void* sr
 
 Errc ExecutorClient::submit_get(uint32_t region, uint64_t offset, void* dst, size_t bytes, Invocation* handle,
                                 int worker) noexcept {
-  if (region >= regions_.size()) return Errc::no_such_region;
-  const uint64_t size = regions_[region].size;
-  if (offset > size || bytes > size - offset) return Errc::region_out_of_bounds;
+  if (Errc e = check_region(region, offset, bytes); e != Errc::ok) return e;
   if (bytes && !dst) return Errc::invalid_argument;
   if (bytes > protocol::kMaxResultSize || (bytes > options_.output_capacity && !find(dst, bytes)))
     return Errc::output_too_large;
@@ -827,8 +829,7 @@ Errc in_pieces(Executor& ex, size_t bytes, size_t piece, std::chrono::microsecon
 
 Errc ExecutorClient::put(uint32_t region, uint64_t offset, const void* src, size_t bytes,
                          std::chrono::microseconds timeout) noexcept {
-  if (region >= regions_.size()) return Errc::no_such_region;
-  if (offset > regions_[region].size || bytes > regions_[region].size - offset) return Errc::region_out_of_bounds;
+  if (Errc e = check_region(region, offset, bytes); e != Errc::ok) return e;
   if (bytes && !src) return Errc::invalid_argument;
   // One write from registered memory; slot-sized pieces through the staging otherwise.
   const size_t piece = bytes && find(src, bytes) ? bytes : std::max<size_t>(options_.input_capacity, 1);
@@ -840,8 +841,7 @@ Errc ExecutorClient::put(uint32_t region, uint64_t offset, const void* src, size
 
 Errc ExecutorClient::get(uint32_t region, uint64_t offset, void* dst, size_t bytes,
                          std::chrono::microseconds timeout) noexcept {
-  if (region >= regions_.size()) return Errc::no_such_region;
-  if (offset > regions_[region].size || bytes > regions_[region].size - offset) return Errc::region_out_of_bounds;
+  if (Errc e = check_region(region, offset, bytes); e != Errc::ok) return e;
   if (bytes && !dst) return Errc::invalid_argument;
   const size_t piece = bytes && find(dst, bytes)
                            ? size_t{protocol::kMaxResultSize}

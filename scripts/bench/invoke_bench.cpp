@@ -404,22 +404,33 @@ int run(const Options& o) {
   json_line(json, buf);
 
   // Bandwidth, the same window on both sides: the raw RMA-write stream, puts into a resident
-  // region, and no-op invocations whose inputs are that size.
+  // region, and no-op invocations whose inputs are that size. A lease per size, its slots and its
+  // region that size: every side writes into as much executor memory as the raw stream does.
   {
     const uint32_t window = kStreamWindow;
-    DeployOptions bw = deploy_options(o, kHotLeaseIdleUs);  // idle while the raw blocks run beside it
-    bw.client_hot_timeout_us = -1;
-    bw.slots = window;
-    bw.input_capacity = kMaxStreamSize;
-    bw.output_capacity = 64;
-    auto ex = Executor::deploy(daemon.lease(), bw);
-    auto src = ex->allocate(kMaxStreamSize);
-    std::memset(src->data(), 0x3c, kMaxStreamSize);
-    uint32_t region = ex->create_region(kMaxStreamSize);
-    std::vector<std::unique_ptr<Buffer>> res;
-    for (uint32_t i = 0; i < window; ++i) res.push_back(ex->allocate(64));
-    const int noop_bw = ex->function("noop");
     const double total = o.provider == "verbs" ? 32.0 * (1 << 20) : 256.0 * (1 << 20);
+    std::unique_ptr<Executor> ex;
+    std::unique_ptr<Buffer> src;
+    std::vector<std::unique_ptr<Buffer>> res;
+    uint32_t region = 0;
+    int noop_bw = -1;
+    auto lease_for = [&](size_t size) {
+      if (ex) ex->release();
+      res.clear();
+      src.reset();
+      ex.reset();
+      DeployOptions bw = deploy_options(o, kHotLeaseIdleUs);  // idle while the raw blocks run beside it
+      bw.client_hot_timeout_us = -1;
+      bw.slots = window;
+      bw.input_capacity = size;
+      bw.output_capacity = 64;
+      ex = Executor::deploy(daemon.lease(), bw);
+      src = ex->allocate(size);
+      std::memset(src->data(), 0x3c, size);
+      region = ex->create_region(size);
+      for (uint32_t i = 0; i < window; ++i) res.push_back(ex->allocate(64));
+      noop_bw = ex->function("noop");
+    };
     // `count` operations of `size` with `window` in flight, as one stream; GB/s.
     auto windowed = [&](size_t size, int count, bool put) {
       std::vector<Invocation> h(window);
@@ -445,6 +456,7 @@ int run(const Options& o) {
                 window, o.repeats);
     std::printf("%-10s %9s %9s %9s %11s %11s\n", "size", "raw", "put", "invoke", "put/raw", "invoke/raw");
     for (size_t size : {size_t{64} << 10, size_t{1} << 20, size_t{16} << 20}) {
+      lease_for(size);
       const int count = std::max(static_cast<int>(total / static_cast<double>(size)), 2 * static_cast<int>(window));
       std::vector<double> r, p, v, pr, vr;
       for (int rep = 0; rep < o.repeats; ++rep) {

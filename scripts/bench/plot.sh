@@ -64,7 +64,7 @@ for prov in sorted({k[0] for k in rtt}):
 PY
 plot() {  # output, title, xlabel, ylabel, log-x?, plot commands
   gnuplot <<GP
-set terminal pngcairo size 900,560 font "sans,11"
+set terminal pngcairo size 900,560 font "sans,11" noenhanced
 set output "$1"
 set title "$2"
 set xlabel "$3"
@@ -90,12 +90,12 @@ series() {  # app: plot clauses for the providers measured
 drawn=0
 if s=$(series jacobi) && [ -n "$s" ]; then
   plot "$img/apps-jacobi.png" "Jacobi, 500 iterations: time per iteration (lower is better)" "grid points per side" \
-    "ms per iteration" "set logscale xy; set xtics (512,1024,2048)" "$s"
+    "ms per iteration" "set logscale xy; set xtics (512,1024,2048); set xrange [400:2600]" "$s"
   drawn=$((drawn + 1))
 fi
 if s=$(series gemm) && [ -n "$s" ]; then
   plot "$img/apps-gemm.png" "DGEMM C = A*B: GFLOP/s (higher is better)" "N" "GFLOP/s" \
-    "set logscale x; set xtics (512,1024,2048); set yrange [0:*]" "$s"
+    "set logscale x; set xtics (512,1024,2048); set xrange [400:2600]; set yrange [0:*]; set key bottom right" "$s"
   drawn=$((drawn + 1))
 fi
 clauses=""
@@ -109,7 +109,7 @@ for f in "$data"/rtt-*.dat; do
 done
 if [ -n "$clauses" ]; then
   plot "$img/invoke-rtt.png" "Hot invocation round trip vs payload: raw transport vs rfaas (medians)" "payload bytes" \
-    "round trip (us)" "set logscale xy; set format x '%.0s%cB'" "$clauses"
+    "round trip (us)" "set logscale xy; set xrange [4:2e6]; set format x '%.0s%cB'" "$clauses"
   drawn=$((drawn + 1))
 fi
 echo "plot.sh: $drawn plot(s) in $img"
