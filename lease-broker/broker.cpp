@@ -33,6 +33,8 @@ BrokerConfig BrokerConfig::from_json_file(const std::string& path) {
     else if (key == "journal") c.journal_path = value.get<std::string>();
     else if (key == "heartbeat_timeout_ms") c.heartbeat_timeout_ms = value.get<uint32_t>();
     else if (key == "control_timeout_ms") c.control_timeout_ms = value.get<uint32_t>();
+    else if (key == "max_lease_ms") c.max_lease_ms = value.get<int64_t>();
+    else if (key == "max_cores_per_lease") c.max_cores_per_lease = value.get<uint32_t>();
     else throw std::runtime_error("config " + path + ": unknown key '" + key + "'");
   }
   return c;
@@ -58,6 +60,12 @@ bool LeaseBroker::registration_valid(const protocol::NodeRegistration& r, std::s
     return false;
   }
   return true;
+}
+
+void LeaseBroker::check_duration(int64_t duration_ms) const {
+  if (duration_ms <= 0 || duration_ms > config_.max_lease_ms)
+    throw MessageError(ControlErrc::policy, "duration_ms must be 1.." + std::to_string(config_.max_lease_ms) +
+                                                " on this broker, not " + std::to_string(duration_ms));
 }
 
 std::string LeaseBroker::release_locked(uint64_t lease_id, const std::string& reason) {
@@ -96,6 +104,11 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
     }
     if (msg.type == "lease") {
       auto ask = msg.as<protocol::LeaseAsk>();
+      // Policy, checked before any arithmetic on what the client sent.
+      check_duration(ask.duration_ms);
+      if (config_.max_cores_per_lease && ask.cores > config_.max_cores_per_lease)
+        throw MessageError(ControlErrc::policy, std::to_string(ask.cores) + " cores asked, this broker grants at most " +
+                                                    std::to_string(config_.max_cores_per_lease) + " per lease");
       std::lock_guard lock(mutex_);
       LeaseRequest req{ask.cores, ask.memory_bytes, ask.duration_ms, ask.client, ask.avoid_nodes};
       auto rec = book_.place(req, now);
@@ -141,6 +154,7 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
     }
     if (msg.type == "renew") {
       auto ask = msg.as<protocol::LeaseRenewAsk>();
+      check_duration(ask.duration_ms);
       if (!ask.token.verify(secret_)) throw MessageError(ControlErrc::bad_token, "lease token does not verify");
       std::lock_guard lock(mutex_);
       auto rec = book_.lease(ask.token.lease_id);
@@ -247,7 +261,7 @@ void LeaseBroker::sweep_locked() {
 
 void LeaseBroker::serve() {
   log("listening on " + address() + ", " + std::to_string(book_.leases().size()) + " leases from the journal (" +
-      std::to_string(replayed_.records) + " records" + (replayed_.torn_tail ? ", torn tail skipped" : "") + ")");
+      std::to_string(replayed_.records) + " records" + (replayed_.torn_tail ? ", a torn tail of " + std::to_string(replayed_.truncated_bytes) + " bytes truncated" : "") + ")");
   std::thread sweeper([this] {
     while (!shutdown_.load()) {
       sweep();

@@ -24,6 +24,9 @@ struct BrokerConfig {
   std::string journal_path;
   uint32_t heartbeat_timeout_ms = 5'000;  // a node silent this long is lost, its leases revoked
   uint32_t control_timeout_ms = 10'000;
+  // Policy: the longest lease (and renewal) granted, the most cores in one lease (0: any).
+  int64_t max_lease_ms = 24 * 3600 * 1000;
+  uint32_t max_cores_per_lease = 0;
   static BrokerConfig from_json_file(const std::string& path);
 };
 
@@ -45,6 +48,8 @@ class LeaseBroker {
   void sweep_locked();
   bool registration_valid(const protocol::NodeRegistration& r, std::string* why) const;
   std::string release_locked(uint64_t lease_id, const std::string& reason);
+  // 1 .. max_lease_ms, or MessageError(policy).
+  void check_duration(int64_t duration_ms) const;
 
   BrokerConfig config_;
   protocol::ClusterSecret secret_;

@@ -61,7 +61,7 @@ Journal::ReplayResult Journal::replay(const std::string& path, LeaseBook& book) 
   std::stringstream ss;
   ss << in.rdbuf();
   std::string text = ss.str();
-  size_t pos = 0, line_no = 0;
+  size_t pos = 0, line_no = 0, whole = 0;  // whole: bytes of complete, applied records
   while (pos < text.size()) {
     size_t nl = text.find('\n', pos);
     ++line_no;
@@ -86,6 +86,7 @@ Journal::ReplayResult Journal::replay(const std::string& path, LeaseBook& book) 
         throw std::runtime_error("unknown op '" + op + "'");
       }
       ++result.records;
+      whole = pos;
     } catch (const std::exception& e) {
       if (last && j.is_discarded()) {
         result.torn_tail = true;
@@ -93,6 +94,13 @@ Journal::ReplayResult Journal::replay(const std::string& path, LeaseBook& book) 
       }
       throw JournalError("journal " + path + " line " + std::to_string(line_no) + ": " + e.what());
     }
+  }
+  if (result.torn_tail) {
+    // Appending after the fragment would glue the next record to it, and lose that record at
+    // the next replay: cut it off now, before the journal is opened for appending.
+    result.truncated_bytes = text.size() - whole;
+    if (::truncate(path.c_str(), static_cast<off_t>(whole)) != 0)
+      throw JournalError("journal " + path + ": cannot truncate its torn tail: " + std::strerror(errno));
   }
   return result;
 }

@@ -37,8 +37,11 @@ class Journal {
   struct ReplayResult {
     size_t records = 0;
     bool torn_tail = false;
+    size_t truncated_bytes = 0;  // the torn tail, cut off the file so that new records follow whole ones
   };
-  // Applies every record of the journal at `path` (missing file: nothing) to `book`.
+  // Applies every record of the journal at `path` (missing file: nothing) to `book`. A torn last
+  // record (the broker died mid-write) is truncated away, so the next record starts a line of its
+  // own. Throws JournalError for damage before the end, or when the truncation fails.
   static ReplayResult replay(const std::string& path, LeaseBook& book);
 
  private:

@@ -40,7 +40,7 @@ gemm=(--n 2048 --repeats 5 --json-out "$figures")
   ${alone[*]} '$apps/jacobi' ${jacobi[*]} --share 0.5
   ${two[*]} '$apps/jacobi' ${jacobi[*]} --mode local
   echo
-  ${alone[*]} '$apps/gemm' ${gemm[*]} --share 0.5
+  ${alone[*]} '$apps/gemm' ${gemm[*]} --share auto
   ${two[*]} '$apps/gemm' ${gemm[*]} --mode local
 "
 echo

@@ -6,7 +6,7 @@
 // its rows. --mode local runs the all-local product alone (what `mpirun -np N` without rfaas
 // gives).
 //
-//   mpirun -np 1 gemm [--n 512] [--tile 0 (auto)] [--share 0.5] [--cores 1] [--repeats 5]
+//   mpirun -np 1 gemm [--n 512] [--tile 0 (auto)] [--share 0.5|auto] [--cores 1] [--repeats 5]
 //                     [--mode rfaas|local] [--json-out FILE]
 // The broker and the library come from RFAAS_BROKER and RFAAS_LIBRARY (or
 // RFAAS_FUNCTIONS/librfaas_functions_blas.so), or --broker / --library.
@@ -34,6 +34,7 @@ struct Options {
   uint32_t n = 512;
   uint32_t tile = 0;  // rows of C per offload; 0: as few tiles as the result size limit allows
   double share = 0.5;
+  bool auto_share = false;  // --share auto: balance by measured rates, at most 0.5
   int cores = 1;
   int64_t hot_timeout_us = -1;  // executors busy-poll this long after a call; -1: always (a dedicated core)
   int repeats = 5;
@@ -70,7 +71,11 @@ Options parse(int argc, char** argv) {
     };
     if (a == "--n") o.n = static_cast<uint32_t>(std::atoi(value()));
     else if (a == "--tile") o.tile = static_cast<uint32_t>(std::atoi(value()));
-    else if (a == "--share") o.share = std::atof(value());
+    else if (a == "--share") {
+      std::string v = value();
+      o.auto_share = v == "auto";
+      o.share = o.auto_share ? 0.5 : std::atof(v.c_str());
+    }
     else if (a == "--cores") o.cores = std::atoi(value());
     else if (a == "--hot-timeout-us") o.hot_timeout_us = std::atoll(value());
     else if (a == "--repeats") o.repeats = std::atoi(value());
@@ -183,14 +188,18 @@ int main(int argc, char** argv) {
     o.tile = static_cast<uint32_t>(std::max<uint64_t>((off_rows + count - 1) / count, 1));
   }
   std::vector<Tile> tiles;
-  for (uint32_t r0 = 0; r0 < off_rows; r0 += o.tile) {
-    Tile t;
-    t.first = r0;
-    t.rows = std::min(o.tile, off_rows - r0);
-    t.input.assign(kArgsDoubles + t.rows * N, 0.0);
-    std::memcpy(t.input.data() + kArgsDoubles, &A[t.first * N], sizeof(double) * t.rows * N);
-    tiles.push_back(std::move(t));
-  }
+  auto make_tiles = [&] {
+    tiles.clear();
+    for (uint32_t r0 = 0; r0 < off_rows; r0 += o.tile) {
+      Tile t;
+      t.first = r0;
+      t.rows = std::min(o.tile, off_rows - r0);
+      t.input.assign(kArgsDoubles + t.rows * N, 0.0);
+      std::memcpy(t.input.data() + kArgsDoubles, &A[t.first * N], sizeof(double) * t.rows * N);
+      tiles.push_back(std::move(t));
+    }
+  };
+  make_tiles();
 
   rfaas_mpi_config cfg;
   rfaas_mpi_config_init(&cfg);
@@ -219,16 +228,41 @@ int main(int argc, char** argv) {
   check(rfaas_mpi_create_region(sizeof(double) * N * N, &b_region), "rfaas_mpi_create_region");
   check(rfaas_mpi_register(B.data(), B.size() * sizeof(double)), "register");
   check(rfaas_mpi_register(C.data(), C.size() * sizeof(double)), "register");
-  for (auto& t : tiles) {
-    uint32_t args[4] = {b_region, t.rows, n, n};
-    std::memcpy(t.input.data(), args, sizeof args);
-    check(rfaas_mpi_register(t.input.data(), t.input.size() * sizeof(double)), "register");
-  }
+  auto register_tiles = [&] {
+    for (auto& t : tiles) {
+      uint32_t args[4] = {b_region, t.rows, n, n};
+      std::memcpy(t.input.data(), args, sizeof args);
+      check(rfaas_mpi_register(t.input.data(), t.input.size() * sizeof(double)), "register");
+    }
+  };
+  register_tiles();
   // B goes to the leased core once per lease, as the MPI_Bcast above gave it to every rank.
   MPI_Barrier(MPI_COMM_WORLD);
   auto p0 = Clock::now();
   check(rfaas_put(b_region, 0, B.data(), B.size() * sizeof(double)), "rfaas_put");
   double put_s = std::chrono::duration<double>(Clock::now() - p0).count();
+
+  if (o.auto_share && !tiles.empty()) {
+    // Balance: the leased core's rate from timed calls of one tile, the rank's own from its
+    // all-local run; the share is the leased core's part of their sum (at most the first share:
+    // the slots were sized for that many tiles).
+    std::vector<double> call_s;
+    for (int i = 0; i < 3; ++i) {
+      auto t0 = Clock::now();
+      check(rfaas_offload("dgemm_resident", tiles[0].input.data(), tiles[0].input.size() * sizeof(double),
+                          &C[tiles[0].first * N], sizeof(double) * tiles[0].rows * N, nullptr),
+            "rfaas_offload");
+      call_s.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    const double leased = tiles[0].rows / median(call_s), own = m / median(local_t);
+    double share = std::clamp(leased / (leased + own), 0.05, o.share), agreed = 0;
+    MPI_Allreduce(&share, &agreed, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);  // every rank alike
+    o.share = agreed;
+    for (auto& t : tiles) check(rfaas_mpi_deregister(t.input.data()), "deregister");
+    off_rows = std::min<uint32_t>(m, static_cast<uint32_t>(std::lround(o.share * m)));
+    make_tiles();
+    register_tiles();
+  }
 
   std::vector<MPI_Request> reqs(tiles.size());
   std::vector<MPI_Status> statuses(tiles.size());
@@ -304,14 +338,14 @@ int main(int argc, char** argv) {
     append_json(o.json_out,
                     "{\"app\":\"gemm\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"tile\":%u,"
                     "\"tiles\":%zu,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"call_us\":%.2f,\"compute_us\":%.2f,"
-                    "\"transfer_bytes_per_call\":%zu,\"rows_offloaded\":%u,\"rows\":%u,\"repeats\":%d,\"pass\":%s}\n",
+                    "\"transfer_bytes_per_call\":%zu,\"rows_offloaded\":%u,\"rows\":%u,\"share\":%.4f,\"repeats\":%d,\"pass\":%s}\n",
                     size, o.cores, n, o.tile, tiles.size(), ls, rs, put_s, call_us, compute_us, tile_bytes, off_rows, m,
-                    o.repeats, pass ? "true" : "false");
+                    o.share, o.repeats, pass ? "true" : "false");
   }
   if (rank == 0) {
-    std::printf("gemm: %d rank(s), C = A*B with N = %u, tiles of %u rows, offload share %.2f, %d leased core(s) per "
+    std::printf("gemm: %d rank(s), C = A*B with N = %u, tiles of %u rows, offload share %.3f%s, %d leased core(s) per "
                 "rank\n",
-                size, n, o.tile, o.share, o.cores);
+                size, n, o.tile, o.share, o.auto_share ? " (auto: balanced by measured rates)" : "", o.cores);
     std::printf("  all-local : %8.3f ms, %7.2f GFLOP/s (median of %d)\n", 1e3 * ls, flops / ls * 1e-9, o.repeats);
     std::printf("  rfaas     : %8.3f ms, %7.2f GFLOP/s (median of %d; %zu tiles, %u of %u rows of rank 0 on "
                 "leased cores; B put once per lease: %.2f ms)\n",

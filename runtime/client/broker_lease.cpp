@@ -19,6 +19,7 @@ protocol::ControlMessage ask(const std::string& broker, const std::string& type,
       auto code = protocol::control_errc_from_string(reply.body.value("code", "internal"));
       Errc e = code == protocol::ControlErrc::no_capacity     ? Errc::no_capacity
                : code == protocol::ControlErrc::malformed     ? Errc::invalid_argument
+               : code == protocol::ControlErrc::policy        ? Errc::invalid_argument
                : code == protocol::ControlErrc::lease_expired ? Errc::lease_expired
                : code == protocol::ControlErrc::bad_token     ? Errc::bad_token
                                                               : Errc::protocol;

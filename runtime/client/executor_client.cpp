@@ -62,6 +62,7 @@ Errc from_control(protocol::ControlErrc c) {
     case protocol::ControlErrc::executor_failed: return Errc::executor_lost;
     case protocol::ControlErrc::malformed: return Errc::invalid_argument;
     case protocol::ControlErrc::memory_exceeded: return Errc::memory_exceeded;
+    case protocol::ControlErrc::policy: return Errc::invalid_argument;
     case protocol::ControlErrc::internal: return Errc::protocol;
   }
   return Errc::protocol;

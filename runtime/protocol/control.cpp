@@ -19,6 +19,7 @@ const char* to_string(ControlErrc c) {
     case ControlErrc::library_load_failed: return "library_load_failed";
     case ControlErrc::executor_failed: return "executor_failed";
     case ControlErrc::memory_exceeded: return "memory_exceeded";
+    case ControlErrc::policy: return "policy";
     case ControlErrc::internal: return "internal";
   }
   return "internal";
@@ -27,7 +28,7 @@ const char* to_string(ControlErrc c) {
 std::optional<ControlErrc> control_errc_from_string(const std::string& s) {
   for (auto c : {ControlErrc::malformed, ControlErrc::bad_token, ControlErrc::lease_expired, ControlErrc::lease_active,
                  ControlErrc::no_capacity, ControlErrc::library_mismatch, ControlErrc::library_load_failed,
-                 ControlErrc::executor_failed, ControlErrc::memory_exceeded, ControlErrc::internal})
+                 ControlErrc::executor_failed, ControlErrc::memory_exceeded, ControlErrc::policy, ControlErrc::internal})
     if (s == to_string(c)) return c;
   return std::nullopt;
 }

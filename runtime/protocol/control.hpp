@@ -29,6 +29,7 @@ enum class ControlErrc {
   library_load_failed,  // dlopen failed or a function name does not resolve
   executor_failed,      // the executor process failed to start
   memory_exceeded,      // a resident region beyond what is left of the lease's memory
+  policy,               // beyond the broker's policy (longest lease, most cores per lease)
   internal,
 };
 const char* to_string(ControlErrc);

@@ -32,7 +32,7 @@ for provider in ${PROVIDERS:-shm tcp}; do
       $two '$b/apps/jacobi' --n \$n --iterations $iters --tolerance 0 --repeats $repeats --mode local --json-out '$raw' >/dev/null
     done
     for n in ${GEMM_SIZES:-512 1024 2048}; do
-      $alone '$b/apps/gemm' --n \$n --repeats $repeats --json-out '$raw' >/dev/null
+      $alone '$b/apps/gemm' --n \$n --share auto --repeats $repeats --json-out '$raw' >/dev/null
       $two '$b/apps/gemm' --n \$n --repeats $repeats --mode local --json-out '$raw' >/dev/null
     done
   "

@@ -78,8 +78,8 @@ class RfaasFabric {
   }
   static const char* name() { return "rfaas-fabric"; }
 
-  bool write(size_t size, uint32_t imm) {
-    fabric::Errc rc = ep_->write_imm(*mr_, 0, size, remote_, 0, imm, 0);
+  bool write(size_t size, uint32_t imm, uint64_t dst_offset = 0) {
+    fabric::Errc rc = ep_->write_imm(*mr_, 0, size, remote_, dst_offset, imm, 0);
     if (rc == fabric::Errc::ok) return true;
     if (rc != fabric::Errc::again) die(std::string("rfaas: write_imm: ") + fabric::to_string(rc));
     return false;

@@ -127,8 +127,9 @@ class RawOfi {
   }
   static const char* name() { return "raw-libfabric"; }
 
-  bool write(size_t size, uint32_t imm) {
-    ssize_t rc = fi_writedata(ep_, buffer_.data(), size, desc_, imm, peer_, remote_[0], remote_[1], nullptr);
+  bool write(size_t size, uint32_t imm, uint64_t dst_offset = 0) {
+    ssize_t rc =
+        fi_writedata(ep_, buffer_.data(), size, desc_, imm, peer_, remote_[0] + dst_offset, remote_[1], nullptr);
     if (rc == 0) return true;
     if (rc != -FI_EAGAIN) die("raw: fi_writedata: " + std::string(fi_strerror(static_cast<int>(-rc))));
     return false;
@@ -161,8 +162,8 @@ class RawOfi {
 };
 
 template <class T>
-void post(T& t, size_t size, uint32_t imm, Clock::time_point deadline) {
-  while (!t.write(size, imm)) {
+void post(T& t, size_t size, uint32_t imm, Clock::time_point deadline, uint64_t dst_offset = 0) {
+  while (!t.write(size, imm, dst_offset)) {
     t.poll_received() == 0 ? void() : die("unexpected message while the send queue was full");
     if (Clock::now() > deadline) die("write stuck: send queue never drained");
   }
@@ -205,12 +206,16 @@ void pingpong_responder(T& t, size_t size, int total) {
 // Streams `count` writes of `size` with up to kStreamWindow outstanding; the responder answers
 // each window with one write, so the initiator never overruns the peer. Returns GB/s.
 template <class T>
-double stream_initiator(T& t, size_t size, int count) {
+double stream_initiator(T& t, size_t size, int count, bool spread = false) {
   auto deadline = Clock::now() + kPhaseTimeout;
   auto t0 = Clock::now();
+  // spread: the writes in flight go to kStreamWindow distinct places, as invocations go to their
+  // own input slots (where they fit in the peer's buffer), instead of all to its start.
+  const bool distinct = spread && size * kStreamWindow <= kMaxStreamSize;
   for (int sent = 0; sent < count;) {
     uint32_t burst = std::min<uint32_t>(kStreamWindow, static_cast<uint32_t>(count - sent));
-    for (uint32_t i = 0; i < burst; ++i) post(t, size, static_cast<uint32_t>(sent + i), deadline);
+    for (uint32_t i = 0; i < burst; ++i)
+      post(t, size, static_cast<uint32_t>(sent + i), deadline, distinct ? i * size : 0);
     sent += static_cast<int>(burst);
     await_one(t, deadline);
   }

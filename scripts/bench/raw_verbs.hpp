@@ -68,7 +68,7 @@ class RawVerbs {
   }
   static const char* name() { return "raw-verbs"; }
 
-  bool write(size_t size, uint32_t imm) {
+  bool write(size_t size, uint32_t imm, uint64_t dst_offset = 0) {
     if (outstanding_ >= kSendDepth) return false;
     ibv_sge sge{reinterpret_cast<uint64_t>(buffer_.data()), static_cast<uint32_t>(size), mr_->lkey};
     ibv_send_wr wr{};
@@ -77,7 +77,7 @@ class RawVerbs {
     wr.sg_list = size ? &sge : nullptr;
     wr.num_sge = size ? 1 : 0;
     wr.send_flags = IBV_SEND_SIGNALED | (size <= max_inline_ ? IBV_SEND_INLINE : 0);
-    wr.wr.rdma.remote_addr = remote_.address;
+    wr.wr.rdma.remote_addr = remote_.address + dst_offset;
     wr.wr.rdma.rkey = remote_.rkey;
     ibv_send_wr* bad = nullptr;
     if (ibv_post_send(id_->qp, &wr, &bad) != 0) die("raw verbs: ibv_post_send");

@@ -25,11 +25,12 @@ namespace {
 class BrokerProcess {
  public:
   BrokerProcess(const std::string& secret, const std::string& journal, const TempDir& dir, int n,
-                const std::string& listen = "127.0.0.1:0") {
+                const std::string& listen = "127.0.0.1:0", std::vector<std::string> extra = {}) {
     auto ready = (dir.path() / ("broker-ready-" + std::to_string(n))).string();
-    process_ = std::make_unique<ChildProcess>(std::vector<std::string>{
-        RFAAS_BROKER, "--listen", listen, "--secret-file", secret, "--journal", journal,
-        "--heartbeat-timeout-ms", "1500", "--ready-file", ready});
+    std::vector<std::string> argv{RFAAS_BROKER, "--listen", listen, "--secret-file", secret, "--journal", journal,
+                                  "--heartbeat-timeout-ms", "1500", "--ready-file", ready};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    process_ = std::make_unique<ChildProcess>(argv);
     address_ = wait_ready_file(ready, *process_);
   }
   ~BrokerProcess() {
@@ -332,4 +333,48 @@ TEST_CASE("an operator drains and resumes a node with rfaas-ctl", "[broker]") {
   auto second = broker_lease(broker.address(), o);
   CHECK(second.node == "node-1");
   broker_release(broker.address(), second.lease_id);
+}
+
+TEST_CASE("the broker's policy caps durations and cores before any arithmetic, and it serves on", "[broker]") {
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1, "127.0.0.1:0",
+                       {"--max-lease-ms", "60000", "--max-cores-per-lease", "1"});
+  ExecutorDaemonProcess daemon({"--cores", "0,1", "--broker", broker.address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  auto ask = [&](uint32_t cores, int64_t duration_ms) {
+    protocol::LeaseAsk a;
+    a.cores = cores;
+    a.memory_bytes = 1 << 26;
+    a.duration_ms = duration_ms;
+    a.client = "policy-test";
+    return request(broker.address(), protocol::make_message("lease", a));
+  };
+  // Too long (up to INT64_MAX, which overflowed the expiry before), too many cores: named, no grant.
+  for (int64_t d : {int64_t{60'001}, int64_t{1'000'000'000'000'000}, INT64_MAX}) {
+    auto reply = ask(1, d);
+    CHECK(reply["type"] == "error");
+    CHECK(reply["body"]["code"] == "policy");
+  }
+  CHECK(ask(2, 1000)["body"]["code"] == "policy");
+  CHECK(status(broker.address())["leases"].empty());
+  // Within the policy: granted; a renewal is held to the same cap.
+  BrokerLeaseOptions o;
+  o.cores = 1;
+  o.memory_bytes = 1 << 26;
+  o.duration = 60s;
+  auto grant = broker_lease(broker.address(), o);
+  try {
+    broker_renew(broker.address(), grant, std::chrono::milliseconds(INT64_MAX));
+    FAIL("a renewal past the policy was granted");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::invalid_argument);
+    CHECK(std::string(e.what()).find("duration_ms must be 1..60000") != std::string::npos);
+  }
+  auto renewed = broker_renew(broker.address(), grant, 30s);
+  CHECK(renewed.expires_at_ms >= grant.expires_at_ms);
+  CHECK(renewed.expires_at_ms <= protocol::unix_now_ms() + 60'000);
+  broker_release(broker.address(), grant.lease_id);
+  CHECK(status(broker.address())["leases"].empty());
+  CHECK(broker.process().wait_for(0ms) == std::nullopt);  // still running
 }

@@ -95,7 +95,7 @@ TEST_CASE("leases expire and renew", "[broker]") {
   CHECK_FALSE(b.apply_renew(12345, 1));
 }
 
-TEST_CASE("the journal rebuilds the book, a torn tail is skipped, damage is an error", "[broker][journal]") {
+TEST_CASE("the journal rebuilds the book, a torn tail is skipped and truncated, damage is an error", "[broker][journal]") {
   TempFile f;
   LeaseBook b;
   b.upsert_node(node("a", 4));
@@ -145,6 +145,22 @@ TEST_CASE("the journal rebuilds the book, a torn tail is skipped, damage is an e
   CHECK(res.torn_tail);
   CHECK(res.records == 5);
   CHECK_FALSE(torn.lease(77));
+  // ... and cut off, so that the next record is whole: it survives the next replay, and that
+  // replay finds no tail to skip (before, the record was glued to the fragment and lost).
+  CHECK(res.truncated_bytes == std::string(R"({"op":"grant","lease_id":77,"no)").size());
+  torn.upsert_node(node("a", 4));
+  torn.upsert_node(node("b", 4));
+  auto r4 = *torn.place(request(1), 2000);
+  {
+    Journal j(f.path.string());
+    j.grant(r4);
+    j.sync();
+  }
+  LeaseBook again;
+  res = Journal::replay(f.path.string(), again);
+  CHECK_FALSE(res.torn_tail);
+  CHECK(res.records == 6);
+  CHECK(again.lease(r4.lease_id));
 
   // Damage before the end is not silently skipped.
   { std::ofstream(f.path, std::ios::trunc) << "garbage\n" << R"({"op":"release","lease_id":1,"reason":"x"})" << "\n"; }

@@ -38,6 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   attempt(LeaseRenewAsk{});
   attempt(RenewRequest{});
   attempt(AdminCommand{});
+  attempt(CreateRegionRequest{});
+  attempt(RegionCreated{});
   // A token that parses can be canonicalised and checked without trouble.
   try {
     auto t = m.as<LeaseToken>();
