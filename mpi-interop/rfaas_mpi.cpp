@@ -484,6 +484,7 @@ int rfaas_mpi_renew(int64_t duration_ms) {
   if (!s) return fail(Errc::not_initialized, "rfaas_mpi_renew: not initialized");
   if (duration_ms <= 0) return fail(Errc::invalid_argument, "rfaas_mpi_renew: duration must be positive");
   try {
+    if (!s->executor) throw rfaas::Error(Errc::executor_lost, "rfaas_mpi_renew: no lease (rfaas_mpi_recover failed)");
     LeaseGrant renewed = broker_renew(s->broker, s->grant, std::chrono::milliseconds(duration_ms));
     s->executor->renew(renewed);
     s->grant = renewed;
@@ -500,7 +501,7 @@ int rfaas_mpi_recover(void) {
     return fail(Errc::busy, "rfaas_mpi_recover: complete the rank's offload requests first");
   // What is left of the old lease goes back (the daemon may already have ended it).
   try {
-    s->executor->release();
+    if (s->executor) s->executor->release();
   } catch (...) {
   }
   try {

@@ -242,26 +242,35 @@ int main(int argc, char** argv) {
   check(rfaas_put(b_region, 0, B.data(), B.size() * sizeof(double)), "rfaas_put");
   double put_s = std::chrono::duration<double>(Clock::now() - p0).count();
 
-  if (o.auto_share && !tiles.empty()) {
+  // Every rank takes part in the agreement below, tiles or not (it is collective).
+  if (o.auto_share) {
+    double share = o.share;
+    if (!tiles.empty()) {
     // Balance: the leased core's rate from timed calls of one tile, the rank's own from its
     // all-local run; the share is the leased core's part of their sum (at most the first share:
     // the slots were sized for that many tiles).
-    std::vector<double> call_s;
-    for (int i = 0; i < 3; ++i) {
-      auto t0 = Clock::now();
-      check(rfaas_offload("dgemm_resident", tiles[0].input.data(), tiles[0].input.size() * sizeof(double),
-                          &C[tiles[0].first * N], sizeof(double) * tiles[0].rows * N, nullptr),
-            "rfaas_offload");
-      call_s.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      std::vector<double> call_s;
+      for (int i = 0; i < 3; ++i) {
+        auto t0 = Clock::now();
+        check(rfaas_offload("dgemm_resident", tiles[0].input.data(), tiles[0].input.size() * sizeof(double),
+                            &C[tiles[0].first * N], sizeof(double) * tiles[0].rows * N, nullptr),
+              "rfaas_offload");
+        call_s.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      }
+      // Rows per second: the leased cores together (one tile each at a time), and the rank.
+      const double leased = o.cores * tiles[0].rows / median(call_s), own = m / median(local_t);
+      share = std::clamp(leased / (leased + own), 0.05, o.share);
     }
-    const double leased = tiles[0].rows / median(call_s), own = m / median(local_t);
-    double share = std::clamp(leased / (leased + own), 0.05, o.share), agreed = 0;
+    double agreed = share;
     MPI_Allreduce(&share, &agreed, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);  // every rank alike
-    o.share = agreed;
-    for (auto& t : tiles) check(rfaas_mpi_deregister(t.input.data()), "deregister");
-    off_rows = std::min<uint32_t>(m, static_cast<uint32_t>(std::lround(o.share * m)));
-    make_tiles();
-    register_tiles();
+    const uint32_t rows = std::min<uint32_t>(m, static_cast<uint32_t>(std::lround(agreed * m)));
+    if (!tiles.empty() && rows > 0) {  // at least one tile stays offloaded
+      o.share = agreed;
+      for (auto& t : tiles) check(rfaas_mpi_deregister(t.input.data()), "deregister");
+      off_rows = rows;
+      make_tiles();
+      register_tiles();
+    }
   }
 
   std::vector<MPI_Request> reqs(tiles.size());

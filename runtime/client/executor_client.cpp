@@ -214,6 +214,11 @@ class ExecutorClient final : public Executor {
   void pump(WorkerLink& link) noexcept;  // posts queued calls into free slots, in order
   void complete(WorkerLink& link, Call& c, Errc result, size_t size) noexcept;
   void free_call(WorkerLink& link, Call& c) noexcept;
+  // A post refused locally: a staged put or get that no longer fits its slot, else the transport.
+  static Errc post_error(fabric::Errc rc, Call::Kind kind) noexcept {
+    if (rc != fabric::Errc::invalid_argument) return Errc::protocol;
+    return kind == Call::Kind::put ? Errc::payload_too_large : Errc::output_too_large;
+  }
   // [offset, offset + bytes) of a region this lease has: ok, no_such_region or region_out_of_bounds.
   Errc check_region(uint32_t region, uint64_t offset, uint64_t bytes) const noexcept {
     if (region >= regions_.size()) return Errc::no_such_region;
@@ -222,7 +227,8 @@ class ExecutorClient final : public Executor {
   }
   // A control request during the lease: sends `message`, returns the reply of type `expected`;
   // throws Error for an error reply, a lease that ended, or a broken connection.
-  protocol::ControlMessage control_request(const std::string& message, const char* expected, const char* what);
+  protocol::ControlMessage control_request(const std::string& message, const char* expected, const char* what,
+                                           std::chrono::milliseconds wait = std::chrono::milliseconds(-1));
   void mark_lost() noexcept;
   bool handle_ok(const Invocation& h) const noexcept {
     return h.worker < links_.size() && h.call < links_[h.worker].calls.size() &&
@@ -434,8 +440,9 @@ uint32_t ExecutorClient::create_region(uint64_t bytes) {
   if (bytes == 0) fail(Errc::invalid_argument, "create_region: a region needs at least one byte");
   if (regions_.size() >= protocol::kMaxRegions)
     fail(Errc::invalid_argument, "create_region: a lease holds at most " + std::to_string(protocol::kMaxRegions) + " regions");
+  // The daemon allows the executor 3 control timeouts to map and register a large region.
   auto reply = control_request(protocol::make_message("create_region", protocol::CreateRegionRequest{bytes}),
-                               "region_created", "create_region");
+                               "region_created", "create_region", options_.control_timeout * 4);
   protocol::RegionCreated created;
   try {
     created = reply.as<protocol::RegionCreated>();
@@ -448,10 +455,11 @@ uint32_t ExecutorClient::create_region(uint64_t bytes) {
   return created.id;
 }
 
-protocol::ControlMessage ExecutorClient::control_request(const std::string& msg, const char* expected, const char* what) {
+protocol::ControlMessage ExecutorClient::control_request(const std::string& msg, const char* expected, const char* what,
+                                                         std::chrono::milliseconds wait) {
   try {
     control_.send_frame(msg.data(), msg.size(), net::deadline_in(options_.control_timeout));
-    auto deadline = net::deadline_in(options_.control_timeout);
+    auto deadline = net::deadline_in(wait.count() < 0 ? options_.control_timeout : wait);
     for (;;) {
       auto reply = protocol::ControlMessage::parse(control_.recv_frame(protocol::kMaxControlFrame, deadline));
       if (reply.type == expected) return reply;
@@ -539,7 +547,8 @@ void ExecutorClient::progress(WorkerLink& link) noexcept {
       Errc e = from_status(status);
       // An answer of the wrong kind (a put acknowledged as a result) is the executor's fault.
       if ((status == InvocationStatus::put_done) != (call.kind == Call::Kind::put)) e = Errc::protocol;
-      if (e == Errc::ok && call.copy_out && size) {
+      // An abandoned call's buffer may be gone: nothing is copied into it.
+      if (e == Errc::ok && call.copy_out && size && !call.abandoned) {
         if (size > call.out_capacity) e = Errc::output_too_large;
         else std::memcpy(call.out, link.staging_out.data() + slot * options_.output_capacity, size);
       }
@@ -584,7 +593,8 @@ Errc ExecutorClient::new_call(int worker, Call::Kind kind, uint32_t* w_out, uint
     uint32_t best_queue = UINT32_MAX;
     for (uint32_t i = 0; i < n; ++i) {
       uint32_t k = (next_worker_ + i) % n;
-      const WorkerLink& l = links_[k];
+      WorkerLink& l = links_[k];
+      if (l.free_calls.empty()) progress(l);  // abandoned calls' answers give entries back
       if (l.free_calls.empty()) continue;
       if (l.free_count && !l.queue_count) {
         w = k;
@@ -598,7 +608,8 @@ Errc ExecutorClient::new_call(int worker, Call::Kind kind, uint32_t* w_out, uint
     next_worker_ = (w + 1) % n;
   }
   WorkerLink& l = links_[w];
-  if (!l.free_count) progress(l);  // answers that arrived free slots for what is queued
+  // Answers that arrived free slots for what is queued, and entries of abandoned calls.
+  if (!l.free_count || l.free_calls.empty()) progress(l);
   if (l.free_calls.empty()) return Errc::queue_full;
   *index = l.free_calls.back();
   l.free_calls.pop_back();
@@ -620,12 +631,13 @@ Errc ExecutorClient::enqueue(WorkerLink& l, uint32_t index) noexcept {
     fabric::Errc rc = post(l, index);
     if (rc == fabric::Errc::ok) return Errc::ok;
     if (rc != fabric::Errc::again) {
+      const Call::Kind kind = c.kind;
       free_call(l, c);
       if (rc == fabric::Errc::peer_lost) {
         mark_lost();
         return lost_;
       }
-      return Errc::protocol;
+      return post_error(rc, kind);
     }
     // again: the send queue is full or (shm) the path to a new peer is still being set up.
   }
@@ -646,7 +658,7 @@ void ExecutorClient::pump(WorkerLink& l) noexcept {
       if (rc == fabric::Errc::again) return;  // retried at the next progress
       if (rc != fabric::Errc::ok) {
         if (rc == fabric::Errc::peer_lost) mark_lost();
-        complete(l, c, rc == fabric::Errc::peer_lost ? lost_ : Errc::protocol, 0);
+        complete(l, c, rc == fabric::Errc::peer_lost ? lost_ : post_error(rc, c.kind), 0);
       }
     }
     l.queue_head = static_cast<uint32_t>((l.queue_head + 1) % l.queue.size());
@@ -668,6 +680,9 @@ fabric::Errc ExecutorClient::post(WorkerLink& l, uint32_t index) noexcept {
       rc = l.ep->write_imm(*r->region, static_cast<size_t>(static_cast<const uint8_t*>(c.in) - r->begin), c.in_size,
                            region.remote, c.offset, imm, 0);
     } else {
+      // Staged through the slot; submit_put checked the size, but the source may have been
+      // deregistered while the put was queued.
+      if (c.in_size > options_.input_capacity) return fabric::Errc::invalid_argument;
       if (c.in_size) std::memcpy(l.staging_in.data() + slot * in_stride_, c.in, c.in_size);
       rc = l.ep->write_imm(*l.staging_in_mr, slot * in_stride_, c.in_size, region.remote, c.offset, imm, 0);
     }
@@ -686,6 +701,9 @@ fabric::Errc ExecutorClient::post(WorkerLink& l, uint32_t index) noexcept {
       h.out_address = remote.address + static_cast<uint64_t>(static_cast<const uint8_t*>(c.out) - r->begin);
       h.out_key = remote.key;
     } else {
+      // Into the slot's staging: never more than it holds (a get's destination may have been
+      // deregistered while it was queued).
+      if (capacity > options_.output_capacity) return fabric::Errc::invalid_argument;
       auto remote = l.staging_out_mr->remote();
       h.out_address = remote.address + slot * options_.output_capacity;
       h.out_key = remote.key;
@@ -884,7 +902,9 @@ Errc ExecutorClient::wait(const Invocation& h, size_t* out_size, std::chrono::mi
       deadline = now + CycleClock::ticks(timeout);
     }
     if (now >= deadline) return Errc::timeout;
-    if (now >= hot_end) {
+    // A post waiting to be retried (a full send queue, shm still setting up its path) needs
+    // polls, not sleeps: no completion would wake the sleep for it.
+    if (now >= hot_end && !(l.queue_count && l.free_count)) {
       auto left = std::chrono::nanoseconds(static_cast<int64_t>(CycleClock::to_ns(deadline - now)));
       auto slice = std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(50));
       if (l.ep->wait(std::chrono::duration_cast<std::chrono::microseconds>(slice)) == fabric::Errc::peer_lost) {

@@ -251,6 +251,9 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     protocol::LeaseEnded end;
     int64_t expires_at_ms = t.expires_at_ms;  // moved by a renewal
     uint64_t memory_left = t.memory_bytes - memory;  // for resident regions
+    uint64_t region_requests = 0;
+    std::optional<protocol::Usage> early_usage;  // a usage report read while waiting for a region
+    std::string early_ended;
     bool usage_read = false;
     for (;;) {
       if (!replenished && std::chrono::steady_clock::now() >= replenish_at) {
@@ -276,7 +279,8 @@ void ExecutorDaemon::session(net::TcpStream stream) {
         end.reason = (WIFEXITED(st) && WEXITSTATUS(st) == 0) ? "released" : "executor_crashed";
         end.detail = "executor " + describe_exit(st);
         std::string ended;
-        end.usage = executor.reports().usage(net::deadline_in(1s), &ended);
+        end.usage = early_usage ? *early_usage : executor.reports().usage(net::deadline_in(1s), &ended);
+        if (early_usage) ended = early_ended;
         usage_read = true;
         if (ended == "signal" || shutting_down()) {
           // Stopped from outside (Slurm's scancel signals the whole job): the node is being
@@ -316,17 +320,37 @@ void ExecutorDaemon::session(net::TcpStream stream) {
               throw MessageError(ControlErrc::memory_exceeded,
                                  "a region of " + std::to_string(ask.bytes) + " bytes exceeds the " +
                                      std::to_string(memory_left) + " bytes left of the lease's memory");
-            executor.create_region(ask.bytes);
-            auto answer = executor.reports().next(net::deadline_in(timeout));
-            if (!answer || answer->value("event", "") != "region")
-              throw MessageError(ControlErrc::executor_failed,
-                                 answer ? answer->value("detail", "region refused") : "no answer from the executor");
+            // Reserved before the executor is asked, given back if it cannot.
+            memory_left -= ask.bytes;
+            const uint64_t seq = ++region_requests;
+            executor.create_region(ask.bytes, seq);
+            // Mapping and registering a large region takes a while: a longer bound than a message.
+            // Answers to earlier requests that came too late are skipped by their sequence number.
+            std::optional<nlohmann::json> answer;
+            const auto deadline = net::deadline_in(timeout * 3);
+            while (auto report = executor.reports().next(deadline)) {
+              std::string event = report->value("event", "");
+              if (event == "usage") {  // the executor is ending: keep what it counted
+                early_usage = report->get<protocol::Usage>();
+                early_ended = report->value("ended", "");
+                break;
+              }
+              if ((event == "region" || event == "region_failed") && report->value("seq", uint64_t{0}) == seq) {
+                answer = std::move(report);
+                break;
+              }
+            }
+            if (!answer || answer->value("event", "") != "region") {
+              memory_left += ask.bytes;
+              if (answer)  // the node could not map or register it (memory, locked-memory limit)
+                throw MessageError(ControlErrc::no_capacity, answer->value("detail", std::string("region refused")));
+              throw MessageError(ControlErrc::executor_failed, "no answer from the executor");
+            }
             protocol::RegionCreated created;
             created.id = answer->value("id", 0u);
             created.address = answer->value("address", uint64_t{0});
             created.key = answer->value("key", uint64_t{0});
             created.length = answer->value("length", uint64_t{0});
-            memory_left -= ask.bytes;
             send_text(stream, protocol::make_message("region_created", created), timeout);
           } catch (const MessageError& e) {
             send_text(stream, protocol::make_error(e.code(), e.what()), timeout);
@@ -359,7 +383,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     }
     if (!replenished) replenish_standby();
     int st = executor.terminate();
-    if (!usage_read) end.usage = executor.reports().usage(net::deadline_in(1s));
+    if (!usage_read) end.usage = early_usage ? *early_usage : executor.reports().usage(net::deadline_in(1s));
     // The cores are free before the client hears the lease ended, so it can lease them again.
     leases_.release(lease_id);
     reserved = false;

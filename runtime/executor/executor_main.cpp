@@ -184,12 +184,14 @@ int main(int argc, char** argv) {
       if (type == "create_region") {
         // The daemon has checked the size against the lease's memory; the answer goes back
         // through it to the client.
+        const uint64_t seq = j.value("seq", uint64_t{0});
         try {
           uint32_t id = regions.create(j.value("bytes", uint64_t{0}));
           auto r = regions.remote(id);
-          report({{"event", "region"}, {"id", id}, {"address", r.address}, {"key", r.key}, {"length", r.length}});
+          report({{"event", "region"}, {"seq", seq}, {"id", id}, {"address", r.address}, {"key", r.key},
+                  {"length", r.length}});
         } catch (const std::exception& e) {
-          report({{"event", "region_failed"}, {"detail", e.what()}});
+          report({{"event", "region_failed"}, {"seq", seq}, {"detail", e.what()}});
         }
       }
     } catch (const net::NetError&) {

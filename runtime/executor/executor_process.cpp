@@ -125,9 +125,9 @@ void ExecutorProcess::renew(int64_t expires_at_ms) {
   }
 }
 
-void ExecutorProcess::create_region(uint64_t bytes) {
+void ExecutorProcess::create_region(uint64_t bytes, uint64_t seq) {
   try {
-    net::send_with_fd(socket_, nlohmann::json{{"type", "create_region"}, {"bytes", bytes}}.dump(), -1);
+    net::send_with_fd(socket_, nlohmann::json{{"type", "create_region"}, {"bytes", bytes}, {"seq", seq}}.dump(), -1);
   } catch (const net::NetError& e) {
     throw MessageError(ControlErrc::executor_failed, std::string("asking the executor for a region: ") + e.what());
   }

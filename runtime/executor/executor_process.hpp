@@ -47,8 +47,9 @@ class ExecutorProcess {
   void assign(const protocol::LeaseAssignment& lease, int library_fd);
   // A renewed lease's new expiry, for the executor's own deadline. Throws MessageError.
   void renew(int64_t expires_at_ms);
-  // Asks for a resident region; the executor answers with a report ("region" or "region_failed").
-  void create_region(uint64_t bytes);
+  // Asks for a resident region; the executor answers with a report ("region" or "region_failed")
+  // that carries `seq` back.
+  void create_region(uint64_t bytes, uint64_t seq);
 
   int pidfd() const { return pidfd_; }
   ExecutorReports& reports() { return *reports_; }
