@@ -8,6 +8,7 @@
 #include <map>
 
 #include "clock/cycle_clock.hpp"
+#include "fabric/host_memory.hpp"
 #include "net/tcp_socket.hpp"
 #include "protocol/control.hpp"
 #include "protocol/invocation.hpp"
@@ -84,15 +85,15 @@ Errc from_status(InvocationStatus s) {
 
 class OwnedBuffer final : public Buffer {
  public:
-  OwnedBuffer(fabric::Domain& domain, size_t bytes) : storage_(std::max<size_t>(bytes, 1)) {
+  OwnedBuffer(fabric::Domain& domain, size_t bytes) : storage_(bytes, fabric::HostMemory::Fill::round_up) {
     data_ = storage_.data();
     size_ = bytes;
-    mr_ = domain.register_memory(storage_.data(), storage_.size(), fabric::Access::remote_write);
+    mr_ = domain.register_memory(storage_.data(), std::max<size_t>(bytes, 1), fabric::Access::remote_write);
   }
   const fabric::MemoryRegion& region() const { return *mr_; }
 
  private:
-  std::vector<uint8_t> storage_;
+  fabric::HostMemory storage_;
   std::unique_ptr<fabric::MemoryRegion> mr_;
 };
 
@@ -126,6 +127,7 @@ struct SlotState {
   bool framed = false;
   uint64_t framed_address = 0, framed_key = 0;
   uint32_t framed_capacity = 0;
+  uint32_t framed_in_size = 0;
 };
 
 struct WorkerLink {
@@ -139,8 +141,8 @@ struct WorkerLink {
   std::vector<uint32_t> queue;       // a ring of call indices waiting for a slot, in order
   uint32_t queue_head = 0, queue_count = 0;
   std::vector<uint8_t> headers;      // kHeaderStride per slot
-  std::vector<uint8_t> staging_in;   // header + payload per slot, for unregistered inputs
-  std::vector<uint8_t> staging_out;  // output_capacity per slot, for unregistered outputs
+  fabric::HostMemory staging_in;   // header + payload per slot, for unregistered inputs
+  fabric::HostMemory staging_out;  // output_capacity per slot, for unregistered outputs
   std::unique_ptr<fabric::MemoryRegion> headers_mr, staging_in_mr, staging_out_mr;
   fabric::Completion completions[16];  // progress() fills these: built once, not per poll
 };
@@ -344,8 +346,8 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
       for (size_t c = 0; c < calls; ++c) l.free_calls[c] = static_cast<uint32_t>(calls - 1 - c);
       l.queue.resize(calls);
       l.headers.resize(kHeaderStride * options.slots);
-      l.staging_in.resize(in_stride_ * options.slots);
-      l.staging_out.resize(std::max<uint64_t>(options.output_capacity, 1) * options.slots);
+      l.staging_in = fabric::HostMemory(in_stride_ * options.slots);
+      l.staging_out = fabric::HostMemory(std::max<uint64_t>(options.output_capacity, 1) * options.slots);
       l.headers_mr = domain_->register_memory(l.headers.data(), l.headers.size(), fabric::Access::local);
       l.staging_in_mr = domain_->register_memory(l.staging_in.data(), l.staging_in.size(), fabric::Access::local);
       l.staging_out_mr =
@@ -714,28 +716,34 @@ fabric::Errc ExecutorClient::post(WorkerLink& l, uint32_t index) noexcept {
       uint8_t* hdr = l.headers.data() + slot * kHeaderStride;
       std::memcpy(hdr, &h, sizeof h);
       std::memcpy(hdr + sizeof h, &g, sizeof g);
-      rc = l.ep->write_imm(*l.headers_mr, slot * size_t{kHeaderStride}, sizeof h + sizeof g, l.input, slot * in_stride_,
+      rc = l.ep->write_imm(*l.headers_mr, slot * size_t{kHeaderStride}, sizeof h + sizeof g, l.input,
+                           protocol::slot_header_offset(slot, in_stride_),
                            protocol::region_op_imm(slot, protocol::RegionOp::get), 0);
     } else {
       const int function = c.function;
       const void* in = c.in;
       const size_t in_size = c.in_size;
       // Compact when the slot's header already names this target: the request is the payload alone.
+      // A payload beyond the compact size field goes compact too when the header's size is its own.
+      const bool same_size = s.framed_in_size == in_size;
       const bool compact = s.framed && s.framed_address == h.out_address && s.framed_key == h.out_key &&
-                           s.framed_capacity == h.out_capacity && in_size <= protocol::kMaxCompactPayload &&
+                           s.framed_capacity == h.out_capacity &&
+                           (in_size <= protocol::kMaxCompactPayload || same_size) &&
                            static_cast<uint32_t>(function) < protocol::kMaxCompactFunctions;
       const size_t header_bytes = compact ? 0 : sizeof h;
-      const uint64_t dst_offset = slot * in_stride_ + sizeof h - header_bytes;
-      const uint32_t imm = compact ? protocol::compact_request_imm(slot, static_cast<uint32_t>(function),
-                                                                   static_cast<uint32_t>(in_size))
+      const uint64_t dst_offset = protocol::slot_payload_offset(slot, in_stride_) - header_bytes;
+      const uint32_t size_field = in_size <= protocol::kMaxCompactPayload ? static_cast<uint32_t>(in_size)
+                                                                          : protocol::kCompactSizeFromHeader;
+      const uint32_t imm = compact ? protocol::compact_request_imm(slot, static_cast<uint32_t>(function), size_field)
                                    : protocol::request_imm(slot, static_cast<uint32_t>(function));
       const Registration* r = in_size ? find(in, in_size) : nullptr;
       if (!r && in_size) {  // unregistered input: header (if any) and payload go from the staging slot
-        uint8_t* stage = l.staging_in.data() + slot * in_stride_;
+        // Laid out as the executor's slot, so that the copy reads aligned lines too.
+        uint8_t* stage = l.staging_in.data() + protocol::slot_header_offset(slot, in_stride_);
         if (!compact) std::memcpy(stage, &h, sizeof h);
         std::memcpy(stage + sizeof h, in, in_size);
-        rc = l.ep->write_imm(*l.staging_in_mr, slot * in_stride_ + sizeof h - header_bytes, header_bytes + in_size,
-                             l.input, dst_offset, imm, 0);
+        rc = l.ep->write_imm(*l.staging_in_mr, protocol::slot_payload_offset(slot, in_stride_) - header_bytes,
+                             header_bytes + in_size, l.input, dst_offset, imm, 0);
       } else {
         if (!compact) std::memcpy(l.headers.data() + slot * kHeaderStride, &h, sizeof h);
         if (compact) {
@@ -757,6 +765,7 @@ fabric::Errc ExecutorClient::post(WorkerLink& l, uint32_t index) noexcept {
       s.framed_address = h.out_address;
       s.framed_key = h.out_key;
       s.framed_capacity = h.out_capacity;
+      s.framed_in_size = h.in_size;
     }
   }
   --l.free_count;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "fabric/host_memory.hpp"
 #include "protocol/invocation.hpp"
 #include "rfaas/fabric/fabric.hpp"
 #include "rfaas/function.h"
@@ -18,7 +19,6 @@ namespace rfaas::executor {
 class ResidentRegions {
  public:
   explicit ResidentRegions(fabric::Domain& domain) : domain_(domain) {}
-  ~ResidentRegions();
   ResidentRegions(const ResidentRegions&) = delete;
   ResidentRegions& operator=(const ResidentRegions&) = delete;
 
@@ -35,8 +35,8 @@ class ResidentRegions {
  private:
   fabric::Domain& domain_;
   rfaas_region_view views_[protocol::kMaxRegions] = {};
-  uint64_t mapped_[protocol::kMaxRegions] = {};
-  std::unique_ptr<fabric::MemoryRegion> mrs_[protocol::kMaxRegions];
+  fabric::HostMemory memory_[protocol::kMaxRegions];
+  std::unique_ptr<fabric::MemoryRegion> mrs_[protocol::kMaxRegions];  // deregistered before memory_ goes
   std::atomic<uint32_t> count_{0};
 };
 

@@ -25,8 +25,8 @@ constexpr uint32_t kPollsPerClockRead = 256;
 Worker::Worker(fabric::Domain& domain, const WorkerConfig& config, const std::vector<Function>& functions,
                const ResidentRegions& regions)
     : config_(config), functions_(functions), regions_(regions), stride_(protocol::input_slot_stride(config.input_capacity)) {
-  input_.resize(stride_ * config.slots);
-  output_.resize(std::max<uint64_t>(config.output_capacity, 1) * config.slots);
+  input_ = fabric::HostMemory(stride_ * config.slots);
+  output_ = fabric::HostMemory(std::max<uint64_t>(config.output_capacity, 1) * config.slots);
   input_mr_ = domain.register_memory(input_.data(), input_.size(), fabric::Access::remote_write);
   output_mr_ = domain.register_memory(output_.data(), output_.size(), fabric::Access::local);
   fabric::EndpointConfig ecfg;
@@ -60,13 +60,14 @@ bool Worker::handle(uint32_t imm, uint64_t& mark) {
   if (slot >= config_.slots) return true;  // nowhere to answer: a broken client; drop it
   if (protocol::request_is_region_op(imm)) return handle_region_op(imm);
   uint32_t fn = protocol::request_function(imm);
-  uint8_t* base = input_.data() + slot * stride_;
+  uint8_t* base = input_.data() + protocol::slot_header_offset(slot, stride_);
   InvocationHeader h;
   std::memcpy(&h, base, sizeof h);
   if (protocol::request_is_compact(imm)) {
     // The header is the last framed request's; without one there is no target to answer to.
     if (!framed_[slot]) return true;
-    h.in_size = protocol::compact_request_size(imm);
+    const uint32_t size = protocol::compact_request_size(imm);
+    if (size != protocol::kCompactSizeFromHeader) h.in_size = size;
   } else {
     if (protocol::request_reserved(imm) != 0) return true;
     framed_[slot] = 1;
@@ -119,7 +120,7 @@ bool Worker::handle_region_op(uint32_t imm) {
     return answer({slot, InvocationStatus::put_done, 0, 0, ack_, output_mr_.get(), 0});
   }
   if (protocol::request_region_op(imm) != protocol::RegionOp::get) return true;
-  const uint8_t* base = input_.data() + slot * stride_;
+  const uint8_t* base = input_.data() + protocol::slot_header_offset(slot, stride_);
   InvocationHeader h;
   protocol::RegionGet g;
   std::memcpy(&h, base, sizeof h);

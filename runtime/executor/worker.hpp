@@ -11,6 +11,7 @@
 
 #include "executor/function_library.hpp"
 #include "executor/resident_regions.hpp"
+#include "fabric/host_memory.hpp"
 #include "protocol/control.hpp"
 #include "protocol/invocation.hpp"
 #include "rfaas/fabric/fabric.hpp"
@@ -73,8 +74,8 @@ class Worker {
   const ResidentRegions& regions_;
   fabric::RemoteRegion ack_{};
   uint64_t stride_;
-  std::vector<uint8_t> input_;
-  std::vector<uint8_t> output_;
+  fabric::HostMemory input_;
+  fabric::HostMemory output_;
   std::unique_ptr<fabric::MemoryRegion> input_mr_;
   std::unique_ptr<fabric::MemoryRegion> output_mr_;
   std::unique_ptr<fabric::Endpoint> endpoint_;

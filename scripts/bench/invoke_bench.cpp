@@ -50,6 +50,7 @@ struct Options {
   std::string executord = RFAAS_EXECUTORD_DEFAULT;
   std::string library = RFAAS_FUNCTIONS_BASIC_DEFAULT;
   bool hot_only = false;
+  bool bandwidth_only = false;
 };
 
 // Commands to the raw responder over the socketpair.
@@ -61,19 +62,20 @@ struct Command {
 
 // The raw reference on the benchmark's transport; the parent listens (verbs), the child connects.
 #ifdef RFAAS_BENCH_VERBS
-std::unique_ptr<RawVerbs> make_raw(const Options& o, int sock, bool parent, RawVerbs*) {
+std::unique_ptr<RawVerbs> make_raw(const Options& o, int sock, bool parent, RawVerbs*, bool huge = false) {
   (void)o;
-  return std::make_unique<RawVerbs>(fabric::Config::from_env().local_host, sock, parent);
+  return std::make_unique<RawVerbs>(fabric::Config::from_env().local_host, sock, parent, huge);
 }
 #endif
-std::unique_ptr<RawOfi> make_raw(const Options& o, int sock, bool, RawOfi*) {
-  return std::make_unique<RawOfi>(o.provider, sock);
+std::unique_ptr<RawOfi> make_raw(const Options& o, int sock, bool, RawOfi*, bool huge = false) {
+  return std::make_unique<RawOfi>(o.provider, sock, huge);
 }
 
 template <class Raw>
 void raw_responder(const Options& o, int sock) {
   pin_to_core(1);
   auto raw_ptr = make_raw(o, sock, false, static_cast<Raw*>(nullptr));
+  auto huge_ptr = make_raw(o, sock, false, static_cast<Raw*>(nullptr), true);
   Raw& raw = *raw_ptr;
   for (;;) {
     Command c;
@@ -81,6 +83,7 @@ void raw_responder(const Options& o, int sock) {
     if (c.op == 0) return;
     if (c.op == 1) pingpong_responder(raw, c.size, static_cast<int>(c.count));
     if (c.op == 2) stream_responder(raw, static_cast<int>(c.count));
+    if (c.op == 3) stream_responder(*huge_ptr, static_cast<int>(c.count));
     char done = 1;
     sock_send(sock, &done, 1);
   }
@@ -244,11 +247,112 @@ int run(const Options& o) {
   const char* prov = o.provider.c_str();
 
   auto raw_ptr = make_raw(o, sock, true, static_cast<Raw*>(nullptr));
+  auto huge_ptr = make_raw(o, sock, true, static_cast<Raw*>(nullptr), true);  // the bandwidth's like-for-like
   Raw& raw = *raw_ptr;
   Daemon daemon(o);
   // The daemon starts a standby executor at once; give it the time a real daemon has between
   // leases, so the cold start measures a lease, not the daemon's own start.
   std::this_thread::sleep_for(1500ms);
+
+  // Bandwidth, the same window on both sides: the raw RMA-write stream, puts into a resident
+  // region, and no-op invocations whose inputs are that size. A lease per size, its slots and its
+  // region that size: every side writes into as much executor memory as the raw stream does.
+  auto bandwidth = [&] {
+    char buf[512];
+    const uint32_t window = kStreamWindow;
+    const double total = o.provider == "verbs" ? 32.0 * (1 << 20) : 256.0 * (1 << 20);
+    std::unique_ptr<Executor> ex;
+    std::unique_ptr<Buffer> src;
+    std::vector<std::unique_ptr<Buffer>> res;
+    uint32_t region = 0;
+    int noop_bw = -1;
+    auto lease_for = [&](size_t size) {
+      if (ex) ex->release();
+      res.clear();
+      src.reset();
+      ex.reset();
+      DeployOptions bw = deploy_options(o, kHotLeaseIdleUs);  // idle while the raw blocks run beside it
+      bw.client_hot_timeout_us = -1;
+      bw.slots = window;
+      bw.input_capacity = size;
+      bw.output_capacity = 64;
+      ex = Executor::deploy(daemon.lease(), bw);
+      src = ex->allocate(size);
+      std::memset(src->data(), 0x3c, size);
+      region = ex->create_region(size);
+      for (uint32_t i = 0; i < window; ++i) res.push_back(ex->allocate(64));
+      noop_bw = ex->function("noop");
+    };
+    // `count` operations of `size` with `window` in flight, as one stream; GB/s.
+    auto windowed = [&](size_t size, int count, bool put) {
+      std::vector<Invocation> h(window);
+      auto start = [&](uint32_t i) {
+        Errc e = put ? ex->submit_put(region, 0, src->data(), size, &h[i])
+                     : ex->submit(noop_bw, src->data(), size, res[i]->data(), 64, &h[i]);
+        if (e != Errc::ok) die(std::string(put ? "put: " : "invoke: ") + to_string(e));
+      };
+      auto t0 = Clock::now();
+      int posted = 0;
+      for (uint32_t i = 0; i < window && posted < count; ++i, ++posted) start(i);
+      for (int done = 0; done < count; ++done) {
+        uint32_t i = static_cast<uint32_t>(done % window);
+        if (Errc e = ex->wait(h[i], nullptr); e != Errc::ok) die(std::string("wait: ") + to_string(e));
+        if (posted < count) {
+          start(i);
+          ++posted;
+        }
+      }
+      return static_cast<double>(size) * count / std::chrono::duration<double>(Clock::now() - t0).count() / 1e9;
+    };
+    std::printf("\nbandwidth, %u in flight on both sides (GB/s, medians of %d; ratio = median of per-repeat ratios)\n",
+                window, o.repeats);
+    // raw: the raw stream from and into 4 KiB pages (as a program allocates them), every write to
+    // the start of the peer's buffer. rawH: from and into the huge-page memory rfaas uses
+    // (fabric::HostMemory), like for like; rawH16: the 16 in flight to 16 distinct places, as 16
+    // invocations in flight land in 16 input slots (up to 16 MiB of buffer).
+    std::printf("%-10s %7s %7s %7s %7s %7s %9s %9s %9s %11s\n", "size", "raw", "rawH", "rawH16", "put", "invoke",
+                "put/raw", "put/rawH", "inv/raw", "inv/rawH16");
+    for (size_t size : {size_t{64} << 10, size_t{1} << 20, size_t{16} << 20}) {
+      lease_for(size);
+      const int count = std::max(static_cast<int>(total / static_cast<double>(size)), 2 * static_cast<int>(window));
+      std::vector<double> r, rh, rh16, p, v, pr, prh, vr, vrh16;
+      auto stream = [&](Raw& t, uint64_t op, bool spread) {
+        raw_command(sock, {op, size, static_cast<uint64_t>(count)});
+        double gbps = stream_initiator(t, size, count, spread);
+        raw_done(sock);
+        return gbps;
+      };
+      for (int rep = 0; rep < o.repeats; ++rep) {
+        r.push_back(stream(raw, 2, false));
+        rh.push_back(stream(*huge_ptr, 3, false));
+        rh16.push_back(stream(*huge_ptr, 3, true));
+        p.push_back(windowed(size, count, true));
+        v.push_back(windowed(size, count, false));
+        pr.push_back(p.back() / r.back());
+        prh.push_back(p.back() / rh.back());
+        vr.push_back(v.back() / r.back());
+        vrh16.push_back(v.back() / rh16.back());
+      }
+      std::printf("%-10zu %7.2f %7.2f %7.2f %7.2f %7.2f %9.3f %9.3f %9.3f %11.3f\n", size, median(r), median(rh),
+                  median(rh16), median(p), median(v), median(pr), median(prh), median(vr), median(vrh16));
+      std::snprintf(buf, sizeof buf,
+                    "\"metric\":\"bandwidth_gbps\",\"provider\":\"%s\",\"size\":%zu,\"window\":%u,\"raw\":%.4f,"
+                    "\"raw_huge\":%.4f,\"raw_huge16\":%.4f,\"put\":%.4f,\"invoke\":%.4f,\"put_ratio\":%.4f,"
+                    "\"put_ratio_huge\":%.4f,\"invoke_ratio\":%.4f,\"invoke_ratio_huge16\":%.4f,\"repeats\":%d",
+                    prov, size, window, median(r), median(rh), median(rh16), median(p), median(v), median(pr),
+                    median(prh), median(vr), median(vrh16), o.repeats);
+      json_line(json, buf);
+    }
+    ex->release();
+  };
+  if (o.bandwidth_only) {
+    bandwidth();
+    raw_command(sock, {0, 0, 0});
+    int st;
+    waitpid(child, &st, 0);
+    if (json && json != stdout) std::fclose(json);
+    return 0;
+  }
 
   // Cold start, library not yet cached, then the hot lease used below.
   auto t0 = Clock::now();
@@ -403,94 +507,7 @@ int run(const Options& o) {
                 median(cold_first), cold_uncached_ms, cold_uncached.library_ms, median(back_to_back));
   json_line(json, buf);
 
-  // Bandwidth, the same window on both sides: the raw RMA-write stream, puts into a resident
-  // region, and no-op invocations whose inputs are that size. A lease per size, its slots and its
-  // region that size: every side writes into as much executor memory as the raw stream does.
-  {
-    const uint32_t window = kStreamWindow;
-    const double total = o.provider == "verbs" ? 32.0 * (1 << 20) : 256.0 * (1 << 20);
-    std::unique_ptr<Executor> ex;
-    std::unique_ptr<Buffer> src;
-    std::vector<std::unique_ptr<Buffer>> res;
-    uint32_t region = 0;
-    int noop_bw = -1;
-    auto lease_for = [&](size_t size) {
-      if (ex) ex->release();
-      res.clear();
-      src.reset();
-      ex.reset();
-      DeployOptions bw = deploy_options(o, kHotLeaseIdleUs);  // idle while the raw blocks run beside it
-      bw.client_hot_timeout_us = -1;
-      bw.slots = window;
-      bw.input_capacity = size;
-      bw.output_capacity = 64;
-      ex = Executor::deploy(daemon.lease(), bw);
-      src = ex->allocate(size);
-      std::memset(src->data(), 0x3c, size);
-      region = ex->create_region(size);
-      for (uint32_t i = 0; i < window; ++i) res.push_back(ex->allocate(64));
-      noop_bw = ex->function("noop");
-    };
-    // `count` operations of `size` with `window` in flight, as one stream; GB/s.
-    auto windowed = [&](size_t size, int count, bool put) {
-      std::vector<Invocation> h(window);
-      auto start = [&](uint32_t i) {
-        Errc e = put ? ex->submit_put(region, 0, src->data(), size, &h[i])
-                     : ex->submit(noop_bw, src->data(), size, res[i]->data(), 64, &h[i]);
-        if (e != Errc::ok) die(std::string(put ? "put: " : "invoke: ") + to_string(e));
-      };
-      auto t0 = Clock::now();
-      int posted = 0;
-      for (uint32_t i = 0; i < window && posted < count; ++i, ++posted) start(i);
-      for (int done = 0; done < count; ++done) {
-        uint32_t i = static_cast<uint32_t>(done % window);
-        if (Errc e = ex->wait(h[i], nullptr); e != Errc::ok) die(std::string("wait: ") + to_string(e));
-        if (posted < count) {
-          start(i);
-          ++posted;
-        }
-      }
-      return static_cast<double>(size) * count / std::chrono::duration<double>(Clock::now() - t0).count() / 1e9;
-    };
-    std::printf("\nbandwidth, %u in flight on both sides (GB/s, medians of %d; ratio = median of per-repeat ratios)\n",
-                window, o.repeats);
-    // raw: every write to the start of the peer's buffer; raw16: the 16 in flight to 16 distinct
-    // places, as 16 invocations in flight land in 16 input slots (up to 16 MiB of buffer).
-    std::printf("%-10s %9s %9s %9s %9s %11s %11s %13s\n", "size", "raw", "raw16", "put", "invoke", "put/raw",
-                "invoke/raw", "invoke/raw16");
-    for (size_t size : {size_t{64} << 10, size_t{1} << 20, size_t{16} << 20}) {
-      lease_for(size);
-      const int count = std::max(static_cast<int>(total / static_cast<double>(size)), 2 * static_cast<int>(window));
-      std::vector<double> r, r16, p, v, pr, vr, vr16;
-      for (int rep = 0; rep < o.repeats; ++rep) {
-        raw_command(sock, {2, size, static_cast<uint64_t>(count)});
-        double raw_gbps = stream_initiator(raw, size, count);
-        raw_done(sock);
-        raw_command(sock, {2, size, static_cast<uint64_t>(count)});
-        double raw16_gbps = stream_initiator(raw, size, count, true);
-        raw_done(sock);
-        r16.push_back(raw16_gbps);
-        double put_gbps = windowed(size, count, true);
-        double inv_gbps = windowed(size, count, false);
-        r.push_back(raw_gbps);
-        p.push_back(put_gbps);
-        v.push_back(inv_gbps);
-        pr.push_back(put_gbps / raw_gbps);
-        vr.push_back(inv_gbps / raw_gbps);
-        vr16.push_back(inv_gbps / raw16_gbps);
-      }
-      std::printf("%-10zu %9.2f %9.2f %9.2f %9.2f %11.3f %11.3f %13.3f\n", size, median(r), median(r16), median(p),
-                  median(v), median(pr), median(vr), median(vr16));
-      std::snprintf(buf, sizeof buf,
-                    "\"metric\":\"bandwidth_gbps\",\"provider\":\"%s\",\"size\":%zu,\"window\":%u,\"raw\":%.4f,"
-                    "\"raw16\":%.4f,\"put\":%.4f,\"invoke\":%.4f,\"put_ratio\":%.4f,\"invoke_ratio\":%.4f,"
-                    "\"invoke_ratio_raw16\":%.4f,\"repeats\":%d",
-                    prov, size, window, median(r), median(r16), median(p), median(v), median(pr), median(vr),
-                    median(vr16), o.repeats);
-      json_line(json, buf);
-    }
-    ex->release();
-  }
+  bandwidth();
 
   raw_command(sock, {0, 0, 0});
   int st;
@@ -515,6 +532,7 @@ int main(int argc, char** argv) {
       ("sizes", po::value<std::vector<size_t>>()->multitoken(), "payload sizes (default 8 64 4096 65536 1048576)")
       ("json", po::value(&o.json_path), "append JSON lines here ('-' for stdout)")
       ("hot-only", po::bool_switch(&o.hot_only), "only the hot round trips (no bandwidth, throughput, warm or cold start)")
+      ("bandwidth-only", po::bool_switch(&o.bandwidth_only), "only the bandwidth of puts and invocations against the raw stream")
       ("executord", po::value(&o.executord)->default_value(o.executord), "rfaas-executord to start")
       ("library", po::value(&o.library)->default_value(o.library), "function library with echo and noop");
   po::positional_options_description pos;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "clock/cycle_clock.hpp"
+#include "fabric/host_memory.hpp"
 
 namespace rfaas::bench {
 
@@ -34,6 +35,28 @@ inline double elapsed_ns(uint64_t t0, uint64_t t1) { return CycleClock::to_ns(t1
 constexpr size_t kMaxSize = 1u << 20;
 constexpr size_t kMaxStreamSize = 16u << 20;  // the largest streamed write (bandwidth)
 constexpr uint32_t kStreamWindow = 16;
+
+// The raw side's buffer: 4 KiB pages, as a program allocates it with new or malloc, or (huge)
+// the huge-page memory rfaas registers its slots, regions and Executor::allocate buffers in, to
+// compare like with like.
+class RawBuffer {
+ public:
+  explicit RawBuffer(bool huge) {
+    if (huge) {
+      huge_ = fabric::HostMemory(kMaxStreamSize);
+      data_ = huge_.data();
+    } else {
+      plain_.resize(kMaxStreamSize);
+      data_ = plain_.data();
+    }
+  }
+  uint8_t* data() const { return data_; }
+
+ private:
+  std::vector<uint8_t> plain_;
+  fabric::HostMemory huge_;
+  uint8_t* data_ = nullptr;
+};
 constexpr auto kPhaseTimeout = std::chrono::seconds(60);
 
 // A failed benchmark step: thrown, so that destructors stop the processes the run started.
@@ -72,7 +95,7 @@ inline void sock_recv(int fd, void* p, size_t n) {
 // --- reference: direct libfabric, as small as the exchange allows --------------------------
 class RawOfi {
  public:
-  RawOfi(const std::string& provider, int sock) {
+  RawOfi(const std::string& provider, int sock, bool huge = false) : buffer_(huge) {
     fi_info* hints = fi_allocinfo();
     hints->caps = FI_RMA | FI_WRITE | FI_REMOTE_WRITE;
     hints->ep_attr->type = FI_EP_RDM;
@@ -96,7 +119,6 @@ class RawOfi {
     check(fi_ep_bind(ep_, &av_->fid, 0), "bind av");
     check(fi_ep_bind(ep_, &cq_->fid, FI_TRANSMIT | FI_RECV), "bind cq");
     check(fi_enable(ep_), "fi_enable");
-    buffer_.resize(kMaxStreamSize);
     check(fi_mr_reg(domain_, buffer_.data(), kMaxStreamSize, FI_WRITE | FI_REMOTE_WRITE, 0, 77, 0, &mr_, nullptr), "fi_mr_reg");
     desc_ = fi_mr_desc(mr_);
     // Exchange endpoint names and (address, key) of the buffers.
@@ -158,7 +180,7 @@ class RawOfi {
   void* desc_ = nullptr;
   fi_addr_t peer_ = FI_ADDR_NOTAVAIL;
   uint64_t remote_[2] = {};
-  std::vector<uint8_t> buffer_;
+  RawBuffer buffer_;
 };
 
 template <class T>

@@ -14,10 +14,9 @@ namespace rfaas::bench {
 class RawVerbs {
  public:
   // One side listens on `host` (its port travels over `sock`), the other connects.
-  RawVerbs(const std::string& host, int sock, bool listens) {
+  RawVerbs(const std::string& host, int sock, bool listens, bool huge = false) : buffer_(huge) {
     channel_ = rdma_create_event_channel();
     if (!channel_) die("raw verbs: rdma_create_event_channel");
-    buffer_.resize(kMaxStreamSize);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) die("raw verbs: not an IPv4 address: " + host);
@@ -166,7 +165,7 @@ class RawVerbs {
   ibv_pd* pd_ = nullptr;
   ibv_cq* cq_ = nullptr;
   ibv_mr* mr_ = nullptr;
-  std::vector<uint8_t> buffer_;
+  RawBuffer buffer_;
   Remote remote_{}, mine_{};
   uint32_t max_inline_ = 0, outstanding_ = 0, consumed_ = 0;
 };

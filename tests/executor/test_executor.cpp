@@ -213,7 +213,7 @@ TEST_CASE("an executor drops a compact request without a target and serves on", 
               theirs, 10s);
   auto input = fabric::read_connection_data<fabric::RemoteRegion>(theirs);
   constexpr size_t kHeader = sizeof(protocol::InvocationHeader);
-  const uint64_t slot1 = protocol::input_slot_stride(req.input_capacity);
+  const uint64_t slot1 = protocol::slot_header_offset(1, protocol::input_slot_stride(req.input_capacity));
 
   // Sends and waits for one reply; false when none comes within `limit`.
   auto exchange = [&](size_t local_offset, size_t length, uint64_t remote_offset, uint32_t imm, uint32_t* reply,
@@ -358,13 +358,14 @@ class RecordingExecutor {
   void answer(uint32_t imm) {
     const uint32_t slot = protocol::request_slot(imm);
     const bool compact = protocol::request_is_compact(imm);
-    uint8_t* base = input_.data() + slot * stride_;
+    uint8_t* base = input_.data() + protocol::slot_header_offset(slot, stride_);
     if (!compact) {
       std::memcpy(&headers_[slot], base, sizeof(protocol::InvocationHeader));
       framed_[slot] = true;
     }
     protocol::InvocationHeader h = headers_[slot];
-    if (compact) h.in_size = protocol::compact_request_size(imm);
+    if (compact && protocol::compact_request_size(imm) != protocol::kCompactSizeFromHeader)
+      h.in_size = protocol::compact_request_size(imm);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       seen_.push_back({compact, slot, h.in_size, h});
@@ -399,6 +400,62 @@ class RecordingExecutor {
 
 }  // namespace
 
+// One invocation per step through a RecordingExecutor: the result, and the form it travelled in.
+struct FormStep {
+  const char* what;
+  const void* src;
+  size_t size;
+  void* dst;
+  size_t capacity;
+  bool compact;
+};
+static void check_forms(RecordingExecutor& fake, Executor& ex, const std::vector<FormStep>& steps,
+                        const std::vector<uint8_t>& data) {
+  size_t i = 0, n = 0;
+  for (const FormStep& st : steps) {
+    INFO("step " << i << ": " << st.what);
+    std::memset(st.dst, 0, st.capacity);
+    REQUIRE(ex.invoke(0, st.src, st.size, st.dst, st.capacity, &n, 10s) == Errc::ok);
+    CHECK(n == st.size);
+    CHECK(std::memcmp(st.dst, data.data(), st.size) == 0);
+    auto seen = fake.seen();
+    REQUIRE(seen.size() == i + 1);
+    CHECK(seen[i].compact == st.compact);
+    CHECK(seen[i].in_size == st.size);
+    CHECK(seen[i].header.out_capacity == st.capacity);
+    ++i;
+  }
+  CHECK(fake.failure().empty());
+}
+
+// Payloads beyond the compact size field go compact when the slot's header already names their
+// size (kCompactSizeFromHeader): repeated large invocations are single-segment writes.
+TEST_CASE("a large payload of the header's size travels without a header", "[executor][protocol]") {
+  constexpr size_t kCap = 256 * 1024;
+  RecordingExecutor fake(1, kCap);
+  DeployOptions o = basic();
+  o.functions = {"echo"};
+  o.slots = 1;
+  o.input_capacity = kCap;
+  o.output_capacity = kCap;
+  auto ex = Executor::deploy(fake.grant(), o);
+  auto in = ex->allocate(kCap), out = ex->allocate(kCap);
+  auto data = pattern(kCap, 5);
+  std::memcpy(in->data(), data.data(), data.size());
+  std::vector<uint8_t> plain_in(data);
+  check_forms(fake, *ex,
+              {{"first request of the slot", in->data(), 200000, out->data(), kCap, false},
+               {"same target and size", in->data(), 200000, out->data(), kCap, true},
+               {"same target, another large size", in->data(), 150000, out->data(), kCap, false},
+               {"that size again", in->data(), 150000, out->data(), kCap, true},
+               {"a small one between", in->data(), 100, out->data(), kCap, true},
+               {"the header's size still holds", in->data(), 150000, out->data(), kCap, true},
+               {"unregistered input of that size", plain_in.data(), 150000, out->data(), kCap, true},
+               {"the largest compact size field", in->data(), protocol::kMaxCompactPayload, out->data(), kCap, true},
+               {"one beyond it", in->data(), protocol::kMaxCompactPayload + 1, out->data(), kCap, false}},
+              data);
+}
+
 TEST_CASE("the client sends a slot's header only when its output target changes", "[executor][protocol]") {
   RecordingExecutor fake(1, 4096);  // one slot: every request goes through slot 0
   DeployOptions o = basic();
@@ -411,43 +468,19 @@ TEST_CASE("the client sends a slot's header only when its output target changes"
   auto data = pattern(4096, 9);
   std::memcpy(in->data(), data.data(), data.size());
   std::vector<uint8_t> mine_out(4096), other_out(4096);
-  size_t n = 0;
-  struct Step {
-    const char* what;
-    const void* src;
-    size_t size;
-    void* dst;
-    size_t capacity;
-    bool compact;
-  };
-  const Step steps[] = {
-      {"first request of the slot", in->data(), 100, out1->data(), 4096, false},
-      {"same target", in->data(), 100, out1->data(), 4096, true},
-      {"same target, other size", in->data(), 3000, out1->data(), 4096, true},
-      {"unregistered input, same target", data.data(), 64, out1->data(), 4096, true},
-      {"another registered buffer", in->data(), 64, out2->data(), 4096, false},
-      {"same buffer, other capacity", in->data(), 64, out2->data(), 2048, false},
-      {"same buffer and capacity again", in->data(), 64, out2->data(), 2048, true},
-      {"another offset in the buffer", in->data(), 64, static_cast<uint8_t*>(out2->data()) + 64, 2048, false},
-      {"unregistered output (the client's staging slot)", in->data(), 64, mine_out.data(), 4096, false},
-      {"another unregistered output, same capacity: same staging slot", in->data(), 64, other_out.data(), 4096, true},
-      {"no payload", in->data(), 0, other_out.data(), 4096, true},
-  };
-  size_t i = 0;
-  for (const Step& st : steps) {
-    INFO("step " << i << ": " << st.what);
-    std::memset(st.dst, 0, st.capacity);
-    REQUIRE(ex->invoke(0, st.src, st.size, st.dst, st.capacity, &n, 10s) == Errc::ok);
-    CHECK(n == st.size);
-    CHECK(std::memcmp(st.dst, data.data(), st.size) == 0);
-    auto seen = fake.seen();
-    REQUIRE(seen.size() == i + 1);
-    CHECK(seen[i].compact == st.compact);
-    CHECK(seen[i].in_size == st.size);
-    CHECK(seen[i].header.out_capacity == st.capacity);
-    ++i;
-  }
-  CHECK(fake.failure().empty());
+  check_forms(fake, *ex,
+              {{"first request of the slot", in->data(), 100, out1->data(), 4096, false},
+               {"same target", in->data(), 100, out1->data(), 4096, true},
+               {"same target, other size", in->data(), 3000, out1->data(), 4096, true},
+               {"unregistered input, same target", data.data(), 64, out1->data(), 4096, true},
+               {"another registered buffer", in->data(), 64, out2->data(), 4096, false},
+               {"same buffer, other capacity", in->data(), 64, out2->data(), 2048, false},
+               {"same buffer and capacity again", in->data(), 64, out2->data(), 2048, true},
+               {"another offset in the buffer", in->data(), 64, static_cast<uint8_t*>(out2->data()) + 64, 2048, false},
+               {"unregistered output (the client's staging slot)", in->data(), 64, mine_out.data(), 4096, false},
+               {"another unregistered output, same capacity: same staging slot", in->data(), 64, other_out.data(), 4096, true},
+               {"no payload", in->data(), 0, other_out.data(), 4096, true}},
+              data);
 }
 
 TEST_CASE("many invocations in flight across workers all complete correctly", "[executor]") {

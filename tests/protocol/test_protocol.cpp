@@ -55,7 +55,10 @@ TEST_CASE("immediates round-trip every field at its limits", "[protocol]") {
         CHECK(compact_request_size(imm) == size);
       }
   CHECK_FALSE(request_is_compact(request_imm(kMaxSlots - 1, kMaxFunctions - 1)));
-  CHECK(kMaxCompactPayload == 128 * 1024 - 1);
+  CHECK(kMaxCompactPayload == 128 * 1024 - 2);
+  // The size field's sentinel: the header's in_size, not a size of its own.
+  CHECK(compact_request_size(compact_request_imm(5, 3, kCompactSizeFromHeader)) == kCompactSizeFromHeader);
+  CHECK(kCompactSizeFromHeader > kMaxCompactPayload);
   // A framed request with the reserved bits set is told apart from a compact one.
   CHECK(request_reserved(request_imm(3, 5) | (1u << 29)) != 0);
   CHECK(request_reserved(request_imm(3, 5) | kRegionOpFlag) == 0);  // a region op, not a reserved bit
@@ -81,9 +84,17 @@ TEST_CASE("immediates round-trip every field at its limits", "[protocol]") {
       CHECK(response_status(imm) == st);
       CHECK(response_size(imm) == size);
     }
+  // The payload of every slot starts on a cache line, its header right before it.
   CHECK(input_slot_stride(0) == 64);
-  CHECK(input_slot_stride(40) == 64);
-  CHECK(input_slot_stride(41) == 128);
+  CHECK(input_slot_stride(64) == 128);
+  CHECK(input_slot_stride(65) == 192);
+  for (uint64_t cap : {uint64_t{1}, uint64_t{100}, uint64_t{1} << 20})
+    for (uint32_t slot : {0u, 1u, 63u}) {
+      const uint64_t stride = input_slot_stride(cap);
+      CHECK(slot_payload_offset(slot, stride) % 64 == 0);
+      CHECK(slot_header_offset(slot, stride) + sizeof(InvocationHeader) == slot_payload_offset(slot, stride));
+      CHECK(slot_payload_offset(slot, stride) + cap <= (slot + 1) * stride);
+    }
 }
 
 TEST_CASE("a signed token verifies; any change to it does not", "[protocol][token]") {

@@ -1,0 +1,42 @@
+// Memory for buffers the transport reads or writes (slots, regions, registered client buffers).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace rfaas::fabric {
+
+// Anonymous memory of its own: page-aligned, zeroed, backed now (the hot path takes no page
+// faults), and from kHugePage up aligned to it and advised onto transparent huge pages. A shm
+// copy (process_vm_readv pins the source's pages one by one) or a NIC's translation then handles
+// one page per 2 MiB instead of 512: over shm, 1 MiB writes from a huge-page source ran twice as
+// fast as from 4 KiB pages (docs/performance.md).
+class HostMemory {
+ public:
+  static constexpr size_t kHugePage = size_t{2} << 20;
+  // exact: the pages `bytes` needs (huge ones for the whole 2 MiB extents within);
+  // round_up: from 1 MiB up, whole huge pages (up to 2 MiB - 4 KiB more memory): for buffers
+  // that are the caller's own memory, not counted against anyone's share.
+  enum class Fill { exact, round_up };
+
+  HostMemory() = default;
+  explicit HostMemory(size_t bytes, Fill fill = Fill::exact);  // at least a page; throws std::system_error
+  ~HostMemory();
+  HostMemory(HostMemory&& o) noexcept;
+  HostMemory& operator=(HostMemory&& o) noexcept;
+  HostMemory(const HostMemory&) = delete;
+  HostMemory& operator=(const HostMemory&) = delete;
+
+  uint8_t* data() const noexcept { return data_; }
+  size_t size() const noexcept { return size_; }  // as asked for
+  bool huge() const noexcept { return huge_; }    // advised onto huge pages
+
+ private:
+  void release() noexcept;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  size_t mapped_ = 0;
+  bool huge_ = false;
+};
+
+}  // namespace rfaas::fabric
