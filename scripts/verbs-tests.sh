@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The suites over the verbs backend: test_fabric, test_fabric_setup and test_executor (real
-# rfaas-executord / rfaas-executor processes, function libraries, the C API client).
+# rfaas-executord / rfaas-executor processes, function libraries, the C API client), then the
+# apps (jacobi, gemm) at small sizes in the configuration rfaas is for: one MPI rank on core 0,
+# core 1 leased through a real broker (scripts/local-cluster.sh), verified against all-local.
 # Natively when this machine has an active RDMA device with an IPv4 address (or
 # RFAAS_VERBS_HOST names one), else inside the Soft-RoCE guest (scripts/softroce-guest.sh).
 # Prints one line per suite and exits non-zero when any failed.
@@ -12,6 +14,28 @@ suites=("$build/tests/fabric/test_fabric" "$build/tests/fabric/test_fabric_setup
 support=("$build/tests/fabric/fabric_peer" "$build/runtime/rfaas-executord" "$build/runtime/rfaas-executor"
          "$build/functions/librfaas_functions_basic.so" "$build/tests/executor/c_api_client")
 for f in "${suites[@]}" "${support[@]}"; do [[ -e "$f" ]] || { echo "verbs-tests.sh: missing $f (build first)" >&2; exit 2; }; done
+
+# The apps, when they were built (MPI found): what they run on, and Open MPI's runtime with the
+# components it loads at run time (ldd does not see those) for the guest.
+mpirun=$(command -v orterun || command -v mpirun || true)
+apps=()
+app_files=()
+if [[ -x "$build/apps/jacobi" && -n "$mpirun" ]]; then
+  alone="$mpirun --allow-run-as-root --bind-to core --cpu-set 0 -x OPENBLAS_NUM_THREADS=1 -np 1"
+  cluster="bash $root/scripts/local-cluster.sh --build $build --cores 1 --timeout 600 --"
+  apps+=("jacobi|$cluster $alone $build/apps/jacobi --n 64 --iterations 20 --share 0.5 --repeats 1")
+  [[ -x "$build/apps/gemm" ]] &&
+    apps+=("gemm|$cluster $alone $build/apps/gemm --n 64 --tile 8 --share 0.5 --repeats 1")
+  app_files=("$build/lease-broker/rfaas-broker" "$build/lease-broker/rfaas-ctl" "$build/functions/"*.so
+             "$build/apps/jacobi" "$root/scripts/local-cluster.sh" "$(readlink -f "$mpirun")" /bin/bash /usr/bin/timeout)
+  [[ -x "$build/apps/gemm" ]] && app_files+=("$build/apps/gemm")
+  command -v orted >/dev/null && app_files+=("$(readlink -f "$(command -v orted)")")
+  for d in /usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3 /usr/lib/x86_64-linux-gnu/pmix2/lib/pmix /usr/share/openmpi /etc/openmpi; do
+    [[ -d "$d" ]] && while IFS= read -r f; do app_files+=("$f"); done < <(find "$d" -type f)
+  done
+else
+  echo "verbs-tests.sh: apps not built or no mpirun; the app runs are skipped"
+fi
 
 # An IPv4 address on the netdev of an active RDMA port of this machine, if there is one.
 native_host() {
@@ -30,7 +54,14 @@ for t in '"${suites[*]}"'; do
   echo "=== verbs: $(basename $t)"
   if "$t"; then echo "VERBS-SUITE $(basename $t) PASS"; else echo "VERBS-SUITE $(basename $t) FAIL"; failed=$((failed + 1)); fi
 done
-exit $failed'
+'
+for a in "${apps[@]}"; do
+  name=${a%%|*}
+  body+="echo '=== verbs: app $name'
+if ${a#*|}; then echo 'VERBS-SUITE app.$name PASS'; else echo 'VERBS-SUITE app.$name FAIL'; failed=\$((failed + 1)); fi
+"
+done
+body+='exit $failed'
 
 host=$(native_host)
 if [[ -n "$host" ]]; then
@@ -41,10 +72,15 @@ else
   echo "verbs-tests.sh: no RDMA device here; running in the Soft-RoCE guest"
   log=$(mktemp)
   args=()
-  for f in "${suites[@]}" "${support[@]}"; do args+=(--file "$f"); done
+  for f in "${suites[@]}" "${support[@]}" "${app_files[@]}"; do args+=(--file "$f"); done
   rc=0
-  "$root/scripts/softroce-guest.sh" --timeout 1500 --memory 2G "${args[@]}" -- \
-    "export RFAAS_FABRIC=verbs RFAAS_FABRIC_HOST=10.0.2.15; $body" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+  # Open MPI in the guest: one rank needs only the self BTL; no ssh for a local launch; a
+  # hostname that resolves; coreutils' timeout (local-cluster.sh) before busybox's.
+  guest_env='export PATH=/usr/bin:$PATH HOME=/tmp OMPI_MCA_btl=self OMPI_MCA_pml=ob1 OMPI_MCA_plm_rsh_agent=/bin/false
+hostname guest; echo "127.0.0.1 localhost guest" >/etc/hosts'
+  "$root/scripts/softroce-guest.sh" --timeout 1800 --memory 2G "${args[@]}" -- \
+    "export RFAAS_FABRIC=verbs RFAAS_FABRIC_HOST=10.0.2.15; $guest_env
+$body" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
 fi
 echo "--- verbs suites:"
 grep -a -o 'VERBS-SUITE .*' "$log" | sed 's/^VERBS-SUITE /  /' || true

@@ -989,7 +989,10 @@ TEST_CASE("regions go with the lease: released, expired or revoked, the executor
   };
   const std::string how = GENERATE("released", "expired", "revoked");
   INFO(how);
-  auto opts = lease_options(daemon, 1, how == "expired" ? 3s : 60s);
+  // Long enough for 64 MiB to be mapped and put under emulation (the verbs guest), then waited out.
+  constexpr auto kExpiring = 8s;
+  auto opts = lease_options(daemon, 1, how == "expired" ? kExpiring : 60s);
+  const auto leased_at = Clock::now();
   auto ex = Executor::deploy(direct_lease(daemon.address(), opts), with_context_functions());
   const long daemon_before_kb = rss_kb(daemon.process().pid());
   uint32_t region = ex->create_region(64 << 20);
@@ -1004,7 +1007,7 @@ TEST_CASE("regions go with the lease: released, expired or revoked, the executor
   if (how == "released") {
     ex->release();
   } else if (how == "expired") {
-    std::this_thread::sleep_for(3500ms);
+    std::this_thread::sleep_until(leased_at + kExpiring + 500ms);
     uint64_t v = 1;
     size_t n = 0;
     CHECK(ex->invoke(ex->function("echo"), &v, sizeof v, &v, sizeof v, &n) == Errc::lease_expired);
