@@ -108,7 +108,7 @@ for f in "$data"/rtt-*.dat; do
   clauses+="${clauses:+, }'$f' u 1:2 w lp lw 2 dt 2 lc rgb '#$c' t 'raw $prov', '$f' u 1:3 w lp lw 2 dt 1 lc rgb '#$c' t 'rfaas $prov'"
 done
 if [ -n "$clauses" ]; then
-  plot "$img/invoke-rtt.png" "Hot invocation round trip vs payload: raw transport vs rfaas (medians)" "payload bytes" \
+  plot "$img/invoke-rtt.png" "Hot invocation round trip vs payload: raw transport (4 KiB-page buffers) vs rfaas (medians)" "payload bytes" \
     "round trip (us)" "set logscale xy; set xrange [4:2e6]; set format x '%.0s%cB'" "$clauses"
   drawn=$((drawn + 1))
 fi

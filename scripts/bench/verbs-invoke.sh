@@ -6,6 +6,8 @@
 # Emulation noise moves a single run's ratio by several per cent, so the figure to quote is the
 # median over runs and boots, with the range beside it.
 #   scripts/bench/verbs-invoke.sh [BUILD_DIR]   (BOOTS=3, RUNS=2, REPEATS=21, SIZES="8 64 1024 4096")
+# Every run's JSON lines are appended to $OUT (default BUILD_DIR/bench/verbs-invoke.jsonl), with
+# the provider "verbs (Soft-RoCE guest)", for scripts/bench/plot.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(readlink -f "${1:-$root/build}")
@@ -25,6 +27,11 @@ for ((b = 1; b <= boots; ++b)); do
        --hot-only --json -; done" 2>&1 | tee -a "$log" >&2 || true
 done
 # The JSON lines (one per size and run) came back on the guest's console with the tables.
+out=${OUT:-$build/bench/verbs-invoke.jsonl}
+mkdir -p "$(dirname "$out")"
+tr -d '\r' <"$log" | grep -o '{"bench":"invoke","metric":"hot_rtt_us".*}' |
+  sed 's/"provider":"verbs"/"provider":"verbs (Soft-RoCE guest)"/' >>"$out" || true
+echo "verbs-invoke.sh: JSON lines appended to $out" >&2
 tr -d '\r' <"$log" | grep -o '{"bench":"invoke","metric":"hot_rtt_us".*}' | awk '
   function median(list,   n, a, i, j, t) {
     n = split(list, a, " "); for (i = 1; i <= n; ++i) for (j = i + 1; j <= n; ++j) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
