@@ -57,6 +57,7 @@ Errc from_control(protocol::ControlErrc c) {
     case protocol::ControlErrc::bad_token: return Errc::bad_token;
     case protocol::ControlErrc::lease_expired: return Errc::lease_expired;
     case protocol::ControlErrc::lease_active: return Errc::lease_in_use;
+    case protocol::ControlErrc::lease_ended: return Errc::lease_expired;  // the token is spent
     case protocol::ControlErrc::no_capacity: return Errc::no_capacity;
     case protocol::ControlErrc::library_mismatch:
     case protocol::ControlErrc::library_load_failed: return Errc::library_load_failed;

@@ -170,6 +170,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
   const auto timeout = std::chrono::milliseconds(config_.control_timeout_ms);
   uint64_t lease_id = 0;
   bool reserved = false;
+  int64_t served_until_ms = 0;  // once the lease is served: its token's latest expiry
   try {
     auto msg = protocol::ControlMessage::parse(stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(timeout)));
     if (msg.type != "allocate") throw MessageError(ControlErrc::malformed, "expected 'allocate', got '" + msg.type + "'");
@@ -199,7 +200,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
       throw MessageError(ControlErrc::library_mismatch, "library of " + std::to_string(req.library_size) +
                                                             " bytes exceeds this daemon's limit");
     lease_id = t.lease_id;
-    auto cores = leases_.reserve(lease_id, req.workers);
+    auto cores = leases_.reserve(lease_id, req.workers, protocol::unix_now_ms());
     reserved = true;
 
     // The library: cached, or sent now and checked against its announced hash.
@@ -239,6 +240,8 @@ void ExecutorDaemon::session(net::TcpStream stream) {
       throw MessageError(code.value_or(ControlErrc::executor_failed), detail);
     }
     protocol::Allocated reply{lease_id, ready->value("address", ""), req.workers, cached};
+    // From here the token is spent: presented again, it is refused until it expires.
+    served_until_ms = t.expires_at_ms;
     send_text(stream, protocol::make_message("allocated", reply), timeout);
     // The next standby starts once this lease's endpoints had time to connect: its libfabric
     // start-up would otherwise compete with them for the node's cores.
@@ -368,6 +371,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
             if (renewed.expires_at_ms <= protocol::unix_now_ms())
               throw MessageError(ControlErrc::lease_expired, "renewed token has expired");
             expires_at_ms = std::max(expires_at_ms, renewed.expires_at_ms);
+            served_until_ms = expires_at_ms;
             executor.renew(expires_at_ms);
             send_text(stream, protocol::make_message("renewed", {{"lease_id", lease_id}, {"expires_at_ms", expires_at_ms}}),
                       timeout);
@@ -385,7 +389,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     int st = executor.terminate();
     if (!usage_read) end.usage = early_usage ? *early_usage : executor.reports().usage(net::deadline_in(1s));
     // The cores are free before the client hears the lease ended, so it can lease them again.
-    leases_.release(lease_id);
+    leases_.release(lease_id, served_until_ms);
     reserved = false;
     if (end.reason != "client_gone") {
       try {
@@ -411,7 +415,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     } catch (...) {
     }
   }
-  if (reserved) leases_.release(lease_id);
+  if (reserved) leases_.release(lease_id, served_until_ms);
 }
 
 }  // namespace rfaas::executor

@@ -4,8 +4,14 @@
 
 namespace rfaas::executor {
 
-std::vector<int> LeaseTable::reserve(uint64_t lease_id, uint32_t cores) {
+std::vector<int> LeaseTable::reserve(uint64_t lease_id, uint32_t cores, int64_t now_ms) {
   std::lock_guard lock(mutex_);
+  // Ids whose tokens have expired cannot come back anyway: forget them (bounded by the leases
+  // served within one lease duration).
+  std::erase_if(ended_, [&](const auto& e) { return e.second <= now_ms; });
+  if (ended_.count(lease_id))
+    throw protocol::MessageError(protocol::ControlErrc::lease_ended,
+                                 "lease " + std::to_string(lease_id) + " was served and has ended; its token is spent");
   if (active_.count(lease_id))
     throw protocol::MessageError(protocol::ControlErrc::lease_active,
                                  "lease " + std::to_string(lease_id) + " is already being served");
@@ -19,10 +25,11 @@ std::vector<int> LeaseTable::reserve(uint64_t lease_id, uint32_t cores) {
   return taken;
 }
 
-void LeaseTable::release(uint64_t lease_id) {
+void LeaseTable::release(uint64_t lease_id, int64_t served_until_ms) {
   std::lock_guard lock(mutex_);
   auto it = active_.find(lease_id);
   if (it == active_.end()) return;
+  if (served_until_ms > 0) ended_[lease_id] = served_until_ms;
   free_.insert(free_.end(), it->second.begin(), it->second.end());
   std::sort(free_.begin(), free_.end());
   active_.erase(it);
@@ -31,6 +38,11 @@ void LeaseTable::release(uint64_t lease_id) {
 size_t LeaseTable::free_cores() const {
   std::lock_guard lock(mutex_);
   return free_.size();
+}
+
+size_t LeaseTable::ended_leases() const {
+  std::lock_guard lock(mutex_);
+  return ended_.size();
 }
 
 size_t LeaseTable::active_leases() const {

@@ -1,5 +1,7 @@
 // The leases an executor daemon is serving and the cores they hold. A lease id is served at
-// most once at a time; cores are handed out by id and returned when the lease ends.
+// most once: at most once at a time, and once a lease was served its id is refused until its
+// token expires (a token is not a ticket to come back with after a release). Cores are handed
+// out by id and returned when the lease ends.
 #pragma once
 
 #include <cstdint>
@@ -15,9 +17,12 @@ class LeaseTable {
  public:
   explicit LeaseTable(std::vector<int> core_ids) : free_(std::move(core_ids)), total_(free_.size()) {}
 
-  // The cores for the lease; throws MessageError(lease_active | no_capacity).
-  std::vector<int> reserve(uint64_t lease_id, uint32_t cores);
-  void release(uint64_t lease_id);
+  // The cores for the lease; throws MessageError(lease_active | lease_ended | no_capacity).
+  std::vector<int> reserve(uint64_t lease_id, uint32_t cores, int64_t now_ms);
+  // Returns the lease's cores. served_until_ms > 0: the lease was served, and its id is refused
+  // until then (its token's latest expiry, renewals included).
+  void release(uint64_t lease_id, int64_t served_until_ms = 0);
+  size_t ended_leases() const;  // ids remembered as served
 
   size_t free_cores() const;
   size_t total_cores() const { return total_; }
@@ -28,6 +33,7 @@ class LeaseTable {
   std::vector<int> free_;
   size_t total_;
   std::map<uint64_t, std::vector<int>> active_;
+  std::map<uint64_t, int64_t> ended_;  // lease id -> until when it is refused
 };
 
 }  // namespace rfaas::executor

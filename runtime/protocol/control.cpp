@@ -14,6 +14,7 @@ const char* to_string(ControlErrc c) {
     case ControlErrc::bad_token: return "bad_token";
     case ControlErrc::lease_expired: return "lease_expired";
     case ControlErrc::lease_active: return "lease_active";
+    case ControlErrc::lease_ended: return "lease_ended";
     case ControlErrc::no_capacity: return "no_capacity";
     case ControlErrc::library_mismatch: return "library_mismatch";
     case ControlErrc::library_load_failed: return "library_load_failed";
@@ -27,7 +28,7 @@ const char* to_string(ControlErrc c) {
 
 std::optional<ControlErrc> control_errc_from_string(const std::string& s) {
   for (auto c : {ControlErrc::malformed, ControlErrc::bad_token, ControlErrc::lease_expired, ControlErrc::lease_active,
-                 ControlErrc::no_capacity, ControlErrc::library_mismatch, ControlErrc::library_load_failed,
+                 ControlErrc::lease_ended, ControlErrc::no_capacity, ControlErrc::library_mismatch, ControlErrc::library_load_failed,
                  ControlErrc::executor_failed, ControlErrc::memory_exceeded, ControlErrc::policy, ControlErrc::internal})
     if (s == to_string(c)) return c;
   return std::nullopt;

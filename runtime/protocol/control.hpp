@@ -24,6 +24,7 @@ enum class ControlErrc {
   bad_token,            // MAC does not verify, or the token is for another daemon
   lease_expired,        // the token's expiry has passed
   lease_active,         // this lease id is already being served
+  lease_ended,          // this lease id was served and has ended: its token is spent
   no_capacity,          // not enough free cores or memory
   library_mismatch,     // library bytes do not match the announced size or SHA-256
   library_load_failed,  // dlopen failed or a function name does not resolve

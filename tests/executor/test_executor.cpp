@@ -592,6 +592,16 @@ TEST_CASE("forged, misdirected and expired tokens are refused; the daemon serves
     auto ex = Executor::deploy(grant, basic());
     CHECK(deploy_error(grant, basic()) == Errc::lease_in_use);
   }
+  SECTION("a token presented again after its lease was released") {
+    // The review's replay: deploy, release, deploy the same grant (still unexpired).
+    auto ex = Executor::deploy(grant, basic());
+    uint64_t v = 3, r = 0;
+    size_t n = 0;
+    REQUIRE(ex->invoke(ex->function("echo"), &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+    ex->release();
+    CHECK(deploy_error(grant, basic()) == Errc::lease_expired);
+    CHECK(deploy_error(grant, basic()) == Errc::lease_expired);  // and again: still spent
+  }
   SECTION("more cores than the node has") {
     CHECK(deploy_error(direct_lease(daemon.address(), lease_options(daemon, 64)), basic(64)) == Errc::no_capacity);
   }

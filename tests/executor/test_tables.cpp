@@ -11,9 +11,9 @@ using namespace rfaas;
 using rfaas::protocol::ControlErrc;
 
 namespace {
-ControlErrc reserve_error(executor::LeaseTable& t, uint64_t id, uint32_t cores) {
+ControlErrc reserve_error(executor::LeaseTable& t, uint64_t id, uint32_t cores, int64_t now_ms = 1000) {
   try {
-    t.reserve(id, cores);
+    t.reserve(id, cores, now_ms);
   } catch (const protocol::MessageError& e) {
     return e.code();
   }
@@ -31,23 +31,42 @@ std::string read_all(int fd) {
 
 TEST_CASE("leases take distinct cores and give them back", "[tables]") {
   executor::LeaseTable t({4, 5, 6});
-  auto a = t.reserve(1, 2);
+  auto a = t.reserve(1, 2, 1000);
   CHECK(a == std::vector<int>{4, 5});
   CHECK(t.free_cores() == 1);
   CHECK(reserve_error(t, 2, 2) == ControlErrc::no_capacity);
   CHECK(reserve_error(t, 1, 1) == ControlErrc::lease_active);  // never the same lease twice
-  auto b = t.reserve(3, 1);
+  auto b = t.reserve(3, 1, 1000);
   CHECK(b == std::vector<int>{6});
   CHECK(t.active_leases() == 2);
   t.release(1);
   t.release(1);   // idempotent
   t.release(99);  // unknown: nothing happens
   CHECK(t.free_cores() == 2);
-  CHECK(t.reserve(4, 2) == std::vector<int>{4, 5});
+  CHECK(t.reserve(4, 2, 1000) == std::vector<int>{4, 5});
   t.release(3);
   t.release(4);
   CHECK(t.free_cores() == 3);
   CHECK(t.active_leases() == 0);
+}
+
+TEST_CASE("a lease served once is refused until its token expires", "[tables]") {
+  executor::LeaseTable t({0, 1});
+  t.reserve(7, 1, 1000);
+  t.release(7, 5000);  // served; its token (renewals included) expires at 5000
+  CHECK(t.free_cores() == 2);
+  CHECK(reserve_error(t, 7, 1, 1001) == ControlErrc::lease_ended);
+  CHECK(reserve_error(t, 7, 1, 4999) == ControlErrc::lease_ended);
+  CHECK(t.ended_leases() == 1);
+  // A deploy refused before the lease was served leaves the id usable (the client may retry).
+  t.reserve(8, 1, 1000);
+  t.release(8);
+  CHECK(t.reserve(8, 1, 1000) == std::vector<int>{0});
+  t.release(8);
+  // Once the token has expired, the id is forgotten (it cannot come back with a valid token).
+  CHECK(t.reserve(9, 1, 5000) == std::vector<int>{0});
+  CHECK(t.ended_leases() == 0);
+  t.release(9);
 }
 
 TEST_CASE("the library cache keeps sealed copies and drops the least recently used", "[tables]") {
