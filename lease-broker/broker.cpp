@@ -35,6 +35,8 @@ BrokerConfig BrokerConfig::from_json_file(const std::string& path) {
     else if (key == "control_timeout_ms") c.control_timeout_ms = value.get<uint32_t>();
     else if (key == "max_lease_ms") c.max_lease_ms = value.get<int64_t>();
     else if (key == "max_cores_per_lease") c.max_cores_per_lease = value.get<uint32_t>();
+    else if (key == "max_connections") c.sessions.max_sessions = value.get<uint32_t>();
+    else if (key == "max_connections_per_peer") c.sessions.max_sessions_per_peer = value.get<uint32_t>();
     else throw std::runtime_error("config " + path + ": unknown key '" + key + "'");
   }
   return c;
@@ -272,14 +274,31 @@ void LeaseBroker::serve() {
     net::TcpStream stream;
     try {
       stream = listener_.accept(net::deadline_in(200ms));
-    } catch (const net::NetError&) {
+    } catch (const net::NetError& e) {
+      if (e.code() != net::NetErrc::timeout) {
+        // Out of descriptors (EMFILE) and the like: pause instead of spinning on the listener.
+        log(std::string("accept: ") + e.what());
+        std::this_thread::sleep_for(100ms);
+      }
       continue;
     }
+    std::string peer = stream.peer_host(), why;
+    if (!admission_.admit(peer, &why)) {
+      if (!why.empty()) log("refused a connection: " + why);
+      continue;  // closed as it goes out of scope
+    }
     ++sessions_;
-    std::thread([this, s = std::move(stream)]() mutable {
-      session(std::move(s));
+    try {
+      std::thread([this, s = std::move(stream), peer]() mutable {
+        session(std::move(s));
+        admission_.release(peer);
+        --sessions_;
+      }).detach();
+    } catch (const std::system_error& e) {  // no thread to be had: this connection only
+      log(std::string("refused a connection: no thread: ") + e.what());
+      admission_.release(peer);
       --sessions_;
-    }).detach();
+    }
   }
   sweeper.join();
   // Sessions end within their read timeout; wait for them before the state goes away.

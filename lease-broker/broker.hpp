@@ -12,6 +12,7 @@
 
 #include "journal.hpp"
 #include "lease_book.hpp"
+#include "net/session_limits.hpp"
 #include "net/tcp_socket.hpp"
 #include "protocol/broker_messages.hpp"
 #include "protocol/control.hpp"
@@ -27,6 +28,7 @@ struct BrokerConfig {
   // Policy: the longest lease (and renewal) granted, the most cores in one lease (0: any).
   int64_t max_lease_ms = 24 * 3600 * 1000;
   uint32_t max_cores_per_lease = 0;
+  net::SessionLimits sessions;  // connections served at once: all, and per peer address
   static BrokerConfig from_json_file(const std::string& path);
 };
 
@@ -61,6 +63,7 @@ class LeaseBroker {
   net::TcpListener listener_;
   std::atomic<bool> shutdown_{false};
   std::atomic<int> sessions_{0};
+  net::SessionAdmission admission_{config_.sessions};
 };
 
 }  // namespace rfaas::broker

@@ -23,13 +23,15 @@ int main(int argc, char** argv) {
   int64_t max_lease_ms = 0;
   po::options_description desc("rfaas-broker: leases idle cores of registered executor daemons");
   desc.add_options()("help,h", "show this help")
-      ("config", po::value(&config_path), "JSON config (keys: listen, secret_file, journal, heartbeat_timeout_ms, control_timeout_ms, max_lease_ms, max_cores_per_lease)")
+      ("config", po::value(&config_path), "JSON config (keys: listen, secret_file, journal, heartbeat_timeout_ms, control_timeout_ms, max_lease_ms, max_cores_per_lease, max_connections, max_connections_per_peer)")
       ("listen", po::value(&listen), "host:port to listen on (port 0 picks one)")
       ("secret-file", po::value(&secret_file), "cluster secret shared with the executor daemons (mode 0600)")
       ("journal", po::value(&journal), "journal file: grants and releases, fsync'd; replayed at start")
       ("heartbeat-timeout-ms", po::value(&heartbeat_timeout_ms), "a node silent this long is lost (default 5000)")
       ("max-lease-ms", po::value(&max_lease_ms), "the longest lease or renewal granted (default 86400000: 24 h)")
       ("max-cores-per-lease", po::value(&max_cores_per_lease), "the most cores in one lease (default: no cap)")
+      ("max-connections", po::value<uint32_t>(), "connections served at once (default 2048)")
+      ("max-connections-per-peer", po::value<uint32_t>(), "of them from one peer address (default 256)")
       ("ready-file", po::value(&ready_file), "write the listening address here once ready");
   po::variables_map vm;
   try {
@@ -52,6 +54,9 @@ int main(int argc, char** argv) {
     if (heartbeat_timeout_ms) cfg.heartbeat_timeout_ms = heartbeat_timeout_ms;
     if (max_lease_ms) cfg.max_lease_ms = max_lease_ms;
     if (max_cores_per_lease) cfg.max_cores_per_lease = max_cores_per_lease;
+    if (vm.count("max-connections")) cfg.sessions.max_sessions = vm["max-connections"].as<uint32_t>();
+    if (vm.count("max-connections-per-peer"))
+      cfg.sessions.max_sessions_per_peer = vm["max-connections-per-peer"].as<uint32_t>();
     if (cfg.max_lease_ms <= 0) throw std::runtime_error("max_lease_ms must be positive");
     if (cfg.secret_file.empty() || cfg.journal_path.empty())
       throw std::runtime_error("need --secret-file and --journal (or the config keys)");

@@ -72,6 +72,8 @@ DaemonConfig DaemonConfig::from_json_file(const std::string& path) {
       else if (key == "broker") c.broker = value.get<std::string>();
       else if (key == "advertise") c.advertise = value.get<std::string>();
       else if (key == "memory_bytes") c.memory_bytes = value.get<uint64_t>();
+      else if (key == "max_connections") c.sessions.max_sessions = value.get<uint32_t>();
+      else if (key == "max_connections_per_peer") c.sessions.max_sessions_per_peer = value.get<uint32_t>();
       else throw std::runtime_error("unknown key '" + key + "'");
     }
   } catch (const nlohmann::json::exception& e) {
@@ -97,7 +99,8 @@ ExecutorDaemon::ExecutorDaemon(DaemonConfig config)
     : config_(with_defaults(std::move(config))),
       secret_(protocol::ClusterSecret::load(config_.secret_file)),
       leases_(config_.cores),
-      libraries_(config_.library_cache_bytes) {
+      libraries_(config_.library_cache_bytes),
+      admission_(config_.sessions) {
   auto hp = net::HostPort::parse(config_.listen);
   listener_ = net::TcpListener::bind(hp.host, hp.port);
 }
@@ -141,18 +144,36 @@ void ExecutorDaemon::serve() {
     try {
       stream = listener_.accept(net::deadline_in(200ms));
     } catch (const net::NetError& e) {
-      if (e.code() != net::NetErrc::timeout) log(std::string("accept: ") + e.what());
+      if (e.code() != net::NetErrc::timeout) {
+        // Out of descriptors (EMFILE) and the like: pause instead of spinning on the listener.
+        log(std::string("accept: ") + e.what());
+        std::this_thread::sleep_for(100ms);
+      }
       continue;
+    }
+    std::string peer = stream.peer_host(), why;
+    if (!admission_.admit(peer, &why)) {
+      if (!why.empty()) log("refused a connection: " + why);
+      continue;  // closed as it goes out of scope
     }
     {
       std::lock_guard lock(sessions_mutex_);
       ++sessions_;
     }
-    std::thread([this, s = std::move(stream)]() mutable {
-      session(std::move(s));
+    auto ended = [this, peer] {
+      admission_.release(peer);
       std::lock_guard lock(sessions_mutex_);
       if (--sessions_ == 0) sessions_done_.notify_all();
-    }).detach();
+    };
+    try {
+      std::thread([this, s = std::move(stream), ended]() mutable {
+        session(std::move(s));
+        ended();
+      }).detach();
+    } catch (const std::system_error& e) {  // no thread to be had: this connection only
+      log(std::string("refused a connection: no thread: ") + e.what());
+      ended();
+    }
   }
   if (broker_) broker_->drain();  // no new leases here while the running ones are revoked
   // Sessions see shutting_down() within their poll period and revoke their leases.

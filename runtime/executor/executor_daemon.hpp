@@ -17,6 +17,7 @@
 #include "executor/executor_process.hpp"
 #include "executor/lease_table.hpp"
 #include "executor/library_cache.hpp"
+#include "net/session_limits.hpp"
 #include "net/tcp_socket.hpp"
 #include "protocol/lease_token.hpp"
 
@@ -35,6 +36,7 @@ struct DaemonConfig {
   std::string broker;                   // host:port of the lease broker; empty: direct mode only
   std::string advertise;                // control address given to the broker; default: listen address
   uint64_t memory_bytes = 0;            // memory it offers; default: the node's physical memory
+  net::SessionLimits sessions;          // control connections: all, and per peer address
 
   // Reads a JSON config file; keys as the fields above. Throws std::runtime_error.
   static DaemonConfig from_json_file(const std::string& path);
@@ -75,6 +77,7 @@ class ExecutorDaemon {
   std::mutex sessions_mutex_;
   std::condition_variable sessions_done_;
   int sessions_ = 0;
+  net::SessionAdmission admission_;
 };
 
 }  // namespace rfaas::executor

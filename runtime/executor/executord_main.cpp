@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   desc.add_options()("help,h", "show this help")
       ("config", po::value(&config_path), "JSON config file (keys: listen, node_name, secret_file, cores, "
                                           "executor_path, fabric_host, max_library_bytes, library_cache_bytes, "
-                                          "control_timeout_ms)")
+                                          "control_timeout_ms, broker, advertise, memory_bytes, max_connections, "
+                                          "max_connections_per_peer)")
       ("listen", po::value(&listen), "control port, host:port (port 0 picks one)")
       ("node-name", po::value(&node_name), "the node name lease tokens must carry (default: hostname)")
       ("secret-file", po::value(&secret_file), "cluster secret shared with the broker (mode 0600)")
@@ -35,7 +36,9 @@ int main(int argc, char** argv) {
       ("fabric-host", po::value(&fabric_host), "address executors listen on for client endpoints")
       ("broker", po::value(&broker), "lease broker host:port to register with (heartbeats, usage reports)")
       ("advertise", po::value(&advertise), "control address to give the broker (default: the listen address)")
-      ("ready-file", po::value(&ready_file), "write the control address here once listening");
+      ("ready-file", po::value(&ready_file), "write the control address here once listening")
+      ("max-connections", po::value<uint32_t>(), "control connections served at once (default 2048)")
+      ("max-connections-per-peer", po::value<uint32_t>(), "of them from one peer address (default 256)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -58,6 +61,9 @@ int main(int argc, char** argv) {
     if (!fabric_host.empty()) cfg.fabric_host = fabric_host;
     if (!broker.empty()) cfg.broker = broker;
     if (!advertise.empty()) cfg.advertise = advertise;
+    if (vm.count("max-connections")) cfg.sessions.max_sessions = vm["max-connections"].as<uint32_t>();
+    if (vm.count("max-connections-per-peer"))
+      cfg.sessions.max_sessions_per_peer = vm["max-connections-per-peer"].as<uint32_t>();
     if (!cores_csv.empty()) {
       cfg.cores.clear();
       size_t pos = 0;

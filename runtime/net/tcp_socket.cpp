@@ -207,6 +207,15 @@ bool TcpStream::peer_closed() const noexcept {
   return !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
 }
 
+std::string TcpStream::peer_host() const {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (!fd_ || ::getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+  char host[NI_MAXHOST];
+  if (::getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST) != 0) return "";
+  return host;
+}
+
 TcpListener TcpListener::bind(const std::string& host, uint16_t port, int backlog) {
   addrinfo* res = resolve(host, port, true);
   int last_err = EADDRNOTAVAIL;

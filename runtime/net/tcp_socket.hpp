@@ -70,6 +70,8 @@ class TcpStream {
   // Non-blocking check: true when the peer has closed the connection or it is broken.
   // Pending unread data does not count as closed.
   bool peer_closed() const noexcept;
+  // The peer's numeric address without the port ("127.0.0.1", "::1"); "" when unknown.
+  std::string peer_host() const;
   int fd() const noexcept { return fd_.get(); }
   explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
 
@@ -80,7 +82,9 @@ class TcpStream {
 class TcpListener {
  public:
   // Port 0 picks a free port; port() tells which.
-  static TcpListener bind(const std::string& host, uint16_t port, int backlog = 64);
+  // The backlog is capped by the kernel (net.core.somaxconn): a burst of connections from one peer
+  // must not fill the queue that everyone's connections wait in before they are admitted.
+  static TcpListener bind(const std::string& host, uint16_t port, int backlog = 4096);
   TcpStream accept(Deadline deadline);
   uint16_t port() const noexcept { return port_; }
   const std::string& host() const noexcept { return host_; }

@@ -1,7 +1,12 @@
 // rfaas-broker end to end: real broker and executor daemon processes on loopback, a client
 // leasing through the broker, the broker killed and restarted mid-lease, forged registrations,
 // expiry and a lost node.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
@@ -99,6 +104,47 @@ Errc invoke_until_error(Executor& ex) {
   return e;
 }
 
+// `n` idle TCP connections to `address` from another loopback address (127.0.0.2), so that
+// they are another peer than the test's own clients (127.0.0.1). Returns their descriptors.
+std::vector<int> idle_connections(const std::string& address, int n) {
+  auto hp = net::HostPort::parse(address);
+  std::vector<int> fds;
+  for (int i = 0; i < n; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    ::inet_pton(AF_INET, "127.0.0.2", &src.sin_addr);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0);
+    sockaddr_in dst{};
+    dst.sin_family = AF_INET;
+    dst.sin_port = htons(hp.port);
+    ::inet_pton(AF_INET, hp.host.c_str(), &dst.sin_addr);
+    ::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst);  // in progress; completes in the backlog
+    fds.push_back(fd);
+  }
+  return fds;
+}
+
+// How many of `fds` the peer has closed (read returns 0 or an error), waiting until at least
+// `expected` are or `within` has passed (connections still in the backlog close later).
+int closed_by_peer(const std::vector<int>& fds, int expected, std::chrono::milliseconds within) {
+  std::vector<bool> closed(fds.size(), false);
+  int count = 0;
+  for (auto end = Clock::now() + within;;) {
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (closed[i]) continue;
+      char b;
+      ssize_t r = ::recv(fds[i], &b, 1, MSG_DONTWAIT);
+      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOTCONN)) {
+        closed[i] = true;
+        ++count;
+      }
+    }
+    if (count >= expected || Clock::now() > end) return count;
+    std::this_thread::sleep_for(50ms);
+  }
+}
 }  // namespace
 
 TEST_CASE("leases through the broker survive a broker crash, without double grants", "[broker]") {
@@ -377,4 +423,40 @@ TEST_CASE("the broker's policy caps durations and cores before any arithmetic, a
   broker_release(broker.address(), grant.lease_id);
   CHECK(status(broker.address())["leases"].empty());
   CHECK(broker.process().wait_for(0ms) == std::nullopt);  // still running
+}
+
+// 2,000 idle connections to each daemon from one peer: both cap that peer (256 here by default),
+// close the rest at once, and keep serving a legitimate client from another address.
+TEST_CASE("a flood of idle connections costs only its own peer; both daemons serve on", "[broker]") {
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  auto to_broker = idle_connections(broker.address(), 2000);
+  auto to_daemon = idle_connections(daemon.address(), 2000);
+  // All but the admitted 256 per daemon are closed by the daemon.
+  CHECK(closed_by_peer(to_broker, 2000 - 256, 20s) >= 2000 - 256);
+  CHECK(closed_by_peer(to_daemon, 2000 - 256, 20s) >= 2000 - 256);
+  BrokerLeaseOptions o;
+  o.memory_bytes = 1 << 26;
+  auto grant = broker_lease(broker.address(), o);
+  auto ex = Executor::deploy(grant, echo_options());
+  uint64_t v = 42, r = 0;
+  size_t n = 0;
+  CHECK(ex->invoke(ex->function("echo"), &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  CHECK(r == 42);
+  ex->release();
+  broker_release(broker.address(), grant.lease_id);
+  for (int fd : to_broker) ::close(fd);
+  for (int fd : to_daemon) ::close(fd);
+  CHECK(broker.process().wait_for(0ms) == std::nullopt);
+  CHECK(daemon.alive());
+  // The peer's share comes back once its connections are gone.
+  CHECK(eventually([&] {
+    auto again = idle_connections(broker.address(), 1);
+    bool open = closed_by_peer(again, 1, 300ms) == 0;
+    ::close(again[0]);
+    return open;
+  }, 10s));
 }

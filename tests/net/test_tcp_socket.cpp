@@ -3,6 +3,7 @@
 #include <chrono>
 #include <thread>
 
+#include "net/session_limits.hpp"
 #include "net/tcp_socket.hpp"
 
 using namespace rfaas::net;
@@ -93,4 +94,32 @@ TEST_CASE("waits are bounded and a closed peer is noticed", "[net]") {
       CHECK(e.code() == NetErrc::refused);
     }
   }
+}
+
+TEST_CASE("session admission caps all connections and those of one peer", "[net]") {
+  SessionAdmission a({4, 2});
+  std::string why;
+  CHECK(a.admit("10.0.0.1", &why));
+  CHECK(a.admit("10.0.0.1", &why));
+  CHECK_FALSE(a.admit("10.0.0.1", &why));  // its share is taken
+  CHECK(why.find("per peer") != std::string::npos);
+  why.clear();
+  CHECK_FALSE(a.admit("10.0.0.1", &why));  // told at most once a second
+  CHECK(why.empty());
+  CHECK(a.admit("10.0.0.2", &why));  // another peer is not held back
+  CHECK(a.admit("10.0.0.3", &why));
+  CHECK_FALSE(a.admit("10.0.0.4", &why));  // the cap on all
+  CHECK(a.sessions() == 4);
+  a.release("10.0.0.1");
+  CHECK(a.admit("10.0.0.1", &why));  // a share comes back as its sessions end
+  a.release("10.0.0.9");  // unknown: nothing happens
+  CHECK(a.sessions() == 4);
+}
+
+TEST_CASE("a stream tells its peer's address", "[net]") {
+  auto listener = TcpListener::bind("127.0.0.1", 0);
+  auto client = TcpStream::connect(HostPort{"127.0.0.1", listener.port()}, deadline_in(5s));
+  auto server = listener.accept(deadline_in(5s));
+  CHECK(server.peer_host() == "127.0.0.1");
+  CHECK(TcpStream().peer_host().empty());
 }
