@@ -3,6 +3,7 @@
  * The output capacity is the lease's output_capacity (negotiated at deploy); a function must
  * not write more. */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -11,6 +12,17 @@ uint32_t noop(void* in, uint32_t in_size, void* out) {
   (void)in;
   (void)in_size;
   (void)out;
+  return 0;
+}
+
+/* Input: uint32 n. Prints n bytes to stdout (lines of 64) and returns nothing: a chatty
+ * function, as debugging prints are. */
+uint32_t chatty(void* in, uint32_t in_size, void* out) {
+  (void)out;
+  uint32_t n = 0;
+  if (in_size >= sizeof n) memcpy(&n, in, sizeof n);
+  for (uint32_t i = 0; i < n; i += 64) printf("chatty: %055u\n", i);
+  fflush(stdout);
   return 0;
 }
 

@@ -2,7 +2,9 @@
 // initialises libfabric, opens its own fabric domain and listener and measures its cycle clock,
 // then waits on fd 3 (a Unix socket to the daemon) for its LeaseAssignment, which arrives with
 // the function library's memfd attached. So a lease's cold start pays none of that.
-// It reports on stdout, one JSON object per line:
+// It reports on the stdout it was started with, one JSON object per line (the function library's
+// own stdout goes to stderr instead, the daemon's log: a chatty function neither blocks on a pipe
+// nobody reads during the lease nor mixes its bytes into the reports):
 //   {"event":"ready","address":"host:port"}          serving; the client may connect
 //   {"event":"failed","code":"...","detail":"..."}   could not serve (exit status 3)
 //   {"event":"usage", "invocations":..., ...}        at exit
@@ -11,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <cerrno>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
@@ -39,10 +42,11 @@ namespace {
 constexpr int kDaemonSocket = 3;
 std::atomic<bool> g_terminate{false};
 void on_signal(int) { g_terminate.store(true); }
+int g_reports = STDOUT_FILENO;  // the daemon's pipe, moved off fd 1 before any user code runs
 
 void report(const nlohmann::json& j) {
   std::string line = j.dump() + "\n";
-  (void)!::write(STDOUT_FILENO, line.data(), line.size());
+  (void)!::write(g_reports, line.data(), line.size());
 }
 
 [[noreturn]] void fail(const char* code, const std::string& detail) {
@@ -72,6 +76,9 @@ int main(int argc, char** argv) {
     std::cout << desc << "\n";
     return 0;
   }
+  // Reports keep the pipe; fd 1 becomes stderr for everything else (libfabric, the library).
+  if (int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 10); fd >= 0 && ::dup2(STDERR_FILENO, STDOUT_FILENO) >= 0)
+    g_reports = fd;
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
   signal(SIGPIPE, SIG_IGN);

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "net/fd_passing.hpp"
@@ -33,9 +34,15 @@ std::optional<nlohmann::json> ExecutorReports::next(net::Deadline deadline) {
     if (nl != std::string::npos) {
       std::string line = buffer_.substr(0, nl);
       buffer_.erase(0, nl + 1);
+      if (std::exchange(skipping_, false)) continue;  // the end of an overlong line
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (!j.is_discarded()) return j;
       continue;
+    }
+    // A line longer than any report is not one: dropped up to its end, never buffered whole.
+    if (buffer_.size() > kMaxReportLine) {
+      buffer_.clear();
+      skipping_ = true;
     }
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - net::Clock::now()).count();
     if (left <= 0) return std::nullopt;

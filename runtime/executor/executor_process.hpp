@@ -24,8 +24,10 @@ class ExecutorReports {
   ~ExecutorReports();
   ExecutorReports(const ExecutorReports&) = delete;
   ExecutorReports& operator=(const ExecutorReports&) = delete;
-  // The next JSON line, or nothing at EOF or when the deadline passes.
+  // The next JSON line, or nothing at EOF or when the deadline passes. Lines longer than
+  // kMaxReportLine are skipped without being held.
   std::optional<nlohmann::json> next(net::Deadline deadline);
+  static constexpr size_t kMaxReportLine = 64 * 1024;
   // The usage report, if the executor printed one before exiting; `ended` (may be null) gets
   // why it ended ("signal", "expired", "clients_gone", "daemon_gone"; empty if unknown).
   protocol::Usage usage(net::Deadline deadline, std::string* ended = nullptr);
@@ -33,6 +35,7 @@ class ExecutorReports {
  private:
   int fd_;
   std::string buffer_;
+  bool skipping_ = false;  // inside an overlong line
 };
 
 class ExecutorProcess {

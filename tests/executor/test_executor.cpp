@@ -483,6 +483,26 @@ TEST_CASE("the client sends a slot's header only when its output target changes"
               data);
 }
 
+// A function's prints used to share the executor's report pipe, which nobody reads during a
+// lease: past its 64 KiB the function blocked and the lease hung. They go to stderr now.
+TEST_CASE("a chatty function neither blocks its lease nor disturbs the executor's reports", "[executor]") {
+  ExecutorDaemonProcess daemon;
+  DeployOptions o = basic();
+  o.functions = {"echo", "chatty"};
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), o);
+  uint32_t bytes = 96 * 1024;  // each call: more than a pipe holds
+  size_t n = 99;
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(ex->invoke(ex->function("chatty"), &bytes, sizeof bytes, nullptr, 0, &n, 10s) == Errc::ok);
+    CHECK(n == 0);
+  }
+  uint64_t v = 9, r = 0;
+  REQUIRE(ex->invoke(ex->function("echo"), &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  CHECK(r == 9);
+  CHECK(ex->release().invocations == 3);  // the usage report came through
+  check_daemon_serves(daemon);
+}
+
 TEST_CASE("many invocations in flight across workers all complete correctly", "[executor]") {
   ExecutorDaemonProcess daemon({"--cores", "0,1"});
   auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon, 2)), basic(2));
