@@ -230,7 +230,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     if (!fd) {
       cached = false;
       send_text(stream, protocol::make_message("send_library"), timeout);
-      auto bytes = stream.recv_frame(config_.max_library_bytes, net::deadline_in(timeout * 6));
+      auto bytes = stream.recv_frame(req.library_size, net::deadline_in(timeout * 6));  // as announced, at most
       if (bytes.size() != req.library_size || protocol::sha256_hex(bytes.data(), bytes.size()) != req.library_sha256)
         throw MessageError(ControlErrc::library_mismatch, "library bytes do not match the announced size and SHA-256");
       fd = libraries_.insert(req.library_sha256, bytes);

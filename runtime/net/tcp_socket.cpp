@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -193,8 +194,16 @@ std::vector<uint8_t> TcpStream::recv_frame(size_t max_size, Deadline deadline) {
   size_t size = header[0] | (header[1] << 8) | (header[2] << 16) | (static_cast<size_t>(header[3]) << 24);
   if (size > max_size)
     fail(NetErrc::too_large, "recv_frame of " + std::to_string(size) + " bytes (limit " + std::to_string(max_size) + ")");
-  std::vector<uint8_t> out(size);
-  recv_all(out.data(), size, deadline);
+  // Memory follows the bytes that arrive, not the size announced: a peer that announces the
+  // limit and sends little costs a chunk, not the limit.
+  constexpr size_t kChunk = size_t{1} << 20;
+  std::vector<uint8_t> out;
+  out.reserve(std::min(size, kChunk));
+  while (out.size() < size) {
+    const size_t at = out.size(), n = std::min(kChunk, size - at);
+    out.resize(at + n);
+    recv_all(out.data() + at, n, deadline);
+  }
   return out;
 }
 

@@ -1,6 +1,11 @@
 // runtime/net: address parsing, framing limits and bounded waits.
 #include <catch2/catch.hpp>
+#include <sys/socket.h>
+
 #include <chrono>
+#include <cstring>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "net/session_limits.hpp"
@@ -122,4 +127,34 @@ TEST_CASE("a stream tells its peer's address", "[net]") {
   auto server = listener.accept(deadline_in(5s));
   CHECK(server.peer_host() == "127.0.0.1");
   CHECK(TcpStream().peer_host().empty());
+}
+
+namespace {
+long status_kb(const char* field) {  // a field of /proc/self/status, in kB
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(field, 0) == 0) return std::stol(line.substr(std::strlen(field)));
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("a frame's memory follows the bytes that arrive, not the size announced", "[net]") {
+  auto listener = TcpListener::bind("127.0.0.1", 0);
+  auto client = TcpStream::connect(HostPort{"127.0.0.1", listener.port()}, deadline_in(5s));
+  auto server = listener.accept(deadline_in(5s));
+  // Announce 200 MiB, send 10 bytes, go away.
+  const uint32_t announced = 200u << 20;
+  uint8_t header[4] = {static_cast<uint8_t>(announced), static_cast<uint8_t>(announced >> 8),
+                       static_cast<uint8_t>(announced >> 16), static_cast<uint8_t>(announced >> 24)};
+  REQUIRE(::send(client.fd(), header, sizeof header, 0) == 4);
+  REQUIRE(::send(client.fd(), "0123456789", 10, 0) == 10);
+  client = TcpStream();
+  {
+    std::ofstream clear("/proc/self/clear_refs");
+    clear << "5";  // resets the peak resident size (VmHWM) to the current one
+  }
+  const long before = status_kb("VmRSS:");
+  CHECK_THROWS_AS(server.recv_frame(256u << 20, deadline_in(5s)), NetError);
+  CHECK(status_kb("VmHWM:") - before < 16 * 1024);
 }
