@@ -13,6 +13,9 @@ namespace rfaas::broker {
 Journal::Journal(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd_ < 0) throw JournalError("journal " + path + ": " + std::strerror(errno));
+  off_t end = ::lseek(fd_, 0, SEEK_END);
+  if (end < 0) throw JournalError("journal " + path + ": lseek: " + std::strerror(errno));
+  size_ = end;
 }
 
 Journal::~Journal() {
@@ -20,23 +23,37 @@ Journal::~Journal() {
 }
 
 void Journal::append(const nlohmann::json& record) {
+  if (failed_.load()) throw JournalError("journal " + path_ + " failed to sync before; restart the broker");
   std::string line = record.dump() + "\n";
   size_t off = 0;
   while (off < line.size()) {
     ssize_t n = ::write(fd_, line.data() + off, line.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw JournalError("journal " + path_ + ": write: " + std::strerror(errno));
+    if (n <= 0) {
+      int err = n < 0 ? errno : ENOSPC;
+      // A partial record (the disk filled mid-line) is cut off again: the journal stays whole
+      // records, the request fails with nothing applied, and the next one may succeed.
+      if (off > 0 && ::ftruncate(fd_, size_) != 0) failed_.store(true);
+      throw JournalError("journal " + path_ + ": write: " + std::strerror(err));
+    }
     off += static_cast<size_t>(n);
   }
+  size_ += static_cast<off_t>(line.size());
   written_.fetch_add(1);
 }
 
 void Journal::sync() {
   uint64_t want = written_.load();
   std::lock_guard lock(sync_mutex_);
+  if (failed_.load()) throw JournalError("journal " + path_ + " failed to sync before; restart the broker");
   if (synced_ >= want) return;  // an fdatasync that started after our records covered them
   uint64_t target = written_.load();
-  if (::fdatasync(fd_) != 0) throw JournalError("journal " + path_ + ": fdatasync: " + std::strerror(errno));
+  if (::fdatasync(fd_) != 0) {
+    // What reached the disk is unknown now (a failed fdatasync may drop the pages): no more
+    // changes are recorded, or granted, until a restart replays what is on disk.
+    failed_.store(true);
+    throw JournalError("journal " + path_ + ": fdatasync: " + std::strerror(errno));
+  }
   synced_ = target;
 }
 

@@ -4,6 +4,8 @@
 // (the broker died mid-write) is skipped and reported; any earlier damage is an error.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <mutex>
 #include <stdexcept>
@@ -26,12 +28,14 @@ class Journal {
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
 
-  // Records, written in call order (callers serialise them). Throw JournalError.
+  // Records, written in call order (callers serialise them). Throw JournalError; a record that
+  // could not be written whole (disk full) leaves nothing behind.
   void grant(const LeaseRecord& r);
   void release(uint64_t lease_id, const std::string& reason);
   void renew(uint64_t lease_id, int64_t expires_at_ms);
   // Returns once every record written before the call is on stable storage. Thread-safe, and
-  // called without the broker's lock. Throws JournalError.
+  // called without the broker's lock. Throws JournalError; after a failed sync every later
+  // append and sync fails too (the broker then refuses changes until it is restarted).
   void sync();
 
   struct ReplayResult {
@@ -50,6 +54,8 @@ class Journal {
   std::atomic<uint64_t> written_{0};
   std::mutex sync_mutex_;
   uint64_t synced_ = 0;  // guarded by sync_mutex_
+  off_t size_ = 0;       // the file's length after the last whole record (appends are serialised)
+  std::atomic<bool> failed_{false};  // a sync (or a cut-off) failed: nothing more is recorded
   std::string path_;
 };
 

@@ -5,13 +5,17 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "net/tcp_socket.hpp"
@@ -459,4 +463,71 @@ TEST_CASE("a flood of idle connections costs only its own peer; both daemons ser
     ::close(again[0]);
     return open;
   }, 10s));
+}
+
+// The journal on a small tmpfs that fills up: a change that cannot be recorded is refused and
+// nothing of it is applied or left in the file; once there is room again the broker records
+// on, and a restart (after kill -9) replays exactly what was acknowledged.
+TEST_CASE("a full disk refuses the change, applies nothing, and leaves the journal whole", "[broker]") {
+  TempDir dir;
+  auto fs = dir.path() / "jfs";
+  std::filesystem::create_directory(fs);
+  if (::mount("tmpfs", fs.c_str(), "tmpfs", 0, "size=256k,mode=0700") != 0) {
+    WARN("cannot mount a tmpfs here (" << std::strerror(errno) << "): the full-disk case is not run");
+    return;
+  }
+  struct Unmount {
+    std::filesystem::path p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{fs};
+  auto secret = write_secret(dir.path() / "secret");
+  auto journal = (fs / "journal").string();
+  auto broker = std::make_unique<BrokerProcess>(secret, journal, dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0,1", "--broker", broker->address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker->address(), "node-1") == "active"; }));
+  BrokerLeaseOptions o;
+  o.memory_bytes = 1 << 26;
+  o.duration = 600s;
+  std::set<uint64_t> held;  // acknowledged grants not acknowledged released
+  held.insert(broker_lease(broker->address(), o).lease_id);
+  // Fill the file system.
+  {
+    std::ofstream filler(fs / "filler", std::ios::binary);
+    std::vector<char> block(4096, 'f');
+    while (filler.write(block.data(), block.size())) {
+    }
+  }
+  // Lease and release until the journal's last page is full too: the first refusal is the test.
+  bool refused = false;
+  for (int i = 0; i < 200 && !refused; ++i) {
+    try {
+      auto g = broker_lease(broker->address(), o);
+      held.insert(g.lease_id);
+      broker_release(broker->address(), g.lease_id);
+      held.erase(g.lease_id);
+    } catch (const Error& e) {
+      refused = std::string(e.what()).find("cannot record") != std::string::npos;
+      INFO(e.what());
+      CHECK(refused);
+    }
+  }
+  REQUIRE(refused);
+  auto leases_shown = [&] {
+    auto st = status(broker->address());  // kept alive for the loop
+    std::set<uint64_t> ids;
+    for (auto& l : st["leases"]) ids.insert(l["lease_id"].get<uint64_t>());
+    return ids;
+  };
+  CHECK(leases_shown() == held);  // nothing of the refused change applied
+  // Room again: the broker records on.
+  std::filesystem::remove(fs / "filler");
+  o.cores = 1;
+  auto later = broker_lease(broker->address(), o);
+  held.insert(later.lease_id);
+  // kill -9 and restart: the journal replays whole, with exactly the acknowledged leases.
+  std::string address = broker->address();
+  broker->process().kill(SIGKILL);
+  broker->process().wait_for(5s);
+  broker = std::make_unique<BrokerProcess>(secret, journal, dir, 2, address);
+  CHECK(leases_shown() == held);
 }
