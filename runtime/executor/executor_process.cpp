@@ -35,6 +35,7 @@ std::optional<nlohmann::json> ExecutorReports::next(net::Deadline deadline) {
       std::string line = buffer_.substr(0, nl);
       buffer_.erase(0, nl + 1);
       if (std::exchange(skipping_, false)) continue;  // the end of an overlong line
+      if (protocol::json_depth(line.data(), line.data() + line.size()) > protocol::kMaxJsonDepth) continue;
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (!j.is_discarded()) return j;
       continue;

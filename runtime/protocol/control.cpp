@@ -143,7 +143,29 @@ void from_json(const nlohmann::json& j, LeaseEnded& m) {
   m.usage = j.at("usage").get<Usage>();
 }
 
+size_t json_depth(const char* begin, const char* end, size_t limit) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false;
+  for (const char* p = begin; p < end; ++p) {
+    const char c = *p;
+    if (in_string) {
+      if (c == '\\') ++p;  // the escaped character is never a quote that ends the string
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > deepest && (deepest = depth) > limit) return limit + 1;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 ControlMessage ControlMessage::parse(const std::vector<uint8_t>& frame) {
+  const char* text = reinterpret_cast<const char*>(frame.data());
+  if (json_depth(text, text + frame.size()) > kMaxJsonDepth)
+    malformed("control frame nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   nlohmann::json j = nlohmann::json::parse(frame.begin(), frame.end(), nullptr, false);
   if (j.is_discarded() || !j.is_object()) malformed("control frame is not a JSON object");
   if (!j.contains("type") || !j.at("type").is_string()) malformed("control message without a type");

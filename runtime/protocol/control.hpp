@@ -17,6 +17,12 @@ namespace rfaas::protocol {
 
 inline constexpr uint32_t kControlVersion = 1;
 inline constexpr size_t kMaxControlFrame = 64 * 1024;
+// Control messages nest a few levels; deeper JSON from a peer is refused before it is parsed
+// (the parser recurses once per level).
+inline constexpr size_t kMaxJsonDepth = 32;
+// The deepest nesting of arrays and objects in `text` (strings, with their escapes, skipped),
+// scanning stops beyond `limit`: then it returns limit + 1. Malformed text is the parser's to refuse.
+size_t json_depth(const char* begin, const char* end, size_t limit = kMaxJsonDepth);
 
 // Error codes on the wire, in "error" replies and lease_ended notices.
 enum class ControlErrc {

@@ -208,3 +208,28 @@ TEST_CASE("malformed control messages are named errors", "[protocol][control]") 
   j["body"]["token"].erase("expires_at_ms");
   expect_malformed(j.dump(), "expires_at_ms");
 }
+
+TEST_CASE("JSON nested beyond the limit is refused before it is parsed", "[protocol]") {
+  auto depth = [](const std::string& t) { return json_depth(t.data(), t.data() + t.size()); };
+  CHECK(depth("{}") == 1);
+  CHECK(depth(R"({"a":[1,{"b":[]}]})") == 4);
+  CHECK(depth(R"({"s":"[[[[{{{{ \" [[[ \\"})") == 1);  // brackets in strings, escaped quotes
+  CHECK(depth(std::string(100000, '[')) == kMaxJsonDepth + 1);  // stops at the limit
+  auto nested = [](size_t levels) {
+    std::string body;
+    for (size_t i = 0; i < levels; ++i) body += "[";
+    for (size_t i = 0; i < levels; ++i) body += "]";
+    return R"({"type":"status","version":1,"body":{"x":)" + body + "}}";
+  };
+  auto frame = [](const std::string& t) { return std::vector<uint8_t>(t.begin(), t.end()); };
+  CHECK(ControlMessage::parse(frame(nested(kMaxJsonDepth - 2))).type == "status");  // within: parsed
+  for (size_t levels : {size_t{kMaxJsonDepth}, size_t{30000}}) {
+    try {
+      ControlMessage::parse(frame(nested(levels)));
+      FAIL("parsed " << levels << " levels");
+    } catch (const MessageError& e) {
+      CHECK(e.code() == ControlErrc::malformed);
+      CHECK(std::string(e.what()).find("nested deeper") != std::string::npos);
+    }
+  }
+}
