@@ -51,7 +51,12 @@ LeaseBroker::LeaseBroker(BrokerConfig config)
   listener_ = net::TcpListener::bind(hp.host, hp.port);
 }
 
-bool LeaseBroker::registration_valid(const protocol::NodeRegistration& r, std::string* why) const {
+bool LeaseBroker::registration_valid(const protocol::NodeRegistration& r, const std::string& purpose,
+                                     std::string* why) const {
+  if (r.purpose != purpose) {
+    *why = "registration of '" + r.node + "' is for '" + r.purpose + "', not '" + purpose + "'";
+    return false;
+  }
   if (!r.verify(secret_)) {
     *why = "registration of '" + r.node + "' does not verify";
     return false;
@@ -97,7 +102,7 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
     if (msg.type == "register") {
       auto r = msg.as<protocol::NodeRegistration>();
       std::string why;
-      if (!registration_valid(r, &why)) throw MessageError(ControlErrc::bad_token, why);
+      if (!registration_valid(r, "register", &why)) throw MessageError(ControlErrc::bad_token, why);
       std::lock_guard lock(mutex_);
       bool known = book_.nodes().count(r.node) > 0;
       book_.upsert_node({r.node, r.control_address, r.cores, r.memory_bytes, NodeInfo::State::active, now});
@@ -134,9 +139,10 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
     if (msg.type == "lease_usage") {
       if (!msg.body.contains("registration")) throw MessageError(ControlErrc::malformed, "usage without registration");
       auto r = msg.body.at("registration").get<protocol::NodeRegistration>();
-      std::string why;
-      if (!registration_valid(r, &why)) throw MessageError(ControlErrc::bad_token, why);
       uint64_t id = msg.body.value("lease_id", uint64_t{0});
+      std::string why;
+      if (!registration_valid(r, "lease_usage:" + std::to_string(id), &why))
+        throw MessageError(ControlErrc::bad_token, why);
       auto usage = msg.body.at("usage").get<protocol::Usage>();
       std::lock_guard lock(mutex_);
       auto lease = book_.lease(id);
@@ -149,7 +155,7 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
       if (!msg.body.contains("registration")) throw MessageError(ControlErrc::malformed, "drain without registration");
       auto r = msg.body.at("registration").get<protocol::NodeRegistration>();
       std::string why;
-      if (!registration_valid(r, &why)) throw MessageError(ControlErrc::bad_token, why);
+      if (!registration_valid(r, "drain", &why)) throw MessageError(ControlErrc::bad_token, why);
       std::lock_guard lock(mutex_);
       if (book_.set_state(r.node, NodeInfo::State::draining)) log("node " + r.node + " draining");
       return protocol::make_message("draining", {{"node", r.node}});

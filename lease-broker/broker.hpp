@@ -48,7 +48,8 @@ class LeaseBroker {
   void session(net::TcpStream stream);
   void sweep();
   void sweep_locked();
-  bool registration_valid(const protocol::NodeRegistration& r, std::string* why) const;
+  // Signed, fresh, and for this message (its purpose).
+  bool registration_valid(const protocol::NodeRegistration& r, const std::string& purpose, std::string* why) const;
   std::string release_locked(uint64_t lease_id, const std::string& reason);
   // 1 .. max_lease_ms, or MessageError(policy).
   void check_duration(int64_t duration_ms) const;

@@ -23,8 +23,8 @@ BrokerLink::~BrokerLink() {
   if (thread_.joinable()) thread_.join();
 }
 
-protocol::NodeRegistration BrokerLink::registration() const {
-  protocol::NodeRegistration r{node_, control_address_, cores_, memory_bytes_, protocol::unix_now_ms(), ""};
+protocol::NodeRegistration BrokerLink::registration(const std::string& purpose) const {
+  protocol::NodeRegistration r{node_, control_address_, cores_, memory_bytes_, protocol::unix_now_ms(), "", purpose};
   r.sign(secret_);
   return r;
 }
@@ -51,7 +51,7 @@ void BrokerLink::start() {
   thread_ = std::thread([this] {
     while (!stop_.load()) {
       nlohmann::json reply;
-      bool ok = send("register", registration(), &reply);
+      bool ok = send("register", registration("register"), &reply);
       if (ok && !registered_.exchange(true))
         std::fprintf(stderr, "rfaas-executord: registered with the broker at %s\n", broker_address_.c_str());
       if (ok) interval_ms_.store(std::max<uint32_t>(50, reply.value("heartbeat_interval_ms", 1000u)));
@@ -64,11 +64,11 @@ void BrokerLink::start() {
 void BrokerLink::drain() {
   stop_.store(true);
   if (thread_.joinable()) thread_.join();
-  send("drain", {{"registration", registration()}}, nullptr);
+  send("drain", {{"registration", registration("drain")}}, nullptr);
 }
 
 void BrokerLink::report_usage(uint64_t lease_id, const protocol::Usage& usage, const std::string& reason) {
-  send("lease_usage", {{"registration", registration()}, {"lease_id", lease_id}, {"usage", usage}, {"reason", reason}},
+  send("lease_usage", {{"registration", registration("lease_usage:" + std::to_string(lease_id))}, {"lease_id", lease_id}, {"usage", usage}, {"reason", reason}},
        nullptr);
 }
 

@@ -26,7 +26,7 @@ class BrokerLink {
   void drain();
 
  private:
-  protocol::NodeRegistration registration() const;
+  protocol::NodeRegistration registration(const std::string& purpose) const;  // signed for that message only
   bool send(const std::string& type, const nlohmann::json& body, nlohmann::json* reply);
 
   std::string broker_address_, node_, control_address_;

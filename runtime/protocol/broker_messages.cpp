@@ -9,17 +9,19 @@ using detail::is_hex;
 using detail::malformed;
 
 std::string NodeRegistration::canonical() const {
-  return "rfaas-register-v1\n" + node + "\n" + control_address + "\n" + std::to_string(cores) + "\n" +
-         std::to_string(memory_bytes) + "\n" + std::to_string(timestamp_ms);
+  return "rfaas-register-v2\n" + purpose + "\n" + node + "\n" + control_address + "\n" + std::to_string(cores) +
+         "\n" + std::to_string(memory_bytes) + "\n" + std::to_string(timestamp_ms);
 }
 
-void NodeRegistration::sign(const ClusterSecret& secret) { mac = secret.sign(canonical()); }
+void NodeRegistration::sign(const ClusterSecret& secret) { mac = secret.derive(kNodeKey).sign(canonical()); }
 
-bool NodeRegistration::verify(const ClusterSecret& secret) const { return secret.verify(canonical(), mac); }
+bool NodeRegistration::verify(const ClusterSecret& secret) const {
+  return secret.derive(kNodeKey).verify(canonical(), mac);
+}
 
 void to_json(nlohmann::json& j, const NodeRegistration& m) {
   j = {{"node", m.node}, {"control_address", m.control_address}, {"cores", m.cores},
-       {"memory_bytes", m.memory_bytes}, {"timestamp_ms", m.timestamp_ms}, {"mac", m.mac}};
+       {"memory_bytes", m.memory_bytes}, {"timestamp_ms", m.timestamp_ms}, {"mac", m.mac}, {"purpose", m.purpose}};
 }
 
 void from_json(const nlohmann::json& j, NodeRegistration& m) {
@@ -29,7 +31,9 @@ void from_json(const nlohmann::json& j, NodeRegistration& m) {
   m.memory_bytes = field<uint64_t>(j, "memory_bytes");
   m.timestamp_ms = field<int64_t>(j, "timestamp_ms");
   m.mac = field<std::string>(j, "mac");
+  m.purpose = field<std::string>(j, "purpose");
   if (m.node.empty() || m.node.size() > 255) malformed("node name must be 1..255 bytes");
+  if (m.purpose.empty() || m.purpose.size() > 64) malformed("registration purpose must be 1..64 bytes");
   if (!is_hex(m.mac, 64)) malformed("registration mac must be 64 lowercase hex digits");
 }
 
@@ -56,9 +60,11 @@ std::string AdminCommand::canonical() const {
   return "rfaas-admin-v1\n" + command + "\n" + node + "\n" + std::to_string(timestamp_ms);
 }
 
-void AdminCommand::sign(const ClusterSecret& secret) { mac = secret.sign(canonical()); }
+void AdminCommand::sign(const ClusterSecret& secret) { mac = secret.derive(kOperatorKey).sign(canonical()); }
 
-bool AdminCommand::verify(const ClusterSecret& secret) const { return secret.verify(canonical(), mac); }
+bool AdminCommand::verify(const ClusterSecret& secret) const {
+  return secret.derive(kOperatorKey).verify(canonical(), mac);
+}
 
 void to_json(nlohmann::json& j, const AdminCommand& m) {
   j = {{"command", m.command}, {"node", m.node}, {"timestamp_ms", m.timestamp_ms}, {"mac", m.mac}};

@@ -17,8 +17,11 @@
 
 namespace rfaas::protocol {
 
-// A daemon's registration and heartbeat, authenticated with the cluster secret. The timestamp
-// bounds replays: the broker refuses registrations more than kRegistrationSkewMs old or ahead.
+// A daemon's registration and heartbeat, and the credential of its other messages, signed with
+// the cluster secret's kNodeKey key. `purpose` binds it to one message: "register", "drain",
+// or "lease_usage:<lease id>" (the broker refuses it for any other), so a registration seen on
+// the wire is not a credential for draining the node or ending its leases. The timestamp bounds
+// replays: the broker refuses registrations more than kRegistrationSkewMs old or ahead.
 struct NodeRegistration {
   std::string node;
   std::string control_address;
@@ -26,6 +29,7 @@ struct NodeRegistration {
   uint64_t memory_bytes = 0;
   int64_t timestamp_ms = 0;
   std::string mac;
+  std::string purpose = "register";
 
   std::string canonical() const;
   void sign(const ClusterSecret& secret);
@@ -34,7 +38,8 @@ struct NodeRegistration {
 inline constexpr int64_t kRegistrationSkewMs = 60'000;
 
 // rfaas-ctl -> broker: an operator's command on a node ("drain_node": no new leases on it,
-// running ones continue; "resume_node": leasable again), signed with the cluster secret.
+// running ones continue; "resume_node": leasable again), signed with the cluster secret's
+// kOperatorKey key.
 struct AdminCommand {
   std::string command;
   std::string node;

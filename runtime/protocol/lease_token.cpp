@@ -69,9 +69,18 @@ bool ClusterSecret::verify(const std::string& text, const std::string& mac) cons
   return mac.size() == expected.size() && CRYPTO_memcmp(mac.data(), expected.data(), mac.size()) == 0;
 }
 
-void LeaseToken::sign(const ClusterSecret& secret) { mac = secret.sign(canonical()); }
+ClusterSecret ClusterSecret::derive(const std::string& purpose) const {
+  const std::string label = "rfaas-key-v1\n" + purpose;
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), reinterpret_cast<const unsigned char*>(label.data()),
+       label.size(), out, &len);
+  return ClusterSecret(std::vector<uint8_t>(out, out + len));
+}
 
-bool LeaseToken::verify(const ClusterSecret& secret) const { return secret.verify(canonical(), mac); }
+void LeaseToken::sign(const ClusterSecret& secret) { mac = secret.derive(kTokenKey).sign(canonical()); }
+
+bool LeaseToken::verify(const ClusterSecret& secret) const { return secret.derive(kTokenKey).verify(canonical(), mac); }
 
 void to_json(nlohmann::json& j, const LeaseToken& t) {
   j = {{"lease_id", t.lease_id}, {"executor", t.executor}, {"cores", t.cores}, {"memory_bytes", t.memory_bytes},

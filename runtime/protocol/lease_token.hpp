@@ -30,10 +30,19 @@ class ClusterSecret {
   // HMAC-SHA256 of `text` with this secret, lowercase hex; and its constant-time check.
   std::string sign(const std::string& text) const;
   bool verify(const std::string& text, const std::string& mac) const;
+  // A key of one purpose, derived from this one (HMAC-SHA256 of "rfaas-key-v1\n" + purpose):
+  // what one purpose signs never verifies as another's, and a key can be handed out for its
+  // purpose alone. Purposes: kTokenKey (lease tokens), kNodeKey (daemon registrations and
+  // reports), kOperatorKey (operator commands).
+  ClusterSecret derive(const std::string& purpose) const;
 
  private:
   std::vector<uint8_t> key_;
 };
+
+inline constexpr const char* kTokenKey = "lease-token";
+inline constexpr const char* kNodeKey = "node";
+inline constexpr const char* kOperatorKey = "operator";
 
 struct LeaseToken {
   uint64_t lease_id = 0;
@@ -42,9 +51,10 @@ struct LeaseToken {
   uint64_t memory_bytes = 0;
   int64_t expires_at_ms = 0;  // Unix epoch milliseconds
   std::string client;         // who holds it, for accounting
-  std::string mac;            // lowercase hex HMAC-SHA256 over canonical()
+  std::string mac;            // lowercase hex HMAC-SHA256 over canonical(), with the kTokenKey key
 
   std::string canonical() const;
+  // With the cluster secret's kTokenKey key.
   void sign(const ClusterSecret& secret);
   // Constant-time comparison of the MAC; says nothing about expiry.
   bool verify(const ClusterSecret& secret) const;

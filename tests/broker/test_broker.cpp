@@ -217,6 +217,24 @@ TEST_CASE("the broker refuses forged registrations and bad requests, and serves 
   BrokerLeaseOptions o;
   CHECK(broker_error(broker.address(), o) == Errc::no_capacity);  // no nodes at all
   CHECK(status(broker.address())["nodes"].empty());
+  // Signed with the cluster secret itself instead of its node key.
+  auto cluster = protocol::ClusterSecret::load(secret);
+  protocol::NodeRegistration real{"n1", "127.0.0.1:1", 2, 1 << 30, protocol::unix_now_ms(), "", "register"};
+  real.mac = cluster.sign(real.canonical());
+  CHECK(request(broker.address(), protocol::make_message("register", real))["body"]["code"] == "bad_token");
+  // Genuine, but for another message: a heartbeat is no credential for draining the node or
+  // ending its leases, and a usage report is bound to its lease.
+  real.sign(cluster);
+  REQUIRE(request(broker.address(), protocol::make_message("register", real))["type"] == "registered");
+  auto drain = request(broker.address(), protocol::make_message("drain", {{"registration", real}}));
+  CHECK(drain["body"]["code"] == "bad_token");
+  CHECK(drain["body"]["message"].get<std::string>().find("is for 'register', not 'drain'") != std::string::npos);
+  real.purpose = "lease_usage:5";
+  real.sign(cluster);
+  CHECK(request(broker.address(), protocol::make_message("lease_usage", {{"registration", real}, {"lease_id", 6},
+                                                                         {"usage", protocol::Usage{}}}))["body"]["code"] ==
+        "bad_token");
+  CHECK(node_state(broker.address(), "n1") == "active");
   CHECK(broker.process().wait_for(0ms) == std::nullopt);  // still running
 }
 

@@ -233,3 +233,24 @@ TEST_CASE("JSON nested beyond the limit is refused before it is parsed", "[proto
     }
   }
 }
+
+TEST_CASE("each purpose signs with its own derived key", "[protocol][token]") {
+  auto secret = test_secret();
+  auto token = secret.derive(kTokenKey), node = secret.derive(kNodeKey), op = secret.derive(kOperatorKey);
+  CHECK(token.key() != secret.key());
+  CHECK(token.key() != node.key());
+  CHECK(node.key() != op.key());
+  CHECK(secret.derive(kTokenKey).key() == token.key());  // deterministic
+  LeaseToken t;
+  t.lease_id = 3;
+  t.executor = "n";
+  t.cores = 1;
+  t.expires_at_ms = 1;
+  t.sign(secret);
+  CHECK(t.verify(secret));
+  CHECK(token.verify(t.canonical(), t.mac));
+  CHECK_FALSE(secret.verify(t.canonical(), t.mac));  // not the cluster key itself
+  CHECK_FALSE(node.verify(t.canonical(), t.mac));
+  t.mac = secret.sign(t.canonical());  // made with the cluster key: refused
+  CHECK_FALSE(t.verify(secret));
+}
