@@ -4,6 +4,7 @@
  * not write more. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -24,6 +25,21 @@ uint32_t chatty(void* in, uint32_t in_size, void* out) {
   for (uint32_t i = 0; i < n; i += 64) printf("chatty: %055u\n", i);
   fflush(stdout);
   return 0;
+}
+
+/* Input: a variable's name (not terminated). Output: its value in the executor's environment,
+ * or nothing when it is not set (what leased code can see of the daemon's environment). */
+uint32_t env_value(void* in, uint32_t in_size, void* out) {
+  char name[256];
+  if (in_size >= sizeof name) return 0;
+  memcpy(name, in, in_size);
+  name[in_size] = 0;
+  const char* v = getenv(name);
+  if (!v) return 0;
+  size_t n = strlen(v);
+  if (n > 4096) n = 4096;
+  memcpy(out, v, n);
+  return (uint32_t)n;
 }
 
 /* Returns its input. */

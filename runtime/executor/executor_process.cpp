@@ -69,6 +69,19 @@ protocol::Usage ExecutorReports::usage(net::Deadline deadline, std::string* ende
   return {};
 }
 
+bool executor_may_see(const char* entry) {
+  static const char* const kExact[] = {"PATH=", "HOME=", "LANG=", "LC_ALL=", "TZ=", "TMPDIR=", "LD_LIBRARY_PATH=",
+                                       "RFAAS_FABRIC=", "RFAAS_FABRIC_HOST=", "RFAAS_OFI_PROVIDER="};
+  // Sanitizer settings too: a sanitized build's executors behave as the daemon that started them.
+  static const char* const kPrefixes[] = {"FI_",    "RFAAS_VERBS_", "RDMAV_",         "IBV_",          "MLX5_",
+                                          "OPENBLAS_CORETYPE=", "ASAN_OPTIONS=", "UBSAN_OPTIONS=", "LSAN_OPTIONS="};
+  for (const char* p : kExact)
+    if (std::strncmp(entry, p, std::strlen(p)) == 0) return true;
+  for (const char* p : kPrefixes)
+    if (std::strncmp(entry, p, std::strlen(p)) == 0) return true;
+  return false;
+}
+
 ExecutorProcess::ExecutorProcess(const std::string& path, const std::string& fabric_host) {
   int out[2], sock[2];
   if (::pipe2(out, O_CLOEXEC) != 0) throw MessageError(ControlErrc::executor_failed, "pipe failed");
@@ -86,11 +99,12 @@ ExecutorProcess::ExecutorProcess(const std::string& path, const std::string& fab
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // The executor runs leased code: it gets the environment the transport and the libraries
+  // need, nothing else of the daemon's (no RFAAS_SECRET_FILE, no job variables, no tokens).
   // One BLAS thread per worker: the lease owns exactly its cores.
   std::vector<std::string> env_s;
   for (char** e = environ; *e; ++e)
-    if (std::strncmp(*e, "OPENBLAS_NUM_THREADS=", 21) != 0 && std::strncmp(*e, "OMP_NUM_THREADS=", 16) != 0)
-      env_s.push_back(*e);
+    if (executor_may_see(*e)) env_s.push_back(*e);
   env_s.push_back("OPENBLAS_NUM_THREADS=1");
   env_s.push_back("OMP_NUM_THREADS=1");
   std::vector<char*> envp;

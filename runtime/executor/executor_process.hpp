@@ -38,6 +38,10 @@ class ExecutorReports {
   bool skipping_ = false;  // inside an overlong line
 };
 
+// Whether a daemon's environment entry ("NAME=value") is passed on to executors: what the
+// transports and math libraries read, nothing else (secrets, job variables).
+bool executor_may_see(const char* entry);
+
 class ExecutorProcess {
  public:
   // Starts `path --listen fabric_host` on standby. Throws MessageError(executor_failed).

@@ -503,6 +503,33 @@ TEST_CASE("a chatty function neither blocks its lease nor disturbs the executor'
   check_daemon_serves(daemon);
 }
 
+// Leased code sees the environment its transport and libraries need, not the daemon's: the
+// review found RFAAS_SECRET_FILE (set by rfaas-executord.sbatch) readable by any function.
+TEST_CASE("an executor does not inherit the daemon's secrets or job environment", "[executor][security]") {
+  ::setenv("RFAAS_SECRET_FILE", "/etc/rfaas/secret", 1);
+  ::setenv("SLURM_JOB_ID", "77", 1);
+  ::setenv("SOME_TOKEN", "hunter2", 1);
+  ExecutorDaemonProcess daemon;  // inherits them
+  ::unsetenv("RFAAS_SECRET_FILE");
+  ::unsetenv("SLURM_JOB_ID");
+  ::unsetenv("SOME_TOKEN");
+  DeployOptions o = basic();
+  o.functions = {"env_value"};
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), o);
+  auto value = [&](const std::string& name) {
+    std::vector<char> out(4096);
+    size_t n = 0;
+    REQUIRE(ex->invoke(0, name.data(), name.size(), out.data(), out.size(), &n) == Errc::ok);
+    return std::string(out.data(), n);
+  };
+  CHECK(value("RFAAS_SECRET_FILE").empty());
+  CHECK(value("SLURM_JOB_ID").empty());
+  CHECK(value("SOME_TOKEN").empty());
+  CHECK_FALSE(value("PATH").empty());
+  CHECK(value("OPENBLAS_NUM_THREADS") == "1");
+  if (const char* provider = std::getenv("RFAAS_OFI_PROVIDER")) CHECK(value("RFAAS_OFI_PROVIDER") == provider);
+}
+
 TEST_CASE("many invocations in flight across workers all complete correctly", "[executor]") {
   ExecutorDaemonProcess daemon({"--cores", "0,1"});
   auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon, 2)), basic(2));

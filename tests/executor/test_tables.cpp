@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "executor/executor_process.hpp"
 #include "executor/lease_table.hpp"
 #include "executor/library_cache.hpp"
 #include "protocol/lease_token.hpp"
@@ -92,4 +93,13 @@ TEST_CASE("the library cache keeps sealed copies and drops the least recently us
   auto fa2 = cache.open(ha);
   REQUIRE(fa2);
   ::close(*fa2);
+}
+
+TEST_CASE("executors see only the environment their transport and libraries need", "[tables]") {
+  for (const char* yes : {"PATH=/usr/bin", "FI_PROVIDER=shm", "RFAAS_FABRIC=verbs", "RFAAS_OFI_PROVIDER=tcp",
+                          "RFAAS_VERBS_GID_INDEX=1", "LD_LIBRARY_PATH=/opt/lib", "HOME=/root"})
+    CHECK(executor::executor_may_see(yes));
+  for (const char* no : {"RFAAS_SECRET_FILE=/etc/rfaas/secret", "RFAAS_BROKER=h:1", "SLURM_JOB_ID=7", "MUNGE_KEY=x",
+                         "PATHX=1", "AWS_SECRET_ACCESS_KEY=y", "LD_PRELOAD=/tmp/x.so"})
+    CHECK_FALSE(executor::executor_may_see(no));
 }
