@@ -345,13 +345,17 @@ int run(const Options& o) {
     }
     ex->release();
   };
-  if (o.bandwidth_only) {
-    bandwidth();
+  // The end of every run: the raw responder told to stop and reaped, the JSON file closed.
+  auto finish = [&] {
     raw_command(sock, {0, 0, 0});
     int st;
     waitpid(child, &st, 0);
     if (json && json != stdout) std::fclose(json);
     return 0;
+  };
+  if (o.bandwidth_only) {
+    bandwidth();
+    return finish();
   }
 
   // Cold start, library not yet cached, then the hot lease used below.
@@ -417,13 +421,7 @@ int run(const Options& o) {
                   prov, size, rm, rp, em, ep, nm, em - rm, ratio, q1, q3, o.repeats, iters);
     json_line(json, buf);
   }
-  if (o.hot_only) {
-    raw_command(sock, {0, 0, 0});
-    int st;
-    waitpid(child, &st, 0);
-    if (json && json != stdout) std::fclose(json);
-    return 0;
-  }
+  if (o.hot_only) return finish();
 
   std::vector<std::unique_ptr<Buffer>> outs;
   for (int i = 0; i < 4; ++i) outs.push_back(ex->allocate(64));
@@ -508,12 +506,7 @@ int run(const Options& o) {
   json_line(json, buf);
 
   bandwidth();
-
-  raw_command(sock, {0, 0, 0});
-  int st;
-  waitpid(child, &st, 0);
-  if (json && json != stdout) std::fclose(json);
-  return 0;
+  return finish();
 }
 
 }  // namespace
