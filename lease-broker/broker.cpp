@@ -89,7 +89,7 @@ std::string LeaseBroker::handle(const std::vector<uint8_t>& frame) {
   try {
     journal_.sync();
   } catch (const JournalError& e) {
-    log(std::string("journal: ") + e.what());
+    log_journal_error(e);
     return protocol::make_error(ControlErrc::internal, "the broker cannot record the change");
   }
   return reply;
@@ -147,8 +147,8 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
       std::lock_guard lock(mutex_);
       auto lease = book_.lease(id);
       if (lease && lease->node != r.node) throw MessageError(ControlErrc::bad_token, "usage for a lease on another node");
+      release_locked(id, "ended: " + msg.body.value("reason", std::string("unknown")));  // journaled first
       usage_[id] = usage;
-      release_locked(id, "ended: " + msg.body.value("reason", std::string("unknown")));
       return protocol::make_message("recorded", {{"lease_id", id}});
     }
     if (msg.type == "drain") {
@@ -214,7 +214,7 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
   } catch (const MessageError& e) {
     return protocol::make_error(e.code(), e.what());
   } catch (const JournalError& e) {
-    log(std::string("journal: ") + e.what());
+    log_journal_error(e);
     return protocol::make_error(ControlErrc::internal, "the broker cannot record the change");
   } catch (const std::exception& e) {
     return protocol::make_error(ControlErrc::malformed, e.what());
@@ -244,8 +244,16 @@ void LeaseBroker::sweep() {
   try {
     journal_.sync();
   } catch (const JournalError& e) {
-    log(std::string("journal: ") + e.what());
+    log_journal_error(e);
   }
+}
+
+void LeaseBroker::log_journal_error(const JournalError& e) {
+  // The sweeper retries every 200 ms: the same failure is logged once, not five times a second.
+  std::lock_guard lock(journal_log_mutex_);
+  if (e.what() == last_journal_error_) return;
+  last_journal_error_ = e.what();
+  log(std::string("journal: ") + e.what());
 }
 
 void LeaseBroker::sweep_locked() {
@@ -263,7 +271,7 @@ void LeaseBroker::sweep_locked() {
       for (auto& l : book_.leases_on(name)) release_locked(l.lease_id, "revoked: node lost");
     }
   } catch (const JournalError& e) {
-    log(std::string("journal: ") + e.what());
+    log_journal_error(e);
   }
 }
 

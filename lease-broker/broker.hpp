@@ -48,6 +48,7 @@ class LeaseBroker {
   void session(net::TcpStream stream);
   void sweep();
   void sweep_locked();
+  void log_journal_error(const JournalError& e);
   // Signed, fresh, and for this message (its purpose).
   bool registration_valid(const protocol::NodeRegistration& r, const std::string& purpose, std::string* why) const;
   std::string release_locked(uint64_t lease_id, const std::string& reason);
@@ -65,6 +66,8 @@ class LeaseBroker {
   std::atomic<bool> shutdown_{false};
   std::atomic<int> sessions_{0};
   net::SessionAdmission admission_{config_.sessions};
+  std::mutex journal_log_mutex_;
+  std::string last_journal_error_;
 };
 
 }  // namespace rfaas::broker

@@ -45,8 +45,10 @@ void Journal::append(const nlohmann::json& record) {
 void Journal::sync() {
   uint64_t want = written_.load();
   std::lock_guard lock(sync_mutex_);
-  if (failed_.load()) throw JournalError("journal " + path_ + " failed to sync before; restart the broker");
+  // Nothing new since the last sync (status, refused requests): nothing to fail, even after a
+  // failed sync, so that reads keep working.
   if (synced_ >= want) return;  // an fdatasync that started after our records covered them
+  if (failed_.load()) throw JournalError("journal " + path_ + " failed to sync before; restart the broker");
   uint64_t target = written_.load();
   if (::fdatasync(fd_) != 0) {
     // What reached the disk is unknown now (a failed fdatasync may drop the pages): no more

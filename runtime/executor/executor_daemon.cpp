@@ -261,9 +261,9 @@ void ExecutorDaemon::session(net::TcpStream stream) {
       throw MessageError(code.value_or(ControlErrc::executor_failed), detail);
     }
     protocol::Allocated reply{lease_id, ready->value("address", ""), req.workers, cached};
-    // From here the token is spent: presented again, it is refused until it expires.
-    served_until_ms = t.expires_at_ms;
     send_text(stream, protocol::make_message("allocated", reply), timeout);
+    // From here the token is spent: presented again, it is refused (LeaseTable).
+    served_until_ms = t.expires_at_ms;
     // The next standby starts once this lease's endpoints had time to connect: its libfabric
     // start-up would otherwise compete with them for the node's cores.
     auto replenish_at = std::chrono::steady_clock::now() + 200ms;

@@ -73,8 +73,11 @@ bool executor_may_see(const char* entry) {
   static const char* const kExact[] = {"PATH=", "HOME=", "LANG=", "LC_ALL=", "TZ=", "TMPDIR=", "LD_LIBRARY_PATH=",
                                        "RFAAS_FABRIC=", "RFAAS_FABRIC_HOST=", "RFAAS_OFI_PROVIDER="};
   // Sanitizer settings too: a sanitized build's executors behave as the daemon that started them.
-  static const char* const kPrefixes[] = {"FI_",    "RFAAS_VERBS_", "RDMAV_",         "IBV_",          "MLX5_",
-                                          "OPENBLAS_CORETYPE=", "ASAN_OPTIONS=", "UBSAN_OPTIONS=", "LSAN_OPTIONS="};
+  // Providers' own variables count: Slingshot's (cxi) credentials, PSM2/PSM3, UCX.
+  static const char* const kPrefixes[] = {"FI_",   "RFAAS_VERBS_", "RDMAV_", "IBV_",  "MLX5_",
+                                          "SLINGSHOT_", "CXI_",     "PSM2_",  "PSM3_", "HFI_",
+                                          "UCX_",  "OPENBLAS_CORETYPE=", "ASAN_OPTIONS=", "UBSAN_OPTIONS=",
+                                          "LSAN_OPTIONS="};
   for (const char* p : kExact)
     if (std::strncmp(entry, p, std::strlen(p)) == 0) return true;
   for (const char* p : kPrefixes)

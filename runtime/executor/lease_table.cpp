@@ -29,7 +29,9 @@ void LeaseTable::release(uint64_t lease_id, int64_t served_until_ms) {
   std::lock_guard lock(mutex_);
   auto it = active_.find(lease_id);
   if (it == active_.end()) return;
-  if (served_until_ms > 0) ended_[lease_id] = served_until_ms;
+  // Remembered a day past the token's expiry: a renewal at the broker after the lease ended
+  // (its end report lost) would come back with a later expiry than this daemon saw.
+  if (served_until_ms > 0) ended_[lease_id] = served_until_ms + kSpentGraceMs;
   free_.insert(free_.end(), it->second.begin(), it->second.end());
   std::sort(free_.begin(), free_.end());
   active_.erase(it);

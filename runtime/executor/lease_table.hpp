@@ -20,7 +20,9 @@ class LeaseTable {
   // The cores for the lease; throws MessageError(lease_active | lease_ended | no_capacity).
   std::vector<int> reserve(uint64_t lease_id, uint32_t cores, int64_t now_ms);
   // Returns the lease's cores. served_until_ms > 0: the lease was served, and its id is refused
-  // until then (its token's latest expiry, renewals included).
+  // until kSpentGraceMs after then (its token's latest expiry seen here, renewals included).
+  // In memory only: a restarted daemon forgets spent ids (docs/security.md).
+  static constexpr int64_t kSpentGraceMs = 24ll * 3600 * 1000;
   void release(uint64_t lease_id, int64_t served_until_ms = 0);
   size_t ended_leases() const;  // ids remembered as served
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -26,7 +27,10 @@ HostMemory::HostMemory(size_t bytes, Fill fill) : size_(bytes) {
   // Huge: map one huge page more than needed and trim both ends to a 2 MiB boundary.
   const size_t span = huge_ ? mapped_ + kHugePage : mapped_;
   void* p = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap of " + std::to_string(bytes) + " bytes");
+  if (p == MAP_FAILED) {
+    if (errno == ENOMEM) throw std::bad_alloc();  // as new would: callers name it out of memory
+    throw std::system_error(errno, std::generic_category(), "mmap of " + std::to_string(bytes) + " bytes");
+  }
   auto* base = static_cast<uint8_t*>(p);
   if (huge_) {
     auto addr = reinterpret_cast<uintptr_t>(base);
@@ -43,7 +47,7 @@ HostMemory::HostMemory(size_t bytes, Fill fill) : size_(bytes) {
   if (::madvise(data_, mapped_, MADV_POPULATE_WRITE) != 0) {
     if (errno == ENOMEM) {
       release();
-      throw std::system_error(ENOMEM, std::generic_category(), "backing " + std::to_string(bytes) + " bytes");
+      throw std::bad_alloc();
     }
     std::memset(data_, 0, mapped_);
   }

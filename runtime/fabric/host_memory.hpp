@@ -20,7 +20,8 @@ class HostMemory {
   enum class Fill { exact, round_up };
 
   HostMemory() = default;
-  explicit HostMemory(size_t bytes, Fill fill = Fill::exact);  // at least a page; throws std::system_error
+  // At least a page. Throws std::bad_alloc when the memory is not there, std::system_error else.
+  explicit HostMemory(size_t bytes, Fill fill = Fill::exact);
   ~HostMemory();
   HostMemory(HostMemory&& o) noexcept;
   HostMemory& operator=(HostMemory&& o) noexcept;

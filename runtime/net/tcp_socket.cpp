@@ -194,11 +194,12 @@ std::vector<uint8_t> TcpStream::recv_frame(size_t max_size, Deadline deadline) {
   size_t size = header[0] | (header[1] << 8) | (header[2] << 16) | (static_cast<size_t>(header[3]) << 24);
   if (size > max_size)
     fail(NetErrc::too_large, "recv_frame of " + std::to_string(size) + " bytes (limit " + std::to_string(max_size) + ")");
-  // Memory follows the bytes that arrive, not the size announced: a peer that announces the
-  // limit and sends little costs a chunk, not the limit.
+  // Memory follows the bytes that arrive, not the size announced: the capacity is reserved
+  // (address space, no pages) and pages are touched a chunk at a time as bytes come, so a peer
+  // that announces the limit and sends little costs a chunk, and an honest frame is not copied.
   constexpr size_t kChunk = size_t{1} << 20;
   std::vector<uint8_t> out;
-  out.reserve(std::min(size, kChunk));
+  out.reserve(size);
   while (out.size() < size) {
     const size_t at = out.size(), n = std::min(kChunk, size - at);
     out.resize(at + n);

@@ -127,8 +127,10 @@ constexpr uint32_t response_size(uint32_t imm) { return imm >> (kSlotBits + kSta
 // aligned lines; with the payload 24 bytes past a line, 1 MiB invocations over shm ran slower.
 inline constexpr uint64_t kSlotPayloadOffset = 64;
 inline constexpr uint64_t kSlotHeaderOffset = kSlotPayloadOffset - sizeof(InvocationHeader);
+// At least a RegionGet after the header (a get's request), whatever the input capacity.
 constexpr uint64_t input_slot_stride(uint64_t input_capacity) {
-  return kSlotPayloadOffset + ((input_capacity + 63) & ~uint64_t{63});
+  const uint64_t payload = input_capacity > 24 ? input_capacity : 24;  // sizeof(RegionGet)
+  return kSlotPayloadOffset + ((payload + 63) & ~uint64_t{63});
 }
 constexpr uint64_t slot_header_offset(uint32_t slot, uint64_t stride) { return slot * stride + kSlotHeaderOffset; }
 constexpr uint64_t slot_payload_offset(uint32_t slot, uint64_t stride) { return slot * stride + kSlotPayloadOffset; }

@@ -960,6 +960,31 @@ TEST_CASE("a put is seen by every worker's functions and reads back, from any me
   if (registered) ex->deregister_memory(data.data());
 }
 
+// A get is [header | RegionGet] in a slot: it must fit every slot, the last one too, even of a
+// lease that takes no input at all.
+TEST_CASE("gets work through every slot of a lease without input capacity", "[executor][regions]") {
+  ExecutorDaemonProcess daemon;
+  DeployOptions o = basic();
+  o.slots = 2;
+  o.input_capacity = 0;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), o);
+  uint32_t region = ex->create_region(256);
+  auto src = ex->allocate(256);
+  auto* bytes = static_cast<uint8_t*>(src->data());
+  for (int i = 0; i < 256; ++i) bytes[i] = static_cast<uint8_t>(i);
+  REQUIRE(ex->put(region, 0, src->data(), 256) == Errc::ok);
+  for (int round = 0; round < 3; ++round) {
+    std::vector<uint8_t> a(128), b(128);
+    Invocation ha, hb;
+    REQUIRE(ex->submit_get(region, 0, a.data(), a.size(), &ha) == Errc::ok);  // slot 0
+    REQUIRE(ex->submit_get(region, 128, b.data(), b.size(), &hb) == Errc::ok);  // slot 1, the last
+    REQUIRE(ex->wait(ha, nullptr) == Errc::ok);
+    REQUIRE(ex->wait(hb, nullptr) == Errc::ok);
+    CHECK(std::equal(a.begin(), a.end(), bytes));
+    CHECK(std::equal(b.begin(), b.end(), bytes + 128));
+  }
+}
+
 TEST_CASE("puts and invocations interleaved keep the documented order on every worker", "[executor][regions]") {
   ExecutorDaemonProcess daemon({"--cores", "0,1"});
   DeployOptions o = with_context_functions(2);
