@@ -1,5 +1,8 @@
 #include "broker.hpp"
 
+#include <pwd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -21,6 +24,15 @@ LeaseBook replayed_book(const std::string& path, Journal::ReplayResult* result) 
 }
 }  // namespace
 
+uint32_t operator_uid(const std::string& user) {
+  if (!user.empty() && user.find_first_not_of("0123456789") == std::string::npos) return static_cast<uint32_t>(std::stoul(user));
+  struct passwd pw {}, *found = nullptr;
+  char buf[4096];
+  if (getpwnam_r(user.c_str(), &pw, buf, sizeof buf, &found) != 0 || !found)
+    throw std::runtime_error("operator '" + user + "' is not a user of this host");
+  return static_cast<uint32_t>(found->pw_uid);
+}
+
 BrokerConfig BrokerConfig::from_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot read config " + path);
@@ -35,6 +47,11 @@ BrokerConfig BrokerConfig::from_json_file(const std::string& path) {
     else if (key == "control_timeout_ms") c.control_timeout_ms = value.get<uint32_t>();
     else if (key == "max_lease_ms") c.max_lease_ms = value.get<int64_t>();
     else if (key == "max_cores_per_lease") c.max_cores_per_lease = value.get<uint32_t>();
+    else if (key == "max_cores_per_user") c.max_cores_per_user = value.get<uint32_t>();
+    else if (key == "munge_socket") c.munge_socket = value.get<std::string>();
+    else if (key == "operators") {
+      for (auto& o : value) c.operator_uids.push_back(operator_uid(o.is_string() ? o.get<std::string>() : std::to_string(o.get<uint32_t>())));
+    }
     else if (key == "max_connections") c.sessions.max_sessions = value.get<uint32_t>();
     else if (key == "max_connections_per_peer") c.sessions.max_sessions_per_peer = value.get<uint32_t>();
     else throw std::runtime_error("config " + path + ": unknown key '" + key + "'");
@@ -47,6 +64,7 @@ LeaseBroker::LeaseBroker(BrokerConfig config)
       secret_(protocol::ClusterSecret::load(config_.secret_file)),
       book_(replayed_book(config_.journal_path, &replayed_)),
       journal_(config_.journal_path) {
+  if (config_.munge_socket.empty()) config_.munge_socket = auth::client_socket();
   auto hp = net::HostPort::parse(config_.listen);
   listener_ = net::TcpListener::bind(hp.host, hp.port);
 }
@@ -69,10 +87,40 @@ bool LeaseBroker::registration_valid(const protocol::NodeRegistration& r, const 
   return true;
 }
 
+protocol::LeaseToken LeaseBroker::token_for(const LeaseRecord& rec, int64_t expires_at_ms) const {
+  protocol::LeaseToken t{rec.lease_id, rec.node, rec.cores, rec.memory_bytes, expires_at_ms, rec.client,
+                         rec.uid,      rec.gid,  rec.job,   ""};
+  t.sign(secret_);
+  return t;
+}
+
 void LeaseBroker::check_duration(int64_t duration_ms) const {
   if (duration_ms <= 0 || duration_ms > config_.max_lease_ms)
     throw MessageError(ControlErrc::policy, "duration_ms must be 1.." + std::to_string(config_.max_lease_ms) +
                                                 " on this broker, not " + std::to_string(duration_ms));
+}
+
+auth::Identity LeaseBroker::authenticate(const protocol::ControlMessage& msg) const {
+  try {
+    return auth::authenticate(msg.type, msg.body, config_.munge_socket);
+  } catch (const auth::AuthError& e) {
+    if (e.code() == auth::AuthErrc::unavailable) {
+      log(std::string("cannot check a credential: ") + e.what());
+      throw MessageError(ControlErrc::internal, "the broker cannot check credentials (munged unreachable)");
+    }
+    throw MessageError(ControlErrc::not_authenticated, e.what());
+  }
+}
+
+bool LeaseBroker::is_operator(const auth::Identity& who) const {
+  return who.uid == 0 || std::find(config_.operator_uids.begin(), config_.operator_uids.end(), who.uid) !=
+                             config_.operator_uids.end();
+}
+
+void LeaseBroker::check_owner(const auth::Identity& who, const LeaseRecord& lease) const {
+  if (who.uid != lease.uid && !is_operator(who))
+    throw MessageError(ControlErrc::not_permitted, "lease " + std::to_string(lease.lease_id) + " belongs to uid " +
+                                                       std::to_string(lease.uid) + ", not to uid " + std::to_string(who.uid));
 }
 
 std::string LeaseBroker::release_locked(uint64_t lease_id, const std::string& reason) {
@@ -111,28 +159,34 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
     }
     if (msg.type == "lease") {
       auto ask = msg.as<protocol::LeaseAsk>();
+      auto who = authenticate(msg);
       // Policy, checked before any arithmetic on what the client sent.
       check_duration(ask.duration_ms);
       if (config_.max_cores_per_lease && ask.cores > config_.max_cores_per_lease)
         throw MessageError(ControlErrc::policy, std::to_string(ask.cores) + " cores asked, this broker grants at most " +
                                                     std::to_string(config_.max_cores_per_lease) + " per lease");
       std::lock_guard lock(mutex_);
-      LeaseRequest req{ask.cores, ask.memory_bytes, ask.duration_ms, ask.client, ask.avoid_nodes};
+      if (config_.max_cores_per_user && book_.cores_of_user(who.uid) + ask.cores > config_.max_cores_per_user)
+        throw MessageError(ControlErrc::policy, "uid " + std::to_string(who.uid) + " holds " +
+                                                    std::to_string(book_.cores_of_user(who.uid)) + " cores; this broker grants at most " +
+                                                    std::to_string(config_.max_cores_per_user) + " per user");
+      LeaseRequest req{ask.cores, ask.memory_bytes, ask.duration_ms, ask.client, ask.avoid_nodes, who.uid, who.gid, ask.job};
       auto rec = book_.place(req, now);
       if (!rec)
         throw MessageError(ControlErrc::no_capacity, "no active node has " + std::to_string(ask.cores) +
                                                          " free cores and the memory asked for");
       journal_.grant(*rec);  // synced in handle(), before it is answered
       book_.apply_grant(*rec);
-      protocol::LeaseToken t{rec->lease_id, rec->node, rec->cores, rec->memory_bytes, rec->expires_at_ms, rec->client, ""};
-      t.sign(secret_);
+      auto t = token_for(*rec, rec->expires_at_ms);
       protocol::LeaseGranted g{rec->lease_id, book_.nodes().at(rec->node).control_address, nlohmann::json(t).dump(),
                                rec->expires_at_ms};
       return protocol::make_message("lease_granted", g);
     }
     if (msg.type == "release") {
       uint64_t id = msg.body.value("lease_id", uint64_t{0});
+      auto who = authenticate(msg);
       std::lock_guard lock(mutex_);
+      if (auto rec = book_.lease(id)) check_owner(who, *rec);
       release_locked(id, "released");
       return protocol::make_message("released", {{"lease_id", id}});
     }
@@ -148,7 +202,7 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
       auto lease = book_.lease(id);
       if (lease && lease->node != r.node) throw MessageError(ControlErrc::bad_token, "usage for a lease on another node");
       release_locked(id, "ended: " + msg.body.value("reason", std::string("unknown")));  // journaled first
-      usage_[id] = usage;
+      usage_[id] = {lease ? lease->uid : 0, usage};
       return protocol::make_message("recorded", {{"lease_id", id}});
     }
     if (msg.type == "drain") {
@@ -162,18 +216,19 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
     }
     if (msg.type == "renew") {
       auto ask = msg.as<protocol::LeaseRenewAsk>();
+      auto who = authenticate(msg);
       check_duration(ask.duration_ms);
       if (!ask.token.verify(secret_)) throw MessageError(ControlErrc::bad_token, "lease token does not verify");
       std::lock_guard lock(mutex_);
       auto rec = book_.lease(ask.token.lease_id);
       if (!rec || rec->node != ask.token.executor)
         throw MessageError(ControlErrc::lease_expired, "lease " + std::to_string(ask.token.lease_id) + " is not held");
+      check_owner(who, *rec);
       if (rec->expires_at_ms <= now) throw MessageError(ControlErrc::lease_expired, "lease has expired");
       int64_t expires = std::max(rec->expires_at_ms, now + ask.duration_ms);
       journal_.renew(rec->lease_id, expires);  // synced in handle(), before it is answered
       book_.apply_renew(rec->lease_id, expires);
-      protocol::LeaseToken t{rec->lease_id, rec->node, rec->cores, rec->memory_bytes, expires, rec->client, ""};
-      t.sign(secret_);
+      auto t = token_for(*rec, expires);
       auto node = book_.nodes().find(rec->node);
       protocol::LeaseGranted g{rec->lease_id, node == book_.nodes().end() ? "" : node->second.control_address,
                                nlohmann::json(t).dump(), expires};
@@ -181,10 +236,9 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
     }
     if (msg.type == "admin") {
       auto cmd = msg.as<protocol::AdminCommand>();
-      if (!cmd.verify(secret_)) throw MessageError(ControlErrc::bad_token, "operator command does not verify");
-      int64_t skew = now - cmd.timestamp_ms;
-      if (skew > protocol::kRegistrationSkewMs || skew < -protocol::kRegistrationSkewMs)
-        throw MessageError(ControlErrc::bad_token, "operator command is stale or from the future");
+      auto who = authenticate(msg);
+      if (!is_operator(who))
+        throw MessageError(ControlErrc::not_permitted, "uid " + std::to_string(who.uid) + " is not an operator of this broker");
       if (cmd.command != "drain_node" && cmd.command != "resume_node")
         throw MessageError(ControlErrc::malformed, "unknown operator command '" + cmd.command + "'");
       std::lock_guard lock(mutex_);
@@ -195,6 +249,9 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
       return protocol::make_message("done", {{"node", cmd.node}, {"command", cmd.command}});
     }
     if (msg.type == "status") {
+      // Nodes for every user; leases and usage: a user's own, an operator's all.
+      auto who = authenticate(msg);
+      const bool all = is_operator(who);
       std::lock_guard lock(mutex_);
       nlohmann::json nodes = nlohmann::json::array(), leases = nlohmann::json::array(), usage = nlohmann::json::array();
       for (auto& [name, n] : book_.nodes())
@@ -202,9 +259,11 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
                          {"free_cores", book_.free_cores(name)},
                          {"state", n.drained_by_operator && n.state == NodeInfo::State::active ? "drained" : to_string(n.state)},
                          {"heartbeat_age_ms", now - n.last_heartbeat_ms}});
-      for (auto& [id, l] : book_.leases()) leases.push_back(l);
+      for (auto& [id, l] : book_.leases())
+        if (all || l.uid == who.uid) leases.push_back(l);
       for (auto& [id, u] : usage_) {
-        nlohmann::json j = u;
+        if (!all && u.uid != who.uid) continue;
+        nlohmann::json j = u.usage;
         j["lease_id"] = id;
         usage.push_back(j);
       }

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 
+#include "auth/munge_credential.hpp"
 #include "journal.hpp"
 #include "lease_book.hpp"
 #include "net/session_limits.hpp"
@@ -28,9 +29,16 @@ struct BrokerConfig {
   // Policy: the longest lease (and renewal) granted, the most cores in one lease (0: any).
   int64_t max_lease_ms = 24 * 3600 * 1000;
   uint32_t max_cores_per_lease = 0;
+  uint32_t max_cores_per_user = 0;  // held at once by one user's leases (0: any)
+  // Users authenticate with MUNGE: this munged socket ("": RFAAS_MUNGE_SOCKET, else MUNGE's
+  // default). Operators (besides root) may drain and resume nodes and manage every lease.
+  std::string munge_socket;
+  std::vector<uint32_t> operator_uids;
   net::SessionLimits sessions;  // connections served at once: all, and per peer address
   static BrokerConfig from_json_file(const std::string& path);
 };
+// A user name or a numeric uid, as the config and --operator name operators.
+uint32_t operator_uid(const std::string& user);
 
 class LeaseBroker {
  public:
@@ -54,6 +62,12 @@ class LeaseBroker {
   std::string release_locked(uint64_t lease_id, const std::string& reason);
   // 1 .. max_lease_ms, or MessageError(policy).
   void check_duration(int64_t duration_ms) const;
+  // Who sent a user's request (its MUNGE credential), or MessageError(not_authenticated).
+  auth::Identity authenticate(const protocol::ControlMessage& msg) const;
+  bool is_operator(const auth::Identity& who) const;
+  protocol::LeaseToken token_for(const LeaseRecord& rec, int64_t expires_at_ms) const;
+  // The owner or an operator, else MessageError(not_permitted).
+  void check_owner(const auth::Identity& who, const LeaseRecord& lease) const;
 
   BrokerConfig config_;
   protocol::ClusterSecret secret_;
@@ -61,7 +75,11 @@ class LeaseBroker {
   Journal::ReplayResult replayed_;  // before book_: book_'s initialiser fills it
   LeaseBook book_;
   Journal journal_;
-  std::map<uint64_t, protocol::Usage> usage_;
+  struct UsageRecord {
+    uint32_t uid = 0;
+    protocol::Usage usage;
+  };
+  std::map<uint64_t, UsageRecord> usage_;
   net::TcpListener listener_;
   std::atomic<bool> shutdown_{false};
   std::atomic<int> sessions_{0};

@@ -19,17 +19,22 @@ void on_signal(int) {
 
 int main(int argc, char** argv) {
   std::string config_path, listen, secret_file, journal, ready_file;
-  uint32_t heartbeat_timeout_ms = 0, max_cores_per_lease = 0;
+  uint32_t heartbeat_timeout_ms = 0, max_cores_per_lease = 0, max_cores_per_user = 0;
+  std::string munge_socket;
+  std::vector<std::string> operators;
   int64_t max_lease_ms = 0;
   po::options_description desc("rfaas-broker: leases idle cores of registered executor daemons");
   desc.add_options()("help,h", "show this help")
-      ("config", po::value(&config_path), "JSON config (keys: listen, secret_file, journal, heartbeat_timeout_ms, control_timeout_ms, max_lease_ms, max_cores_per_lease, max_connections, max_connections_per_peer)")
+      ("config", po::value(&config_path), "JSON config (keys: listen, secret_file, journal, heartbeat_timeout_ms, control_timeout_ms, max_lease_ms, max_cores_per_lease, max_cores_per_user, munge_socket, operators, max_connections, max_connections_per_peer)")
       ("listen", po::value(&listen), "host:port to listen on (port 0 picks one)")
       ("secret-file", po::value(&secret_file), "cluster secret shared with the executor daemons (mode 0600)")
       ("journal", po::value(&journal), "journal file: grants and releases, fsync'd; replayed at start")
       ("heartbeat-timeout-ms", po::value(&heartbeat_timeout_ms), "a node silent this long is lost (default 5000)")
       ("max-lease-ms", po::value(&max_lease_ms), "the longest lease or renewal granted (default 86400000: 24 h)")
       ("max-cores-per-lease", po::value(&max_cores_per_lease), "the most cores in one lease (default: no cap)")
+      ("max-cores-per-user", po::value(&max_cores_per_user), "the most cores one user's leases hold at once (default: no cap)")
+      ("munge-socket", po::value(&munge_socket), "munged's socket for checking users' credentials (default: RFAAS_MUNGE_SOCKET, else MUNGE's default)")
+      ("operator", po::value(&operators)->composing(), "a user (name or uid) who may drain and resume nodes and manage every lease, besides root; repeatable")
       ("max-connections", po::value<uint32_t>(), "connections served at once (default 2048)")
       ("max-connections-per-peer", po::value<uint32_t>(), "of them from one peer address (default 256)")
       ("ready-file", po::value(&ready_file), "write the listening address here once ready");
@@ -54,6 +59,9 @@ int main(int argc, char** argv) {
     if (heartbeat_timeout_ms) cfg.heartbeat_timeout_ms = heartbeat_timeout_ms;
     if (max_lease_ms) cfg.max_lease_ms = max_lease_ms;
     if (max_cores_per_lease) cfg.max_cores_per_lease = max_cores_per_lease;
+    if (max_cores_per_user) cfg.max_cores_per_user = max_cores_per_user;
+    if (!munge_socket.empty()) cfg.munge_socket = munge_socket;
+    for (auto& o : operators) cfg.operator_uids.push_back(rfaas::broker::operator_uid(o));
     if (vm.count("max-connections")) cfg.sessions.max_sessions = vm["max-connections"].as<uint32_t>();
     if (vm.count("max-connections-per-peer"))
       cfg.sessions.max_sessions_per_peer = vm["max-connections-per-peer"].as<uint32_t>();

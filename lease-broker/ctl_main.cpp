@@ -1,11 +1,14 @@
-// rfaas-ctl: asks the broker about nodes, leases and usage; drains and resumes nodes.
+// rfaas-ctl: asks the broker about nodes, leases and usage; drains and resumes nodes. Requests
+// carry the caller's MUNGE credential: status shows a user's own leases (an operator's: all);
+// drain and resume need root or an operator of the broker.
 //   rfaas-ctl --broker HOST:PORT status [--json]
-//   rfaas-ctl --broker HOST:PORT --secret-file F drain NODE    (no new leases; running ones continue)
-//   rfaas-ctl --broker HOST:PORT --secret-file F resume NODE
+//   rfaas-ctl --broker HOST:PORT drain NODE    (no new leases; running ones continue)
+//   rfaas-ctl --broker HOST:PORT resume NODE
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
 
+#include "auth/munge_credential.hpp"
 #include "net/tcp_socket.hpp"
 #include "protocol/broker_messages.hpp"
 #include "protocol/control.hpp"
@@ -14,12 +17,11 @@ namespace po = boost::program_options;
 using namespace rfaas;
 
 int main(int argc, char** argv) {
-  std::string broker, command, node, secret_file;
+  std::string broker, command, node;
   bool json = false;
   po::options_description desc("rfaas-ctl: status of the rfaas lease broker");
   desc.add_options()("help,h", "show this help")("broker", po::value(&broker)->required(), "broker host:port")
       ("json", po::bool_switch(&json), "print the broker's answer as JSON")(
-      "secret-file", po::value(&secret_file), "cluster secret (drain and resume are signed with it)")(
       "command", po::value(&command), "status | drain NODE | resume NODE")("node", po::value(&node), "node name");
   po::positional_options_description pos;
   pos.add("command", 1).add("node", 1);
@@ -28,7 +30,8 @@ int main(int argc, char** argv) {
     po::store(po::command_line_parser(argc, argv).options(desc).positional(pos).run(), vm);
     if (vm.count("help")) {
       std::cout << "usage: rfaas-ctl --broker HOST:PORT status [--json]\n"
-                   "       rfaas-ctl --broker HOST:PORT --secret-file F drain|resume NODE\n"
+                   "       rfaas-ctl --broker HOST:PORT drain|resume NODE\n"
+                   "(MUNGE authenticates the caller; its socket: RFAAS_MUNGE_SOCKET, else MUNGE's default)\n"
                 << desc << "\n";
       return 0;
     }
@@ -41,16 +44,15 @@ int main(int argc, char** argv) {
     std::cerr << "rfaas-ctl: unknown command '" << command << "' (have: status, drain, resume)\n";
     return 2;
   }
-  if (command != "status" && (node.empty() || secret_file.empty())) {
-    std::cerr << "rfaas-ctl: " << command << " needs a NODE and --secret-file\n";
+  if (command != "status" && node.empty()) {
+    std::cerr << "rfaas-ctl: " << command << " needs a NODE\n";
     return 2;
   }
   try {
     auto s = net::TcpStream::connect(net::HostPort::parse(broker), net::deadline_in(std::chrono::seconds(5)));
     if (command != "status") {
-      protocol::AdminCommand cmd{command == "drain" ? "drain_node" : "resume_node", node, protocol::unix_now_ms(), ""};
-      cmd.sign(protocol::ClusterSecret::load(secret_file));
-      std::string req = protocol::make_message("admin", cmd);
+      protocol::AdminCommand cmd{command == "drain" ? "drain_node" : "resume_node", node};
+      std::string req = protocol::make_message("admin", auth::with_credential("admin", cmd));
       s.send_frame(req.data(), req.size(), net::deadline_in(std::chrono::seconds(5)));
       auto reply = protocol::ControlMessage::parse(s.recv_frame(1 << 20, net::deadline_in(std::chrono::seconds(10))));
       if (reply.type != "done") {
@@ -61,11 +63,11 @@ int main(int argc, char** argv) {
                 << "\n";
       return 0;
     }
-    std::string req = protocol::make_message("status");
+    std::string req = protocol::make_message("status", auth::with_credential("status", nlohmann::json::object()));
     s.send_frame(req.data(), req.size(), net::deadline_in(std::chrono::seconds(5)));
     auto reply = protocol::ControlMessage::parse(s.recv_frame(1 << 24, net::deadline_in(std::chrono::seconds(10))));
     if (reply.type != "status") {
-      std::cerr << "rfaas-ctl: " << reply.body.dump() << "\n";
+      std::cerr << "rfaas-ctl: " << reply.body.value("message", reply.body.dump()) << "\n";
       return 1;
     }
     if (json) {
@@ -77,12 +79,13 @@ int main(int argc, char** argv) {
       std::printf("%-20s %-24s %6u %6u %-9s %.1f s ago\n", n["node"].get<std::string>().c_str(),
                   n["address"].get<std::string>().c_str(), n["cores"].get<unsigned>(), n["free_cores"].get<unsigned>(),
                   n["state"].get<std::string>().c_str(), n["heartbeat_age_ms"].get<double>() / 1000);
-    std::printf("\n%-20s %-20s %6s %-14s %s\n", "LEASE", "NODE", "CORES", "EXPIRES IN", "CLIENT");
+    std::printf("\n%-20s %-20s %6s %-14s %-8s %s\n", "LEASE", "NODE", "CORES", "EXPIRES IN", "UID", "CLIENT");
     int64_t now = protocol::unix_now_ms();
     for (auto& l : reply.body["leases"])
-      std::printf("%-20llu %-20s %6u %11.1f s  %s\n", l["lease_id"].get<unsigned long long>(),
+      std::printf("%-20llu %-20s %6u %11.1f s  %-8u %s\n", l["lease_id"].get<unsigned long long>(),
                   l["node"].get<std::string>().c_str(), l["cores"].get<unsigned>(),
-                  (l["expires_at_ms"].get<int64_t>() - now) / 1000.0, l["client"].get<std::string>().c_str());
+                  (l["expires_at_ms"].get<int64_t>() - now) / 1000.0, l["uid"].get<unsigned>(),
+                  l["client"].get<std::string>().c_str());
     std::printf("\n%-20s %12s %14s %14s\n", "USAGE OF LEASE", "INVOCATIONS", "HOT POLL (ms)", "COMPUTE (ms)");
     for (auto& u : reply.body["usage"])
       std::printf("%-20llu %12llu %14.3f %14.3f\n", u["lease_id"].get<unsigned long long>(),

@@ -15,7 +15,7 @@ const char* to_string(NodeInfo::State s) {
 
 void to_json(nlohmann::json& j, const LeaseRecord& r) {
   j = {{"lease_id", r.lease_id}, {"node", r.node}, {"cores", r.cores}, {"memory_bytes", r.memory_bytes},
-       {"expires_at_ms", r.expires_at_ms}, {"client", r.client}};
+       {"expires_at_ms", r.expires_at_ms}, {"client", r.client}, {"uid", r.uid}, {"gid", r.gid}, {"job", r.job}};
 }
 
 void from_json(const nlohmann::json& j, LeaseRecord& r) {
@@ -25,6 +25,17 @@ void from_json(const nlohmann::json& j, LeaseRecord& r) {
   r.memory_bytes = j.at("memory_bytes").get<uint64_t>();
   r.expires_at_ms = j.at("expires_at_ms").get<int64_t>();
   r.client = j.at("client").get<std::string>();
+  // Records journaled before leases had owners belong to root (operators manage them).
+  r.uid = j.value("uid", uint32_t{0});
+  r.gid = j.value("gid", uint32_t{0});
+  r.job = j.value("job", std::string());
+}
+
+uint64_t LeaseBook::cores_of_user(uint32_t uid) const {
+  uint64_t n = 0;
+  for (auto& [id, l] : leases_)
+    if (l.uid == uid) n += l.cores;
+  return n;
 }
 
 void LeaseBook::upsert_node(const NodeInfo& node) {
@@ -85,7 +96,7 @@ std::optional<LeaseRecord> LeaseBook::place(const LeaseRequest& request, int64_t
   }
   if (!best) return std::nullopt;
   return LeaseRecord{next_lease_id_, best->name, request.cores, request.memory_bytes, now_ms + request.duration_ms,
-                     request.client};
+                     request.client, request.uid, request.gid, request.job};
 }
 
 bool LeaseBook::apply_grant(const LeaseRecord& r) {

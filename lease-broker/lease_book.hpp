@@ -36,6 +36,10 @@ struct LeaseRecord {
   uint64_t memory_bytes = 0;
   int64_t expires_at_ms = 0;
   std::string client;
+  // The owner, as MUNGE authenticated it: only they (or an operator) renew or release it.
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::string job;  // the owner's Slurm job, if any
 };
 void to_json(nlohmann::json& j, const LeaseRecord& r);
 void from_json(const nlohmann::json& j, LeaseRecord& r);
@@ -46,6 +50,9 @@ struct LeaseRequest {
   int64_t duration_ms = 0;
   std::string client;
   std::vector<std::string> avoid_nodes;  // e.g. the client's own node
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::string job;
 };
 
 class LeaseBook {
@@ -70,6 +77,7 @@ class LeaseBook {
   const std::map<uint64_t, LeaseRecord>& leases() const { return leases_; }
   std::optional<LeaseRecord> lease(uint64_t lease_id) const;
   uint32_t free_cores(const std::string& node) const;
+  uint64_t cores_of_user(uint32_t uid) const;  // held by that user's leases
   uint64_t free_memory(const std::string& node) const;
   uint64_t next_lease_id() const { return next_lease_id_; }
 

@@ -12,8 +12,10 @@ packages=(
   libopenmpi-dev openmpi-bin
   # libraries
   libboost-program-options-dev nlohmann-json3-dev catch2 libssl-dev libopenblas-dev
+  # users authenticate to the broker with MUNGE (munged itself: scripts/munged.sh)
+  libmunge-dev munge
   # a local Slurm for the Slurm test (scripts/slurm/local-slurm.sh)
-  slurmctld slurmd slurm-client munge
+  slurmctld slurmd slurm-client
   # scripts
   iproute2 procps python3
 )

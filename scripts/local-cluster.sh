@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs one command against a local rfaas cluster on loopback: a lease broker and an executor
 # daemon registered with it, both stopped when the command ends (or after --timeout seconds).
-# The command sees RFAAS_BROKER (the broker's host:port) and RFAAS_FUNCTIONS (the folder of
-# the built function libraries).
+# The command sees RFAAS_BROKER (the broker's host:port), RFAAS_FUNCTIONS (the folder of
+# the built function libraries) and RFAAS_MUNGE_SOCKET: users authenticate to the broker with
+# MUNGE, and unless RFAAS_MUNGE_SOCKET already names a munged, a munged of the cluster's own
+# runs beside it (scripts/munged.sh).
 #
 #   scripts/local-cluster.sh [--build DIR] [--cores 0,1] [--timeout S] -- mpirun -np 2 app ...
 #
@@ -27,6 +29,7 @@ work=$(mktemp -d /tmp/rfaas-cluster.XXXXXX)
 pids=()
 cleanup() {
   local p
+  if [[ -n "${own_munged:-}" ]]; then "$root/scripts/munged.sh" stop "$work/munge" >/dev/null 2>&1 || true; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -47,6 +50,12 @@ wait_file() {  # file, what, pid
   cat "$work/$2.log" >&2
   return 1
 }
+
+if [[ -z "${RFAAS_MUNGE_SOCKET:-}" ]]; then
+  own_munged=1
+  chmod 755 "$work"  # munged runs as the munge user
+  export "$("$root/scripts/munged.sh" start "$work/munge" | tail -n 1)"
+fi
 
 head -c 32 /dev/urandom >"$work/secret"
 chmod 600 "$work/secret"

@@ -1,4 +1,8 @@
-// The client side of the lease broker: ask for a lease, renew it, give it back.
+// The client side of the lease broker: ask for a lease, renew it, give it back. Every request
+// carries a MUNGE credential of this process's user (runtime/auth).
+#include <cstdlib>
+
+#include "auth/munge_credential.hpp"
 #include "net/tcp_socket.hpp"
 #include "protocol/broker_messages.hpp"
 #include "protocol/control.hpp"
@@ -11,8 +15,8 @@ namespace {
 protocol::ControlMessage ask(const std::string& broker, const std::string& type, const nlohmann::json& body,
                              std::chrono::milliseconds timeout) {
   try {
+    std::string msg = protocol::make_message(type, auth::with_credential(type, body));
     auto s = net::TcpStream::connect(net::HostPort::parse(broker), net::deadline_in(timeout));
-    std::string msg = protocol::make_message(type, body);
     s.send_frame(msg.data(), msg.size(), net::deadline_in(timeout));
     auto reply = protocol::ControlMessage::parse(s.recv_frame(protocol::kMaxControlFrame, net::deadline_in(timeout)));
     if (reply.type == "error") {
@@ -22,6 +26,8 @@ protocol::ControlMessage ask(const std::string& broker, const std::string& type,
                : code == protocol::ControlErrc::policy        ? Errc::invalid_argument
                : code == protocol::ControlErrc::lease_expired ? Errc::lease_expired
                : code == protocol::ControlErrc::bad_token     ? Errc::bad_token
+               : code == protocol::ControlErrc::not_authenticated ? Errc::not_authenticated
+               : code == protocol::ControlErrc::not_permitted     ? Errc::not_permitted
                                                               : Errc::protocol;
       throw Error(e, "lease broker: " + reply.body.value("message", std::string()));
     }
@@ -30,6 +36,8 @@ protocol::ControlMessage ask(const std::string& broker, const std::string& type,
     throw Error(Errc::connection_failed, "lease broker " + broker + ": " + e.what());
   } catch (const protocol::MessageError& e) {
     throw Error(Errc::protocol, std::string("lease broker: ") + e.what());
+  } catch (const auth::AuthError& e) {
+    throw Error(Errc::not_authenticated, std::string("lease broker request: ") + e.what());
   }
 }
 
@@ -46,7 +54,8 @@ LeaseGrant grant_from(const protocol::LeaseGranted& g) {
 }  // namespace
 
 LeaseGrant broker_lease(const std::string& broker_address, const BrokerLeaseOptions& o) {
-  protocol::LeaseAsk a{o.cores, o.memory_bytes, o.duration.count(), o.client, o.avoid_nodes};
+  const char* job = std::getenv("SLURM_JOB_ID");
+  protocol::LeaseAsk a{o.cores, o.memory_bytes, o.duration.count(), o.client, o.avoid_nodes, job ? job : ""};
   auto reply = ask(broker_address, "lease", a, o.timeout);
   if (reply.type != "lease_granted") throw Error(Errc::protocol, "lease broker answered '" + reply.type + "'");
   return grant_from(reply.as<protocol::LeaseGranted>());

@@ -17,6 +17,7 @@ struct rfaas_executor {
 
 static_assert(RFAAS_ERR_NOT_INITIALIZED == static_cast<int>(rfaas::Errc::not_initialized), "C and C++ codes agree");
 static_assert(RFAAS_ERR_BUSY == static_cast<int>(rfaas::Errc::busy), "C and C++ codes agree");
+static_assert(RFAAS_ERR_NOT_PERMITTED == static_cast<int>(rfaas::Errc::not_permitted), "C and C++ codes agree");
 
 namespace {
 
@@ -45,7 +46,7 @@ int guarded(F&& f) {
 extern "C" {
 
 const char* rfaas_strerror(int code) {
-  if (code < 0 || code > RFAAS_ERR_FUNCTION_FAILED) return "unknown rfaas error code";
+  if (code < 0 || code > RFAAS_ERR_NOT_PERMITTED) return "unknown rfaas error code";
   return rfaas::to_string(static_cast<rfaas::Errc>(code));
 }
 

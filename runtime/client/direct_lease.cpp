@@ -1,4 +1,7 @@
 #include <openssl/rand.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include "protocol/control.hpp"
 #include "protocol/lease_token.hpp"
@@ -23,6 +26,10 @@ LeaseGrant direct_lease(const std::string& daemon_address, const DirectLeaseOpti
   t.memory_bytes = options.memory_bytes;
   t.expires_at_ms = protocol::unix_now_ms() + options.duration.count();
   t.client = options.client;
+  // Whoever holds the secret speaks for any user; a direct lease is its own user's.
+  t.uid = static_cast<uint32_t>(::getuid());
+  t.gid = static_cast<uint32_t>(::getgid());
+  if (const char* job = std::getenv("SLURM_JOB_ID")) t.job = std::string(job).substr(0, 64);
   t.sign(secret);
   return {daemon_address, nlohmann::json(t).dump(), t.lease_id, t.expires_at_ms, t.executor};
 }

@@ -41,6 +41,8 @@ const char* to_string(Errc e) noexcept {
     case Errc::memory_exceeded: return "beyond the lease's memory";
     case Errc::queue_full: return "submission queue full";
     case Errc::function_failed: return "the function reported an error";
+    case Errc::not_authenticated: return "not authenticated (MUNGE credential missing or refused)";
+    case Errc::not_permitted: return "not permitted (another user's lease, or an operator's command)";
   }
   return "unknown error";
 }
@@ -65,6 +67,8 @@ Errc from_control(protocol::ControlErrc c) {
     case protocol::ControlErrc::malformed: return Errc::invalid_argument;
     case protocol::ControlErrc::memory_exceeded: return Errc::memory_exceeded;
     case protocol::ControlErrc::policy: return Errc::invalid_argument;
+    case protocol::ControlErrc::not_authenticated: return Errc::not_authenticated;
+    case protocol::ControlErrc::not_permitted: return Errc::not_permitted;
     case protocol::ControlErrc::internal: return Errc::protocol;
   }
   return Errc::protocol;

@@ -39,7 +39,7 @@ void from_json(const nlohmann::json& j, NodeRegistration& m) {
 
 void to_json(nlohmann::json& j, const LeaseAsk& m) {
   j = {{"cores", m.cores}, {"memory_bytes", m.memory_bytes}, {"duration_ms", m.duration_ms}, {"client", m.client},
-       {"avoid_nodes", m.avoid_nodes}};
+       {"avoid_nodes", m.avoid_nodes}, {"job", m.job}};
 }
 
 void from_json(const nlohmann::json& j, LeaseAsk& m) {
@@ -47,6 +47,8 @@ void from_json(const nlohmann::json& j, LeaseAsk& m) {
   m.memory_bytes = field<uint64_t>(j, "memory_bytes");
   m.duration_ms = field<int64_t>(j, "duration_ms");
   m.client = field<std::string>(j, "client");
+  m.job = field<std::string>(j, "job");
+  if (m.job.size() > 64) malformed("job must be at most 64 bytes");
   if (!j.contains("avoid_nodes") || !j.at("avoid_nodes").is_array()) malformed("field 'avoid_nodes' must be an array");
   m.avoid_nodes.clear();
   for (auto& n : j.at("avoid_nodes")) {
@@ -56,25 +58,23 @@ void from_json(const nlohmann::json& j, LeaseAsk& m) {
   if (m.cores == 0 || m.duration_ms <= 0) malformed("a lease needs at least one core and a positive duration");
 }
 
-std::string AdminCommand::canonical() const {
-  return "rfaas-admin-v1\n" + command + "\n" + node + "\n" + std::to_string(timestamp_ms);
+std::string request_digest(const std::string& type, const nlohmann::json& body) {
+  std::string text = "rfaas-request-v1\n" + type + "\n";
+  if (body.is_object() && body.contains("credential")) {
+    nlohmann::json rest = body;
+    rest.erase("credential");
+    text += rest.dump();
+  } else {
+    text += body.dump();
+  }
+  return sha256_hex(text.data(), text.size());
 }
 
-void AdminCommand::sign(const ClusterSecret& secret) { mac = secret.derive(kOperatorKey).sign(canonical()); }
-
-bool AdminCommand::verify(const ClusterSecret& secret) const {
-  return secret.derive(kOperatorKey).verify(canonical(), mac);
-}
-
-void to_json(nlohmann::json& j, const AdminCommand& m) {
-  j = {{"command", m.command}, {"node", m.node}, {"timestamp_ms", m.timestamp_ms}, {"mac", m.mac}};
-}
+void to_json(nlohmann::json& j, const AdminCommand& m) { j = {{"command", m.command}, {"node", m.node}}; }
 
 void from_json(const nlohmann::json& j, AdminCommand& m) {
   m.command = field<std::string>(j, "command");
   m.node = field<std::string>(j, "node");
-  m.timestamp_ms = field<int64_t>(j, "timestamp_ms");
-  m.mac = field<std::string>(j, "mac");
 }
 
 void to_json(nlohmann::json& j, const LeaseRenewAsk& m) { j = {{"token", m.token}, {"duration_ms", m.duration_ms}}; }

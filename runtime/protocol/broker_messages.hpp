@@ -1,9 +1,12 @@
 // Messages to and from the lease broker (frames and framing as in control.hpp).
 //   executor daemon -> broker: "register" NodeRegistration (also the heartbeat), "lease_usage"
-//   client -> broker:          "lease" LeaseAsk, "release" {lease_id}
+//   client -> broker:          "lease" LeaseAsk, "renew" LeaseRenewAsk, "release" {lease_id}
 //   executor daemon -> broker: "drain" {registration} when it shuts down
-//   rfaas-ctl -> broker:       "status"
+//   rfaas-ctl -> broker:       "status", "admin" AdminCommand
 //   broker -> client:          "lease_granted" LeaseGranted, "released", "status" {...}, "error"
+// Users' requests (lease, renew, release, status, admin) carry a MUNGE credential in the body's
+// "credential" field whose payload is request_digest() of the rest of the message
+// (runtime/auth): the broker learns who asks, and the credential is good for that request only.
 #pragma once
 
 #include <cstdint>
@@ -38,18 +41,16 @@ struct NodeRegistration {
 inline constexpr int64_t kRegistrationSkewMs = 60'000;
 
 // rfaas-ctl -> broker: an operator's command on a node ("drain_node": no new leases on it,
-// running ones continue; "resume_node": leasable again), signed with the cluster secret's
-// kOperatorKey key.
+// running ones continue; "resume_node": leasable again). Its MUNGE credential must be root's or
+// a configured operator's.
 struct AdminCommand {
   std::string command;
   std::string node;
-  int64_t timestamp_ms = 0;
-  std::string mac;
-
-  std::string canonical() const;
-  void sign(const ClusterSecret& secret);
-  bool verify(const ClusterSecret& secret) const;
 };
+
+// What a request's credential carries: SHA-256 over "rfaas-request-v1", the type and the body
+// as compact JSON (keys sorted), without its "credential" field.
+std::string request_digest(const std::string& type, const nlohmann::json& body);
 
 struct LeaseAsk {
   uint32_t cores = 1;
@@ -57,6 +58,7 @@ struct LeaseAsk {
   int64_t duration_ms = 600'000;
   std::string client;
   std::vector<std::string> avoid_nodes;
+  std::string job;  // SLURM_JOB_ID of the asking process, if it runs in a Slurm job
 };
 
 // Client -> broker: extend a lease it holds (the current token proves it), to now + duration.

@@ -21,6 +21,8 @@ const char* to_string(ControlErrc c) {
     case ControlErrc::executor_failed: return "executor_failed";
     case ControlErrc::memory_exceeded: return "memory_exceeded";
     case ControlErrc::policy: return "policy";
+    case ControlErrc::not_authenticated: return "not_authenticated";
+    case ControlErrc::not_permitted: return "not_permitted";
     case ControlErrc::internal: return "internal";
   }
   return "internal";
@@ -29,7 +31,8 @@ const char* to_string(ControlErrc c) {
 std::optional<ControlErrc> control_errc_from_string(const std::string& s) {
   for (auto c : {ControlErrc::malformed, ControlErrc::bad_token, ControlErrc::lease_expired, ControlErrc::lease_active,
                  ControlErrc::lease_ended, ControlErrc::no_capacity, ControlErrc::library_mismatch, ControlErrc::library_load_failed,
-                 ControlErrc::executor_failed, ControlErrc::memory_exceeded, ControlErrc::policy, ControlErrc::internal})
+                 ControlErrc::executor_failed, ControlErrc::memory_exceeded, ControlErrc::policy, ControlErrc::not_authenticated,
+                 ControlErrc::not_permitted, ControlErrc::internal})
     if (s == to_string(c)) return c;
   return std::nullopt;
 }

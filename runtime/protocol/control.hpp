@@ -36,7 +36,9 @@ enum class ControlErrc {
   library_load_failed,  // dlopen failed or a function name does not resolve
   executor_failed,      // the executor process failed to start
   memory_exceeded,      // a resident region beyond what is left of the lease's memory
-  policy,               // beyond the broker's policy (longest lease, most cores per lease)
+  policy,               // beyond the broker's policy (longest lease, most cores per lease or user)
+  not_authenticated,    // no MUNGE credential, or one that munged refuses (forged, replayed, expired)
+  not_permitted,        // another user's lease, or an operator's command from someone else
   internal,
 };
 const char* to_string(ControlErrc);

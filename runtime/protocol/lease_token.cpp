@@ -52,8 +52,9 @@ void ClusterSecret::generate(const std::string& path, size_t bytes) {
 }
 
 std::string LeaseToken::canonical() const {
-  return "rfaas-lease-v1\n" + std::to_string(lease_id) + "\n" + executor + "\n" + std::to_string(cores) + "\n" +
-         std::to_string(memory_bytes) + "\n" + std::to_string(expires_at_ms) + "\n" + client;
+  return "rfaas-lease-v2\n" + std::to_string(lease_id) + "\n" + executor + "\n" + std::to_string(cores) + "\n" +
+         std::to_string(memory_bytes) + "\n" + std::to_string(expires_at_ms) + "\n" + std::to_string(uid) + "\n" +
+         std::to_string(gid) + "\n" + job + "\n" + client;
 }
 
 std::string ClusterSecret::sign(const std::string& text) const {
@@ -84,7 +85,7 @@ bool LeaseToken::verify(const ClusterSecret& secret) const { return secret.deriv
 
 void to_json(nlohmann::json& j, const LeaseToken& t) {
   j = {{"lease_id", t.lease_id}, {"executor", t.executor}, {"cores", t.cores}, {"memory_bytes", t.memory_bytes},
-       {"expires_at_ms", t.expires_at_ms}, {"client", t.client}, {"mac", t.mac}};
+       {"expires_at_ms", t.expires_at_ms}, {"client", t.client}, {"uid", t.uid}, {"gid", t.gid}, {"job", t.job}, {"mac", t.mac}};
 }
 
 void from_json(const nlohmann::json& j, LeaseToken& t) {
@@ -94,6 +95,10 @@ void from_json(const nlohmann::json& j, LeaseToken& t) {
   t.memory_bytes = field<uint64_t>(j, "memory_bytes");
   t.expires_at_ms = field<int64_t>(j, "expires_at_ms");
   t.client = field<std::string>(j, "client");
+  t.uid = field<uint32_t>(j, "uid");
+  t.gid = field<uint32_t>(j, "gid");
+  t.job = field<std::string>(j, "job");
+  if (t.job.size() > 64) malformed("token job must be at most 64 bytes");
   t.mac = field<std::string>(j, "mac");
   if (!is_hex(t.mac, 64)) malformed("token mac must be 64 lowercase hex digits");
 }

@@ -33,7 +33,7 @@ class ClusterSecret {
   // A key of one purpose, derived from this one (HMAC-SHA256 of "rfaas-key-v1\n" + purpose):
   // what one purpose signs never verifies as another's, and a key can be handed out for its
   // purpose alone. Purposes: kTokenKey (lease tokens), kNodeKey (daemon registrations and
-  // reports), kOperatorKey (operator commands).
+  // reports). Operators authenticate with MUNGE, not with a key.
   ClusterSecret derive(const std::string& purpose) const;
 
  private:
@@ -42,7 +42,6 @@ class ClusterSecret {
 
 inline constexpr const char* kTokenKey = "lease-token";
 inline constexpr const char* kNodeKey = "node";
-inline constexpr const char* kOperatorKey = "operator";
 
 struct LeaseToken {
   uint64_t lease_id = 0;
@@ -51,6 +50,11 @@ struct LeaseToken {
   uint64_t memory_bytes = 0;
   int64_t expires_at_ms = 0;  // Unix epoch milliseconds
   std::string client;         // who holds it, for accounting
+  // The leasing user, as the broker authenticated it (MUNGE): the daemon runs the lease's
+  // executor as this uid and gid. `job`: the client's Slurm job (SLURM_JOB_ID), or empty.
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::string job;
   std::string mac;            // lowercase hex HMAC-SHA256 over canonical(), with the kTokenKey key
 
   std::string canonical() const;

@@ -12,7 +12,8 @@ if [ "$(id -u)" -eq 0 ] && command -v slurmctld >/dev/null; then
   base=$(mktemp -d /tmp/rfaas-bench-slurm.XXXXXX)
   trap '"$root/scripts/slurm/local-slurm.sh" stop "$base"; rm -rf "$base"' EXIT
   export SLURMCTLD_PORT=${SLURMCTLD_PORT:-16827} SLURMD_PORT=${SLURMD_PORT:-16828}
-  eval "export $("$root/scripts/slurm/local-slurm.sh" start "$base" 4 | tail -n 1)"
+  slurm_env=$("$root/scripts/slurm/local-slurm.sh" start "$base" 4)
+  export $(grep -E '^(SLURM_CONF|RFAAS_MUNGE_SOCKET)=' <<<"$slurm_env")
   samples=5
 fi
 "$bench" broker --nodes 1000,10000 --clients 1,4,16,64 --seconds 2 --hold 10000 --sbatch-samples "$samples" "$@"

@@ -34,7 +34,7 @@ stop_pidfile() {
 if [[ "$cmd" == stop ]]; then
   stop_pidfile "$base/run/slurmd.pid"
   stop_pidfile "$base/run/slurmctld.pid"
-  stop_pidfile "$base/run/munged.pid"
+  stop_pidfile "$base/munge/munged.pid"
   exit 0
 fi
 [[ "$cmd" == start ]] || { echo "local-slurm.sh: unknown command $cmd" >&2; exit 2; }
@@ -43,23 +43,14 @@ for b in munged slurmctld slurmd sinfo; do
   command -v "$b" >/dev/null || { echo "local-slurm.sh: $b missing (run scripts/install-deps.sh)" >&2; exit 1; }
 done
 
-mkdir -p "$base"/{state,spool,run,log,tmp,munge}
+mkdir -p "$base"/{state,spool,run,log,tmp}
 chmod 755 "$base"
 base=$(cd "$base" && pwd)
 
-# munge, as the munge user, with its own socket and key under BASE.
-chown munge:munge "$base/munge"
-chmod 700 "$base/munge"
-[[ -s "$base/munge/munge.key" ]] || { mungekey --create --keyfile="$base/munge/munge.key" >/dev/null 2>&1 ||
-  dd if=/dev/urandom of="$base/munge/munge.key" bs=1 count=1024 status=none; }
-chown munge:munge "$base/munge/munge.key"
-chmod 400 "$base/munge/munge.key"
+# munge, as the munge user, with its own socket and key under BASE (also the broker's: users
+# authenticate to it with MUNGE).
+"$(dirname "$0")/../munged.sh" start "$base/munge" >/dev/null
 socket="$base/munge/munge.socket"
-setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged --force \
-  --key-file="$base/munge/munge.key" --socket="$socket" --pid-file="$base/munge/munged.pid" \
-  --log-file="$base/munge/munged.log" --seed-file="$base/munge/munged.seed"
-for _ in $(seq 50); do [[ -s "$base/munge/munged.pid" ]] && break; sleep 0.1; done
-cp "$base/munge/munged.pid" "$base/run/munged.pid"
 
 cat >"$base/slurm.conf" <<EOF
 ClusterName=rfaasci
@@ -107,3 +98,4 @@ if ! sinfo -h -o %t 2>/dev/null | grep -q idle; then
   exit 1
 fi
 echo "SLURM_CONF=$SLURM_CONF"
+echo "RFAAS_MUNGE_SOCKET=$socket"

@@ -25,7 +25,9 @@ cleanup() {
 trap cleanup EXIT
 
 export SLURMCTLD_PORT=${SLURMCTLD_PORT:-16817} SLURMD_PORT=${SLURMD_PORT:-16818}
-eval "export $("$root/scripts/slurm/local-slurm.sh" start "$base" 8 | tail -n 1)"
+# SLURM_CONF and RFAAS_MUNGE_SOCKET (the jobs, the broker among them, inherit both).
+slurm_env=$("$root/scripts/slurm/local-slurm.sh" start "$base" 8)
+export $(grep -E '^(SLURM_CONF|RFAAS_MUNGE_SOCKET)=' <<<"$slurm_env")
 mkdir -p "$state"
 head -c 32 /dev/urandom >"$state/secret"
 chmod 600 "$state/secret"

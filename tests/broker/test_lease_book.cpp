@@ -22,7 +22,7 @@ NodeInfo node(const std::string& name, uint32_t cores, uint64_t memory = 1ull <<
   return n;
 }
 LeaseRequest request(uint32_t cores, std::vector<std::string> avoid = {}) {
-  return LeaseRequest{cores, 1 << 20, 60'000, std::string("client"), std::move(avoid)};
+  return LeaseRequest{cores, 1 << 20, 60'000, std::string("client"), std::move(avoid), 0, 0, ""};
 }
 LeaseRecord grant(LeaseBook& b, const LeaseRequest& r, int64_t now = 1000) {
   auto rec = b.place(r, now);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "protocol/broker_messages.hpp"
 #include "protocol/control.hpp"
 #include "protocol/invocation.hpp"
 #include "protocol/lease_token.hpp"
@@ -33,6 +34,8 @@ LeaseToken sample_token() {
   t.memory_bytes = 1 << 30;
   t.expires_at_ms = 1'900'000'000'000;
   t.client = "rank-0";
+  t.uid = 1000;
+  t.gid = 1000;
   return t;
 }
 }  // namespace
@@ -116,6 +119,9 @@ TEST_CASE("a signed token verifies; any change to it does not", "[protocol][toke
   CHECK_FALSE(altered([](LeaseToken& u) { u.executor = "node-b"; }));
   CHECK_FALSE(altered([](LeaseToken& u) { u.lease_id = 18; }));
   CHECK_FALSE(altered([](LeaseToken& u) { u.client = "rank-1"; }));
+  CHECK_FALSE(altered([](LeaseToken& u) { u.uid = 0; }));  // the lease's user is signed
+  CHECK_FALSE(altered([](LeaseToken& u) { u.gid += 1; }));
+  CHECK_FALSE(altered([](LeaseToken& u) { u.job = "42"; }));
   CHECK_FALSE(altered([](LeaseToken& u) { u.mac[10] = u.mac[10] == 'a' ? 'b' : 'a'; }));
   // Fields cannot be shifted between each other through the separator.
   CHECK_FALSE(altered([](LeaseToken& u) { u.executor = "node-a\n2"; u.cores = 0; }));
@@ -236,12 +242,25 @@ TEST_CASE("JSON nested beyond the limit is refused before it is parsed", "[proto
   }
 }
 
+TEST_CASE("a request's digest covers its type and body, not its credential", "[protocol]") {
+  nlohmann::json body = {{"cores", 2}, {"client", "c"}};
+  auto d = request_digest("lease", body);
+  CHECK(d.size() == 64);
+  nlohmann::json with = body;
+  with["credential"] = "MUNGE:abc";
+  CHECK(request_digest("lease", with) == d);      // the credential itself is not covered
+  CHECK(request_digest("release", body) != d);    // nor usable for another request type
+  body["cores"] = 3;
+  CHECK(request_digest("lease", body) != d);      // nor for another body
+  // The broker sees the body as parsed from the wire: same digest.
+  CHECK(request_digest("lease", nlohmann::json::parse(with.dump())) == d);
+}
+
 TEST_CASE("each purpose signs with its own derived key", "[protocol][token]") {
   auto secret = test_secret();
-  auto token = secret.derive(kTokenKey), node = secret.derive(kNodeKey), op = secret.derive(kOperatorKey);
+  auto token = secret.derive(kTokenKey), node = secret.derive(kNodeKey);
   CHECK(token.key() != secret.key());
   CHECK(token.key() != node.key());
-  CHECK(node.key() != op.key());
   CHECK(secret.derive(kTokenKey).key() == token.key());  // deterministic
   LeaseToken t;
   t.lease_id = 3;

@@ -56,6 +56,8 @@ enum class Errc : int {
   memory_exceeded = 19,     // a region beyond what is left of the lease's memory
   queue_full = 20,          // every slot busy and the submission queue full: wait for a call first
   function_failed = 21,     // a context-ABI function returned an error status (see out_size)
+  not_authenticated = 22,   // the broker could not authenticate the request (MUNGE: no munged, a bad credential)
+  not_permitted = 23,       // another user's lease, or an operator's command
 };
 const char* to_string(Errc) noexcept;
 
@@ -100,14 +102,19 @@ struct BrokerLeaseOptions {
 };
 
 // Asks the lease broker at broker_address (host:port) for a lease. Throws Error: no_capacity
-// when no node can take it, connection_failed when the broker cannot be reached.
+// when no node can take it, connection_failed when the broker cannot be reached,
+// not_authenticated without a MUNGE credential (munged on this node: its socket is
+// RFAAS_MUNGE_SOCKET, else MUNGE's default). The lease belongs to this process's user (and
+// Slurm job, SLURM_JOB_ID): only that user, root or an operator may renew or release it, and the
+// lease's functions run as that user.
 LeaseGrant broker_lease(const std::string& broker_address, const BrokerLeaseOptions& options);
 // Extends a lease to now + duration (never shortens it): the broker journals it and signs a new
 // token; give that to Executor::renew so the executor daemon accepts the new expiry. Throws
 // Error: lease_expired when the lease is over or unknown, bad_token for a token that does not verify.
 LeaseGrant broker_renew(const std::string& broker_address, const LeaseGrant& grant, std::chrono::milliseconds duration,
                         std::chrono::milliseconds timeout = std::chrono::milliseconds(10'000));
-// Tells the broker the lease is over (Executor::release ends it at the executor). Idempotent.
+// Tells the broker the lease is over (Executor::release ends it at the executor). Idempotent;
+// not_permitted for another user's lease.
 void broker_release(const std::string& broker_address, uint64_t lease_id,
                     std::chrono::milliseconds timeout = std::chrono::milliseconds(10'000));
 

@@ -37,6 +37,8 @@ enum {
   RFAAS_ERR_MEMORY_EXCEEDED = 19,
   RFAAS_ERR_QUEUE_FULL = 20,
   RFAAS_ERR_FUNCTION_FAILED = 21,
+  RFAAS_ERR_NOT_AUTHENTICATED = 22,
+  RFAAS_ERR_NOT_PERMITTED = 23,
 };
 
 typedef struct rfaas_lease rfaas_lease;       /* a granted lease: daemon address + token */
