@@ -27,7 +27,8 @@ if [[ -x "$build/apps/jacobi" && -n "$mpirun" ]]; then
   [[ -x "$build/apps/gemm" ]] &&
     apps+=("gemm|$cluster $alone $build/apps/gemm --n 64 --tile 8 --share 0.5 --repeats 1")
   app_files=("$build/lease-broker/rfaas-broker" "$build/lease-broker/rfaas-ctl" "$build/functions/"*.so
-             "$build/apps/jacobi" "$root/scripts/local-cluster.sh" "$(readlink -f "$mpirun")" /bin/bash /usr/bin/timeout)
+             "$build/apps/jacobi" "$root/scripts/local-cluster.sh" "$(readlink -f "$mpirun")" /bin/bash /usr/bin/timeout
+             "$root/scripts/munged.sh" /usr/sbin/munged /usr/bin/munge /usr/bin/unmunge)
   [[ -x "$build/apps/gemm" ]] && app_files+=("$build/apps/gemm")
   command -v orted >/dev/null && app_files+=("$(readlink -f "$(command -v orted)")")
   for d in /usr/lib/x86_64-linux-gnu/openmpi/lib/openmpi3 /usr/lib/x86_64-linux-gnu/pmix2/lib/pmix /usr/share/openmpi /etc/openmpi; do

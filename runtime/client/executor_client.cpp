@@ -480,8 +480,9 @@ protocol::ControlMessage ExecutorClient::control_request(const std::string& msg,
         usage_ = {end.usage.invocations, end.usage.hot_polling_ns, end.usage.compute_ns};
         lost_ = end.reason == "expired" ? Errc::lease_expired
                 : end.reason == "revoked" ? Errc::lease_revoked
+                : end.reason == "memory_exceeded" ? Errc::memory_exceeded
                                           : Errc::executor_lost;
-        fail(lost_, std::string(what) + ": the lease ended (" + end.reason + ")");
+        fail(lost_, std::string(what) + ": the lease ended (" + end.reason + (end.detail.empty() ? "" : ": " + end.detail) + ")");
       }
     }
   } catch (const net::NetError& e) {
@@ -530,6 +531,7 @@ void ExecutorClient::mark_lost() noexcept {
       usage_ = {end.usage.invocations, end.usage.hot_polling_ns, end.usage.compute_ns};
       if (end.reason == "expired") why = Errc::lease_expired;
       else if (end.reason == "revoked") why = Errc::lease_revoked;
+      else if (end.reason == "memory_exceeded") why = Errc::memory_exceeded;  // the kernel ended it at its limit
       break;
     }
   } catch (...) {

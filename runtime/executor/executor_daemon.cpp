@@ -74,6 +74,8 @@ DaemonConfig DaemonConfig::from_json_file(const std::string& path) {
       else if (key == "memory_bytes") c.memory_bytes = value.get<uint64_t>();
       else if (key == "max_connections") c.sessions.max_sessions = value.get<uint32_t>();
       else if (key == "max_connections_per_peer") c.sessions.max_sessions_per_peer = value.get<uint32_t>();
+      else if (key == "lease_memory_overhead_bytes") c.lease_memory_overhead_bytes = value.get<uint64_t>();
+      else if (key == "max_tasks_per_lease") c.max_tasks_per_lease = value.get<uint32_t>();
       else throw std::runtime_error("unknown key '" + key + "'");
     }
   } catch (const nlohmann::json::exception& e) {
@@ -103,9 +105,19 @@ ExecutorDaemon::ExecutorDaemon(DaemonConfig config)
       admission_(config_.sessions) {
   auto hp = net::HostPort::parse(config_.listen);
   listener_ = net::TcpListener::bind(hp.host, hp.port);
+  std::string why;
+  cgroups_ = CgroupHierarchy::detect("rfaas-executord-" + std::to_string(::getpid()), &why);
+  if (cgroups_.kind() == CgroupHierarchy::Kind::none)
+    log("leases are not confined by cgroups (" + why + "): executors limit themselves with rlimits; "
+        "processes a lease leaves outside its process group survive it (docs/security.md)");
+  else
+    log("leases confined by " + cgroups_.describe() + ": leased cores, memory, " +
+        std::to_string(config_.max_tasks_per_lease) + " tasks each");
+  if (::geteuid() != 0)
+    log("not root: serves only uid " + std::to_string(::getuid()) + "'s leases (as root, every user's, each as its user)");
 }
 
-ExecutorDaemon::~ExecutorDaemon() = default;
+ExecutorDaemon::~ExecutorDaemon() { cgroups_.remove(); }
 
 std::string ExecutorDaemon::address() const { return net::HostPort{listener_.host(), listener_.port()}.str(); }
 
@@ -217,6 +229,9 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     if (memory > t.memory_bytes)
       throw MessageError(ControlErrc::no_capacity, "slots need " + std::to_string(memory) + " bytes, the lease grants " +
                                                        std::to_string(t.memory_bytes));
+    if (::geteuid() != 0 && t.uid != ::getuid())
+      throw MessageError(ControlErrc::not_permitted, "this daemon runs as uid " + std::to_string(::getuid()) +
+                                                         " and serves only that user's leases, not uid " + std::to_string(t.uid));
     if (req.library_size > config_.max_library_bytes)
       throw MessageError(ControlErrc::library_mismatch, "library of " + std::to_string(req.library_size) +
                                                             " bytes exceeds this daemon's limit");
@@ -248,9 +263,24 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     assignment.hot_timeout_us = req.hot_timeout_us;
     assignment.expires_at_ms = t.expires_at_ms;
     assignment.accept_timeout_ms = config_.control_timeout_ms;
+    assignment.uid = t.uid;
+    assignment.gid = t.gid;
+    assignment.memory_limit_bytes = t.memory_bytes + config_.lease_memory_overhead_bytes;
+    assignment.max_tasks = config_.max_tasks_per_lease;
     net::Fd library(*fd);
     std::unique_ptr<ExecutorProcess> executor_holder = take_standby();
     ExecutorProcess& executor = *executor_holder;
+    // Declared after the executor: destroyed first, killing whatever of the lease is left.
+    std::unique_ptr<LeaseCgroup> cgroup;
+    if (cgroups_.kind() != CgroupHierarchy::Kind::none) {
+      try {
+        cgroup = cgroups_.create(lease_id, {cores, assignment.memory_limit_bytes, assignment.max_tasks});
+        cgroup->add(executor.pid());
+        assignment.confined = true;
+      } catch (const CgroupError& e) {
+        throw MessageError(ControlErrc::executor_failed, std::string("confining the lease: ") + e.what());
+      }
+    }
     executor.assign(assignment, library.get());
     library.reset();
     auto ready = executor.reports().next(net::deadline_in(timeout));
@@ -302,6 +332,11 @@ void ExecutorDaemon::session(net::TcpStream stream) {
         int st = *executor.exited();
         end.reason = (WIFEXITED(st) && WEXITSTATUS(st) == 0) ? "released" : "executor_crashed";
         end.detail = "executor " + describe_exit(st);
+        if (cgroup && cgroup->memory_exceeded()) {
+          end.reason = "memory_exceeded";
+          end.detail = "the kernel killed the lease's executor at the lease's memory limit of " +
+                       std::to_string(assignment.memory_limit_bytes) + " bytes (" + describe_exit(st) + ")";
+        }
         std::string ended;
         end.usage = early_usage ? *early_usage : executor.reports().usage(net::deadline_in(1s), &ended);
         if (early_usage) ended = early_ended;
@@ -408,6 +443,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     }
     if (!replenished) replenish_standby();
     int st = executor.terminate();
+    cgroup.reset();  // every process of the lease killed, its cgroup gone
     if (!usage_read) end.usage = early_usage ? *early_usage : executor.reports().usage(net::deadline_in(1s));
     // The cores are free before the client hears the lease ended, so it can lease them again.
     leases_.release(lease_id, served_until_ms);
@@ -419,7 +455,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
       }
     }
     if (broker_) broker_->report_usage(lease_id, end.usage, end.reason);
-    log("lease " + std::to_string(lease_id) + " ended: " + end.reason + ", executor " + describe_exit(st) + ", " +
+    log("lease " + std::to_string(lease_id) + " ended: " + end.reason + (end.reason == "memory_exceeded" ? " (" + end.detail + ")" : "") + ", executor " + describe_exit(st) + ", " +
         std::to_string(end.usage.invocations) + " invocations");
   } catch (const MessageError& e) {
     log(std::string("refused a client: ") + to_string(e.code()) + ": " + e.what());

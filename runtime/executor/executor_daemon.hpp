@@ -15,6 +15,7 @@
 
 #include "executor/broker_link.hpp"
 #include "executor/executor_process.hpp"
+#include "executor/lease_cgroup.hpp"
 #include "executor/lease_table.hpp"
 #include "executor/library_cache.hpp"
 #include "net/session_limits.hpp"
@@ -37,6 +38,10 @@ struct DaemonConfig {
   std::string advertise;                // control address given to the broker; default: listen address
   uint64_t memory_bytes = 0;            // memory it offers; default: the node's physical memory
   net::SessionLimits sessions;          // control connections: all, and per peer address
+  // Each lease's cgroup: the lease's memory plus this much for the executor itself (its binary,
+  // libfabric, the library's code and stacks), and at most this many tasks (processes and threads).
+  uint64_t lease_memory_overhead_bytes = 256ull << 20;
+  uint32_t max_tasks_per_lease = 1024;
 
   // Reads a JSON config file; keys as the fields above. Throws std::runtime_error.
   static DaemonConfig from_json_file(const std::string& path);
@@ -78,6 +83,7 @@ class ExecutorDaemon {
   std::condition_variable sessions_done_;
   int sessions_ = 0;
   net::SessionAdmission admission_;
+  CgroupHierarchy cgroups_;  // where leases are confined (Kind::none: rlimits only)
 };
 
 }  // namespace rfaas::executor

@@ -1,7 +1,9 @@
 // rfaas-executor: serves one lease. rfaas-executord starts it ahead of need ("standby"): it
 // initialises libfabric, opens its own fabric domain and listener and measures its cycle clock,
 // then waits on fd 3 (a Unix socket to the daemon) for its LeaseAssignment, which arrives with
-// the function library's memfd attached. So a lease's cold start pays none of that.
+// the function library's memfd attached. So a lease's cold start pays none of that. Before it
+// loads the library it becomes the lease's user (executor/lease_user.hpp): started by a root
+// daemon, everything of the lease's own runs as the user who leased it.
 // It reports on the stdout it was started with, one JSON object per line (the function library's
 // own stdout goes to stderr instead, the daemon's log: a chatty function neither blocks on a pipe
 // nobody reads during the lease nor mixes its bytes into the reports):
@@ -28,6 +30,7 @@
 
 #include "clock/cycle_clock.hpp"
 #include "executor/function_library.hpp"
+#include "executor/lease_user.hpp"
 #include "executor/worker.hpp"
 #include "net/fd_passing.hpp"
 #include "protocol/control.hpp"
@@ -57,6 +60,8 @@ void report(const nlohmann::json& j) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Nothing of the daemon's beyond stdin, stdout, stderr and its socket (fd 3) reaches the lease.
+  ::close_range(kDaemonSocket + 1, ~0U, 0);
   // Each worker owns one leased core: threaded math libraries in a function library must not
   // fan out over the node (the daemon's environment may still say otherwise).
   ::setenv("OPENBLAS_NUM_THREADS", "1", 0);
@@ -114,6 +119,16 @@ int main(int argc, char** argv) {
   if (workers == 0 || lease.slots == 0 || lease.slots > protocol::kMaxSlots ||
       lease.input_capacity > protocol::kMaxInputCapacity || lease.output_capacity > protocol::kMaxOutputCapacity)
     fail("executor_failed", "workers, slots or capacities out of range");
+  // The lease's user from here on, before any of its code is loaded.
+  try {
+    executor::become_lease_user(lease.uid, lease.gid);
+    if (!lease.confined)
+      std::fprintf(stderr, "rfaas-executor: lease %llu not in a cgroup: limited by %s\n",
+                   static_cast<unsigned long long>(lease.lease_id),
+                   executor::limit_by_rlimits(lease.memory_limit_bytes, lease.max_tasks).c_str());
+  } catch (const std::exception& e) {
+    fail("executor_failed", e.what());
+  }
 
   std::unique_ptr<executor::FunctionLibrary> library;
   try {

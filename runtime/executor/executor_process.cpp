@@ -113,7 +113,13 @@ ExecutorProcess::ExecutorProcess(const std::string& path, const std::string& fab
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
-  int rc = posix_spawn(&pid_, path.c_str(), &fa, nullptr, argv.data(), envp.data());
+  // Its own session and process group: the lease's processes can be signalled as one (and the
+  // daemon's terminal or job signals do not reach them before the daemon has revoked the lease).
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  int rc = posix_spawn(&pid_, path.c_str(), &fa, &attr, argv.data(), envp.data());
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   ::close(out[1]);
   ::close(sock[1]);
@@ -170,8 +176,12 @@ static void remove_shm_regions(pid_t pid) {
 
 std::optional<int> ExecutorProcess::exited() {
   if (status_) return status_;
-  int st;
-  if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+  siginfo_t info{};
+  if (::waitid(P_PID, pid_, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_) {
+    // Not reaped yet, so the group's id is still this executor's and cannot name another group.
+    ::kill(-pid_, SIGKILL);
+    int st;
+    ::waitpid(pid_, &st, 0);
     status_ = st;
     remove_shm_regions(pid_);
   }
@@ -184,7 +194,7 @@ int ExecutorProcess::terminate(std::chrono::milliseconds grace) {
   auto end = std::chrono::steady_clock::now() + grace;
   while (!exited() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   if (!exited()) {
-    ::kill(pid_, SIGKILL);
+    ::kill(-pid_, SIGKILL);
     int st;
     ::waitpid(pid_, &st, 0);
     status_ = st;

@@ -59,10 +59,12 @@ class ExecutorProcess {
   void create_region(uint64_t bytes, uint64_t seq);
 
   int pidfd() const { return pidfd_; }
+  pid_t pid() const { return pid_; }
   ExecutorReports& reports() { return *reports_; }
   // The wait status once it has exited (non-blocking), or nothing.
   std::optional<int> exited();
-  // SIGTERM, then SIGKILL after `grace`; returns the wait status.
+  // SIGTERM, then SIGKILL after `grace`; returns the wait status. The executor leads its own
+  // process group: once it has exited, whatever it left in that group is killed too.
   int terminate(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
 
  private:

@@ -108,7 +108,8 @@ void to_json(nlohmann::json& j, const LeaseAssignment& m) {
   j = {{"lease_id", m.lease_id}, {"functions", m.functions}, {"cores", m.cores}, {"slots", m.slots},
        {"input_capacity", m.input_capacity}, {"output_capacity", m.output_capacity},
        {"hot_timeout_us", m.hot_timeout_us}, {"expires_at_ms", m.expires_at_ms},
-       {"accept_timeout_ms", m.accept_timeout_ms}};
+       {"accept_timeout_ms", m.accept_timeout_ms}, {"uid", m.uid}, {"gid", m.gid}, {"confined", m.confined},
+       {"memory_limit_bytes", m.memory_limit_bytes}, {"max_tasks", m.max_tasks}};
 }
 
 void from_json(const nlohmann::json& j, LeaseAssignment& m) {
@@ -123,6 +124,11 @@ void from_json(const nlohmann::json& j, LeaseAssignment& m) {
   m.hot_timeout_us = field<int64_t>(j, "hot_timeout_us");
   m.expires_at_ms = field<int64_t>(j, "expires_at_ms");
   m.accept_timeout_ms = field<uint32_t>(j, "accept_timeout_ms");
+  m.uid = field<uint32_t>(j, "uid");
+  m.gid = field<uint32_t>(j, "gid");
+  m.confined = field<bool>(j, "confined");
+  m.memory_limit_bytes = field<uint64_t>(j, "memory_limit_bytes");
+  m.max_tasks = field<uint32_t>(j, "max_tasks");
 }
 
 void to_json(nlohmann::json& j, const Usage& m) {

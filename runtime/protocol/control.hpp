@@ -101,6 +101,14 @@ struct LeaseAssignment {
   int64_t hot_timeout_us = 10'000;
   int64_t expires_at_ms = 0;
   uint32_t accept_timeout_ms = 10'000;
+  // Who the lease's code runs as (the token's user): the executor becomes them before it loads
+  // the library. `confined`: the daemon placed it in the lease's cgroup; if not, the executor
+  // limits itself with rlimits (memory_limit_bytes, max_tasks) instead.
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  bool confined = false;
+  uint64_t memory_limit_bytes = 0;
+  uint32_t max_tasks = 0;
 };
 
 struct Usage {
@@ -110,7 +118,9 @@ struct Usage {
 };
 
 struct LeaseEnded {
-  std::string reason;  // "expired", "released", "executor_crashed", "revoked"
+  // "expired", "released", "executor_crashed", "memory_exceeded" (the kernel killed the lease's
+  // processes at its memory limit), "revoked", "client_gone" (not sent: nobody to hear it)
+  std::string reason;
   std::string detail;
   Usage usage;
 };

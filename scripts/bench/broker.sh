@@ -16,4 +16,11 @@ if [ "$(id -u)" -eq 0 ] && command -v slurmctld >/dev/null; then
   export $(grep -E '^(SLURM_CONF|RFAAS_MUNGE_SOCKET)=' <<<"$slurm_env")
   samples=5
 fi
+# Clients authenticate with MUNGE: the local Slurm's munged, else one of the bench's own.
+if [ -z "${RFAAS_MUNGE_SOCKET:-}" ]; then
+  mdir=$(mktemp -d /tmp/rfaas-bench-munge.XXXXXX)
+  chmod 755 "$mdir"
+  trap '"$root/scripts/munged.sh" stop "$mdir"; rm -rf "$mdir"; [ -n "${base:-}" ] && { "$root/scripts/slurm/local-slurm.sh" stop "$base"; rm -rf "$base"; }' EXIT
+  export "$("$root/scripts/munged.sh" start "$mdir" | tail -n 1)"
+fi
 "$bench" broker --nodes 1000,10000 --clients 1,4,16,64 --seconds 2 --hold 10000 --sbatch-samples "$samples" "$@"

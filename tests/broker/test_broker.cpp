@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -653,4 +655,124 @@ TEST_CASE("a full disk refuses the change, applies nothing, and leaves the journ
   broker->process().wait_for(5s);
   broker = std::make_unique<BrokerProcess>(secret, journal, dir, 2, address);
   CHECK(leases_shown() == held);
+}
+
+namespace {
+
+// A user of this host for one test (useradd), removed after it.
+class TestUser {
+ public:
+  TestUser() : name_("rfaas-t" + std::to_string(::getpid())) {
+    std::string cmd = "useradd --no-create-home --user-group --shell /usr/sbin/nologin " + name_ + " 2>/dev/null";
+    if (std::system(cmd.c_str()) != 0) return;
+    if (passwd* pw = ::getpwnam(name_.c_str())) {
+      uid_ = pw->pw_uid;
+      gid_ = pw->pw_gid;
+      made_ = true;
+    }
+  }
+  ~TestUser() {
+    if (made_) std::system(("userdel " + name_ + " 2>/dev/null").c_str());
+  }
+  bool made() const { return made_; }
+  uint32_t uid() const { return uid_; }
+  uint32_t gid() const { return gid_; }
+
+  // lease_as_user run as this user; its "command -> result" lines.
+  std::map<std::string, std::string> lease(const std::string& broker, const std::vector<std::string>& commands) const {
+    std::string cmd = "setpriv --reuid=" + std::to_string(uid_) + " --regid=" + std::to_string(gid_) +
+                      " --init-groups env RFAAS_MUNGE_SOCKET='" + auth::client_socket() + "' " + RFAAS_LEASE_AS_USER +
+                      " " + broker + " " + RFAAS_TEST_PROBES;
+    for (auto& c : commands) cmd += " '" + c + "'";
+    std::map<std::string, std::string> out;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+      char line[8192];
+      while (std::fgets(line, sizeof line, p)) {
+        std::string l(line);
+        while (!l.empty() && l.back() == '\n') l.pop_back();
+        auto arrow = l.find(" -> ");
+        if (arrow != std::string::npos) out[l.substr(0, arrow)] = l.substr(arrow + 4);
+      }
+      ::pclose(p);
+    }
+    return out;
+  }
+
+ private:
+  std::string name_;
+  uint32_t uid_ = 0, gid_ = 0;
+  bool made_ = false;
+};
+
+bool process_gone(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string pid_field, comm, state;
+  if (!(stat >> pid_field >> comm >> state)) return true;
+  return state == "Z" || state == "X";  // exited, only its entry left
+}
+
+}  // namespace
+
+// The daemon (root, as slurmd) runs each lease's executor as the leasing user, in a cgroup of
+// the lease: the user's code cannot read the cluster secret or the daemon's environment, nor
+// signal the daemon or another lease's executor; what it forks dies with the lease; past the
+// lease's memory the kernel ends that lease (memory_exceeded), and the node serves on.
+TEST_CASE("a lease's code runs as its user, confined to the lease", "[broker][users]") {
+  if (::geteuid() != 0) {
+    WARN("not root: the daemon cannot run executors as other users here");
+    return;
+  }
+  TestUser user;
+  REQUIRE(user.made());
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);  // the secret is protected by its own mode, not by a folder
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0,1", "--broker", broker.address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+
+  // Root's own lease beside it, running the same probes: its executor is another lease's.
+  BrokerLeaseOptions o;
+  o.memory_bytes = 64ull << 20;
+  auto root_grant = broker_lease(broker.address(), o);
+  DeployOptions probes;
+  probes.library_path = RFAAS_TEST_PROBES;
+  probes.functions = {"self_pid", "identity"};
+  probes.input_capacity = probes.output_capacity = 4096;
+  auto root_ex = Executor::deploy(root_grant, probes);
+  char out[4096];
+  size_t n = 0;
+  REQUIRE(root_ex->invoke(root_ex->function("self_pid"), nullptr, 0, out, sizeof out, &n) == Errc::ok);
+  const std::string root_executor(out, n);
+  REQUIRE(root_ex->invoke(root_ex->function("identity"), nullptr, 0, out, sizeof out, &n) == Errc::ok);
+  CHECK(std::string(out, n) == "0 0 0 0");  // root's lease runs as root
+
+  const std::string daemon_pid = std::to_string(daemon.process().pid());
+  auto r = user.lease(broker.address(), {"identity", "read_path:" + secret, "read_path:/proc/" + daemon_pid + "/environ",
+                                         "signal_pid:" + daemon_pid, "signal_pid:" + root_executor, "spawn_sleeper"});
+  INFO("lease_as_user said: " << nlohmann::json(r).dump());
+  const std::string ids = std::to_string(user.uid()) + " " + std::to_string(user.gid());
+  CHECK(r["identity"] == ids + " " + ids);
+  CHECK(r["read_path:" + secret] == "errno 13");                       // EACCES
+  CHECK(r["read_path:/proc/" + daemon_pid + "/environ"] == "errno 13");
+  CHECK(r["signal_pid:" + daemon_pid] == "1");                         // EPERM
+  CHECK(r["signal_pid:" + root_executor] == "1");
+  REQUIRE(r.count("spawn_sleeper"));
+  const pid_t sleeper = static_cast<pid_t>(std::stol(r["spawn_sleeper"]));
+  CHECK(r["released"] == "ok");
+  // It left its process group (setsid): the lease's cgroup still took it.
+  CHECK(eventually([&] { return process_gone(sleeper); }, 5s));
+
+  // Past its memory (64 MiB + the daemon's 256 MiB for the executor itself): that lease ends.
+  r = user.lease(broker.address(), {"identity", "hog:1073741824"});
+  INFO("lease_as_user said: " << nlohmann::json(r).dump());
+  CHECK(r["identity"] == ids + " " + ids);
+  CHECK(r["hog:1073741824"].rfind("error", 0) == 0);
+  CHECK(r["lease_end"].rfind(to_string(Errc::memory_exceeded), 0) == 0);
+  // The node and root's lease serve on.
+  CHECK(daemon.alive());
+  REQUIRE(root_ex->invoke(root_ex->function("self_pid"), nullptr, 0, out, sizeof out, &n) == Errc::ok);
+  CHECK(std::string(out, n) == root_executor);
+  root_ex->release();
+  broker_release(broker.address(), root_grant.lease_id);
 }

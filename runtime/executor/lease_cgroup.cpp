@@ -1,0 +1,290 @@
+#include "executor/lease_cgroup.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+namespace rfaas::executor {
+
+namespace {
+
+bool read_file(const std::string& path, std::string* out) {
+  std::ifstream in(path);
+  if (!in) return false;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  while (!out->empty() && (out->back() == '\n' || out->back() == ' ')) out->pop_back();
+  return true;
+}
+
+// One write(2): cgroup files take a value per write and answer errors there.
+void write_file(const std::string& path, const std::string& value) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw CgroupError("open " + path + ": " + std::strerror(errno));
+  ssize_t n = ::write(fd, value.data(), value.size());
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(value.size())) throw CgroupError("write '" + value + "' to " + path + ": " + std::strerror(err));
+}
+
+bool make_dir(const std::string& path, std::string* why) {
+  if (::mkdir(path.c_str(), 0755) == 0 || errno == EEXIST) return true;
+  *why = "mkdir " + path + ": " + std::strerror(errno);
+  return false;
+}
+
+struct Mount {
+  std::string point, fstype, options;
+};
+
+std::vector<Mount> cgroup_mounts() {
+  std::vector<Mount> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // id parent major:minor root mount-point options [optional...] - fstype source super-options
+    std::istringstream ls(line);
+    std::string id, parent, dev, root, point, opts, field;
+    ls >> id >> parent >> dev >> root >> point >> opts;
+    while (ls >> field && field != "-") {
+    }
+    Mount m;
+    m.point = point;
+    ls >> m.fstype >> field >> m.options;
+    if (m.fstype == "cgroup" || m.fstype == "cgroup2") out.push_back(m);
+  }
+  return out;
+}
+
+// This process's cgroup in each hierarchy: "memory" -> "/a/b", "" -> v2's path.
+std::map<std::string, std::string> own_cgroups() {
+  std::map<std::string, std::string> out;
+  std::ifstream in("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    std::istringstream cs(controllers);
+    std::string c;
+    if (controllers.empty()) out[""] = path;
+    while (std::getline(cs, c, ',')) out[c] = path;
+  }
+  return out;
+}
+
+bool has_option(const std::string& options, const std::string& name) {
+  std::istringstream os(options);
+  std::string o;
+  while (std::getline(os, o, ','))
+    if (o == name) return true;
+  return false;
+}
+
+// The folder of this process's own cgroup under a mount (the mount's root when the path
+// is not visible there, as in a cgroup namespace).
+std::string own_dir(const std::string& point, const std::string& path) {
+  std::string dir = point + (path == "/" ? "" : path);
+  struct stat st{};
+  return ::stat(dir.c_str(), &st) == 0 ? dir : point;
+}
+
+std::string cpu_list(const std::vector<int>& cores) {
+  std::string s;
+  for (int c : cores) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(c);
+  }
+  return s;
+}
+
+}  // namespace
+
+CgroupHierarchy CgroupHierarchy::detect(const std::string& name, std::string* why) {
+  CgroupHierarchy h;
+  auto mounts = cgroup_mounts();
+  auto own = own_cgroups();
+  std::string v1_cpuset, v1_memory, v1_pids, v2;
+  for (auto& m : mounts) {
+    if (m.fstype == "cgroup2") {
+      if (v2.empty()) v2 = own_dir(m.point, own.count("") ? own[""] : "/");
+      continue;
+    }
+    for (auto* c : {"cpuset", "memory", "pids"}) {
+      if (!has_option(m.options, c)) continue;
+      std::string dir = own_dir(m.point, own.count(c) ? own[c] : "/");
+      if (std::string(c) == "cpuset") v1_cpuset = dir;
+      if (std::string(c) == "memory") v1_memory = dir;
+      if (std::string(c) == "pids") v1_pids = dir;
+    }
+  }
+  std::string v1_why, v2_why;
+  if (!v1_cpuset.empty() && !v1_memory.empty() && !v1_pids.empty()) {
+    std::string c = v1_cpuset + "/" + name, m = v1_memory + "/" + name, p = v1_pids + "/" + name;
+    if (make_dir(c, &v1_why) && make_dir(m, &v1_why) && make_dir(p, &v1_why)) {
+      try {
+        // A v1 cpuset starts empty: it takes its parent's cores and memory nodes before any child can.
+        std::string cpus, mems;
+        read_file(v1_cpuset + "/cpuset.cpus", &cpus);
+        read_file(v1_cpuset + "/cpuset.mems", &mems);
+        write_file(c + "/cpuset.cpus", cpus);
+        write_file(c + "/cpuset.mems", mems);
+        h.kind_ = Kind::v1;
+        h.cpuset_ = c;
+        h.memory_ = m;
+        h.pids_ = p;
+        return h;
+      } catch (const CgroupError& e) {
+        v1_why = e.what();
+      }
+    }
+  } else {
+    v1_why = "no cgroup v1 mounts of cpuset, memory and pids";
+  }
+  if (!v2.empty()) {
+    std::string controllers;
+    read_file(v2 + "/cgroup.controllers", &controllers);
+    std::istringstream cs(controllers);
+    std::string c;
+    bool memory = false, pids = false, cpuset = false;
+    while (cs >> c) {
+      memory |= c == "memory";
+      pids |= c == "pids";
+      cpuset |= c == "cpuset";
+    }
+    if (!memory || !pids) {
+      v2_why = "cgroup v2 at " + v2 + " offers '" + controllers + "', not memory and pids";
+    } else {
+      std::string dir = v2 + "/" + name;
+      try {
+        std::string ctl = std::string("+memory +pids") + (cpuset ? " +cpuset" : "");
+        if (!make_dir(dir, &v2_why)) throw CgroupError(v2_why);
+        // Processes live only in leaves: the daemon's folder hands the controllers to the leases.
+        write_file(v2 + "/cgroup.subtree_control", ctl);
+        write_file(dir + "/cgroup.subtree_control", ctl);
+        h.kind_ = Kind::v2;
+        h.memory_ = h.pids_ = dir;
+        if (cpuset) h.cpuset_ = dir;
+        return h;
+      } catch (const CgroupError& e) {
+        v2_why = e.what();
+      }
+    }
+  } else {
+    v2_why = "no cgroup v2 mount";
+  }
+  *why = "cgroup v1: " + v1_why + "; cgroup v2: " + v2_why;
+  return h;
+}
+
+void CgroupHierarchy::remove() const {
+  for (auto* d : {&cpuset_, &memory_, &pids_})
+    if (!d->empty()) ::rmdir(d->c_str());
+}
+
+std::string CgroupHierarchy::describe() const {
+  switch (kind_) {
+    case Kind::v1: return "cgroup v1 (" + cpuset_ + ", " + memory_ + ", " + pids_ + ")";
+    case Kind::v2: return "cgroup v2 (" + memory_ + (cpuset_.empty() ? ", no cpuset controller" : "") + ")";
+    case Kind::none: return "no cgroups";
+  }
+  return "no cgroups";
+}
+
+std::unique_ptr<LeaseCgroup> CgroupHierarchy::create(uint64_t lease_id, const LeaseLimits& limits) const {
+  if (kind_ == Kind::none) throw CgroupError("no cgroup hierarchy");
+  const std::string leaf = "/lease-" + std::to_string(lease_id);
+  std::vector<std::string> dirs;
+  std::string why;
+  // Owned by the LeaseCgroup as soon as each folder exists, so a failure below removes them.
+  auto group = [&](std::vector<std::string> d) {
+    return std::make_unique<LeaseCgroup>(kind_, std::move(d), memory_ + leaf, pids_ + leaf);
+  };
+  std::unique_ptr<LeaseCgroup> g;
+  if (kind_ == Kind::v1) {
+    for (auto* base : {&cpuset_, &memory_, &pids_}) {
+      if (!make_dir(*base + leaf, &why)) {
+        g = group(dirs);
+        throw CgroupError(why);
+      }
+      dirs.push_back(*base + leaf);
+    }
+    g = group(dirs);
+    std::string mems;
+    read_file(cpuset_ + "/cpuset.mems", &mems);
+    write_file(cpuset_ + leaf + "/cpuset.cpus", cpu_list(limits.cores));
+    write_file(cpuset_ + leaf + "/cpuset.mems", mems);
+    write_file(memory_ + leaf + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes));
+    write_file(pids_ + leaf + "/pids.max", std::to_string(limits.max_tasks));
+  } else {
+    if (!make_dir(memory_ + leaf, &why)) throw CgroupError(why);
+    dirs.push_back(memory_ + leaf);
+    g = group(dirs);
+    if (!cpuset_.empty()) write_file(cpuset_ + leaf + "/cpuset.cpus", cpu_list(limits.cores));
+    write_file(memory_ + leaf + "/memory.max", std::to_string(limits.memory_bytes));
+    write_file(memory_ + leaf + "/memory.swap.max", "0");
+    write_file(pids_ + leaf + "/pids.max", std::to_string(limits.max_tasks));
+  }
+  return g;
+}
+
+LeaseCgroup::LeaseCgroup(CgroupHierarchy::Kind kind, std::vector<std::string> dirs, std::string memory_dir,
+                         std::string procs_dir)
+    : kind_(kind), dirs_(std::move(dirs)), memory_dir_(std::move(memory_dir)), procs_dir_(std::move(procs_dir)) {}
+
+LeaseCgroup::~LeaseCgroup() {
+  kill_all();
+  for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
+    // An emptied cgroup can take a moment to let go of its last exited task.
+    for (int i = 0; i < 100 && ::rmdir(it->c_str()) != 0 && errno == EBUSY; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+void LeaseCgroup::add(pid_t pid) {
+  for (auto& d : dirs_) write_file(d + "/cgroup.procs", std::to_string(pid));
+}
+
+void LeaseCgroup::kill_all() {
+  if (dirs_.empty()) return;
+  if (kind_ == CgroupHierarchy::Kind::v2) {
+    try {
+      write_file(procs_dir_ + "/cgroup.kill", "1");  // Linux 5.14 and later: the kernel does it whole
+    } catch (const CgroupError&) {
+    }
+  }
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (;;) {
+    std::string procs;
+    if (!read_file(procs_dir_ + "/cgroup.procs", &procs) || procs.empty()) return;
+    std::istringstream ps(procs);
+    long pid;
+    while (ps >> pid) ::kill(static_cast<pid_t>(pid), SIGKILL);  // a fork racing this is caught next round
+    if (std::chrono::steady_clock::now() >= end) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+bool LeaseCgroup::memory_exceeded() const {
+  std::string text;
+  if (!read_file(memory_dir_ + (kind_ == CgroupHierarchy::Kind::v1 ? "/memory.oom_control" : "/memory.events"), &text))
+    return false;
+  std::istringstream ts(text);
+  std::string key;
+  uint64_t value;
+  while (ts >> key >> value)
+    if (key == "oom_kill" && value > 0) return true;
+  return false;
+}
+
+}  // namespace rfaas::executor

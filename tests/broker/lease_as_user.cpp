@@ -1,0 +1,52 @@
+// The client half of the confinement test: run as another user (setpriv), it leases through
+// the broker, deploys the probe library and runs each command of its command line, printing
+// "command -> result" lines, then releases. Exit status 0 when every step could be asked.
+//   lease_as_user BROKER LIBRARY command...   (identity, read_path:P, signal_pid:N,
+//                                              spawn_sleeper, hog:BYTES)
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "rfaas/client.hpp"
+
+int main(int argc, char** argv) {
+  if (argc < 3) return 2;
+  try {
+    rfaas::BrokerLeaseOptions lo;
+    lo.memory_bytes = 64ull << 20;
+    lo.client = "lease_as_user";
+    auto grant = rfaas::broker_lease(argv[1], lo);
+    std::printf("lease -> %llu\n", static_cast<unsigned long long>(grant.lease_id));
+    rfaas::DeployOptions o;
+    o.library_path = argv[2];
+    o.functions = {"identity", "read_path", "signal_pid", "spawn_sleeper", "hog", "self_pid"};
+    o.input_capacity = o.output_capacity = 4096;
+    auto ex = rfaas::Executor::deploy(grant, o);
+    for (int i = 3; i < argc; ++i) {
+      std::string cmd = argv[i], name = cmd.substr(0, cmd.find(':'));
+      std::string arg = cmd.find(':') == std::string::npos ? "" : cmd.substr(cmd.find(':') + 1);
+      char out[4096];
+      size_t n = 0;
+      auto e = ex->invoke(ex->function(name), arg.data(), arg.size(), out, sizeof out, &n, std::chrono::seconds(20));
+      if (e == rfaas::Errc::ok) std::printf("%s -> %.*s\n", cmd.c_str(), static_cast<int>(n), out);
+      else std::printf("%s -> error %s\n", cmd.c_str(), rfaas::to_string(e));
+      std::fflush(stdout);
+      if (e != rfaas::Errc::ok) {
+        // Why the lease ended, as the daemon says it.
+        try {
+          ex->create_region(4096);
+        } catch (const rfaas::Error& err) {
+          std::printf("lease_end -> %s | %s\n", rfaas::to_string(err.code()), err.what());
+        }
+        return 0;
+      }
+    }
+    ex->release();
+    rfaas::broker_release(argv[1], grant.lease_id);
+    std::printf("released -> ok\n");
+  } catch (const rfaas::Error& e) {
+    std::printf("failed -> %s | %s\n", rfaas::to_string(e.code()), e.what());
+    return 1;
+  }
+  return 0;
+}
