@@ -338,6 +338,7 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
   in_stride_ = protocol::input_slot_stride(options.input_capacity);
   try {
     domain_ = fabric::open_domain(fabric::Config::from_env());
+    const std::string hello_key = protocol::worker_hello_key(req.token);  // proves the lease to the executor
     links_.resize(options.workers);
     for (uint32_t w = 0; w < options.workers; ++w) {
       WorkerLink& l = links_[w];
@@ -362,7 +363,8 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
       ec.wait_mode = fabric::WaitMode::sleep;
       l.ep = domain_->create_endpoint(ec);
       auto ack = l.staging_out_mr->remote();
-      protocol::WorkerHello hello{w, protocol::kWorkerHelloVersion, lease_id_, ack.address, ack.key};
+      protocol::WorkerHello hello{w, protocol::kWorkerHelloVersion, lease_id_, ack.address, ack.key, {}};
+      protocol::sign_worker_hello(hello, hello_key);
       fabric::ConnectionData theirs;
       l.ep->connect(allocated.address, fabric::make_connection_data(hello), theirs, timeout);
       l.input = fabric::read_connection_data<fabric::RemoteRegion>(theirs);

@@ -267,6 +267,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     assignment.gid = t.gid;
     assignment.memory_limit_bytes = t.memory_bytes + config_.lease_memory_overhead_bytes;
     assignment.max_tasks = config_.max_tasks_per_lease;
+    assignment.hello_key = protocol::worker_hello_key(t);
     net::Fd library(*fd);
     std::unique_ptr<ExecutorProcess> executor_holder = take_standby();
     ExecutorProcess& executor = *executor_holder;

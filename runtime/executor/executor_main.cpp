@@ -156,15 +156,28 @@ int main(int argc, char** argv) {
   }
   report({{"event", "ready"}, {"address", listener->address()}});
 
-  // The client connects its endpoints in worker order.
+  // The client connects its endpoints in worker order. Only a hello signed with the lease's key
+  // gets a worker (and learns where its slots are): another local process that reaches the
+  // listener is turned away, and the wait goes on for the lease's client until the deadline.
+  const auto accept_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(lease.accept_timeout_ms);
   for (uint32_t i = 0; i < workers; ++i) {
     fabric::ConnectionData theirs;
+    auto admit = [&](const fabric::ConnectionData& cd) {
+      bool ok = cd.size == sizeof(protocol::WorkerHello);
+      if (ok) {
+        auto hello = fabric::read_connection_data<protocol::WorkerHello>(cd);
+        ok = hello.version == protocol::kWorkerHelloVersion && hello.worker == i && hello.lease_id == lease.lease_id &&
+             protocol::worker_hello_valid(hello, lease.hello_key);
+      }
+      if (!ok) std::fprintf(stderr, "rfaas-executor: lease %llu: refused a worker connection with a wrong hello\n",
+                            static_cast<unsigned long long>(lease.lease_id));
+      return ok;
+    };
     try {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(accept_deadline - std::chrono::steady_clock::now());
       listener->accept(pool[i]->endpoint(), fabric::make_connection_data(pool[i]->input_region()), theirs,
-                       std::chrono::milliseconds(lease.accept_timeout_ms));
+                       std::max(left, std::chrono::milliseconds(1)), admit);
       auto hello = fabric::read_connection_data<protocol::WorkerHello>(theirs);
-      if (hello.worker != i || hello.lease_id != lease.lease_id || hello.version != protocol::kWorkerHelloVersion)
-        fail("executor_failed", "worker connection " + std::to_string(i) + " presented a wrong hello");
       pool[i]->set_ack_target({hello.ack_address, hello.ack_key, 0});
     } catch (const fabric::Error& e) {
       fail("executor_failed", std::string("client endpoints did not connect: ") + e.what());

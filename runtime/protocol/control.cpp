@@ -109,7 +109,7 @@ void to_json(nlohmann::json& j, const LeaseAssignment& m) {
        {"input_capacity", m.input_capacity}, {"output_capacity", m.output_capacity},
        {"hot_timeout_us", m.hot_timeout_us}, {"expires_at_ms", m.expires_at_ms},
        {"accept_timeout_ms", m.accept_timeout_ms}, {"uid", m.uid}, {"gid", m.gid}, {"confined", m.confined},
-       {"memory_limit_bytes", m.memory_limit_bytes}, {"max_tasks", m.max_tasks}};
+       {"memory_limit_bytes", m.memory_limit_bytes}, {"max_tasks", m.max_tasks}, {"hello_key", m.hello_key}};
 }
 
 void from_json(const nlohmann::json& j, LeaseAssignment& m) {
@@ -129,6 +129,7 @@ void from_json(const nlohmann::json& j, LeaseAssignment& m) {
   m.confined = field<bool>(j, "confined");
   m.memory_limit_bytes = field<uint64_t>(j, "memory_limit_bytes");
   m.max_tasks = field<uint32_t>(j, "max_tasks");
+  m.hello_key = field<std::string>(j, "hello_key");
 }
 
 void to_json(nlohmann::json& j, const Usage& m) {

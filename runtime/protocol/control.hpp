@@ -109,6 +109,7 @@ struct LeaseAssignment {
   bool confined = false;
   uint64_t memory_limit_bytes = 0;
   uint32_t max_tasks = 0;
+  std::string hello_key;  // worker_hello_key(token): what the client's worker hellos must be signed with
 };
 
 struct Usage {

@@ -144,7 +144,13 @@ struct WorkerHello {
   // registered for remote writes.
   uint64_t ack_address;
   uint64_t ack_key;
+  // Proof that the connector holds the lease's token: the first 16 bytes of HMAC-SHA256 over
+  // the fields above, keyed with worker_hello_key(token) (lease_token.hpp). The executor admits
+  // only a hello that carries it; the key itself never travels.
+  uint8_t tag[16];
 };
-inline constexpr uint32_t kWorkerHelloVersion = 4;  // 2: compact requests; 3: region ops; 4: aligned payloads
+static_assert(sizeof(WorkerHello) == 48, "the hello fills the transports' connection data exactly");
+// 2: compact requests; 3: region ops; 4: aligned payloads; 5: authenticated
+inline constexpr uint32_t kWorkerHelloVersion = 5;
 
 }  // namespace rfaas::protocol

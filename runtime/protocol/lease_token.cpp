@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "protocol/invocation.hpp"
 #include "protocol/json_fields.hpp"
 
 namespace rfaas::protocol {
@@ -101,6 +102,29 @@ void from_json(const nlohmann::json& j, LeaseToken& t) {
   if (t.job.size() > 64) malformed("token job must be at most 64 bytes");
   t.mac = field<std::string>(j, "mac");
   if (!is_hex(t.mac, 64)) malformed("token mac must be 64 lowercase hex digits");
+}
+
+std::string worker_hello_key(const LeaseToken& token) {
+  const std::string text = "rfaas-worker-hello-v1\n" + token.mac;
+  return sha256_hex(text.data(), text.size());
+}
+
+namespace {
+void hello_tag(const WorkerHello& hello, const std::string& key, uint8_t out[16]) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(&hello),
+       offsetof(WorkerHello, tag), mac, &len);
+  std::memcpy(out, mac, 16);
+}
+}  // namespace
+
+void sign_worker_hello(WorkerHello& hello, const std::string& key) { hello_tag(hello, key, hello.tag); }
+
+bool worker_hello_valid(const WorkerHello& hello, const std::string& key) {
+  uint8_t expected[16];
+  hello_tag(hello, key, expected);
+  return CRYPTO_memcmp(expected, hello.tag, sizeof expected) == 0;
 }
 
 int64_t unix_now_ms() {

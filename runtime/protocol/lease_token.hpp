@@ -67,6 +67,13 @@ struct LeaseToken {
 void to_json(nlohmann::json& j, const LeaseToken& t);
 void from_json(const nlohmann::json& j, LeaseToken& t);  // throws MessageError(malformed)
 
+struct WorkerHello;
+// The key a lease's client proves itself with to the lease's executor: derived from the token's
+// MAC (SHA-256 of "rfaas-worker-hello-v1\n" + mac, hex), which only holders of the token know.
+std::string worker_hello_key(const LeaseToken& token);
+void sign_worker_hello(WorkerHello& hello, const std::string& key);
+bool worker_hello_valid(const WorkerHello& hello, const std::string& key);  // constant-time
+
 int64_t unix_now_ms();
 std::string sha256_hex(const void* data, size_t size);
 

@@ -172,7 +172,8 @@ TEST_CASE("echo is right whichever request form carries it, across target and si
 // The same on the wire, from a hand-made client (control messages, one worker endpoint, raw
 // writes): a compact request to a slot that never had a framed one is dropped, and the worker
 // serves the next requests; framed then compact requests answer into the header's target.
-TEST_CASE("an executor drops a compact request without a target and serves on", "[executor][protocol]") {
+TEST_CASE("an executor admits only its lease's signed hello, drops a compact request without a target, and serves on",
+          "[executor][protocol]") {
   ExecutorDaemonProcess daemon;
   LeaseGrant grant = direct_lease(daemon.address(), lease_options(daemon));
   std::ifstream lib_file(RFAAS_FUNCTIONS_BASIC, std::ios::binary);
@@ -206,11 +207,34 @@ TEST_CASE("an executor drops a compact request without a target and serves on", 
   std::vector<uint8_t> request(4096 + 64), result(4096);
   auto request_mr = domain->register_memory(request.data(), request.size(), fabric::Access::local);
   auto result_mr = domain->register_memory(result.data(), result.size(), fabric::Access::remote_write);
-  auto ep = domain->create_endpoint({});
   fabric::ConnectionData theirs;
-  ep->connect(allocated.address, fabric::make_connection_data(protocol::WorkerHello{0, protocol::kWorkerHelloVersion,
-                                                                                    req.token.lease_id, 0, 0}),
-              theirs, 10s);
+  // Hellos that do not prove the lease are turned away, and the executor keeps waiting for its
+  // client: unsigned, signed with another lease's key, for another worker, plain junk.
+  protocol::WorkerHello hello{0, protocol::kWorkerHelloVersion, req.token.lease_id, 0, 0, {}};
+  auto refused = [&](const fabric::ConnectionData& cd) {
+    auto intruder = domain->create_endpoint({});
+    try {
+      intruder->connect(allocated.address, cd, theirs, 5s);
+      return false;
+    } catch (const fabric::Error&) {
+      return true;
+    }
+  };
+  CHECK(refused(fabric::make_connection_data(hello)));
+  protocol::LeaseToken other = req.token;
+  other.mac = std::string(64, 'a');
+  protocol::sign_worker_hello(hello, protocol::worker_hello_key(other));
+  CHECK(refused(fabric::make_connection_data(hello)));
+  hello.worker = 1;
+  protocol::sign_worker_hello(hello, protocol::worker_hello_key(req.token));
+  CHECK(refused(fabric::make_connection_data(hello)));
+  fabric::ConnectionData junk;
+  junk.size = 7;
+  CHECK(refused(junk));
+  hello.worker = 0;
+  protocol::sign_worker_hello(hello, protocol::worker_hello_key(req.token));
+  auto ep = domain->create_endpoint({});
+  ep->connect(allocated.address, fabric::make_connection_data(hello), theirs, 10s);
   auto input = fabric::read_connection_data<fabric::RemoteRegion>(theirs);
   constexpr size_t kHeader = sizeof(protocol::InvocationHeader);
   const uint64_t slot1 = protocol::slot_header_offset(1, protocol::input_slot_stride(req.input_capacity));

@@ -4,6 +4,8 @@
 // backend bootstraps over TCP, verbs over rdma_cm).
 #include <stdlib.h>
 
+#include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <exception>
@@ -160,6 +162,26 @@ TEST_CASE("connection data carries a value of the right size only", "[fabric][co
   CHECK_THROWS_AS(fabric::read_connection_data<fabric::RemoteRegion>(cd), fabric::Error);
 }
 
+// Keys rfaas picks (ofi providers that take the caller's key) are random: a process that reaches
+// an endpoint cannot walk through small sequential keys into another's registered memory.
+TEST_CASE("remote keys of registered memory cannot be guessed from each other", "[fabric]") {
+  if (verbs_selected()) {
+    WARN("verbs keys are the device's (rkeys)");
+    return;
+  }
+  auto domain = fabric::open_domain(fabric::Config::from_env());
+  std::vector<char> buf(64 * 4096);
+  std::vector<std::unique_ptr<fabric::MemoryRegion>> regions;
+  std::vector<uint64_t> keys;
+  for (int i = 0; i < 64; ++i) {
+    regions.push_back(domain->register_memory(buf.data() + i * 4096, 4096, fabric::Access::remote_write));
+    keys.push_back(regions.back()->remote().key);
+  }
+  std::sort(keys.begin(), keys.end());
+  for (size_t i = 1; i < keys.size(); ++i) CHECK(keys[i] - keys[i - 1] > (uint64_t{1} << 32));
+  CHECK(keys.front() > 1024);  // none of the small numbers they used to be
+}
+
 TEST_CASE("registration refuses an empty region", "[fabric][config]") {
   auto domain = fabric::open_domain(fabric::Config::from_env());
   std::vector<char> buf(16);
@@ -182,6 +204,44 @@ void real_endpoint_connects(fabric::Domain& domain, fabric::Listener& listener) 
   CHECK(fabric::read_connection_data<uint64_t>(client_theirs) == 7);
   CHECK(server_ep->connected());
   CHECK(client_ep->connected());
+}
+
+// Any backend: connectors whose data the listener's admit refuses see their connect fail, learn
+// nothing of the listener's side, and the same accept goes on to take the admissible one.
+TEST_CASE("a listener turns away connectors it does not admit and accepts the next", "[fabric]") {
+  auto domain = fabric::open_domain(fabric::Config::from_env());
+  auto listener = domain->listen(fabric::Config::from_env().local_host, 0);
+  fabric::ConnectionData mine = fabric::make_connection_data(uint64_t{7}), theirs;
+  auto server_ep = domain->create_endpoint();
+  std::atomic<int> refused{0};
+  std::vector<uint64_t> seen;
+  fabric::ConnectionData good_theirs;
+  bool good_connected = false;
+  TestThread clients([&] {
+    for (uint64_t bad : {uint64_t{1}, uint64_t{2}}) {
+      auto ep = domain->create_endpoint();
+      fabric::ConnectionData t;
+      try {
+        ep->connect(listener->address(), fabric::make_connection_data(bad), t, 5s);
+      } catch (const fabric::Error&) {
+        ++refused;
+      }
+    }
+    auto ep = domain->create_endpoint();
+    ep->connect(listener->address(), fabric::make_connection_data(uint64_t{42}), good_theirs, 5s);
+    good_connected = ep->connected();
+  });
+  listener->accept(*server_ep, mine, theirs, 10s, [&](const fabric::ConnectionData& cd) {
+    seen.push_back(fabric::read_connection_data<uint64_t>(cd));
+    return seen.back() == 42;
+  });
+  clients.join();
+  CHECK(refused == 2);
+  CHECK(seen == std::vector<uint64_t>{1, 2, 42});
+  CHECK(fabric::read_connection_data<uint64_t>(theirs) == 42);
+  CHECK(good_connected);
+  CHECK(fabric::read_connection_data<uint64_t>(good_theirs) == 7);
+  CHECK(server_ep->connected());
 }
 
 TEST_CASE("a listener survives garbage and a silent connector, then accepts a real endpoint (ofi TCP bootstrap)",

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include "protocol/broker_messages.hpp"
@@ -274,4 +275,29 @@ TEST_CASE("each purpose signs with its own derived key", "[protocol][token]") {
   CHECK_FALSE(node.verify(t.canonical(), t.mac));
   t.mac = secret.sign(t.canonical());  // made with the cluster key: refused
   CHECK_FALSE(t.verify(secret));
+}
+
+TEST_CASE("a worker hello is signed with its lease's key; any change breaks it", "[protocol][token]") {
+  auto secret = test_secret();
+  LeaseToken t = sample_token();
+  t.sign(secret);
+  const auto key = worker_hello_key(t);
+  CHECK(key.size() == 64);
+  CHECK(key.find(t.mac) == std::string::npos);  // the key is not the MAC itself
+  WorkerHello h{1, kWorkerHelloVersion, t.lease_id, 0x1000, 77, {}};
+  CHECK_FALSE(worker_hello_valid(h, key));  // unsigned
+  sign_worker_hello(h, key);
+  CHECK(worker_hello_valid(h, key));
+  for (auto change : std::vector<std::function<void(WorkerHello&)>>{
+           [](WorkerHello& x) { x.worker = 0; }, [](WorkerHello& x) { x.lease_id += 1; },
+           [](WorkerHello& x) { x.ack_address += 8; }, [](WorkerHello& x) { x.ack_key = 1; },
+           [](WorkerHello& x) { x.tag[15] ^= 1; }}) {
+    WorkerHello y = h;
+    change(y);
+    CHECK_FALSE(worker_hello_valid(y, key));
+  }
+  LeaseToken other = t;
+  other.lease_id = 18;
+  other.sign(secret);
+  CHECK_FALSE(worker_hello_valid(h, worker_hello_key(other)));  // another lease's key
 }

@@ -12,7 +12,9 @@
  *   rfaas_mpi_finalize();                    // collective
  *
  * Every call returns RFAAS_OK or an RFAAS_ERR_* code of rfaas/rfaas.h; rfaas_strerror names
- * it. Calls are made by one thread per rank (MPI_THREAD_FUNNELED is enough). */
+ * it. rfaas starts no thread of its own and makes its MPI calls from the rank's calls into it:
+ * MPI_THREAD_SINGLE is enough (docs/mpi.md); at higher levels, one thread per rank at a time
+ * makes the rfaas_mpi_* calls. */
 #ifndef RFAAS_RFAAS_MPI_H
 #define RFAAS_RFAAS_MPI_H
 

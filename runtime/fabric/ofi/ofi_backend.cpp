@@ -1,6 +1,7 @@
 #include "fabric/ofi/ofi_backend.hpp"
 
 #include <poll.h>
+#include <sys/random.h>
 #include <rdma/fi_cm.h>
 #include <rdma/fi_domain.h>
 #include <rdma/fi_endpoint.h>
@@ -126,7 +127,10 @@ class OfiEndpoint final : public Endpoint {
   bool connected() const noexcept override { return peer_ != FI_ADDR_NOTAVAIL && !broken_; }
 
   // Exchanges addresses and connection data over `stream`, then keeps it for liveness.
-  void handshake(net::TcpStream stream, const ConnectionData& mine, ConnectionData& theirs, net::Deadline deadline);
+  // Exchanges hellos over the bootstrap stream. With `admit` (the accepting side) the peer's hello
+  // is read and judged first: false when refused (nothing of ours was sent).
+  bool handshake(net::TcpStream stream, const ConnectionData& mine, ConnectionData& theirs, net::Deadline deadline,
+                 const Listener::Admit* admit = nullptr);
   OfiDomain& domain() const { return domain_; }
 
  private:
@@ -211,7 +215,7 @@ class OfiListener final : public Listener {
   OfiListener(OfiDomain& domain, net::TcpListener tcp) : domain_(domain), tcp_(std::move(tcp)) {}
   std::string address() const override { return net::HostPort{tcp_.host(), tcp_.port()}.str(); }
   void accept(Endpoint& ep, const ConnectionData& mine, ConnectionData& theirs,
-              std::chrono::milliseconds timeout) override;
+              std::chrono::milliseconds timeout, const Admit& admit = {}) override;
 
  private:
   OfiDomain& domain_;
@@ -266,9 +270,22 @@ std::unique_ptr<MemoryRegion> OfiDomain::register_memory(void* data, size_t size
   uint64_t mode = info_->domain_attr->mr_mode;
   uint64_t flags = FI_WRITE;
   if (access == Access::remote_write) flags |= FI_REMOTE_WRITE;
-  uint64_t requested_key = next_key_.fetch_add(1);
+  // Where the provider takes the key from us (tcp;ofi_rxm, shm), a random one: sequential keys
+  // (with offsets from 0 where addresses are not virtual) would let anything that reaches an
+  // endpoint guess its way into another's registered memory.
+  const size_t key_bytes = std::min<size_t>(info_->domain_attr->mr_key_size, sizeof(uint64_t));
+  auto random_key = [&] {
+    uint64_t k = 0;
+    if (::getrandom(&k, sizeof k, 0) != static_cast<ssize_t>(sizeof k)) k = next_key_.fetch_add(1) * 0x9E3779B97F4A7C15ull;
+    return key_bytes >= sizeof(uint64_t) ? k : k & ((uint64_t{1} << (8 * key_bytes)) - 1);
+  };
+  uint64_t requested_key = random_key();
   fid_mr* mr = nullptr;
   int rc = fi_mr_reg(domain_, data, size, flags, 0, requested_key, 0, &mr, nullptr);
+  if (rc == -FI_ENOKEY) {  // taken already (one in 2^64): another
+    requested_key = random_key();
+    rc = fi_mr_reg(domain_, data, size, flags, 0, requested_key, 0, &mr, nullptr);
+  }
   if (rc != 0) fail(Errc::io, "fi_mr_reg of " + std::to_string(size) + " bytes", rc);
   uint64_t key = (mode & FI_MR_PROV_KEY) ? fi_mr_key(mr) : requested_key;
   uint64_t base = (mode & FI_MR_VIRT_ADDR) ? reinterpret_cast<uint64_t>(data) : 0;
@@ -363,8 +380,8 @@ OfiEndpoint::~OfiEndpoint() {
   if (av_) fi_close(&av_->fid);
 }
 
-void OfiEndpoint::handshake(net::TcpStream stream, const ConnectionData& mine, ConnectionData& theirs,
-                            net::Deadline deadline) {
+bool OfiEndpoint::handshake(net::TcpStream stream, const ConnectionData& mine, ConnectionData& theirs,
+                            net::Deadline deadline, const Listener::Admit* admit) {
   if (peer_ != FI_ADDR_NOTAVAIL) throw Error(Errc::invalid_argument, "endpoint is already connected");
   if (mine.size > kConnectionDataMax) throw Error(Errc::invalid_argument, "connection data too large");
   std::string prov = domain_.provider();
@@ -387,8 +404,12 @@ void OfiEndpoint::handshake(net::TcpStream stream, const ConnectionData& mine, C
 
   std::vector<uint8_t> reply;
   try {
-    stream.send_frame(msg.data(), msg.size(), deadline);
-    reply = stream.recv_frame(kHelloMax, deadline);
+    if (admit) {
+      reply = stream.recv_frame(kHelloMax, deadline);  // theirs first, judged below before ours goes out
+    } else {
+      stream.send_frame(msg.data(), msg.size(), deadline);
+      reply = stream.recv_frame(kHelloMax, deadline);
+    }
   } catch (const net::NetError& e) {
     throw Error(e.code() == net::NetErrc::timeout ? Errc::timeout
                 : e.code() == net::NetErrc::too_large ? Errc::protocol
@@ -408,6 +429,18 @@ void OfiEndpoint::handshake(net::TcpStream stream, const ConnectionData& mine, C
   p += peer.provider_len;
   if (peer_prov != prov)
     throw Error(Errc::protocol, "fabric handshake: peer uses provider '" + peer_prov + "', this side '" + prov + "'");
+  if (admit) {
+    ConnectionData offered;
+    offered.size = peer.data_len;
+    std::memcpy(offered.bytes, p + peer.address_len, peer.data_len);
+    if (!(*admit)(offered)) return false;  // the stream closes: the connector's connect fails
+    try {
+      stream.send_frame(msg.data(), msg.size(), deadline);
+    } catch (const net::NetError& e) {
+      throw Error(e.code() == net::NetErrc::timeout ? Errc::timeout : Errc::peer_lost,
+                  std::string("fabric handshake: ") + e.what());
+    }
+  }
   rc = fi_av_insert(av_, p, 1, &peer_, 0, nullptr);
   if (rc != 1) {
     peer_ = FI_ADDR_NOTAVAIL;
@@ -417,6 +450,7 @@ void OfiEndpoint::handshake(net::TcpStream stream, const ConnectionData& mine, C
   theirs.size = peer.data_len;
   std::memcpy(theirs.bytes, p, peer.data_len);
   bootstrap_ = std::move(stream);
+  return true;
 }
 
 void OfiEndpoint::connect(const std::string& address, const ConnectionData& mine, ConnectionData& theirs,
@@ -435,18 +469,31 @@ void OfiEndpoint::connect(const std::string& address, const ConnectionData& mine
 }
 
 void OfiListener::accept(Endpoint& ep, const ConnectionData& mine, ConnectionData& theirs,
-                         std::chrono::milliseconds timeout) {
+                         std::chrono::milliseconds timeout, const Admit& admit) {
   auto* ofi_ep = dynamic_cast<OfiEndpoint*>(&ep);
   if (!ofi_ep || &ofi_ep->domain() != &domain_)
     throw Error(Errc::invalid_argument, "accept: the endpoint belongs to another domain");
   auto deadline = net::deadline_in(timeout);
-  net::TcpStream stream;
-  try {
-    stream = tcp_.accept(deadline);
-  } catch (const net::NetError& e) {
-    throw Error(e.code() == net::NetErrc::timeout ? Errc::timeout : Errc::io, std::string("accept: ") + e.what());
+  for (;;) {
+    net::TcpStream stream;
+    try {
+      stream = tcp_.accept(deadline);
+    } catch (const net::NetError& e) {
+      throw Error(e.code() == net::NetErrc::timeout ? Errc::timeout : Errc::io, std::string("accept: ") + e.what());
+    }
+    if (!admit) {
+      ofi_ep->handshake(std::move(stream), mine, theirs, deadline);
+      return;
+    }
+    // A connector that says nothing, or the wrong thing, costs this wait at most its own bound.
+    auto bound = std::min(deadline, net::deadline_in(kAdmitHelloTimeout));
+    try {
+      if (ofi_ep->handshake(std::move(stream), mine, theirs, bound, &admit)) return;
+    } catch (const Error& e) {
+      if (e.code() != Errc::protocol && e.code() != Errc::timeout && e.code() != Errc::peer_lost) throw;
+    }
+    if (net::Clock::now() >= deadline) throw Error(Errc::timeout, "accept: no admissible connector in time");
   }
-  ofi_ep->handshake(std::move(stream), mine, theirs, deadline);
 }
 
 // --- hot path --------------------------------------------------------------------------------

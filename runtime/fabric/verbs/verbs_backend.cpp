@@ -308,7 +308,7 @@ class VerbsListener final : public Listener {
   std::string address() const override { return host_ + ":" + std::to_string(port_); }
 
   void accept(Endpoint& ep, const ConnectionData& mine, ConnectionData& theirs,
-              std::chrono::milliseconds timeout) override {
+              std::chrono::milliseconds timeout, const Admit& admit = {}) override {
     auto deadline = Clock::now() + timeout;
     for (;;) {
       rdma_cm_event* ev = next_event(channel_, deadline, "a connection request");
@@ -323,6 +323,11 @@ class VerbsListener final : public Listener {
         rdma_reject(id, nullptr, 0);
         rdma_destroy_id(id);
         fail(Errc::protocol, "rdma_cm: a connection request without rfaas connection data was refused");
+      }
+      if (admit && !admit(theirs)) {  // refused before anything of ours (its QP, `mine`) is set up
+        rdma_reject(id, nullptr, 0);
+        rdma_destroy_id(id);
+        continue;
       }
       try {
         static_cast<VerbsEndpoint&>(ep).accept_from(id, mine, channel_, deadline);

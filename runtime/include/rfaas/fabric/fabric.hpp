@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -178,14 +179,21 @@ class Endpoint {
   Endpoint() = default;
 };
 
+inline constexpr std::chrono::milliseconds kAdmitHelloTimeout{2000};
+
 class Listener {
  public:
   virtual ~Listener() = default;
   // "host:port" for connectors.
   virtual std::string address() const = 0;
-  // Accepts one connection into `ep` (a fresh endpoint of the same domain). Throws Error(timeout).
+  // Whether a connector may connect, judged by its connection data before anything of this side's
+  // (`mine`) reaches it.
+  using Admit = std::function<bool(const ConnectionData& theirs)>;
+  // Accepts one connection into `ep` (a fresh endpoint of the same domain). A connector that
+  // `admit` refuses is turned away (it sees its connect fail) and the wait goes on for the next,
+  // each connector given at most kAdmitHelloTimeout to present its data. Throws Error(timeout).
   virtual void accept(Endpoint& ep, const ConnectionData& mine, ConnectionData& theirs,
-                      std::chrono::milliseconds timeout) = 0;
+                      std::chrono::milliseconds timeout, const Admit& admit = {}) = 0;
 };
 
 class Domain {
