@@ -48,6 +48,7 @@ BrokerConfig BrokerConfig::from_json_file(const std::string& path) {
     else if (key == "max_lease_ms") c.max_lease_ms = value.get<int64_t>();
     else if (key == "max_cores_per_lease") c.max_cores_per_lease = value.get<uint32_t>();
     else if (key == "max_cores_per_user") c.max_cores_per_user = value.get<uint32_t>();
+    else if (key == "journal_compact_records") c.journal_compact_records = value.get<uint64_t>();
     else if (key == "munge_socket") c.munge_socket = value.get<std::string>();
     else if (key == "operators") {
       for (auto& o : value) c.operator_uids.push_back(operator_uid(o.is_string() ? o.get<std::string>() : std::to_string(o.get<uint32_t>())));
@@ -65,6 +66,7 @@ LeaseBroker::LeaseBroker(BrokerConfig config)
       book_(replayed_book(config_.journal_path, &replayed_)),
       journal_(config_.journal_path) {
   if (config_.munge_socket.empty()) config_.munge_socket = auth::client_socket();
+  journal_.set_records_since_snapshot(replayed_.records);
   auto hp = net::HostPort::parse(config_.listen);
   listener_ = net::TcpListener::bind(hp.host, hp.port);
 }
@@ -318,6 +320,16 @@ void LeaseBroker::log_journal_error(const JournalError& e) {
 void LeaseBroker::sweep_locked() {
   std::lock_guard lock(mutex_);
   int64_t now = protocol::unix_now_ms();
+  if (config_.journal_compact_records && journal_.records_since_snapshot() >= config_.journal_compact_records) {
+    try {
+      const uint64_t records = journal_.records_since_snapshot();
+      journal_.compact(book_);
+      log("journal compacted: " + std::to_string(records) + " records into a snapshot of " +
+          std::to_string(book_.leases().size()) + " leases");
+    } catch (const JournalError& e) {
+      log_journal_error(e);  // the journal is as it was; tried again at the next sweep
+    }
+  }
   try {
     for (auto& l : book_.expired(now)) {
       release_locked(l.lease_id, "expired");
@@ -336,7 +348,7 @@ void LeaseBroker::sweep_locked() {
 
 void LeaseBroker::serve() {
   log("listening on " + address() + ", " + std::to_string(book_.leases().size()) + " leases from the journal (" +
-      std::to_string(replayed_.records) + " records" + (replayed_.torn_tail ? ", a torn tail of " + std::to_string(replayed_.truncated_bytes) + " bytes truncated" : "") + ")");
+      std::to_string(replayed_.records) + " records" + (replayed_.snapshot ? ", from a snapshot" : "") + (replayed_.torn_tail ? ", a torn tail of " + std::to_string(replayed_.truncated_bytes) + " bytes truncated" : "") + ")");
   std::thread sweeper([this] {
     while (!shutdown_.load()) {
       sweep();

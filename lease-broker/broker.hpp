@@ -30,6 +30,8 @@ struct BrokerConfig {
   int64_t max_lease_ms = 24 * 3600 * 1000;
   uint32_t max_cores_per_lease = 0;
   uint32_t max_cores_per_user = 0;  // held at once by one user's leases (0: any)
+  // The journal is compacted into a snapshot of the lease book after this many records.
+  uint64_t journal_compact_records = 10'000;
   // Users authenticate with MUNGE: this munged socket ("": RFAAS_MUNGE_SOCKET, else MUNGE's
   // default). Operators (besides root) may drain and resume nodes and manage every lease.
   std::string munge_socket;

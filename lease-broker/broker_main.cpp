@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   int64_t max_lease_ms = 0;
   po::options_description desc("rfaas-broker: leases idle cores of registered executor daemons");
   desc.add_options()("help,h", "show this help")
-      ("config", po::value(&config_path), "JSON config (keys: listen, secret_file, journal, heartbeat_timeout_ms, control_timeout_ms, max_lease_ms, max_cores_per_lease, max_cores_per_user, munge_socket, operators, max_connections, max_connections_per_peer)")
+      ("config", po::value(&config_path), "JSON config (keys: listen, secret_file, journal, heartbeat_timeout_ms, control_timeout_ms, max_lease_ms, max_cores_per_lease, max_cores_per_user, journal_compact_records, munge_socket, operators, max_connections, max_connections_per_peer)")
       ("listen", po::value(&listen), "host:port to listen on (port 0 picks one)")
       ("secret-file", po::value(&secret_file), "cluster secret shared with the executor daemons (mode 0600)")
       ("journal", po::value(&journal), "journal file: grants and releases, fsync'd; replayed at start")
@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
       ("max-lease-ms", po::value(&max_lease_ms), "the longest lease or renewal granted (default 86400000: 24 h)")
       ("max-cores-per-lease", po::value(&max_cores_per_lease), "the most cores in one lease (default: no cap)")
       ("max-cores-per-user", po::value(&max_cores_per_user), "the most cores one user's leases hold at once (default: no cap)")
+      ("journal-compact-records", po::value<uint64_t>(), "compact the journal into a snapshot after this many records (default 10000; 0: never)")
       ("munge-socket", po::value(&munge_socket), "munged's socket for checking users' credentials (default: RFAAS_MUNGE_SOCKET, else MUNGE's default)")
       ("operator", po::value(&operators)->composing(), "a user (name or uid) who may drain and resume nodes and manage every lease, besides root; repeatable")
       ("max-connections", po::value<uint32_t>(), "connections served at once (default 2048)")
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
     if (max_lease_ms) cfg.max_lease_ms = max_lease_ms;
     if (max_cores_per_lease) cfg.max_cores_per_lease = max_cores_per_lease;
     if (max_cores_per_user) cfg.max_cores_per_user = max_cores_per_user;
+    if (vm.count("journal-compact-records")) cfg.journal_compact_records = vm["journal-compact-records"].as<uint64_t>();
     if (!munge_socket.empty()) cfg.munge_socket = munge_socket;
     for (auto& o : operators) cfg.operator_uids.push_back(rfaas::broker::operator_uid(o));
     if (vm.count("max-connections")) cfg.sessions.max_sessions = vm["max-connections"].as<uint32_t>();

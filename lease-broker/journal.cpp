@@ -40,6 +40,54 @@ void Journal::append(const nlohmann::json& record) {
   }
   size_ += static_cast<off_t>(line.size());
   written_.fetch_add(1);
+  ++since_snapshot_;
+}
+
+void Journal::compact(const LeaseBook& book) {
+  if (failed_.load()) throw JournalError("journal " + path_ + " failed to sync before; restart the broker");
+  nlohmann::json leases = nlohmann::json::array();
+  for (auto& [id, l] : book.leases()) leases.push_back(l);
+  std::string line =
+      nlohmann::json{{"op", "snapshot"}, {"next_lease_id", book.next_lease_id()}, {"leases", leases}}.dump() + "\n";
+  const std::string tmp = path_ + ".compact";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw JournalError("journal compaction: " + tmp + ": " + std::strerror(errno));
+  auto give_up = [&](const char* what) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw JournalError(std::string("journal compaction: ") + what + ": " + std::strerror(err));
+  };
+  for (size_t off = 0; off < line.size();) {
+    ssize_t n = ::write(fd, line.data() + off, line.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = ENOSPC;
+      give_up("write");
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fdatasync(fd) != 0) give_up("fdatasync");
+  // The snapshot replaces the journal in one step: a crash leaves the old journal or the new.
+  if (::rename(tmp.c_str(), path_.c_str()) != 0) give_up("rename");
+  std::string dir = path_.find('/') == std::string::npos ? "." : path_.substr(0, path_.rfind('/'));
+  if (dir.empty()) dir = "/";
+  if (int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);  // the rename itself durable
+    ::close(dfd);
+  }
+  // From here the snapshot is the journal: appends go on after it.
+  std::lock_guard lock(sync_mutex_);
+  ::close(fd_);
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  ::close(fd);
+  if (fd_ < 0) {
+    failed_.store(true);
+    throw JournalError("journal " + path_ + " after compaction: " + std::strerror(errno));
+  }
+  size_ = static_cast<off_t>(line.size());
+  synced_ = written_.load();  // their effects are in the durable snapshot
+  since_snapshot_ = 0;
 }
 
 void Journal::sync() {
@@ -95,7 +143,13 @@ Journal::ReplayResult Journal::replay(const std::string& path, LeaseBook& book) 
     try {
       if (j.is_discarded() || !j.is_object()) throw std::runtime_error("not a JSON object");
       std::string op = j.at("op").get<std::string>();
-      if (op == "grant") {
+      if (op == "snapshot") {
+        if (line_no != 1) throw std::runtime_error("a snapshot after the journal's first record");
+        for (auto& l : j.at("leases"))
+          if (!book.apply_grant(l.get<LeaseRecord>())) throw std::runtime_error("snapshot grants cores twice");
+        book.raise_next_lease_id(j.at("next_lease_id").get<uint64_t>());
+        result.snapshot = true;
+      } else if (op == "grant") {
         if (!book.apply_grant(j.get<LeaseRecord>())) throw std::runtime_error("grant of cores already granted");
       } else if (op == "release") {
         book.apply_release(j.at("lease_id").get<uint64_t>());

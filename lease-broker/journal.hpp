@@ -2,6 +2,9 @@
 // durable with sync() before the change it records is answered. sync() is a group commit: one
 // fdatasync covers every record written before it started, so concurrent requests share it. On restart, replay() rebuilds the lease book from it. A torn last line
 // (the broker died mid-write) is skipped and reported; any earlier damage is an error.
+// Compaction keeps replay bounded: compact() writes a snapshot of the lease book (its leases and
+// the next lease id) to a new file, makes it durable and renames it over the journal, which then
+// goes on from there.
 #pragma once
 
 #include <sys/types.h>
@@ -38,8 +41,17 @@ class Journal {
   // append and sync fails too (the broker then refuses changes until it is restarted).
   void sync();
 
+  // Replaces the journal by one snapshot record of `book` (the caller holds the lock its changes
+  // are made under, so nothing is appended meanwhile). Durable when it returns: every record
+  // written before counts as synced. Throws JournalError and leaves the journal as it was.
+  void compact(const LeaseBook& book);
+  // Records since the last snapshot (or since the journal began), replayed ones included.
+  uint64_t records_since_snapshot() const { return since_snapshot_; }
+  void set_records_since_snapshot(uint64_t n) { since_snapshot_ = n; }
+
   struct ReplayResult {
     size_t records = 0;
+    bool snapshot = false;  // the journal began with a snapshot
     bool torn_tail = false;
     size_t truncated_bytes = 0;  // the torn tail, cut off the file so that new records follow whole ones
   };
@@ -56,6 +68,7 @@ class Journal {
   uint64_t synced_ = 0;  // guarded by sync_mutex_
   off_t size_ = 0;       // the file's length after the last whole record (appends are serialised)
   std::atomic<bool> failed_{false};  // a sync (or a cut-off) failed: nothing more is recorded
+  uint64_t since_snapshot_ = 0;     // appends are serialised by the caller
   std::string path_;
 };
 

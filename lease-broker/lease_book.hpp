@@ -7,6 +7,7 @@
 // makes placement deterministic (and testable).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -80,6 +81,8 @@ class LeaseBook {
   uint64_t cores_of_user(uint32_t uid) const;  // held by that user's leases
   uint64_t free_memory(const std::string& node) const;
   uint64_t next_lease_id() const { return next_lease_id_; }
+  // A journal snapshot's floor: ids below it were granted before, and are never granted again.
+  void raise_next_lease_id(uint64_t next) { next_lease_id_ = std::max(next_lease_id_, next); }
 
  private:
   std::map<std::string, NodeInfo> nodes_;
