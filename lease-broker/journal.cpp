@@ -68,16 +68,17 @@ void Journal::compact(const LeaseBook& book) {
     off += static_cast<size_t>(n);
   }
   if (::fdatasync(fd) != 0) give_up("fdatasync");
+  std::lock_guard lock(sync_mutex_);  // no sync() runs on the old file while it is replaced
+  // The old journal whole on disk first: should the rename not survive a crash, it is what
+  // comes back, with every record acknowledged so far.
+  if (::fdatasync(fd_) != 0) {
+    failed_.store(true);
+    give_up("fdatasync of the journal");
+  }
   // The snapshot replaces the journal in one step: a crash leaves the old journal or the new.
   if (::rename(tmp.c_str(), path_.c_str()) != 0) give_up("rename");
-  std::string dir = path_.find('/') == std::string::npos ? "." : path_.substr(0, path_.rfind('/'));
-  if (dir.empty()) dir = "/";
-  if (int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);  // the rename itself durable
-    ::close(dfd);
-  }
+  synced_ = written_.load();  // on disk, in the old journal and in the snapshot alike
   // From here the snapshot is the journal: appends go on after it.
-  std::lock_guard lock(sync_mutex_);
   ::close(fd_);
   fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   ::close(fd);
@@ -86,8 +87,19 @@ void Journal::compact(const LeaseBook& book) {
     throw JournalError("journal " + path_ + " after compaction: " + std::strerror(errno));
   }
   size_ = static_cast<off_t>(line.size());
-  synced_ = written_.load();  // their effects are in the durable snapshot
   since_snapshot_ = 0;
+  // The rename durable before anything is appended after it (else a crash could bring back the
+  // old journal without those appends): failing that, record nothing more, as after a failed sync.
+  std::string dir = path_.find('/') == std::string::npos ? "." : path_.substr(0, path_.rfind('/'));
+  if (dir.empty()) dir = "/";
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  bool durable = dfd >= 0 && ::fsync(dfd) == 0;
+  int err = errno;
+  if (dfd >= 0) ::close(dfd);
+  if (!durable) {
+    failed_.store(true);
+    throw JournalError("journal compaction: fsync of " + dir + ": " + std::strerror(err));
+  }
 }
 
 void Journal::sync() {

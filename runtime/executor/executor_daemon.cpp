@@ -105,8 +105,9 @@ ExecutorDaemon::ExecutorDaemon(DaemonConfig config)
       admission_(config_.sessions) {
   auto hp = net::HostPort::parse(config_.listen);
   listener_ = net::TcpListener::bind(hp.host, hp.port);
-  std::string why;
-  cgroups_ = CgroupHierarchy::detect("rfaas-executord-" + std::to_string(::getpid()), &why);
+  std::string why, swept;
+  cgroups_ = CgroupHierarchy::detect("rfaas-executord-", &why, &swept);
+  if (!swept.empty()) log("emptied and removed the cgroups of a daemon that is gone: " + swept);
   if (cgroups_.kind() == CgroupHierarchy::Kind::none)
     log("leases are not confined by cgroups (" + why + "): executors limit themselves with rlimits; "
         "processes a lease leaves outside its process group survive it (docs/security.md)");
@@ -229,9 +230,10 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     if (memory > t.memory_bytes)
       throw MessageError(ControlErrc::no_capacity, "slots need " + std::to_string(memory) + " bytes, the lease grants " +
                                                        std::to_string(t.memory_bytes));
-    if (::geteuid() != 0 && t.uid != ::getuid())
-      throw MessageError(ControlErrc::not_permitted, "this daemon runs as uid " + std::to_string(::getuid()) +
-                                                         " and serves only that user's leases, not uid " + std::to_string(t.uid));
+    if (::geteuid() != 0 && (t.uid != ::getuid() || t.gid != ::getgid()))
+      throw MessageError(ControlErrc::not_permitted, "this daemon runs as uid " + std::to_string(::getuid()) + " gid " +
+                                                         std::to_string(::getgid()) + " and serves only that user's leases, not uid " +
+                                                         std::to_string(t.uid) + " gid " + std::to_string(t.gid));
     if (req.library_size > config_.max_library_bytes)
       throw MessageError(ControlErrc::library_mismatch, "library of " + std::to_string(req.library_size) +
                                                             " bytes exceeds this daemon's limit");
@@ -444,7 +446,10 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     }
     if (!replenished) replenish_standby();
     int st = executor.terminate();
-    cgroup.reset();  // every process of the lease killed, its cgroup gone
+    if (cgroup) {  // every process of the lease killed, its cgroup gone
+      if (auto left = cgroup->close(); !left.empty()) log("lease " + std::to_string(lease_id) + ": cgroup not removed: " + left);
+      cgroup.reset();
+    }
     if (!usage_read) end.usage = early_usage ? *early_usage : executor.reports().usage(net::deadline_in(1s));
     // The cores are free before the client hears the lease ended, so it can lease them again.
     leases_.release(lease_id, served_until_ms);

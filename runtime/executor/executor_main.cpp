@@ -121,7 +121,21 @@ int main(int argc, char** argv) {
     fail("executor_failed", "workers, slots or capacities out of range");
   // The lease's user from here on, before any of its code is loaded.
   try {
-    executor::become_lease_user(lease.uid, lease.gid);
+    // The kernel refuses RDMA descriptors (rdma_cm, uverbs) opened before a credential change:
+    // on any transport but shm and tcp the fabric is opened again as the user, and such a lease's
+    // cold start pays for it. shm and tcp keep the standby's head start.
+    const std::string provider = domain->provider();
+    const bool reopen = executor::changes_user(lease.uid, lease.gid) &&
+                        !(domain->backend() == fabric::Backend::ofi && (provider == "shm" || provider.rfind("tcp", 0) == 0));
+    if (reopen) {
+      listener.reset();
+      domain.reset();
+    }
+    executor::become_lease_user(lease.uid, lease.gid, lease.confined, lease.memory_limit_bytes);
+    if (reopen) {
+      domain = fabric::open_domain(fabric::Config::from_env());
+      listener = domain->listen(listen_host, 0);
+    }
     if (!lease.confined)
       std::fprintf(stderr, "rfaas-executor: lease %llu not in a cgroup: limited by %s\n",
                    static_cast<unsigned long long>(lease.lease_id),

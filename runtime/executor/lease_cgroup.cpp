@@ -1,8 +1,10 @@
 #include "executor/lease_cgroup.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,10 +39,66 @@ void write_file(const std::string& path, const std::string& value) {
   if (n != static_cast<ssize_t>(value.size())) throw CgroupError("write '" + value + "' to " + path + ": " + std::strerror(err));
 }
 
-bool make_dir(const std::string& path, std::string* why) {
-  if (::mkdir(path.c_str(), 0755) == 0 || errno == EEXIST) return true;
+bool make_dir(const std::string& path, std::string* why, bool fresh = false) {
+  if (::mkdir(path.c_str(), 0755) == 0 || (!fresh && errno == EEXIST)) return true;
   *why = "mkdir " + path + ": " + std::strerror(errno);
   return false;
+}
+
+// SIGKILL to every process listed in `dir`/cgroup.procs, each through a pidfd taken before its
+// membership is checked again, so that a pid reused meanwhile is never signalled.
+bool kill_listed(const std::string& dir) {
+  std::string procs;
+  if (!read_file(dir + "/cgroup.procs", &procs) || procs.empty()) return false;
+  std::istringstream ps(procs);
+  long pid;
+  // The folder as /proc/<pid>/cgroup names it: the path below the hierarchy's mount.
+  while (ps >> pid) {
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
+    if (pidfd < 0) continue;  // gone already
+    std::string again;
+    read_file(dir + "/cgroup.procs", &again);
+    std::istringstream as(again);
+    long p;
+    bool member = false;
+    while (!member && as >> p) member = p == pid;
+    if (member) ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+    ::close(pidfd);
+  }
+  return true;
+}
+
+// Child folders of `dir` (names only).
+std::vector<std::string> subdirs(const std::string& dir) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_type == DT_DIR && e->d_name[0] != '.') out.push_back(e->d_name);
+    ::closedir(d);
+  }
+  return out;
+}
+
+// Empties and removes a cgroup folder and its lease folders (left by a daemon that died).
+void remove_tree(const std::string& dir) {
+  for (auto& child : subdirs(dir)) remove_tree(dir + "/" + child);
+  for (int i = 0; i < 200 && kill_listed(dir); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 100 && ::rmdir(dir.c_str()) != 0 && errno == EBUSY; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+// Folders `prefix<pid>` under `base` whose daemon process is gone.
+std::vector<std::string> stale_daemon_dirs(const std::string& base, const std::string& prefix) {
+  std::vector<std::string> out;
+  for (auto& name : subdirs(base)) {
+    if (name.rfind(prefix, 0) != 0) continue;
+    std::string digits = name.substr(prefix.size());
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    pid_t pid = static_cast<pid_t>(std::stol(digits));
+    if (pid == ::getpid() || (::kill(pid, 0) == 0 || errno == EPERM)) continue;  // alive: another daemon's
+    out.push_back(base + "/" + name);
+  }
+  return out;
 }
 
 struct Mount {
@@ -110,8 +168,9 @@ std::string cpu_list(const std::vector<int>& cores) {
 
 }  // namespace
 
-CgroupHierarchy CgroupHierarchy::detect(const std::string& name, std::string* why) {
+CgroupHierarchy CgroupHierarchy::detect(const std::string& prefix, std::string* why, std::string* swept) {
   CgroupHierarchy h;
+  const std::string name = prefix + std::to_string(::getpid());
   auto mounts = cgroup_mounts();
   auto own = own_cgroups();
   std::string v1_cpuset, v1_memory, v1_pids, v2;
@@ -129,6 +188,14 @@ CgroupHierarchy CgroupHierarchy::detect(const std::string& name, std::string* wh
     }
   }
   std::string v1_why, v2_why;
+  // What crashed daemons left: their leases' processes would go on running on cores leased anew.
+  for (auto* base : {&v1_cpuset, &v1_memory, &v1_pids, &v2}) {
+    if (base->empty()) continue;
+    for (auto& dir : stale_daemon_dirs(*base, prefix)) {
+      remove_tree(dir);
+      *swept += (swept->empty() ? "" : ", ") + dir;
+    }
+  }
   if (!v1_cpuset.empty() && !v1_memory.empty() && !v1_pids.empty()) {
     std::string c = v1_cpuset + "/" + name, m = v1_memory + "/" + name, p = v1_pids + "/" + name;
     if (make_dir(c, &v1_why) && make_dir(m, &v1_why) && make_dir(p, &v1_why)) {
@@ -169,8 +236,18 @@ CgroupHierarchy CgroupHierarchy::detect(const std::string& name, std::string* wh
       try {
         std::string ctl = std::string("+memory +pids") + (cpuset ? " +cpuset" : "");
         if (!make_dir(dir, &v2_why)) throw CgroupError(v2_why);
-        // Processes live only in leaves: the daemon's folder hands the controllers to the leases.
-        write_file(v2 + "/cgroup.subtree_control", ctl);
+        // Processes live only in leaves ("no internal processes"): where the daemon's own cgroup
+        // holds processes (the daemon itself, under systemd or Slurm), the daemon moves into a
+        // leaf of its own first, so that its cgroup can hand the controllers down.
+        try {
+          write_file(v2 + "/cgroup.subtree_control", ctl);
+        } catch (const CgroupError&) {
+          if (!make_dir(dir + "/daemon", &v2_why)) throw CgroupError(v2_why);
+          write_file(dir + "/daemon/cgroup.procs", std::to_string(::getpid()));
+          // The daemon is now inside `dir`: its parent may enable the controllers, `dir` may not
+          // (it holds nothing itself but its leaf), so the leases go beside the daemon's leaf.
+          write_file(v2 + "/cgroup.subtree_control", ctl);
+        }
         write_file(dir + "/cgroup.subtree_control", ctl);
         h.kind_ = Kind::v2;
         h.memory_ = h.pids_ = dir;
@@ -213,7 +290,7 @@ std::unique_ptr<LeaseCgroup> CgroupHierarchy::create(uint64_t lease_id, const Le
   std::unique_ptr<LeaseCgroup> g;
   if (kind_ == Kind::v1) {
     for (auto* base : {&cpuset_, &memory_, &pids_}) {
-      if (!make_dir(*base + leaf, &why)) {
+      if (!make_dir(*base + leaf, &why, true)) {
         g = group(dirs);
         throw CgroupError(why);
       }
@@ -227,12 +304,15 @@ std::unique_ptr<LeaseCgroup> CgroupHierarchy::create(uint64_t lease_id, const Le
     write_file(memory_ + leaf + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes));
     write_file(pids_ + leaf + "/pids.max", std::to_string(limits.max_tasks));
   } else {
-    if (!make_dir(memory_ + leaf, &why)) throw CgroupError(why);
+    if (!make_dir(memory_ + leaf, &why, true)) throw CgroupError(why);
     dirs.push_back(memory_ + leaf);
     g = group(dirs);
     if (!cpuset_.empty()) write_file(cpuset_ + leaf + "/cpuset.cpus", cpu_list(limits.cores));
     write_file(memory_ + leaf + "/memory.max", std::to_string(limits.memory_bytes));
-    write_file(memory_ + leaf + "/memory.swap.max", "0");
+    try {
+      write_file(memory_ + leaf + "/memory.swap.max", "0");
+    } catch (const CgroupError&) {  // no swap accounting on this host: nothing to limit
+    }
     write_file(pids_ + leaf + "/pids.max", std::to_string(limits.max_tasks));
   }
   return g;
@@ -242,13 +322,21 @@ LeaseCgroup::LeaseCgroup(CgroupHierarchy::Kind kind, std::vector<std::string> di
                          std::string procs_dir)
     : kind_(kind), dirs_(std::move(dirs)), memory_dir_(std::move(memory_dir)), procs_dir_(std::move(procs_dir)) {}
 
-LeaseCgroup::~LeaseCgroup() {
+LeaseCgroup::~LeaseCgroup() { close(); }
+
+std::string LeaseCgroup::close() {
+  if (closed_) return "";
+  closed_ = true;
   kill_all();
+  std::string left;
   for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) {
     // An emptied cgroup can take a moment to let go of its last exited task.
-    for (int i = 0; i < 100 && ::rmdir(it->c_str()) != 0 && errno == EBUSY; ++i)
+    int rc;
+    for (int i = 0; i < 100 && (rc = ::rmdir(it->c_str())) != 0 && errno == EBUSY; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (rc != 0 && errno != ENOENT) left += (left.empty() ? "" : "; ") + ("rmdir " + *it + ": " + std::strerror(errno));
   }
+  return left;
 }
 
 void LeaseCgroup::add(pid_t pid) {
@@ -264,15 +352,9 @@ void LeaseCgroup::kill_all() {
     }
   }
   auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  for (;;) {
-    std::string procs;
-    if (!read_file(procs_dir_ + "/cgroup.procs", &procs) || procs.empty()) return;
-    std::istringstream ps(procs);
-    long pid;
-    while (ps >> pid) ::kill(static_cast<pid_t>(pid), SIGKILL);  // a fork racing this is caught next round
-    if (std::chrono::steady_clock::now() >= end) return;
+  // A fork racing a round is caught by the next; pids.max bounds how many there can be.
+  while (kill_listed(procs_dir_) && std::chrono::steady_clock::now() < end)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
 }
 
 bool LeaseCgroup::memory_exceeded() const {

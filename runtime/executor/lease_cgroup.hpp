@@ -33,9 +33,11 @@ class LeaseCgroup;
 class CgroupHierarchy {
  public:
   enum class Kind { none, v1, v2 };
-  // What this host offers this process, under a folder `name` of the daemon's own cgroups
-  // (created here). Never throws: Kind::none and *why when nothing usable was found.
-  static CgroupHierarchy detect(const std::string& name, std::string* why);
+  // What this host offers this process, under a folder `prefix` + this process's pid in the
+  // daemon's own cgroups (created here). Folders of earlier daemons with that prefix whose
+  // process is gone (a crash) are emptied and removed first: *swept says what was found there.
+  // Never throws: Kind::none and *why when nothing usable was found.
+  static CgroupHierarchy detect(const std::string& prefix, std::string* why, std::string* swept);
   Kind kind() const { return kind_; }
   std::string describe() const;  // for the daemon's log
   // A lease's cgroup with these limits. Throws CgroupError.
@@ -52,7 +54,9 @@ class CgroupHierarchy {
 class LeaseCgroup {
  public:
   LeaseCgroup(CgroupHierarchy::Kind kind, std::vector<std::string> dirs, std::string memory_dir, std::string procs_dir);
-  ~LeaseCgroup();  // kill_all(), then the folders go
+  ~LeaseCgroup();  // close()
+  // kill_all(), then the folders go; "" or what could not be done (for the daemon's log).
+  std::string close();
   LeaseCgroup(const LeaseCgroup&) = delete;
   LeaseCgroup& operator=(const LeaseCgroup&) = delete;
 
@@ -68,6 +72,7 @@ class LeaseCgroup {
   CgroupHierarchy::Kind kind_;
   std::vector<std::string> dirs_;  // one per hierarchy, removed in reverse
   std::string memory_dir_, procs_dir_;
+  bool closed_ = false;
 };
 
 }  // namespace rfaas::executor

@@ -20,12 +20,19 @@ namespace {
 }
 }  // namespace
 
-void become_lease_user(uint32_t uid, uint32_t gid) {
+void become_lease_user(uint32_t uid, uint32_t gid, bool confined, uint64_t memory_limit_bytes) {
   if (::geteuid() == 0) {
-    // Registered memory is pinned: the lease's cgroup bounds it, not RLIMIT_MEMLOCK, which
-    // the user could not raise once root is gone.
-    rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
-    ::setrlimit(RLIMIT_MEMLOCK, &unlimited);
+    // Registered memory is pinned: the lease's cgroup bounds it where there is one, else this
+    // limit does; the user could not raise it once root is gone.
+    rlimit memlock{RLIM_INFINITY, RLIM_INFINITY};
+    if (!confined && memory_limit_bytes) memlock = {memory_limit_bytes, memory_limit_bytes};
+    ::setrlimit(RLIMIT_MEMLOCK, &memlock);
+    // Already that user (root's own lease): no credential change, which would also make the
+    // kernel refuse RDMA descriptors opened before it (rdma_cm checks the opener's credentials).
+    if (uid == ::getuid() && gid == ::getgid()) {
+      if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("PR_SET_NO_NEW_PRIVS");
+      return;
+    }
     std::vector<char> buf(16384);
     passwd pw{}, *found = nullptr;
     ::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found);
@@ -51,6 +58,8 @@ void become_lease_user(uint32_t uid, uint32_t gid) {
   }
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("PR_SET_NO_NEW_PRIVS");
 }
+
+bool changes_user(uint32_t uid, uint32_t gid) { return uid != ::getuid() || gid != ::getgid(); }
 
 std::string limit_by_rlimits(uint64_t memory_bytes, uint32_t max_tasks) {
   std::string set;

@@ -819,3 +819,34 @@ TEST_CASE("the broker compacts its journal; a restart keeps the leases and spend
   broker_release(broker->address(), next.lease_id);
   broker_release(broker->address(), held.lease_id);
 }
+
+// A daemon killed with SIGKILL cannot end its leases: what they forked out of their process
+// group lives on in their cgroups, until the next daemon on the node starts and empties them.
+TEST_CASE("a restarted daemon kills what a crashed daemon's leases left behind", "[broker][users]") {
+  if (::geteuid() != 0) {
+    WARN("not root: no cgroups to sweep");
+    return;
+  }
+  auto daemon = std::make_unique<ExecutorDaemonProcess>(std::vector<std::string>{"--cores", "0"});
+  DirectLeaseOptions lo;
+  lo.node_name = ExecutorDaemonProcess::kNodeName;
+  lo.secret_file = daemon->secret_file();
+  lo.memory_bytes = 64ull << 20;
+  auto grant = direct_lease(daemon->address(), lo);
+  DeployOptions probes;
+  probes.library_path = RFAAS_TEST_PROBES;
+  probes.functions = {"spawn_sleeper"};
+  probes.input_capacity = probes.output_capacity = 4096;
+  auto ex = Executor::deploy(grant, probes);
+  char out[64];
+  size_t n = 0;
+  REQUIRE(ex->invoke(ex->function("spawn_sleeper"), nullptr, 0, out, sizeof out, &n) == Errc::ok);
+  const pid_t sleeper = static_cast<pid_t>(std::stol(std::string(out, n)));
+  daemon->process().kill(SIGKILL);
+  daemon->process().wait_for(5s);
+  std::this_thread::sleep_for(300ms);
+  REQUIRE_FALSE(process_gone(sleeper));  // outlived its daemon (and its executor)
+  ExecutorDaemonProcess next({"--cores", "0"});
+  CHECK(eventually([&] { return process_gone(sleeper); }, 5s));
+  ex.reset();
+}

@@ -322,6 +322,7 @@ class VerbsListener final : public Listener {
       if (!valid) {  // not an rfaas peer: refuse it, say so, keep listening for the next accept
         rdma_reject(id, nullptr, 0);
         rdma_destroy_id(id);
+        if (admit) continue;  // a listener that admits by data waits on for an admissible connector
         fail(Errc::protocol, "rdma_cm: a connection request without rfaas connection data was refused");
       }
       if (admit && !admit(theirs)) {  // refused before anything of ours (its QP, `mine`) is set up

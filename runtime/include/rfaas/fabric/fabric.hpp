@@ -179,7 +179,9 @@ class Endpoint {
   Endpoint() = default;
 };
 
-inline constexpr std::chrono::milliseconds kAdmitHelloTimeout{2000};
+// A connector sends its data as it connects: one that has said nothing after this long holds up
+// an admitting accept no longer.
+inline constexpr std::chrono::milliseconds kAdmitHelloTimeout{500};
 
 class Listener {
  public:
