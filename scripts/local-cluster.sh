@@ -29,7 +29,7 @@ work=$(mktemp -d /tmp/rfaas-cluster.XXXXXX)
 pids=()
 cleanup() {
   local p
-  if [[ -n "${own_munged:-}" ]]; then "$root/scripts/munged.sh" stop "$work/munge" >/dev/null 2>&1 || true; fi
+  if [[ -n "${own_munged:-}" ]]; then bash "$root/scripts/munged.sh" stop "$work/munge" >/dev/null 2>&1 || true; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -54,7 +54,8 @@ wait_file() {  # file, what, pid
 if [[ -z "${RFAAS_MUNGE_SOCKET:-}" ]]; then
   own_munged=1
   chmod 755 "$work"  # munged runs as the munge user
-  export "$("$root/scripts/munged.sh" start "$work/munge" | tail -n 1)"
+  munge_env=$(bash "$root/scripts/munged.sh" start "$work/munge" | tail -n 1)
+  export "$munge_env"
 fi
 
 head -c 32 /dev/urandom >"$work/secret"

@@ -1,17 +1,28 @@
 // libFuzzer harness over the control-message parsers (runtime/protocol): every byte string a
-// client, executor daemon, executor or broker could send one another. A parser may refuse input only with MessageError; any
+// client, executor daemon, executor or broker could send one another, and the worker hello an
+// executor's listener judges (any 48 bytes as connection data). A parser may refuse input only with MessageError; any
 // other exception, crash, leak or undefined behaviour is a finding.
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "protocol/broker_messages.hpp"
 #include "protocol/control.hpp"
+#include "protocol/invocation.hpp"
 #include "protocol/lease_token.hpp"
 
 using namespace rfaas::protocol;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // The first 48 bytes as a connector's hello: checked against a lease's key, never trusted.
+  if (size >= sizeof(WorkerHello)) {
+    WorkerHello hello;
+    std::memcpy(&hello, data, sizeof hello);
+    LeaseToken t;
+    t.mac = std::string(64, 'a');
+    if (worker_hello_valid(hello, worker_hello_key(t))) __builtin_trap();  // a forged tag verified
+  }
   std::vector<uint8_t> frame(data, data + size);
   ControlMessage m;
   try {
