@@ -52,7 +52,6 @@ bool kill_listed(const std::string& dir) {
   if (!read_file(dir + "/cgroup.procs", &procs) || procs.empty()) return false;
   std::istringstream ps(procs);
   long pid;
-  // The folder as /proc/<pid>/cgroup names it: the path below the hierarchy's mount.
   while (ps >> pid) {
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
     if (pidfd < 0) continue;  // gone already

@@ -66,7 +66,6 @@ class LeaseCgroup {
   void kill_all();
   // The kernel's OOM killer acted inside: the lease went past its memory.
   bool memory_exceeded() const;
-  const std::vector<std::string>& dirs() const { return dirs_; }
 
  private:
   CgroupHierarchy::Kind kind_;
