@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # toolchain (clang + its runtime: the libFuzzer harnesses)
   build-essential cmake ninja-build pkg-config git clang libclang-rt-14-dev
+  # the Fortran consumer of the install check (a Fortran program on rfaas.h through bind(C))
+  gfortran
   # transports
   libfabric-dev libfabric-bin libibverbs-dev librdmacm-dev rdma-core ibverbs-providers
   # MPI

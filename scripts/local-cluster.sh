@@ -8,15 +8,21 @@
 #
 #   scripts/local-cluster.sh [--build DIR] [--cores 0,1] [--timeout S] -- mpirun -np 2 app ...
 #
+# From the source tree it runs a build (--build, default build/); installed (cmake --install),
+# it is PREFIX/share/rfaas/scripts/local-cluster.sh and runs the installed programs.
+#
 # The transport is the executor side's and the clients' RFAAS_OFI_PROVIDER (default shm).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
 build="$root/build"
+installed=""
+[[ -f "$here/installed-layout.sh" ]] && installed=1
 cores=""
 limit=600
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --build) build=$(cd "$2" && pwd); shift 2 ;;
+    --build) build=$(cd "$2" && pwd); installed=""; shift 2 ;;
     --cores) cores=$2; shift 2 ;;
     --timeout) limit=$2; shift 2 ;;
     --) shift; break ;;
@@ -25,11 +31,22 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $# -gt 0 ]] || { echo "usage: local-cluster.sh [--build DIR] [--cores LIST] [--timeout S] -- command..." >&2; exit 2; }
 
+if [[ -n "$installed" ]]; then
+  source "$here/installed-layout.sh"
+  broker_bin="$bin_dir/rfaas-broker" ctl_bin="$bin_dir/rfaas-ctl" executord_bin="$bin_dir/rfaas-executord"
+else
+  broker_bin="$build/lease-broker/rfaas-broker" ctl_bin="$build/lease-broker/rfaas-ctl"
+  executord_bin="$build/runtime/rfaas-executord" functions_dir="$build/functions"
+fi
+for f in "$broker_bin" "$ctl_bin" "$executord_bin"; do
+  [[ -x "$f" ]] || { echo "local-cluster.sh: $f is missing (build first, or pass --build DIR)" >&2; exit 2; }
+done
+
 work=$(mktemp -d /tmp/rfaas-cluster.XXXXXX)
 pids=()
 cleanup() {
   local p
-  if [[ -n "${own_munged:-}" ]]; then bash "$root/scripts/munged.sh" stop "$work/munge" >/dev/null 2>&1 || true; fi
+  if [[ -n "${own_munged:-}" ]]; then bash "$here/munged.sh" stop "$work/munge" >/dev/null 2>&1 || true; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -54,14 +71,14 @@ wait_file() {  # file, what, pid
 if [[ -z "${RFAAS_MUNGE_SOCKET:-}" ]]; then
   own_munged=1
   chmod 755 "$work"  # munged runs as the munge user
-  munge_env=$(bash "$root/scripts/munged.sh" start "$work/munge" | tail -n 1)
+  munge_env=$(bash "$here/munged.sh" start "$work/munge" | tail -n 1)
   export "$munge_env"
 fi
 
 head -c 32 /dev/urandom >"$work/secret"
 chmod 600 "$work/secret"
 
-"$build/lease-broker/rfaas-broker" --listen 127.0.0.1:0 --secret-file "$work/secret" --journal "$work/journal" \
+"$broker_bin" --listen 127.0.0.1:0 --secret-file "$work/secret" --journal "$work/journal" \
   --ready-file "$work/broker.addr" >"$work/broker.log" 2>&1 &
 pids+=($!)
 wait_file "$work/broker.addr" broker "${pids[-1]}"
@@ -70,18 +87,18 @@ broker=$(cat "$work/broker.addr")
 args=(--listen 127.0.0.1:0 --node-name "$(hostname)" --secret-file "$work/secret" --broker "$broker"
       --ready-file "$work/executord.addr")
 [[ -n "$cores" ]] && args+=(--cores "$cores")
-"$build/runtime/rfaas-executord" "${args[@]}" >"$work/executord.log" 2>&1 &
+"$executord_bin" "${args[@]}" >"$work/executord.log" 2>&1 &
 pids+=($!)
 wait_file "$work/executord.addr" executord "${pids[-1]}"
 
 # The daemon registers right after it listens; wait until the broker lists it.
 for _ in $(seq 100); do
-  "$build/lease-broker/rfaas-ctl" --broker "$broker" status --json 2>/dev/null | grep -q '"nodes":\[{' && break
+  "$ctl_bin" --broker "$broker" status --json 2>/dev/null | grep -q '"nodes":\[{' && break
   sleep 0.1
 done
 
 export RFAAS_BROKER="$broker"
-export RFAAS_FUNCTIONS="$build/functions"
+export RFAAS_FUNCTIONS="$functions_dir"
 rc=0
 timeout --kill-after=10 "$limit" "$@" || rc=$?
 if [[ $rc -ne 0 ]]; then

@@ -2,6 +2,8 @@
 // the message kept per thread for rfaas_last_error().
 #include "rfaas/rfaas.h"
 
+#include <cstdlib>
+#include <map>
 #include <new>
 #include <string>
 
@@ -9,10 +11,13 @@
 
 struct rfaas_lease {
   rfaas::LeaseGrant grant;
+  std::string broker;  // empty: a direct lease
+  std::chrono::milliseconds timeout{10'000};
 };
 
 struct rfaas_executor {
   std::unique_ptr<rfaas::Executor> impl;
+  std::map<void*, std::unique_ptr<rfaas::Buffer>> buffers;  // rfaas_alloc's, by address
 };
 
 static_assert(RFAAS_ERR_NOT_INITIALIZED == static_cast<int>(rfaas::Errc::not_initialized), "C and C++ codes agree");
@@ -77,10 +82,69 @@ int rfaas_lease_direct(const char* daemon_address, const char* node_name, const 
     o.cores = static_cast<uint32_t>(cores);
     o.duration = std::chrono::milliseconds(duration_ms);
     o.client = "rfaas-c-api";
-    *lease = new rfaas_lease{rfaas::direct_lease(daemon_address, o)};
+    *lease = new rfaas_lease{rfaas::direct_lease(daemon_address, o), {}, std::chrono::milliseconds(10'000)};
     return RFAAS_OK;
   });
 }
+
+void rfaas_lease_options_init(rfaas_lease_options* o) {
+  if (!o) return;
+  rfaas::BrokerLeaseOptions d;
+  *o = rfaas_lease_options{static_cast<int32_t>(d.cores), d.memory_bytes, static_cast<int64_t>(d.duration.count()),
+                           nullptr, static_cast<int64_t>(d.timeout.count())};
+}
+
+int rfaas_lease_broker(const char* broker_address, const rfaas_lease_options* o, rfaas_lease** lease) {
+  if (!broker_address) broker_address = std::getenv("RFAAS_BROKER");
+  if (!broker_address || !*broker_address)
+    return fail(rfaas::Errc::invalid_argument, "rfaas_lease_broker: no broker address given and RFAAS_BROKER unset");
+  if (!o || !lease || o->cores < 1 || o->duration_ms <= 0 || o->timeout_ms <= 0)
+    return fail(rfaas::Errc::invalid_argument, "rfaas_lease_broker: missing or invalid argument");
+  return guarded([&] {
+    rfaas::BrokerLeaseOptions b;
+    b.cores = static_cast<uint32_t>(o->cores);
+    b.memory_bytes = o->memory_bytes;
+    b.duration = std::chrono::milliseconds(o->duration_ms);
+    b.timeout = std::chrono::milliseconds(o->timeout_ms);
+    b.client = "rfaas-c-api";
+    if (o->avoid_nodes) {
+      std::string names = o->avoid_nodes;
+      for (size_t pos = 0; pos <= names.size();) {
+        size_t comma = names.find(',', pos);
+        if (comma == std::string::npos) comma = names.size();
+        if (comma > pos) b.avoid_nodes.push_back(names.substr(pos, comma - pos));
+        pos = comma + 1;
+      }
+    }
+    *lease = new rfaas_lease{rfaas::broker_lease(broker_address, b), broker_address, b.timeout};
+    return RFAAS_OK;
+  });
+}
+
+int rfaas_lease_renew(rfaas_lease* lease, rfaas_executor* executor, int64_t duration_ms) {
+  if (!lease || duration_ms <= 0) return fail(rfaas::Errc::invalid_argument, "rfaas_lease_renew: no lease or duration");
+  if (lease->broker.empty()) return fail(rfaas::Errc::invalid_argument, "rfaas_lease_renew: a direct lease has no broker");
+  return guarded([&] {
+    rfaas::LeaseGrant renewed =
+        rfaas::broker_renew(lease->broker, lease->grant, std::chrono::milliseconds(duration_ms), lease->timeout);
+    if (executor) executor->impl->renew(renewed);
+    lease->grant = std::move(renewed);
+    return RFAAS_OK;
+  });
+}
+
+int rfaas_lease_release(rfaas_lease* lease) {
+  if (!lease) return fail(rfaas::Errc::invalid_argument, "rfaas_lease_release: no lease");
+  if (lease->broker.empty()) return fail(rfaas::Errc::invalid_argument, "rfaas_lease_release: a direct lease has no broker");
+  return guarded([&] {
+    rfaas::broker_release(lease->broker, lease->grant.lease_id, lease->timeout);
+    return RFAAS_OK;
+  });
+}
+
+uint64_t rfaas_lease_id(const rfaas_lease* lease) { return lease ? lease->grant.lease_id : 0; }
+int64_t rfaas_lease_expires_at_ms(const rfaas_lease* lease) { return lease ? lease->grant.expires_at_ms : 0; }
+const char* rfaas_lease_node(const rfaas_lease* lease) { return lease ? lease->grant.node.c_str() : ""; }
 
 void rfaas_lease_free(rfaas_lease* lease) { delete lease; }
 
@@ -106,7 +170,7 @@ int rfaas_deploy(const rfaas_lease* lease, const rfaas_deploy_options* o, rfaas_
     d.hot_timeout_us = o->hot_timeout_us;
     if (o->invocation_timeout_ms > 0) d.invocation_timeout = std::chrono::milliseconds(o->invocation_timeout_ms);
     auto impl = rfaas::Executor::deploy(lease->grant, d);
-    *executor = new rfaas_executor{std::move(impl)};
+    *executor = new rfaas_executor{std::move(impl), {}};
     return RFAAS_OK;
   });
 }
@@ -131,6 +195,27 @@ int rfaas_deregister(rfaas_executor* e, void* data) {
     e->impl->deregister_memory(data);
     return RFAAS_OK;
   });
+}
+
+int rfaas_alloc(rfaas_executor* e, size_t bytes, void** data) {
+  if (!e || !data || bytes == 0) return fail(rfaas::Errc::invalid_argument, "rfaas_alloc: no executor, no result or 0 bytes");
+  return guarded([&] {
+    auto buffer = e->impl->allocate(bytes);
+    void* p = buffer->data();
+    e->buffers.emplace(p, std::move(buffer));
+    *data = p;
+    return RFAAS_OK;
+  });
+}
+
+void rfaas_free(rfaas_executor* e, void* data) {
+  if (e) e->buffers.erase(data);
+}
+
+int rfaas_invoke_all(rfaas_executor* e, int function, const void* in, size_t in_size, void* const* outs,
+                     size_t out_capacity, size_t* out_sizes) {
+  if (!e || !outs || !out_sizes) return RFAAS_ERR_INVALID_ARGUMENT;
+  return static_cast<int>(e->impl->invoke_all(function, in, in_size, outs, out_capacity, out_sizes));
 }
 
 int rfaas_invoke(rfaas_executor* e, int function, const void* in, size_t in_size, void* out, size_t out_capacity,

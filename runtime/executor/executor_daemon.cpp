@@ -205,6 +205,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
   uint64_t lease_id = 0;
   bool reserved = false;
   int64_t served_until_ms = 0;  // once the lease is served: its token's latest expiry
+  int64_t genuine_until_ms = 0;  // the token verified for this node: its expiry
   try {
     auto msg = protocol::ControlMessage::parse(stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(timeout)));
     if (msg.type != "allocate") throw MessageError(ControlErrc::malformed, "expected 'allocate', got '" + msg.type + "'");
@@ -218,6 +219,8 @@ void ExecutorDaemon::session(net::TcpStream stream) {
                                                      config_.node_name + "'");
     if (t.expires_at_ms <= protocol::unix_now_ms())
       throw MessageError(ControlErrc::lease_expired, "lease " + std::to_string(t.lease_id) + " has expired");
+    lease_id = t.lease_id;
+    genuine_until_ms = t.expires_at_ms;
     if (req.workers == 0 || req.workers > t.cores)
       throw MessageError(ControlErrc::malformed, "workers must be 1.." + std::to_string(t.cores) + " for this lease");
     if (req.slots == 0 || req.slots > protocol::kMaxSlots)
@@ -237,7 +240,6 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     if (req.library_size > config_.max_library_bytes)
       throw MessageError(ControlErrc::library_mismatch, "library of " + std::to_string(req.library_size) +
                                                             " bytes exceeds this daemon's limit");
-    lease_id = t.lease_id;
     auto cores = leases_.reserve(lease_id, req.workers, protocol::unix_now_ms());
     reserved = true;
 
@@ -270,6 +272,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     assignment.memory_limit_bytes = t.memory_bytes + config_.lease_memory_overhead_bytes;
     assignment.max_tasks = config_.max_tasks_per_lease;
     assignment.hello_key = protocol::worker_hello_key(t);
+    assignment.library_name = req.library_name.substr(0, 255);
     net::Fd library(*fd);
     std::unique_ptr<ExecutorProcess> executor_holder = take_standby();
     ExecutorProcess& executor = *executor_holder;
@@ -465,6 +468,19 @@ void ExecutorDaemon::session(net::TcpStream stream) {
         std::to_string(end.usage.invocations) + " invocations");
   } catch (const MessageError& e) {
     log(std::string("refused a client: ") + to_string(e.code()) + ": " + e.what());
+    // A genuine lease whose deploy failed is spent, and the broker hears that it ended, so that
+    // its cores are not held until the lease expires (unless another session serves it).
+    if (genuine_until_ms > 0 && served_until_ms == 0) {
+      bool spent = false;
+      if (reserved) {
+        leases_.release(lease_id, genuine_until_ms);
+        reserved = false;
+        spent = true;
+      } else if (e.code() != ControlErrc::lease_active && e.code() != ControlErrc::lease_ended) {
+        spent = leases_.spend(lease_id, genuine_until_ms);
+      }
+      if (spent && broker_) broker_->report_usage(lease_id, {}, std::string("deploy_refused: ") + to_string(e.code()));
+    }
     try {
       send_text(stream, protocol::make_error(e.code(), e.what()), timeout);
     } catch (const net::NetError&) {

@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<executor::FunctionLibrary> library;
   try {
-    library = std::make_unique<executor::FunctionLibrary>(library_fd, lease.functions);
+    library = std::make_unique<executor::FunctionLibrary>(library_fd, lease.functions, lease.library_name);
   } catch (const executor::LibraryError& e) {
     fail("library_load_failed", e.what());
   }

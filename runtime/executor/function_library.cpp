@@ -4,29 +4,36 @@
 
 namespace rfaas::executor {
 
-FunctionLibrary::FunctionLibrary(int fd, const std::vector<std::string>& names) {
+FunctionLibrary::FunctionLibrary(int fd, const std::vector<std::string>& names, const std::string& name) {
   std::string path = "/proc/self/fd/" + std::to_string(fd);
+  const std::string shown = name.empty() ? path : name;
   // RTLD_NOW: a missing symbol the library needs fails here, at deploy, not mid-invocation.
   handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle_) {
     const char* err = ::dlerror();
-    throw LibraryError(std::string("dlopen: ") + (err ? err : "unknown error"));
+    std::string why = err ? err : "unknown error";
+    if (why.rfind(path + ": ", 0) == 0) why.erase(0, path.size() + 2);  // the memfd's path says nothing
+    throw LibraryError(shown + ": " + why +
+                       (why.find("cannot open shared object") != std::string::npos
+                            ? " (only the library itself is shipped: what it links must be installed on the "
+                              "executor node, see docs/api.md)"
+                            : ""));
   }
-  for (const auto& name : names) {
+  for (const auto& fn : names) {
     ::dlerror();
-    void* sym = ::dlsym(handle_, name.c_str());
+    void* sym = ::dlsym(handle_, fn.c_str());
     if (!sym) {
       ::dlclose(handle_);
       handle_ = nullptr;
-      throw LibraryError("function '" + name + "' is not in the library");
+      throw LibraryError("function '" + fn + "' is not in " + shown);
     }
     Function f;
     // A function written with RFAAS_FUNCTION exports its ABI version beside it.
-    if (auto* abi = static_cast<const uint32_t*>(::dlsym(handle_, ("rfaas_abi_" + name).c_str()))) {
+    if (auto* abi = static_cast<const uint32_t*>(::dlsym(handle_, ("rfaas_abi_" + fn).c_str()))) {
       if (*abi != RFAAS_FUNCTION_ABI) {
         ::dlclose(handle_);
         handle_ = nullptr;
-        throw LibraryError("function '" + name + "' declares ABI " + std::to_string(*abi) + ", this executor runs " +
+        throw LibraryError("function '" + fn + "' declares ABI " + std::to_string(*abi) + ", this executor runs " +
                            std::to_string(RFAAS_FUNCTION_ABI));
       }
       f.context = reinterpret_cast<ContextFunctionPtr>(sym);

@@ -30,7 +30,8 @@ class LibraryError : public std::runtime_error {
 class FunctionLibrary {
  public:
   // Throws LibraryError naming the dlopen error or the first name that does not resolve.
-  FunctionLibrary(int fd, const std::vector<std::string>& names);
+  // `name`: what the client calls the library, said in errors instead of the memfd's path.
+  FunctionLibrary(int fd, const std::vector<std::string>& names, const std::string& name = "");
   ~FunctionLibrary();
   FunctionLibrary(const FunctionLibrary&) = delete;
   FunctionLibrary& operator=(const FunctionLibrary&) = delete;

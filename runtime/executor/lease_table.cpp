@@ -37,6 +37,13 @@ void LeaseTable::release(uint64_t lease_id, int64_t served_until_ms) {
   active_.erase(it);
 }
 
+bool LeaseTable::spend(uint64_t lease_id, int64_t until_ms) {
+  std::lock_guard lock(mutex_);
+  if (active_.count(lease_id) || ended_.count(lease_id)) return false;
+  ended_[lease_id] = until_ms + kSpentGraceMs;
+  return true;
+}
+
 size_t LeaseTable::free_cores() const {
   std::lock_guard lock(mutex_);
   return free_.size();

@@ -25,6 +25,10 @@ class LeaseTable {
   static constexpr int64_t kSpentGraceMs = 24ll * 3600 * 1000;
   void release(uint64_t lease_id, int64_t served_until_ms = 0);
   size_t ended_leases() const;  // ids remembered as served
+  // A deploy of this lease was refused: its id is spent as if served until `until_ms` (plus the
+  // grace), unless another session holds it or it is spent already. Returns whether it was spent
+  // now (the broker is then told the lease ended).
+  bool spend(uint64_t lease_id, int64_t until_ms);
 
   size_t free_cores() const;
   size_t total_cores() const { return total_; }

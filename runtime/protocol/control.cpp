@@ -109,7 +109,8 @@ void to_json(nlohmann::json& j, const LeaseAssignment& m) {
        {"input_capacity", m.input_capacity}, {"output_capacity", m.output_capacity},
        {"hot_timeout_us", m.hot_timeout_us}, {"expires_at_ms", m.expires_at_ms},
        {"accept_timeout_ms", m.accept_timeout_ms}, {"uid", m.uid}, {"gid", m.gid}, {"confined", m.confined},
-       {"memory_limit_bytes", m.memory_limit_bytes}, {"max_tasks", m.max_tasks}, {"hello_key", m.hello_key}};
+       {"memory_limit_bytes", m.memory_limit_bytes}, {"max_tasks", m.max_tasks}, {"hello_key", m.hello_key},
+       {"library_name", m.library_name}};
 }
 
 void from_json(const nlohmann::json& j, LeaseAssignment& m) {
@@ -130,6 +131,7 @@ void from_json(const nlohmann::json& j, LeaseAssignment& m) {
   m.memory_limit_bytes = field<uint64_t>(j, "memory_limit_bytes");
   m.max_tasks = field<uint32_t>(j, "max_tasks");
   m.hello_key = field<std::string>(j, "hello_key");
+  m.library_name = j.value("library_name", std::string());
 }
 
 void to_json(nlohmann::json& j, const Usage& m) {

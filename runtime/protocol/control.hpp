@@ -110,6 +110,7 @@ struct LeaseAssignment {
   uint64_t memory_limit_bytes = 0;
   uint32_t max_tasks = 0;
   std::string hello_key;  // worker_hello_key(token): what the client's worker hellos must be signed with
+  std::string library_name;  // the client's name for the library, for its errors (it loads from a memfd)
 };
 
 struct Usage {

@@ -238,6 +238,8 @@ TEST_CASE("the broker refuses forged registrations and bad requests, and serves 
   // Garbage, unknown types, impossible leases.
   CHECK(request(broker.address(), "not json")["body"]["code"] == "malformed");
   CHECK(request(broker.address(), protocol::make_message("launch"))["body"]["code"] == "malformed");
+  std::string deep = R"({"type":"status","version":1,"body":)" + std::string(30000, '[') + std::string(30000, ']') + "}";
+  CHECK(request(broker.address(), deep)["body"]["code"] == "malformed");  // refused before parsing
   CHECK(request(broker.address(), protocol::make_message("lease", {{"cores", 0}}))["body"]["code"] == "malformed");
   BrokerLeaseOptions o;
   CHECK(broker_error(broker.address(), o) == Errc::no_capacity);  // no nodes at all
@@ -385,6 +387,67 @@ TEST_CASE("after a revocation the client leases again on another node", "[broker
   r = 0;
   CHECK(ex2->invoke(ex2->function("echo"), &v, 8, &r, 8, &n) == Errc::ok);
   CHECK(r == 3);
+}
+
+TEST_CASE("a deploy the daemon refuses gives the broker's lease back at once", "[broker]") {
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  BrokerLeaseOptions o;
+  o.memory_bytes = 1 << 26;
+  o.duration = 60s;  // far longer than the test: only the daemon's report frees the core
+  auto fails_to_deploy = [&](DeployOptions d, Errc expected) {
+    auto grant = broker_lease(broker.address(), o);  // the node's one core
+    try {
+      Executor::deploy(grant, d);
+      FAIL("deployed");
+    } catch (const Error& e) {
+      CHECK(e.code() == expected);
+    }
+    CHECK(status(broker.address())["leases"].empty());
+    return grant;
+  };
+  auto bad_name = echo_options();
+  bad_name.functions = {"echo", "not_in_this_library"};
+  auto spent = fails_to_deploy(bad_name, Errc::library_load_failed);    // refused by the executor
+  auto too_many = echo_options();
+  too_many.workers = 2;
+  fails_to_deploy(too_many, Errc::invalid_argument);                   // refused before any reservation
+  // The refused token is spent: it cannot deploy on the core the broker now sees free.
+  try {
+    Executor::deploy(spent, echo_options());
+    FAIL("a spent token deployed");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::lease_expired);
+  }
+  auto grant = broker_lease(broker.address(), o);
+  auto ex = Executor::deploy(grant, echo_options());
+  uint64_t v = 11, r = 0;
+  size_t n;
+  CHECK(ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n) == Errc::ok);
+  CHECK(r == 11);
+  // A second deploy of a lease being served is refused and ends nothing.
+  try {
+    Executor::deploy(grant, echo_options());
+    FAIL("deployed twice");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::lease_in_use);
+  }
+  CHECK(status(broker.address())["leases"].size() == 1);
+  CHECK(ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n) == Errc::ok);
+}
+
+TEST_CASE("the C API leases through the broker, renews and releases", "[broker][c-api]") {
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  ChildProcess c({RFAAS_C_BROKER_CLIENT, RFAAS_FUNCTIONS_BASIC}, {{"RFAAS_BROKER", broker.address()}});
+  CHECK(c.exit_code(60s) == 0);
+  CHECK(status(broker.address())["leases"].empty());
 }
 
 // Users' requests carry MUNGE credentials: without one, with a forged, replayed or misbound one,

@@ -678,6 +678,16 @@ TEST_CASE("forged, misdirected and expired tokens are refused; the daemon serves
   }
   SECTION("more workers than the token grants") {
     CHECK(deploy_error(grant, basic(2)) == Errc::invalid_argument);
+    // A refused deploy spends the lease (the broker, if any, is told it ended): lease again.
+    CHECK(deploy_error(grant, basic()) == Errc::lease_expired);
+  }
+  SECTION("refused deploys of a lease being served end nothing") {
+    auto ex = Executor::deploy(grant, basic());
+    CHECK(deploy_error(grant, basic()) == Errc::lease_in_use);
+    CHECK(deploy_error(grant, basic(2)) == Errc::invalid_argument);
+    uint64_t v = 4, r = 0;
+    size_t n = 0;
+    CHECK(ex->invoke(ex->function("echo"), &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
   }
   CHECK(daemon.alive());
   check_daemon_serves(daemon);
@@ -689,7 +699,29 @@ TEST_CASE("library problems are named errors", "[executor]") {
   SECTION("a function name that does not resolve") {
     auto o = basic();
     o.functions = {"echo", "not_in_this_library"};
-    CHECK(deploy_error(grant(), o) == Errc::library_load_failed);
+    try {
+      Executor::deploy(grant(), o);
+      FAIL("deployed");
+    } catch (const Error& e) {
+      CHECK(e.code() == Errc::library_load_failed);
+      CHECK_THAT(e.what(), Catch::Contains("'not_in_this_library' is not in librfaas_functions_basic.so"));
+    }
+  }
+  SECTION("a library whose own dependency is not on the executor node") {
+    // Only the library is shipped and it loads from a memfd: $ORIGIN finds nothing there.
+    DeployOptions o;
+    o.library_path = RFAAS_TEST_NEEDS_DEP;
+    o.functions = {"uses_dep"};
+    try {
+      Executor::deploy(grant(), o);
+      FAIL("deployed");
+    } catch (const Error& e) {
+      CHECK(e.code() == Errc::library_load_failed);
+      INFO(e.what());
+      CHECK_THAT(e.what(), Catch::Contains("librfaas_test_needs_dep.so: librfaas_test_dep.so: cannot open shared object"));
+      CHECK_THAT(e.what(), !Catch::Contains("/proc/self/fd"));
+      CHECK_THAT(e.what(), Catch::Contains("must be installed on the executor node"));
+    }
   }
   SECTION("a file that is not a shared library") {
     TempDir dir;
@@ -876,6 +908,11 @@ TEST_CASE("garbage on the control port is refused and the daemon serves on", "[e
   std::string bad_body = R"({"type":"allocate","version":1,"body":{"token":42}})";
   expect_refusal({bad_body.begin(), bad_body.end()}, true);
   expect_refusal({0xFF, 0xFF, 0xFF, 0x7F, 1, 2, 3}, false);  // a 2 GiB frame announced
+  // 30,000 levels of nesting: refused before the parser recurses (no stack overflow).
+  std::string deep = R"({"type":"allocate","version":1,"body":)" + std::string(30000, '[') + std::string(30000, ']') + "}";
+  auto t0 = std::chrono::steady_clock::now();
+  expect_refusal({deep.begin(), deep.end()}, true);
+  CHECK(std::chrono::steady_clock::now() - t0 < 2s);
   {
     // A client that connects and says nothing is dropped after the control timeout; meanwhile
     // others are served.

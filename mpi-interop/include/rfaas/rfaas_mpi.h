@@ -27,6 +27,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library is built with hidden visibility; these are its exported interface. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
 
 typedef struct rfaas_mpi_config {
   const char* broker;       /* lease broker host:port; NULL: $RFAAS_BROKER */
@@ -127,6 +131,9 @@ int rfaas_mpi_get_stats(rfaas_mpi_stats* stats);
 /* The detail of this thread's last failed rfaas_mpi_* setup call. */
 const char* rfaas_mpi_last_error(void);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

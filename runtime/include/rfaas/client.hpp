@@ -31,6 +31,8 @@
 #include <string_view>
 #include <vector>
 
+// The library is built with hidden visibility; this is its exported interface.
+#pragma GCC visibility push(default)
 namespace rfaas {
 
 enum class Errc : int {
@@ -241,3 +243,4 @@ class Executor {
 };
 
 }  // namespace rfaas
+#pragma GCC visibility pop

@@ -13,6 +13,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* The library is built with hidden visibility; these are its exported interface. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
 
 enum {
   RFAAS_OK = 0,
@@ -56,6 +60,14 @@ typedef struct rfaas_deploy_options {
   int32_t queue_depth;        /* calls per worker waiting for a slot (default 256) */
 } rfaas_deploy_options;
 
+typedef struct rfaas_lease_options {
+  int32_t cores;           /* cores to lease (default 1) */
+  uint64_t memory_bytes;   /* memory on the executor node (default 1 GiB) */
+  int64_t duration_ms;     /* how long (default 10 min; renew to extend) */
+  const char* avoid_nodes; /* comma-separated node names not to lease on (e.g. this rank's own), or NULL */
+  int64_t timeout_ms;      /* bound on each broker request (default 10 s) */
+} rfaas_lease_options;
+
 typedef struct rfaas_invocation {
   uint32_t worker, call, generation; /* call: the call's entry on that worker */
 } rfaas_invocation;
@@ -73,6 +85,21 @@ void rfaas_deploy_options_init(rfaas_deploy_options* options);
  * (host:port) on node node_name. */
 int rfaas_lease_direct(const char* daemon_address, const char* node_name, const char* secret_file, int32_t cores,
                        int64_t duration_ms, rfaas_lease** lease);
+/* Through the lease broker (what users do; no secret needed): broker_address is host:port, or
+ * NULL for $RFAAS_BROKER. The request carries this user's MUNGE credential ($RFAAS_MUNGE_SOCKET
+ * names munged's socket when it is not the default one). */
+void rfaas_lease_options_init(rfaas_lease_options* options);
+int rfaas_lease_broker(const char* broker_address, const rfaas_lease_options* options, rfaas_lease** lease);
+/* Extends a broker lease by duration_ms from now; executor (may be NULL when not deployed) gets
+ * the renewed token so that it keeps serving. */
+int rfaas_lease_renew(rfaas_lease* lease, rfaas_executor* executor, int64_t duration_ms);
+/* Gives a broker lease's cores back: after rfaas_release of its executor, and also when
+ * rfaas_deploy failed (otherwise they stay leased until the lease expires). */
+int rfaas_lease_release(rfaas_lease* lease);
+uint64_t rfaas_lease_id(const rfaas_lease* lease);
+int64_t rfaas_lease_expires_at_ms(const rfaas_lease* lease); /* Unix epoch ms */
+const char* rfaas_lease_node(const rfaas_lease* lease);      /* the executor node's name */
+/* Frees the handle only: release a broker lease first. */
 void rfaas_lease_free(rfaas_lease* lease);
 
 int rfaas_deploy(const rfaas_lease* lease, const rfaas_deploy_options* options, rfaas_executor** executor);
@@ -83,6 +110,10 @@ int rfaas_workers(const rfaas_executor* executor);
 /* Registered memory travels without a copy; unregistered memory works through one copy. */
 int rfaas_register(rfaas_executor* executor, void* data, size_t bytes);
 int rfaas_deregister(rfaas_executor* executor, void* data);
+/* Memory registered for the lease's lifetime (huge pages where they fit), freed with rfaas_free
+ * or with the executor. */
+int rfaas_alloc(rfaas_executor* executor, size_t bytes, void** data);
+void rfaas_free(rfaas_executor* executor, void* data);
 
 int rfaas_invoke(rfaas_executor* executor, int function, const void* in, size_t in_size, void* out,
                  size_t out_capacity, size_t* out_size);
@@ -92,6 +123,10 @@ int rfaas_submit(rfaas_executor* executor, int function, const void* in, size_t 
  * pending: wait again, or rfaas_abandon it (its slot returns when the late result arrives). */
 int rfaas_wait(rfaas_executor* executor, const rfaas_invocation* handle, size_t* out_size, int64_t timeout_us);
 void rfaas_abandon(rfaas_executor* executor, const rfaas_invocation* handle);
+/* One call of function on every worker with the same input; worker w's result lands in outs[w]
+ * (out_capacity bytes each), its size in out_sizes[w]. Returns the first error of any worker. */
+int rfaas_invoke_all(rfaas_executor* executor, int function, const void* in, size_t in_size, void* const* outs,
+                     size_t out_capacity, size_t* out_sizes);
 int rfaas_test(rfaas_executor* executor, const rfaas_invocation* handle, int* done);
 
 /* Resident regions (rfaas/client.hpp has the contract): executor memory kept for the lease,
@@ -109,6 +144,9 @@ int rfaas_submit_region_get(rfaas_executor* executor, uint32_t region, uint64_t 
 int rfaas_release(rfaas_executor* executor, rfaas_usage* usage);
 void rfaas_executor_free(rfaas_executor* executor);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif
