@@ -347,6 +347,8 @@ void ExecutorDaemon::session(net::TcpStream stream) {
         end.usage = early_usage ? *early_usage : executor.reports().usage(net::deadline_in(1s), &ended);
         if (early_usage) ended = early_ended;
         usage_read = true;
+        if (!executor.reports().fault().empty() && end.reason == "executor_crashed")
+          end.detail = executor.reports().fault() + ": executor " + describe_exit(st);
         if (ended == "signal" || shutting_down()) {
           // Stopped from outside (Slurm's scancel signals the whole job): the node is being
           // taken back, and the client must hear that, not a crash.
@@ -464,7 +466,8 @@ void ExecutorDaemon::session(net::TcpStream stream) {
       }
     }
     if (broker_) broker_->report_usage(lease_id, end.usage, end.reason);
-    log("lease " + std::to_string(lease_id) + " ended: " + end.reason + (end.reason == "memory_exceeded" ? " (" + end.detail + ")" : "") + ", executor " + describe_exit(st) + ", " +
+    const bool explained = end.reason == "memory_exceeded" || !executor.reports().fault().empty();
+    log("lease " + std::to_string(lease_id) + " ended: " + end.reason + (explained ? " (" + end.detail + ")" : "") + ", executor " + describe_exit(st) + ", " +
         std::to_string(end.usage.invocations) + " invocations");
   } catch (const MessageError& e) {
     log(std::string("refused a client: ") + to_string(e.code()) + ": " + e.what());

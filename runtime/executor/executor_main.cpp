@@ -30,6 +30,7 @@
 
 #include "clock/cycle_clock.hpp"
 #include "executor/function_library.hpp"
+#include "executor/output_guard.hpp"
 #include "executor/lease_user.hpp"
 #include "executor/worker.hpp"
 #include "net/fd_passing.hpp"
@@ -168,6 +169,9 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     fail("executor_failed", e.what());
   }
+  // A function writing past its output faults in the slot's guard page: named to the daemon.
+  executor::output_guard::set_function_names(lease.functions);
+  executor::output_guard::install(g_reports);
   report({{"event", "ready"}, {"address", listener->address()}});
 
   // The client connects its endpoints in worker order. Only a hello signed with the lease's key

@@ -37,8 +37,12 @@ std::optional<nlohmann::json> ExecutorReports::next(net::Deadline deadline) {
       if (std::exchange(skipping_, false)) continue;  // the end of an overlong line
       if (protocol::json_depth(line.data(), line.data() + line.size()) > protocol::kMaxJsonDepth) continue;
       auto j = nlohmann::json::parse(line, nullptr, false);
-      if (!j.is_discarded()) return j;
-      continue;
+      if (j.is_discarded()) continue;
+      if (j.is_object() && j.value("event", "") == "fault") {
+        fault_ = j.value("detail", std::string("a fault")).substr(0, 512);
+        continue;
+      }
+      return j;
     }
     // A line longer than any report is not one: dropped up to its end, never buffered whole.
     if (buffer_.size() > kMaxReportLine) {

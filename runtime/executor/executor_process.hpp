@@ -31,9 +31,13 @@ class ExecutorReports {
   // The usage report, if the executor printed one before exiting; `ended` (may be null) gets
   // why it ended ("signal", "expired", "clients_gone", "daemon_gone"; empty if unknown).
   protocol::Usage usage(net::Deadline deadline, std::string* ended = nullptr);
+  // What a "fault" report said (a function wrote past its output, output_guard), once read;
+  // such lines are taken here and not returned by next().
+  const std::string& fault() const { return fault_; }
 
  private:
   int fd_;
+  std::string fault_;
   std::string buffer_;
   bool skipping_ = false;  // inside an overlong line
 };

@@ -26,9 +26,17 @@ Worker::Worker(fabric::Domain& domain, const WorkerConfig& config, const std::ve
                const ResidentRegions& regions)
     : config_(config), functions_(functions), regions_(regions), stride_(protocol::input_slot_stride(config.input_capacity)) {
   input_ = fabric::HostMemory(stride_ * config.slots);
-  output_ = fabric::HostMemory(std::max<uint64_t>(config.output_capacity, 1) * config.slots);
   input_mr_ = domain.register_memory(input_.data(), input_.size(), fabric::Access::remote_write);
-  output_mr_ = domain.register_memory(output_.data(), output_.size(), fabric::Access::local);
+  const uint64_t capacity = std::max<uint64_t>(config.output_capacity, 1);
+  outputs_.resize(config.slots);
+  for (uint32_t s = 0; s < config.slots; ++s) {
+    auto& o = outputs_[s];
+    // Large results keep whole huge pages (shm copies them a page at a time: performance.md).
+    o.memory = fabric::HostMemory(capacity, fabric::HostMemory::Fill::round_up, fabric::HostMemory::Guard::after);
+    o.offset = (o.memory.mapped() - capacity) & ~uint64_t{63};
+    o.mr = domain.register_memory(o.memory.data(), o.memory.mapped(), fabric::Access::local);
+    output_guard::add(o.memory.guard(), o.memory.guard_size(), config.index, s, config.output_capacity, &running_);
+  }
   fabric::EndpointConfig ecfg;
   ecfg.max_outstanding_writes = 2 * config.slots + 8;
   ecfg.wait_mode = config.hot_timeout_us < 0 ? fabric::WaitMode::none : fabric::WaitMode::sleep;
@@ -69,21 +77,23 @@ bool Worker::handle(uint32_t imm, uint64_t& mark) {
     const uint32_t size = protocol::compact_request_size(imm);
     if (size != protocol::kCompactSizeFromHeader) h.in_size = size;
   } else {
-    if (protocol::request_reserved(imm) != 0) return true;
     framed_[slot] = 1;
   }
   uint64_t capacity = std::min<uint64_t>(h.out_capacity, config_.output_capacity);
   InvocationStatus status = InvocationStatus::ok;
   uint32_t size = 0;
-  if (fn >= functions_.size()) {
+  if (!protocol::request_is_compact(imm) && protocol::request_reserved(imm) != 0) {
+    status = InvocationStatus::bad_request;  // answered, so that the client's slot comes back
+  } else if (fn >= functions_.size()) {
     status = InvocationStatus::unknown_function;
   } else if (h.in_size > config_.input_capacity) {
     status = InvocationStatus::payload_too_large;
   } else {
     const Function& f = functions_[fn];
-    uint8_t* out = output_.data() + slot * config_.output_capacity;
+    uint8_t* out = outputs_[slot].memory.data() + outputs_[slot].offset;
     uint64_t written;
     int32_t failed = 0;
+    running_.store(static_cast<int32_t>(fn), std::memory_order_relaxed);
     if (f.reference) {
       written = f.reference(base + sizeof h, h.in_size, out);
     } else {
@@ -108,8 +118,8 @@ bool Worker::handle(uint32_t imm, uint64_t& mark) {
     }
   }
   const uint32_t bytes = status == InvocationStatus::ok ? size : 0;
-  return answer({slot, status, size, bytes, {h.out_address, h.out_key, h.out_capacity}, output_mr_.get(),
-                 slot * config_.output_capacity});
+  return answer({slot, status, size, bytes, {h.out_address, h.out_key, h.out_capacity}, outputs_[slot].mr.get(),
+                 outputs_[slot].offset});
 }
 
 bool Worker::handle_region_op(uint32_t imm) {
@@ -117,7 +127,7 @@ bool Worker::handle_region_op(uint32_t imm) {
   if (protocol::region_op_reserved(imm) != 0) return true;
   if (protocol::request_region_op(imm) == protocol::RegionOp::put) {
     // The bytes are in the region already (this completion says so): acknowledge them.
-    return answer({slot, InvocationStatus::put_done, 0, 0, ack_, output_mr_.get(), 0});
+    return answer({slot, InvocationStatus::put_done, 0, 0, ack_, outputs_[0].mr.get(), 0});
   }
   if (protocol::request_region_op(imm) != protocol::RegionOp::get) return true;
   const uint8_t* base = input_.data() + protocol::slot_header_offset(slot, stride_);
@@ -131,7 +141,7 @@ bool Worker::handle_region_op(uint32_t imm) {
   if (h.in_size != sizeof g || g.reserved != 0 || g.region >= count || g.offset > regions_.views()[g.region].size ||
       g.length > regions_.views()[g.region].size - g.offset || g.length > h.out_capacity ||
       g.length > protocol::kMaxResultSize)
-    return answer({slot, InvocationStatus::region_error, 0, 0, target, output_mr_.get(), 0});
+    return answer({slot, InvocationStatus::region_error, 0, 0, target, outputs_[0].mr.get(), 0});
   const auto length = static_cast<uint32_t>(g.length);
   return answer({slot, InvocationStatus::ok, length, length, target, &regions_.region(g.region), g.offset});
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "executor/function_library.hpp"
+#include "executor/output_guard.hpp"
 #include "executor/resident_regions.hpp"
 #include "fabric/host_memory.hpp"
 #include "protocol/control.hpp"
@@ -75,9 +76,17 @@ class Worker {
   fabric::RemoteRegion ack_{};
   uint64_t stride_;
   fabric::HostMemory input_;
-  fabric::HostMemory output_;
+  // One mapping per output slot, the result's capacity ending (to within 64 bytes, the slot's
+  // alignment) right before a guard page: a function that writes past it faults there
+  // (output_guard) instead of into the next slot.
+  struct OutputSlot {
+    fabric::HostMemory memory;
+    std::unique_ptr<fabric::MemoryRegion> mr;
+    uint64_t offset = 0;  // of the result's first byte in memory
+  };
+  std::vector<OutputSlot> outputs_;
   std::unique_ptr<fabric::MemoryRegion> input_mr_;
-  std::unique_ptr<fabric::MemoryRegion> output_mr_;
+  output_guard::Running running_{-1};
   std::unique_ptr<fabric::Endpoint> endpoint_;
   std::vector<uint8_t> framed_;  // per slot: a framed request has named its output target
 

@@ -286,8 +286,10 @@ TEST_CASE("an executor admits only its lease's signed hello, drops a compact req
   // Compact with a size beyond the slot: a named status, not a read past the slot.
   REQUIRE(exchange(kHeader, 8, slot1 + kHeader, protocol::compact_request_imm(1, 0, 4097), &imm, 10s));
   CHECK(protocol::response_status(imm) == protocol::InvocationStatus::payload_too_large);
-  // Framed with reserved bits set: dropped; the slot still works afterwards.
-  CHECK_FALSE(exchange(0, kHeader + 64, slot1, protocol::request_imm(1, 0) | (1u << 29), &imm, 1500ms));
+  // Framed with reserved bits set: answered bad_request (the slot comes back) and it still works.
+  REQUIRE(exchange(0, kHeader + 64, slot1, protocol::request_imm(1, 0) | (1u << 29), &imm, 10s));
+  CHECK(protocol::response_status(imm) == protocol::InvocationStatus::bad_request);
+  CHECK(protocol::response_size(imm) == 0);
   REQUIRE(exchange(kHeader, 4, slot1 + kHeader, protocol::compact_request_imm(1, 0, 4), &imm, 10s));
   CHECK(protocol::response_size(imm) == 4);
   // A get of a region this lease does not have: region_error, nothing written; a region op with
@@ -762,6 +764,42 @@ TEST_CASE("a crashing function fails only its lease, with executor_lost", "[exec
   CHECK(ex->invoke(ex->function("echo"), &v, 4, &r, 4, &n) == Errc::executor_lost);
   CHECK(daemon.alive());
   check_daemon_serves(daemon);
+}
+
+TEST_CASE("a function writing past its output faults at the slot's guard page and fails its lease by name",
+          "[executor][faults]") {
+  TempDir dir;
+  auto log = (dir.path() / "daemon.log").string();
+  ExecutorDaemonProcess daemon({}, {}, ExecutorDaemonProcess::kNodeName, log);
+  DeployOptions o;
+  o.library_path = RFAAS_TEST_OVERRUN;
+  o.functions = {"overrun"};
+  o.slots = 2;
+  o.input_capacity = 64;
+  o.output_capacity = 4096;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), o);
+  std::vector<uint8_t> out(4096);
+  size_t n = 0;
+  // Within the capacity: served.
+  uint64_t ask = 4096;
+  CHECK(ex->invoke(0, &ask, sizeof ask, out.data(), out.size(), &n) == Errc::ok);
+  CHECK(n == 4096);
+  // Past it: the guard page. The lease fails (executor_lost) in bounded time, the daemon names
+  // the function and the signal, and serves on.
+  ask = 4096 + 64;
+  auto t0 = Clock::now();
+  CHECK(ex->invoke(0, &ask, sizeof ask, out.data(), out.size(), &n) == Errc::executor_lost);
+  CHECK(Clock::now() - t0 < 5s);
+  check_daemon_serves(daemon);
+  std::string text;
+  for (auto end = Clock::now() + 5s; Clock::now() < end; std::this_thread::sleep_for(50ms)) {
+    std::ifstream f(log);
+    text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    if (text.find("executor_crashed") != std::string::npos) break;
+  }
+  INFO(text);
+  CHECK_THAT(text, Catch::Contains("function 'overrun' wrote past the end of its output (worker 0, slot 0, output "
+                                   "capacity 4096 bytes): executor killed by signal 11"));
 }
 
 TEST_CASE("an executor killed with SIGKILL mid-run fails in-flight invocations in bounded time", "[executor][faults]") {

@@ -2,6 +2,7 @@
 // destructor kills a child that is still running, so a failed test leaves nothing behind.
 #pragma once
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -22,7 +23,9 @@ namespace rfaas::testing {
 
 class ChildProcess {
  public:
-  ChildProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env = {}) {
+  // stderr_file: the child's stderr goes there (appended) instead of the test's.
+  ChildProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env = {},
+               const std::string& stderr_file = {}) {
     std::vector<std::string> env_strings;
     for (char** e = environ; *e; ++e) {
       std::string kv = *e;
@@ -42,6 +45,10 @@ class ChildProcess {
       // Dies with the test: a test that crashes leaves no daemon holding CTest's output pipe.
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(127);
+      if (!stderr_file.empty()) {
+        int fd = ::open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0 || ::dup2(fd, 2) < 0) ::_exit(126);
+      }
       ::execve(args[0], args.data(), envp.data());
       ::_exit(127);
     }

@@ -59,13 +59,13 @@ class ExecutorDaemonProcess {
 
   // A daemon with its own secret, or (secret_file given) sharing one, e.g. with a broker.
   explicit ExecutorDaemonProcess(std::vector<std::string> extra_args = {}, std::string secret_file = {},
-                                 std::string node_name = kNodeName) {
+                                 std::string node_name = kNodeName, std::string log_file = {}) {
     secret_ = secret_file.empty() ? write_secret(dir_.path() / "secret") : secret_file;
     auto ready = (dir_.path() / "ready").string();
     std::vector<std::string> argv{RFAAS_EXECUTORD, "--listen", "127.0.0.1:0", "--node-name", node_name,
                                   "--secret-file", secret_, "--ready-file", ready};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-    process_ = std::make_unique<ChildProcess>(argv);
+    process_ = std::make_unique<ChildProcess>(argv, std::map<std::string, std::string>{}, log_file);
     address_ = wait_ready_file(ready, *process_);
   }
   ~ExecutorDaemonProcess() {
