@@ -6,6 +6,7 @@
 #include <map>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "rfaas/client.hpp"
 
@@ -31,6 +32,18 @@ thread_local std::string g_last_error;
 int fail(rfaas::Errc code, const std::string& message) {
   g_last_error = message;
   return static_cast<int>(code);
+}
+
+// "a,b,,c" -> {a, b, c}
+std::vector<std::string> split_commas(const std::string& list) {
+  std::vector<std::string> out;
+  for (size_t pos = 0; pos <= list.size();) {
+    size_t comma = list.find(',', pos);
+    if (comma == std::string::npos) comma = list.size();
+    if (comma > pos) out.push_back(list.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  return out;
 }
 
 template <class F>
@@ -107,15 +120,7 @@ int rfaas_lease_broker(const char* broker_address, const rfaas_lease_options* o,
     b.duration = std::chrono::milliseconds(o->duration_ms);
     b.timeout = std::chrono::milliseconds(o->timeout_ms);
     b.client = "rfaas-c-api";
-    if (o->avoid_nodes) {
-      std::string names = o->avoid_nodes;
-      for (size_t pos = 0; pos <= names.size();) {
-        size_t comma = names.find(',', pos);
-        if (comma == std::string::npos) comma = names.size();
-        if (comma > pos) b.avoid_nodes.push_back(names.substr(pos, comma - pos));
-        pos = comma + 1;
-      }
-    }
+    if (o->avoid_nodes) b.avoid_nodes = split_commas(o->avoid_nodes);
     *lease = new rfaas_lease{rfaas::broker_lease(broker_address, b), broker_address, b.timeout};
     return RFAAS_OK;
   });
@@ -127,8 +132,8 @@ int rfaas_lease_renew(rfaas_lease* lease, rfaas_executor* executor, int64_t dura
   return guarded([&] {
     rfaas::LeaseGrant renewed =
         rfaas::broker_renew(lease->broker, lease->grant, std::chrono::milliseconds(duration_ms), lease->timeout);
+    lease->grant = renewed;  // renewed at the broker, whatever the executor says
     if (executor) executor->impl->renew(renewed);
-    lease->grant = std::move(renewed);
     return RFAAS_OK;
   });
 }
@@ -154,13 +159,7 @@ int rfaas_deploy(const rfaas_lease* lease, const rfaas_deploy_options* o, rfaas_
   return guarded([&] {
     rfaas::DeployOptions d;
     d.library_path = o->library_path;
-    std::string names = o->functions;
-    for (size_t pos = 0; pos <= names.size();) {
-      size_t comma = names.find(',', pos);
-      if (comma == std::string::npos) comma = names.size();
-      if (comma > pos) d.functions.push_back(names.substr(pos, comma - pos));
-      pos = comma + 1;
-    }
+    d.functions = split_commas(o->functions);
     d.workers = static_cast<uint32_t>(o->workers);
     d.slots = static_cast<uint32_t>(o->slots);
     if (o->queue_depth < 0) throw rfaas::Error(rfaas::Errc::invalid_argument, "rfaas_deploy: negative queue_depth");

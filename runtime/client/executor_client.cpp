@@ -88,18 +88,24 @@ Errc from_status(InvocationStatus s) {
   return Errc::protocol;
 }
 
+class ExecutorClient;
+
 class OwnedBuffer final : public Buffer {
  public:
-  OwnedBuffer(fabric::Domain& domain, size_t bytes) : storage_(bytes, fabric::HostMemory::Fill::round_up) {
+  OwnedBuffer(fabric::Domain& domain, size_t bytes, std::weak_ptr<ExecutorClient*> owner)
+      : storage_(bytes, fabric::HostMemory::Fill::round_up), owner_(std::move(owner)) {
     data_ = storage_.data();
     size_ = bytes;
     mr_ = domain.register_memory(storage_.data(), std::max<size_t>(bytes, 1), fabric::Access::remote_write);
   }
+  // Out of the executor's registrations first: its addresses may be mapped again for other memory.
+  ~OwnedBuffer() override;
   const fabric::MemoryRegion& region() const { return *mr_; }
 
  private:
   fabric::HostMemory storage_;
   std::unique_ptr<fabric::MemoryRegion> mr_;
+  std::weak_ptr<ExecutorClient*> owner_;  // expired once the executor is gone
 };
 
 constexpr uint32_t kNoCall = UINT32_MAX;
@@ -210,6 +216,10 @@ class ExecutorClient final : public Executor {
 
  private:
   const Registration* find(const void* p, size_t n) const noexcept;
+  friend class OwnedBuffer;
+  void forget_registration(const fabric::MemoryRegion* region) noexcept {
+    std::erase_if(registrations_, [&](const Registration& r) { return r.region == region; });
+  }
   void add_registration(const uint8_t* begin, size_t size, const fabric::MemoryRegion* region);
   void progress(WorkerLink& link) noexcept;
   // Takes a free call entry of a worker (-1: the least loaded) and fills the handle; the caller
@@ -256,6 +266,7 @@ class ExecutorClient final : public Executor {
   std::vector<Registration> registrations_;  // sorted by begin
   std::vector<RegionInfo> regions_;
   std::map<const void*, std::unique_ptr<fabric::MemoryRegion>> user_regions_;
+  std::shared_ptr<ExecutorClient*> self_ = std::make_shared<ExecutorClient*>(this);  // for allocate()'s buffers
   uint32_t next_worker_ = 0;
   Errc lost_ = Errc::ok;  // set once the lease is gone, for good
   bool released_ = false;
@@ -385,8 +396,12 @@ ExecutorClient::~ExecutorClient() {
   }
 }
 
+OwnedBuffer::~OwnedBuffer() {
+  if (auto owner = owner_.lock()) (*owner)->forget_registration(mr_.get());
+}
+
 std::unique_ptr<Buffer> ExecutorClient::allocate(size_t bytes) {
-  auto b = std::make_unique<OwnedBuffer>(*domain_, bytes);
+  auto b = std::make_unique<OwnedBuffer>(*domain_, bytes, self_);
   add_registration(static_cast<const uint8_t*>(b->data()), b->size(), &b->region());
   return b;
 }

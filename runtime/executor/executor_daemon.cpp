@@ -272,7 +272,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     assignment.memory_limit_bytes = t.memory_bytes + config_.lease_memory_overhead_bytes;
     assignment.max_tasks = config_.max_tasks_per_lease;
     assignment.hello_key = protocol::worker_hello_key(t);
-    assignment.library_name = req.library_name.substr(0, 255);
+    assignment.library_name = protocol::utf8_prefix(req.library_name, 255);
     net::Fd library(*fd);
     std::unique_ptr<ExecutorProcess> executor_holder = take_standby();
     ExecutorProcess& executor = *executor_holder;

@@ -39,7 +39,8 @@ std::optional<nlohmann::json> ExecutorReports::next(net::Deadline deadline) {
       auto j = nlohmann::json::parse(line, nullptr, false);
       if (j.is_discarded()) continue;
       if (j.is_object() && j.value("event", "") == "fault") {
-        fault_ = j.value("detail", std::string("a fault")).substr(0, 512);
+        const auto& d = j["detail"];
+        fault_ = protocol::utf8_prefix(d.is_string() ? d.get<std::string>() : std::string("a fault"), 512);
         continue;
       }
       return j;

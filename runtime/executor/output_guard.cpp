@@ -20,6 +20,21 @@ struct Guard {
 std::vector<Guard> g_guards;
 std::vector<std::string> g_names;  // JSON-escaped, without quotes
 int g_report_fd = -1;
+// What takes over after the report: a sanitizer's handler (its report), else the default, death
+// by the signal, which the daemon logs. Not the handler that was there: libfabric's PSM
+// providers install one that prints a backtrace and exits with status 1, hiding the signal.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kChain = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kChain = true;
+#else
+constexpr bool kChain = false;
+#endif
+#else
+constexpr bool kChain = false;
+#endif
+struct sigaction g_previous[2] {};  // SIGSEGV, SIGBUS
 
 // Async-signal-safe appending into a fixed buffer.
 struct Line {
@@ -42,7 +57,8 @@ struct Line {
 void on_fault(int sig, siginfo_t* info, void*) {
   auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
   for (const Guard& g : g_guards) {
-    if (addr < g.begin || addr >= g.end) continue;
+    // si_code > 0: a fault of this process, not a signal sent by someone.
+    if (info->si_code <= 0 || addr < g.begin || addr >= g.end) continue;
     Line l;
     int32_t fn = g.running ? g.running->load(std::memory_order_relaxed) : -1;
     l.put(R"({"event":"fault","detail":"function ')");
@@ -59,9 +75,16 @@ void on_fault(int sig, siginfo_t* info, void*) {
     if (g_report_fd >= 0) (void)!::write(g_report_fd, l.buf, l.n);
     break;
   }
-  // Die of the signal itself (the daemon sees and logs it): default action, then the faulting
-  // instruction runs again.
-  ::signal(sig, SIG_DFL);
+  // A fault happens again when the instruction reruns, a sent signal is sent again.
+  struct sigaction next {};
+  if (kChain) {
+    next = g_previous[sig == SIGBUS];
+  } else {
+    next.sa_handler = SIG_DFL;
+    sigemptyset(&next.sa_mask);
+  }
+  ::sigaction(sig, &next, nullptr);
+  if (info->si_code <= 0) ::raise(sig);
 }
 
 }  // namespace
@@ -74,7 +97,8 @@ void add(const void* guard, size_t bytes, uint32_t worker, uint32_t slot, uint64
 void set_function_names(const std::vector<std::string>& names) {
   g_names.clear();
   for (const auto& n : names) {
-    std::string quoted = nlohmann::json(n).dump();
+    // Bounded, so that the report line always fits its buffer whole.
+    std::string quoted = nlohmann::json(n.substr(0, 256)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     g_names.push_back(quoted.substr(1, quoted.size() - 2));
   }
 }
@@ -83,9 +107,10 @@ void install(int report_fd) {
   g_report_fd = report_fd;
   struct sigaction sa {};
   sa.sa_sigaction = on_fault;
-  sa.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_NODEFER;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
   sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGSEGV, &sa, nullptr);
+  ::sigaction(SIGSEGV, &sa, &g_previous[0]);
+  ::sigaction(SIGBUS, &sa, &g_previous[1]);
 }
 
 }  // namespace rfaas::executor::output_guard

@@ -17,7 +17,8 @@ using Running = std::atomic<int32_t>;
 
 void add(const void* guard, size_t bytes, uint32_t worker, uint32_t slot, uint64_t capacity, const Running* running);
 void set_function_names(const std::vector<std::string>& names);
-// Installs the SIGSEGV handler; reports go to report_fd as one JSON line.
+// Installs the SIGSEGV (and SIGBUS) handler; reports go to report_fd as one JSON line. Any other
+// fault then kills the executor by its signal too (not by a library's handler that exits 1).
 void install(int report_fd);
 
 }  // namespace rfaas::executor::output_guard

@@ -31,8 +31,8 @@ Worker::Worker(fabric::Domain& domain, const WorkerConfig& config, const std::ve
   outputs_.resize(config.slots);
   for (uint32_t s = 0; s < config.slots; ++s) {
     auto& o = outputs_[s];
-    // Large results keep whole huge pages (shm copies them a page at a time: performance.md).
-    o.memory = fabric::HostMemory(capacity, fabric::HostMemory::Fill::round_up, fabric::HostMemory::Guard::after);
+    // Exact: the lease's memory counts capacity per slot (pages rounded; the guard is not backed).
+    o.memory = fabric::HostMemory(capacity, fabric::HostMemory::Fill::exact, fabric::HostMemory::Guard::after);
     o.offset = (o.memory.mapped() - capacity) & ~uint64_t{63};
     o.mr = domain.register_memory(o.memory.data(), o.memory.mapped(), fabric::Access::local);
     output_guard::add(o.memory.guard(), o.memory.guard_size(), config.index, s, config.output_capacity, &running_);

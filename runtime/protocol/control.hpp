@@ -23,6 +23,12 @@ inline constexpr size_t kMaxJsonDepth = 32;
 // The deepest nesting of arrays and objects in `text` (strings, with their escapes, skipped),
 // scanning stops beyond `limit`: then it returns limit + 1. Malformed text is the parser's to refuse.
 size_t json_depth(const char* begin, const char* end, size_t limit = kMaxJsonDepth);
+// At most `bytes` of `s`, cut before a UTF-8 sequence rather than inside one (JSON needs whole ones).
+inline std::string utf8_prefix(const std::string& s, size_t bytes) {
+  if (s.size() <= bytes) return s;
+  while (bytes > 0 && (static_cast<unsigned char>(s[bytes]) & 0xC0) == 0x80) --bytes;
+  return s.substr(0, bytes);
+}
 
 // Error codes on the wire, in "error" replies and lease_ended notices.
 enum class ControlErrc {

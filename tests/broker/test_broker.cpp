@@ -174,6 +174,14 @@ int closed_by_peer(const std::vector<int>& fds, int expected, std::chrono::milli
     std::this_thread::sleep_for(50ms);
   }
 }
+// A broker and one executor daemon registered with it ("node-1", lending core 0), on loopback.
+struct OneNode {
+  TempDir dir;
+  std::string secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker{secret, (dir.path() / "journal").string(), dir, 1};
+  ExecutorDaemonProcess daemon{{"--cores", "0", "--broker", broker.address()}, secret, "node-1"};
+  OneNode() { REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; })); }
+};
 }  // namespace
 
 TEST_CASE("leases through the broker survive a broker crash, without double grants", "[broker]") {
@@ -390,11 +398,8 @@ TEST_CASE("after a revocation the client leases again on another node", "[broker
 }
 
 TEST_CASE("a deploy the daemon refuses gives the broker's lease back at once", "[broker]") {
-  TempDir dir;
-  auto secret = write_secret(dir.path() / "secret");
-  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
-  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
-  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  OneNode cluster;
+  auto& broker = cluster.broker;
   BrokerLeaseOptions o;
   o.memory_bytes = 1 << 26;
   o.duration = 60s;  // far longer than the test: only the daemon's report frees the core
@@ -440,11 +445,8 @@ TEST_CASE("a deploy the daemon refuses gives the broker's lease back at once", "
 }
 
 TEST_CASE("the C API leases through the broker, renews and releases", "[broker][c-api]") {
-  TempDir dir;
-  auto secret = write_secret(dir.path() / "secret");
-  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
-  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
-  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  OneNode cluster;
+  auto& broker = cluster.broker;
   ChildProcess c({RFAAS_C_BROKER_CLIENT, RFAAS_FUNCTIONS_BASIC}, {{"RFAAS_BROKER", broker.address()}});
   CHECK(c.exit_code(60s) == 0);
   CHECK(status(broker.address())["leases"].empty());

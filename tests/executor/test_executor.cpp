@@ -3,6 +3,8 @@
 // The transport comes from the environment (CTest runs this once per provider).
 #include <signal.h>
 
+#include <sys/mman.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <algorithm>
@@ -741,6 +743,27 @@ TEST_CASE("library problems are named errors", "[executor]") {
   check_daemon_serves(daemon);
 }
 
+TEST_CASE("memory mapped where a dropped buffer was is not taken for it", "[executor]") {
+  ExecutorDaemonProcess daemon;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  void* where;
+  {
+    auto b = ex->allocate(4096);
+    where = b->data();
+  }
+  // The same addresses, mapped again for the caller's own memory: unregistered, so it travels
+  // through a copy, not through the dropped buffer's (deregistered) memory region.
+  void* p = ::mmap(where, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  REQUIRE(p == where);
+  std::memset(p, 0x3c, 4096);
+  std::vector<uint8_t> out(4096);
+  size_t n = 0;
+  CHECK(ex->invoke(ex->function("echo"), p, 4096, out.data(), out.size(), &n) == Errc::ok);
+  CHECK(n == 4096);
+  CHECK(std::memcmp(p, out.data(), 4096) == 0);
+  ::munmap(p, 4096);
+}
+
 TEST_CASE("the code cache sends a library once", "[executor]") {
   ExecutorDaemonProcess daemon;
   auto first = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
@@ -799,7 +822,10 @@ TEST_CASE("a function writing past its output faults at the slot's guard page an
   }
   INFO(text);
   CHECK_THAT(text, Catch::Contains("function 'overrun' wrote past the end of its output (worker 0, slot 0, output "
-                                   "capacity 4096 bytes): executor killed by signal 11"));
+                                   "capacity 4096 bytes): executor "));
+#if !defined(__SANITIZE_ADDRESS__)
+  CHECK_THAT(text, Catch::Contains("capacity 4096 bytes): executor killed by signal 11"));  // (ASan: its report, exit 1)
+#endif
 }
 
 TEST_CASE("an executor killed with SIGKILL mid-run fails in-flight invocations in bounded time", "[executor][faults]") {
