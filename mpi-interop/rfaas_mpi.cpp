@@ -231,6 +231,7 @@ std::unique_ptr<OffloadSession> open_session(const rfaas_mpi_config& cfg, int ra
   DeployOptions d;
   d.library_path = library;
   d.functions = s->names;
+  d.dependencies = split_names(cfg.dependencies);
   d.workers = lo.cores;
   d.slots = static_cast<uint32_t>(cfg.slots);
   d.queue_depth = static_cast<uint32_t>(cfg.queue_depth);

@@ -81,7 +81,8 @@ void rfaas_deploy_options_init(rfaas_deploy_options* o) {
                             d.output_capacity,
                             d.hot_timeout_us,
                             static_cast<int64_t>(d.invocation_timeout.count()),
-                            static_cast<int32_t>(d.queue_depth)};
+                            static_cast<int32_t>(d.queue_depth),
+                            nullptr};
 }
 
 int rfaas_lease_direct(const char* daemon_address, const char* node_name, const char* secret_file, int32_t cores,
@@ -160,6 +161,7 @@ int rfaas_deploy(const rfaas_lease* lease, const rfaas_deploy_options* o, rfaas_
     rfaas::DeployOptions d;
     d.library_path = o->library_path;
     d.functions = split_commas(o->functions);
+    if (o->dependencies) d.dependencies = split_commas(o->dependencies);
     d.workers = static_cast<uint32_t>(o->workers);
     d.slots = static_cast<uint32_t>(o->slots);
     if (o->queue_depth < 0) throw rfaas::Error(rfaas::Errc::invalid_argument, "rfaas_deploy: negative queue_depth");
@@ -179,6 +181,12 @@ int rfaas_function(const rfaas_executor* e, const char* name) {
 }
 
 int rfaas_workers(const rfaas_executor* e) { return e ? static_cast<int>(e->impl->workers()) : 0; }
+
+int64_t rfaas_expires_at_ms(const rfaas_executor* e) { return e ? e->impl->expires_at_ms() : 0; }
+
+int rfaas_library_was_cached(const rfaas_executor* e) { return e && e->impl->library_was_cached() ? 1 : 0; }
+
+uint64_t rfaas_region_size(const rfaas_executor* e, uint32_t region) { return e ? e->impl->region_size(region) : 0; }
 
 int rfaas_register(rfaas_executor* e, void* data, size_t bytes) {
   if (!e) return fail(rfaas::Errc::invalid_argument, "rfaas_register: no executor");

@@ -286,9 +286,17 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
   if (options.output_capacity > protocol::kMaxOutputCapacity || options.input_capacity > protocol::kMaxInputCapacity)
     fail(Errc::invalid_argument, "input or output capacity beyond the protocol's limits");
 
-  std::ifstream lib(options.library_path, std::ios::binary);
-  if (!lib) fail(Errc::library_load_failed, "cannot read function library " + options.library_path);
-  std::vector<uint8_t> library((std::istreambuf_iterator<char>(lib)), std::istreambuf_iterator<char>());
+  auto read_file = [](const std::string& path, const char* what) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) fail(Errc::library_load_failed, std::string("cannot read ") + what + " " + path);
+    return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  auto file_name = [](const std::string& path) { return path.substr(path.rfind('/') + 1); };
+  std::vector<uint8_t> library = read_file(options.library_path, "function library");
+  if (options.dependencies.size() > protocol::kMaxDependencies)
+    fail(Errc::invalid_argument, "at most " + std::to_string(protocol::kMaxDependencies) + " dependencies");
+  std::vector<std::vector<uint8_t>> dependencies;
+  for (const auto& path : options.dependencies) dependencies.push_back(read_file(path, "dependency"));
 
   protocol::AllocateRequest req;
   try {
@@ -298,7 +306,10 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
   }
   req.library_sha256 = protocol::sha256_hex(library.data(), library.size());
   req.library_size = library.size();
-  req.library_name = options.library_path.substr(options.library_path.rfind('/') + 1);
+  req.library_name = file_name(options.library_path);
+  for (size_t i = 0; i < dependencies.size(); ++i)
+    req.dependencies.push_back({protocol::sha256_hex(dependencies[i].data(), dependencies[i].size()),
+                                dependencies[i].size(), file_name(options.dependencies[i])});
   req.functions = options.functions;
   req.workers = options.workers;
   req.slots = options.slots;
@@ -322,9 +333,18 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
       auto reply = protocol::ControlMessage::parse(
           control_.recv_frame(protocol::kMaxControlFrame, net::deadline_in(timeout * 2)));
       if (reply.type == "send_library") {
+        // Which one: the library (no body, or its hash), or one of its dependencies.
+        const std::vector<uint8_t>* bytes = &library;
+        std::string wanted = reply.body.is_object() ? reply.body.value("sha256", std::string()) : std::string();
+        if (!wanted.empty() && wanted != req.library_sha256) {
+          bytes = nullptr;
+          for (size_t i = 0; i < dependencies.size(); ++i)
+            if (req.dependencies[i].sha256 == wanted) bytes = &dependencies[i];
+          if (!bytes) fail(Errc::protocol, "the executor daemon asked for a library this deploy does not have");
+        }
         auto t_lib = Clock::now();
-        control_.send_frame(library.data(), library.size(), net::deadline_in(timeout * 6));
-        timing_.library_ms = ms_since(t_lib);
+        control_.send_frame(bytes->data(), bytes->size(), net::deadline_in(timeout * 6));
+        timing_.library_ms += ms_since(t_lib);
         continue;
       }
       if (reply.type == "error") {

@@ -240,20 +240,29 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     if (req.library_size > config_.max_library_bytes)
       throw MessageError(ControlErrc::library_mismatch, "library of " + std::to_string(req.library_size) +
                                                             " bytes exceeds this daemon's limit");
+    for (const auto& d : req.dependencies)
+      if (d.size > config_.max_library_bytes)
+        throw MessageError(ControlErrc::library_mismatch, "dependency " + d.name + " of " + std::to_string(d.size) +
+                                                              " bytes exceeds this daemon's limit");
     auto cores = leases_.reserve(lease_id, req.workers, protocol::unix_now_ms());
     reserved = true;
 
-    // The library: cached, or sent now and checked against its announced hash.
+    // The library and its dependencies: cached, or sent now and checked against their announced
+    // hashes. Dependencies first: the executor loads them before the library.
     bool cached = true;
-    auto fd = libraries_.open(req.library_sha256);
-    if (!fd) {
+    auto fetch = [&](const std::string& sha256, uint64_t size, const std::string& what) {
+      if (auto fd = libraries_.open(sha256)) return net::Fd(*fd);
       cached = false;
-      send_text(stream, protocol::make_message("send_library"), timeout);
-      auto bytes = stream.recv_frame(req.library_size, net::deadline_in(timeout * 6));  // as announced, at most
-      if (bytes.size() != req.library_size || protocol::sha256_hex(bytes.data(), bytes.size()) != req.library_sha256)
-        throw MessageError(ControlErrc::library_mismatch, "library bytes do not match the announced size and SHA-256");
-      fd = libraries_.insert(req.library_sha256, bytes);
-    }
+      send_text(stream, protocol::make_message("send_library", {{"sha256", sha256}}), timeout);
+      auto bytes = stream.recv_frame(size, net::deadline_in(timeout * 6));  // as announced, at most
+      if (bytes.size() != size || protocol::sha256_hex(bytes.data(), bytes.size()) != sha256)
+        throw MessageError(ControlErrc::library_mismatch, what + " bytes do not match the announced size and SHA-256");
+      return net::Fd(libraries_.insert(sha256, bytes));
+    };
+    std::vector<std::pair<std::string, net::Fd>> dependencies;
+    for (const auto& d : req.dependencies)
+      dependencies.emplace_back(d.name, fetch(d.sha256, d.size, "dependency " + d.name));
+    net::Fd library = fetch(req.library_sha256, req.library_size, "library");
 
     std::string cores_csv;
     for (int c : cores) cores_csv += (cores_csv.empty() ? "" : ",") + std::to_string(c);
@@ -273,7 +282,6 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     assignment.max_tasks = config_.max_tasks_per_lease;
     assignment.hello_key = protocol::worker_hello_key(t);
     assignment.library_name = protocol::utf8_prefix(req.library_name, 255);
-    net::Fd library(*fd);
     std::unique_ptr<ExecutorProcess> executor_holder = take_standby();
     ExecutorProcess& executor = *executor_holder;
     // Declared after the executor: destroyed first, killing whatever of the lease is left.
@@ -287,8 +295,11 @@ void ExecutorDaemon::session(net::TcpStream stream) {
         throw MessageError(ControlErrc::executor_failed, std::string("confining the lease: ") + e.what());
       }
     }
-    executor.assign(assignment, library.get());
+    std::vector<std::pair<std::string, int>> dependency_fds;
+    for (auto& [name, fd] : dependencies) dependency_fds.emplace_back(name, fd.get());
+    executor.assign(assignment, library.get(), dependency_fds);
     library.reset();
+    dependencies.clear();
     auto ready = executor.reports().next(net::deadline_in(timeout));
     if (!ready || ready->value("event", "") != "ready") {
       auto code = ready ? protocol::control_errc_from_string(ready->value("code", "")) : std::nullopt;

@@ -105,11 +105,23 @@ int main(int argc, char** argv) {
 
   protocol::LeaseAssignment lease;
   int library_fd = -1;
+  std::vector<std::pair<std::string, int>> dependencies;  // the library's, before the assignment
   try {
-    auto text = net::recv_with_fd(kDaemonSocket, protocol::kMaxControlFrame, &library_fd);
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded()) fail("executor_failed", "lease assignment is not JSON");
-    lease = j.get<protocol::LeaseAssignment>();
+    for (;;) {
+      int fd = -1;
+      auto text = net::recv_with_fd(kDaemonSocket, protocol::kMaxControlFrame, &fd);
+      auto j = nlohmann::json::parse(text, nullptr, false);
+      if (j.is_discarded()) fail("executor_failed", "lease assignment is not JSON");
+      if (j.is_object() && j.contains("type") && j["type"] == "dependency") {
+        if (fd < 0 || dependencies.size() >= protocol::kMaxDependencies)
+          fail("executor_failed", "a dependency without its descriptor, or too many");
+        dependencies.emplace_back(j.value("name", std::string("dependency")), fd);
+        continue;
+      }
+      library_fd = fd;
+      lease = j.get<protocol::LeaseAssignment>();
+      break;
+    }
   } catch (const net::NetError&) {
     return 0;  // the daemon went away before it needed us
   } catch (const std::exception& e) {
@@ -147,7 +159,7 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<executor::FunctionLibrary> library;
   try {
-    library = std::make_unique<executor::FunctionLibrary>(library_fd, lease.functions, lease.library_name);
+    library = std::make_unique<executor::FunctionLibrary>(library_fd, lease.functions, lease.library_name, dependencies);
   } catch (const executor::LibraryError& e) {
     fail("library_load_failed", e.what());
   }

@@ -145,8 +145,11 @@ ExecutorProcess::~ExecutorProcess() {
   if (socket_ >= 0) ::close(socket_);
 }
 
-void ExecutorProcess::assign(const protocol::LeaseAssignment& lease, int library_fd) {
+void ExecutorProcess::assign(const protocol::LeaseAssignment& lease, int library_fd,
+                             const std::vector<std::pair<std::string, int>>& dependencies) {
   try {
+    for (const auto& [name, fd] : dependencies)
+      net::send_with_fd(socket_, nlohmann::json{{"type", "dependency"}, {"name", name}}.dump(), fd);
     net::send_with_fd(socket_, nlohmann::json(lease).dump(), library_fd);
   } catch (const net::NetError& e) {
     throw MessageError(ControlErrc::executor_failed, std::string("handing the lease to the executor: ") + e.what());

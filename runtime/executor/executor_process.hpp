@@ -55,7 +55,9 @@ class ExecutorProcess {
   ExecutorProcess& operator=(const ExecutorProcess&) = delete;
 
   // Hands it its lease and library. Throws MessageError(executor_failed) if it is gone.
-  void assign(const protocol::LeaseAssignment& lease, int library_fd);
+  // Hands over the lease, the library and (first, each in a message of its own) its dependencies.
+  void assign(const protocol::LeaseAssignment& lease, int library_fd,
+              const std::vector<std::pair<std::string, int>>& dependencies = {});
   // A renewed lease's new expiry, for the executor's own deadline. Throws MessageError.
   void renew(int64_t expires_at_ms);
   // Asks for a resident region; the executor answers with a report ("region" or "region_failed")

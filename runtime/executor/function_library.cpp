@@ -4,19 +4,41 @@
 
 namespace rfaas::executor {
 
-FunctionLibrary::FunctionLibrary(int fd, const std::vector<std::string>& names, const std::string& name) {
+namespace {
+// dlerror's text without the memfd's path, which says nothing to the user.
+std::string load_error(const std::string& path) {
+  const char* err = ::dlerror();
+  std::string why = err ? err : "unknown error";
+  if (why.rfind(path + ": ", 0) == 0) why.erase(0, path.size() + 2);
+  return why;
+}
+}  // namespace
+
+FunctionLibrary::FunctionLibrary(int fd, const std::vector<std::string>& names, const std::string& name,
+                                 const std::vector<std::pair<std::string, int>>& dependencies) {
+  for (const auto& [dep_name, dep_fd] : dependencies) {
+    std::string dep_path = "/proc/self/fd/" + std::to_string(dep_fd);
+    void* h = ::dlopen(dep_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+      std::string why = load_error(dep_path);
+      for (void* d : dependencies_) ::dlclose(d);
+      dependencies_.clear();
+      throw LibraryError("dependency " + dep_name + ": " + why);
+    }
+    dependencies_.push_back(h);
+  }
   std::string path = "/proc/self/fd/" + std::to_string(fd);
   const std::string shown = name.empty() ? path : name;
   // RTLD_NOW: a missing symbol the library needs fails here, at deploy, not mid-invocation.
   handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle_) {
-    const char* err = ::dlerror();
-    std::string why = err ? err : "unknown error";
-    if (why.rfind(path + ": ", 0) == 0) why.erase(0, path.size() + 2);  // the memfd's path says nothing
+    std::string why = load_error(path);
+    for (void* d : dependencies_) ::dlclose(d);
+    dependencies_.clear();
     throw LibraryError(shown + ": " + why +
                        (why.find("cannot open shared object") != std::string::npos
-                            ? " (only the library itself is shipped: what it links must be installed on the "
-                              "executor node, see docs/api.md)"
+                            ? " (what the library links must be installed on the executor node or shipped "
+                              "with it as a dependency: docs/api.md)"
                             : ""));
   }
   for (const auto& fn : names) {
@@ -46,6 +68,7 @@ FunctionLibrary::FunctionLibrary(int fd, const std::vector<std::string>& names, 
 
 FunctionLibrary::~FunctionLibrary() {
   if (handle_) ::dlclose(handle_);
+  for (auto it = dependencies_.rbegin(); it != dependencies_.rend(); ++it) ::dlclose(*it);
 }
 
 }  // namespace rfaas::executor

@@ -31,7 +31,10 @@ class FunctionLibrary {
  public:
   // Throws LibraryError naming the dlopen error or the first name that does not resolve.
   // `name`: what the client calls the library, said in errors instead of the memfd's path.
-  FunctionLibrary(int fd, const std::vector<std::string>& names, const std::string& name = "");
+  // `dependencies` (name, descriptor): loaded first, in order, so that the library's DT_NEEDED
+  // entries resolve to them by SONAME.
+  FunctionLibrary(int fd, const std::vector<std::string>& names, const std::string& name = "",
+                  const std::vector<std::pair<std::string, int>>& dependencies = {});
   ~FunctionLibrary();
   FunctionLibrary(const FunctionLibrary&) = delete;
   FunctionLibrary& operator=(const FunctionLibrary&) = delete;
@@ -40,6 +43,7 @@ class FunctionLibrary {
 
  private:
   void* handle_ = nullptr;
+  std::vector<void*> dependencies_;  // closed after the library
   std::vector<Function> functions_;
 };
 

@@ -44,6 +44,11 @@ void to_json(nlohmann::json& j, const AllocateRequest& m) {
        {"library_name", m.library_name}, {"functions", m.functions}, {"workers", m.workers}, {"slots", m.slots},
        {"input_capacity", m.input_capacity}, {"output_capacity", m.output_capacity},
        {"hot_timeout_us", m.hot_timeout_us}};
+  if (!m.dependencies.empty()) {
+    auto deps = nlohmann::json::array();
+    for (const auto& d : m.dependencies) deps.push_back({{"sha256", d.sha256}, {"size", d.size}, {"name", d.name}});
+    j["dependencies"] = deps;
+  }
 }
 
 void from_json(const nlohmann::json& j, AllocateRequest& m) {
@@ -61,6 +66,20 @@ void from_json(const nlohmann::json& j, AllocateRequest& m) {
     m.functions.push_back(f.get<std::string>());
   }
   if (m.functions.empty()) malformed("no functions requested");
+  m.dependencies.clear();
+  if (j.contains("dependencies")) {
+    const auto& deps = j.at("dependencies");
+    if (!deps.is_array() || deps.size() > kMaxDependencies)
+      malformed("dependencies must be an array of at most " + std::to_string(kMaxDependencies));
+    for (const auto& d : deps) {
+      if (!d.is_object()) malformed("a dependency must be an object");
+      LibraryRef r{field<std::string>(d, "sha256"), field<uint64_t>(d, "size"), field<std::string>(d, "name")};
+      if (!is_hex(r.sha256, 64)) malformed("a dependency's sha256 must be 64 lowercase hex digits");
+      if (r.name.empty() || r.name.size() > 255 || r.name.find('/') != std::string::npos)
+        malformed("a dependency's name must be a file name of at most 255 bytes");
+      m.dependencies.push_back(std::move(r));
+    }
+  }
   m.workers = field<uint32_t>(j, "workers");
   m.slots = field<uint32_t>(j, "slots");
   m.input_capacity = field<uint64_t>(j, "input_capacity");

@@ -59,12 +59,24 @@ class MessageError : public std::runtime_error {
   ControlErrc code_;
 };
 
+// A library the function library links, shipped with it (and cached like it by content).
+struct LibraryRef {
+  std::string sha256;  // hex
+  uint64_t size = 0;
+  std::string name;    // its file name, for errors
+};
+inline constexpr size_t kMaxDependencies = 16;
+
 struct AllocateRequest {
   LeaseToken token;
   std::string library_sha256;  // hex
   uint64_t library_size = 0;
   std::string library_name;    // for logs
   std::vector<std::string> functions;  // resolved once; index i is function i on the wire
+  // Loaded before the library, in this order, so that its DT_NEEDED entries on their SONAMEs
+  // resolve to them. The daemon asks for each one it has not cached with "send_library"
+  // {"sha256"} (the library itself: that body's sha256 is library_sha256, or no body).
+  std::vector<LibraryRef> dependencies;
   uint32_t workers = 1;
   uint32_t slots = 4;
   uint64_t input_capacity = 1 << 20;

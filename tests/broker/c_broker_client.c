@@ -71,8 +71,12 @@ int main(int argc, char** argv) {
   CHECK(sizes[0] == 100 && memcmp(in, out, 100) == 0);
 
   int64_t before = rfaas_lease_expires_at_ms(lease);
+  CHECK(rfaas_expires_at_ms(ex) == before);
+  CHECK(rfaas_library_was_cached(ex) == 1);  /* shipped by the refused deploy above */
+  CHECK(rfaas_region_size(ex, 0) == 0);
   CHECK(rfaas_lease_renew(lease, ex, 60000) == RFAAS_OK);
   CHECK(rfaas_lease_expires_at_ms(lease) >= before + 50000);
+  CHECK(rfaas_expires_at_ms(ex) == rfaas_lease_expires_at_ms(lease));
   CHECK(rfaas_invoke(ex, echo, in, 8, out, 8, &n) == RFAAS_OK);
   rfaas_free(ex, in);
   rfaas_free(ex, out);

@@ -727,6 +727,37 @@ TEST_CASE("library problems are named errors", "[executor]") {
       CHECK_THAT(e.what(), Catch::Contains("must be installed on the executor node"));
     }
   }
+  SECTION("a library with its dependency shipped beside it") {
+    DeployOptions o;
+    o.library_path = RFAAS_TEST_NEEDS_DEP;
+    o.dependencies = {RFAAS_TEST_DEP};
+    o.functions = {"uses_dep"};
+    for (int round = 0; round < 2; ++round) {  // the second from the daemon's cache
+      auto ex = Executor::deploy(grant(), o);
+      CHECK(ex->library_was_cached() == (round == 1));
+      uint64_t v = 0;
+      uint8_t none = 0;
+      size_t n = 0;
+      CHECK(ex->invoke(0, &none, 0, &v, sizeof v, &n) == Errc::ok);
+      CHECK(v == 42);  // computed by the shipped dependency
+    }
+  }
+  SECTION("a dependency that is not a library") {
+    TempDir dir;
+    auto path = (dir.path() / "libjunk.so").string();
+    std::ofstream(path) << "this is not an ELF file";
+    DeployOptions o;
+    o.library_path = RFAAS_TEST_NEEDS_DEP;
+    o.dependencies = {path};
+    o.functions = {"uses_dep"};
+    try {
+      Executor::deploy(grant(), o);
+      FAIL("deployed");
+    } catch (const Error& e) {
+      CHECK(e.code() == Errc::library_load_failed);
+      CHECK_THAT(e.what(), Catch::Contains("dependency libjunk.so: "));
+    }
+  }
   SECTION("a file that is not a shared library") {
     TempDir dir;
     auto path = (dir.path() / "libjunk.so").string();

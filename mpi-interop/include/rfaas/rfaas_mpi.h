@@ -47,6 +47,8 @@ typedef struct rfaas_mpi_config {
   const char* own_node;     /* this rank's node name for avoid_own_node; NULL: MPI_Get_processor_name */
   uint64_t region_bytes;    /* lease memory for resident regions, beyond the slots (default 0) */
   int32_t queue_depth;      /* offloads per core waiting for a slot beyond `slots` (default 256) */
+  const char* dependencies; /* comma-separated paths of libraries the function library links that the
+                               executor nodes lack, shipped with it (default NULL; api.md) */
 } rfaas_mpi_config;
 
 typedef struct rfaas_mpi_stats {

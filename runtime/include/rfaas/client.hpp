@@ -123,6 +123,10 @@ void broker_release(const std::string& broker_address, uint64_t lease_id,
 struct DeployOptions {
   std::string library_path;             // the function library (.so) to ship
   std::vector<std::string> functions;   // names to resolve; function(name) gives their ids
+  // Shared libraries the function library links that the executor nodes do not have: shipped
+  // with it and loaded before it, in this order (each after what it needs), so that its
+  // DT_NEEDED entries resolve to them by SONAME (at most 16; api.md).
+  std::vector<std::string> dependencies;
   uint32_t workers = 1;                 // leased cores to use, one worker each
   uint32_t slots = 4;                   // invocations in flight per worker (at most 64)
   uint32_t queue_depth = 256;           // further calls per worker waiting for a slot

@@ -58,6 +58,9 @@ typedef struct rfaas_deploy_options {
   int64_t hot_timeout_us;     /* executor busy-polls this long, then blocks; -1 always hot */
   int64_t invocation_timeout_ms; /* default bound for rfaas_invoke / rfaas_wait (default 10 s) */
   int32_t queue_depth;        /* calls per worker waiting for a slot (default 256) */
+  const char* dependencies;   /* comma-separated paths of libraries the function library links that
+                                 the executor nodes lack: shipped and loaded before it, each after
+                                 what it needs (default NULL: none; api.md) */
 } rfaas_deploy_options;
 
 typedef struct rfaas_lease_options {
@@ -106,6 +109,9 @@ int rfaas_deploy(const rfaas_lease* lease, const rfaas_deploy_options* options, 
 /* The id of a deployed function, or -1. */
 int rfaas_function(const rfaas_executor* executor, const char* name);
 int rfaas_workers(const rfaas_executor* executor);
+int64_t rfaas_expires_at_ms(const rfaas_executor* executor); /* the lease's end, renewals included */
+int rfaas_library_was_cached(const rfaas_executor* executor); /* 1: the daemon had the library */
+uint64_t rfaas_region_size(const rfaas_executor* executor, uint32_t region); /* 0: no such region */
 
 /* Registered memory travels without a copy; unregistered memory works through one copy. */
 int rfaas_register(rfaas_executor* executor, void* data, size_t bytes);

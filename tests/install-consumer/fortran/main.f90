@@ -24,6 +24,7 @@ module rfaas_c
     integer(c_int64_t) :: hot_timeout_us
     integer(c_int64_t) :: invocation_timeout_ms
     integer(c_int32_t) :: queue_depth
+    type(c_ptr) :: dependencies
   end type
 
   interface
