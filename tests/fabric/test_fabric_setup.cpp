@@ -16,6 +16,13 @@
 #include "net/tcp_socket.hpp"
 #include "rfaas/fabric/fabric.hpp"
 
+#ifdef RFAAS_TEST_OFI
+#include <cstdio>
+#include <string>
+
+#include "support/child_process.hpp"
+#endif
+
 #ifdef RFAAS_TEST_VERBS
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -415,6 +422,91 @@ TEST_CASE("verbs picks the device by name or address and the RoCE v2 GID of the 
   }
   setenv("RFAAS_VERBS_GID_INDEX", "two", 1);
   CHECK_THROWS_AS(fabric::open_domain(config), fabric::Error);
+}
+#endif
+
+#ifdef RFAAS_TEST_OFI
+// On the RDM providers an endpoint takes writes from any endpoint that has its address; the key
+// is what keeps others out. A foreign endpoint (the victim's address learnt from its bootstrap,
+// as anyone on the path could) writing with a guessed key changes nothing and completes nothing
+// on the victim; with the victim's real key (which only its client holds) it gets through: rfaas
+// does not check completions against their source (docs/security.md, limits).
+TEST_CASE("a foreign endpoint without the key cannot write into an RDM endpoint's memory", "[fabric][security]") {
+  if (verbs_selected()) {
+    WARN("verbs RC queue pairs take writes from their connected peer only");
+    return;
+  }
+  auto config = fabric::Config::from_env();
+  auto domain = fabric::open_domain(config);
+  auto listener = domain->listen(config.local_host, 0);
+  std::vector<uint8_t> memory(4096, 0);
+  auto mr = domain->register_memory(memory.data(), memory.size(), fabric::Access::remote_write);
+  auto victim = domain->create_endpoint();
+  auto client = domain->create_endpoint();
+
+  // The client connects through a relay that keeps what the listener says: its hello carries
+  // the victim endpoint's address (then the provider name, the address, the connection data).
+  auto relay = net::TcpListener::bind("127.0.0.1", 0);
+  std::vector<uint8_t> seen;
+  net::TcpStream to_client, to_listener;
+  TestThread relaying([&] {
+    to_client = relay.accept(net::deadline_in(5s));
+    to_listener = net::TcpStream::connect(net::HostPort::parse(listener->address()), net::deadline_in(5s));
+    auto hello = to_client.recv_frame(1 << 16, net::deadline_in(5s));
+    to_listener.send_frame(hello.data(), hello.size(), net::deadline_in(5s));
+    seen = to_listener.recv_frame(1 << 16, net::deadline_in(5s));
+    to_client.send_frame(seen.data(), seen.size(), net::deadline_in(5s));
+  });
+  TestThread connecting([&] {
+    fabric::ConnectionData theirs;
+    client->connect("127.0.0.1:" + std::to_string(relay.port()), fabric::make_connection_data(uint64_t{1}), theirs, 5s);
+  });
+  fabric::ConnectionData theirs;
+  const auto offered = fabric::make_connection_data(mr->remote());
+  listener->accept(*victim, offered, theirs, 10s, [](const fabric::ConnectionData&) { return true; });
+  relaying.join();
+  connecting.join();
+  const std::string prov = domain->provider();
+  auto at = std::search(seen.begin(), seen.end(), prov.begin(), prov.end());
+  REQUIRE(at != seen.end());
+  REQUIRE(seen.end() - at > static_cast<long>(prov.size() + offered.size));
+  std::vector<uint8_t> address(at + static_cast<long>(prov.size()), seen.end() - static_cast<long>(offered.size));
+
+  std::string hex;
+  for (uint8_t b : address) {
+    char two[3];
+    std::snprintf(two, sizeof two, "%02x", b);
+    hex += two;
+  }
+  // Writes from another process with `key`; the victim progressed meanwhile: what reached it.
+  auto foreign_write = [&](uint64_t key) {
+    auto target = mr->remote();
+    testing::ChildProcess writer({RFAAS_FOREIGN_WRITER, prov, config.local_host, hex, std::to_string(target.address),
+                                  std::to_string(key)});
+    int got = 0;
+    fabric::Completion c[4];
+    auto poll_for = [&](std::chrono::milliseconds d) {
+      for (auto end = std::chrono::steady_clock::now() + d; std::chrono::steady_clock::now() < end;) {
+        int n = victim->poll(c, 4);
+        for (int i = 0; i < n; ++i) got += c[i].kind == fabric::Completion::Kind::write_received;
+      }
+    };
+    for (auto end = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < end;) {
+      poll_for(20ms);
+      if (writer.wait_for(0ms)) break;
+    }
+    poll_for(200ms);
+    REQUIRE(writer.exit_code(1s) == 0);
+    return got;
+  };
+  INFO("provider " << prov);
+  for (uint64_t guess : {mr->remote().key ^ 1, mr->remote().key + 1, uint64_t{1}, uint64_t{2}}) {
+    CHECK(foreign_write(guess) == 0);
+    CHECK(std::count(memory.begin(), memory.end(), 0) == 4096);
+  }
+  // The documented limit: with the real key, a foreign endpoint's write lands.
+  CHECK(foreign_write(mr->remote().key) == 1);
+  CHECK(memory[0] == 0xAB);
 }
 #endif
 
