@@ -13,7 +13,8 @@ build=$(readlink -f "${1:?usage: verbs-tests.sh BUILD_DIR}")
 suites=("$build/tests/fabric/test_fabric" "$build/tests/fabric/test_fabric_setup" "$build/tests/executor/test_executor")
 support=("$build/tests/fabric/fabric_peer" "$build/runtime/rfaas-executord" "$build/runtime/rfaas-executor"
          "$build/functions/librfaas_functions_basic.so" "$build/tests/executor/c_api_client"
-         "$build/tests/executor/librfaas_test_needs_dep.so" "$build/tests/executor/librfaas_test_overrun.so")
+         "$build/tests/executor/librfaas_test_needs_dep.so" "$build/tests/executor/librfaas_test_dep.so"
+         "$build/tests/executor/librfaas_test_overrun.so")
 for f in "${suites[@]}" "${support[@]}"; do [[ -e "$f" ]] || { echo "verbs-tests.sh: missing $f (build first)" >&2; exit 2; }; done
 
 # The apps, when they were built (MPI found): what they run on, and Open MPI's runtime with the
