@@ -716,7 +716,7 @@ TEST_CASE("library problems are named errors", "[executor]") {
     }
   }
   SECTION("a library whose own dependency is not on the executor node") {
-    // Only the library is shipped and it loads from a memfd: $ORIGIN finds nothing there.
+    // Only the library is shipped and it loads from a memfd: nothing beside it there.
     DeployOptions o;
     o.library_path = RFAAS_TEST_NEEDS_DEP;
     o.functions = {"uses_dep"};

@@ -1,5 +1,5 @@
-/* A function library that links a library of its own (rfaas_test_dep, found through $ORIGIN
- * beside it): the executor ships only this file, so the dependency is missing there. */
+/* A function library that links a library of its own (rfaas_test_dep, beside it in the build):
+ * unless shipped as a dependency, it is missing where the executor loads this one. */
 #include <rfaas/function.h>
 #include <stdint.h>
 
