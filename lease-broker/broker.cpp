@@ -126,10 +126,41 @@ void LeaseBroker::check_owner(const auth::Identity& who, const LeaseRecord& leas
 }
 
 std::string LeaseBroker::release_locked(uint64_t lease_id, const std::string& reason) {
-  if (!book_.lease(lease_id)) return "not held";
+  auto lease = book_.lease(lease_id);
+  if (!lease) return "not held";
   journal_.release(lease_id, reason);
   book_.apply_release(lease_id);
+  // The node's held heartbeat is answered now: its daemon ends the lease without waiting.
+  auto& w = node_waits_[lease->node];
+  ++w.generation;
+  w.changed.notify_all();
   return reason;
+}
+
+std::string LeaseBroker::heartbeat(const protocol::ControlMessage& msg, int64_t now) {
+  // A daemon's heartbeat is {"registration": ..., "hold_ms": ...}; a bare registration is one
+  // that wants its answer at once.
+  const bool wrapped = msg.body.contains("registration");
+  auto r = wrapped ? msg.body.at("registration").get<protocol::NodeRegistration>() : msg.as<protocol::NodeRegistration>();
+  uint32_t hold_ms = wrapped ? msg.body.value("hold_ms", 0u) : 0;
+  hold_ms = std::min(hold_ms, config_.heartbeat_timeout_ms / 2);
+  std::string why;
+  if (!registration_valid(r, "register", &why)) throw MessageError(ControlErrc::bad_token, why);
+  std::unique_lock lock(mutex_);
+  bool known = book_.nodes().count(r.node) > 0;
+  book_.upsert_node({r.node, r.control_address, r.cores, r.memory_bytes, NodeInfo::State::active, now, false, r.serving});
+  if (!known) log("node " + r.node + " registered: " + std::to_string(r.cores) + " cores at " + r.control_address);
+  // Held until one of the node's leases ends here, or hold_ms: unless the daemon serves a lease
+  // that is not held here, which it must end now.
+  if (hold_ms > 0 && book_.ending_on(r.node).empty()) {
+    auto& w = node_waits_[r.node];
+    const uint64_t seen = w.generation;
+    w.changed.wait_for(lock, std::chrono::milliseconds(hold_ms),
+                       [&] { return w.generation != seen || shutdown_.load(); });
+  }
+  nlohmann::json held = nlohmann::json::array();
+  for (const auto& l : book_.leases_on(r.node)) held.push_back(l.lease_id);
+  return protocol::make_message("registered", {{"heartbeat_interval_ms", config_.heartbeat_timeout_ms / 4}, {"held", held}});
 }
 
 std::string LeaseBroker::handle(const std::vector<uint8_t>& frame) {
@@ -149,16 +180,7 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
   try {
     auto msg = protocol::ControlMessage::parse(frame);
     int64_t now = protocol::unix_now_ms();
-    if (msg.type == "register") {
-      auto r = msg.as<protocol::NodeRegistration>();
-      std::string why;
-      if (!registration_valid(r, "register", &why)) throw MessageError(ControlErrc::bad_token, why);
-      std::lock_guard lock(mutex_);
-      bool known = book_.nodes().count(r.node) > 0;
-      book_.upsert_node({r.node, r.control_address, r.cores, r.memory_bytes, NodeInfo::State::active, now});
-      if (!known) log("node " + r.node + " registered: " + std::to_string(r.cores) + " cores at " + r.control_address);
-      return protocol::make_message("registered", {{"heartbeat_interval_ms", config_.heartbeat_timeout_ms / 4}});
-    }
+    if (msg.type == "register") return heartbeat(msg, now);
     if (msg.type == "lease") {
       auto ask = msg.as<protocol::LeaseAsk>();
       auto who = authenticate(msg);
@@ -200,11 +222,22 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
       if (!registration_valid(r, "lease_usage:" + std::to_string(id), &why))
         throw MessageError(ControlErrc::bad_token, why);
       auto usage = msg.body.at("usage").get<protocol::Usage>();
+      // Accounting from the daemon's own measure; what the executor (the lease's code) said of
+      // itself is kept apart, labelled as its word.
+      UsageRecord record;
+      record.reported = usage;
+      if (auto served = msg.body.find("served"); served != msg.body.end() && served->is_object()) {
+        record.cores = served->value("cores", 0u);
+        record.memory_bytes = served->value("memory_bytes", uint64_t{0});
+        record.served_ms = served->value("served_ms", uint64_t{0});
+      }
       std::lock_guard lock(mutex_);
       auto lease = book_.lease(id);
       if (lease && lease->node != r.node) throw MessageError(ControlErrc::bad_token, "usage for a lease on another node");
       release_locked(id, "ended: " + msg.body.value("reason", std::string("unknown")));  // journaled first
-      usage_[id] = {lease ? lease->uid : 0, usage};
+      book_.served_ended(r.node, id);  // its executor is gone there: its cores are free
+      record.uid = lease ? lease->uid : 0;
+      usage_[id] = record;
       return protocol::make_message("recorded", {{"lease_id", id}});
     }
     if (msg.type == "drain") {
@@ -260,14 +293,14 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
         nodes.push_back({{"node", name}, {"address", n.control_address}, {"cores", n.cores},
                          {"free_cores", book_.free_cores(name)},
                          {"state", n.drained_by_operator && n.state == NodeInfo::State::active ? "drained" : to_string(n.state)},
-                         {"heartbeat_age_ms", now - n.last_heartbeat_ms}});
+                         {"heartbeat_age_ms", now - n.last_heartbeat_ms}, {"ending", book_.ending_on(name).size()}});
       for (auto& [id, l] : book_.leases())
         if (all || l.uid == who.uid) leases.push_back(l);
       for (auto& [id, u] : usage_) {
         if (!all && u.uid != who.uid) continue;
-        nlohmann::json j = u.usage;
-        j["lease_id"] = id;
-        usage.push_back(j);
+        usage.push_back({{"lease_id", id}, {"uid", u.uid}, {"cores", u.cores}, {"memory_bytes", u.memory_bytes},
+                         {"served_ms", u.served_ms}, {"core_ms", u.cores * u.served_ms},
+                         {"reported_by_executor", u.reported}});
       }
       return protocol::make_message("status", {{"nodes", nodes}, {"leases", leases}, {"usage", usage}});
     }

@@ -62,6 +62,9 @@ class LeaseBroker {
   // Signed, fresh, and for this message (its purpose).
   bool registration_valid(const protocol::NodeRegistration& r, const std::string& purpose, std::string* why) const;
   std::string release_locked(uint64_t lease_id, const std::string& reason);
+  // A daemon's heartbeat: its node refreshed with what it serves, answered with the leases held
+  // there, after at most its hold_ms (sooner when one of them ends here).
+  std::string heartbeat(const protocol::ControlMessage& msg, int64_t now);
   // 1 .. max_lease_ms, or MessageError(policy).
   void check_duration(int64_t duration_ms) const;
   // Who sent a user's request (its MUNGE credential), or MessageError(not_authenticated).
@@ -77,11 +80,21 @@ class LeaseBroker {
   Journal::ReplayResult replayed_;  // before book_: book_'s initialiser fills it
   LeaseBook book_;
   Journal journal_;
+  // A lease's usage: cores, memory and time as its daemon measured them, and what its executor
+  // reported of itself (untrusted: the lease's code runs there).
   struct UsageRecord {
     uint32_t uid = 0;
-    protocol::Usage usage;
+    uint32_t cores = 0;
+    uint64_t memory_bytes = 0;
+    uint64_t served_ms = 0;
+    protocol::Usage reported;
   };
   std::map<uint64_t, UsageRecord> usage_;
+  struct NodeWait {  // a node's held heartbeat waits here for one of its leases to end
+    uint64_t generation = 0;
+    std::condition_variable changed;
+  };
+  std::map<std::string, NodeWait> node_waits_;  // guarded by mutex_
   net::TcpListener listener_;
   std::atomic<bool> shutdown_{false};
   std::atomic<int> sessions_{0};

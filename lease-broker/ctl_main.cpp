@@ -86,11 +86,15 @@ int main(int argc, char** argv) {
                   l["node"].get<std::string>().c_str(), l["cores"].get<unsigned>(),
                   (l["expires_at_ms"].get<int64_t>() - now) / 1000.0, l["uid"].get<unsigned>(),
                   l["client"].get<std::string>().c_str());
-    std::printf("\n%-20s %12s %14s %14s\n", "USAGE OF LEASE", "INVOCATIONS", "HOT POLL (ms)", "COMPUTE (ms)");
-    for (auto& u : reply.body["usage"])
-      std::printf("%-20llu %12llu %14.3f %14.3f\n", u["lease_id"].get<unsigned long long>(),
-                  u["invocations"].get<unsigned long long>(), u["hot_polling_ns"].get<double>() / 1e6,
-                  u["compute_ns"].get<double>() / 1e6);
+    // Core time as the node's daemon measured it; the rest is the executor's own word.
+    std::printf("\n%-20s %8s %6s %14s | %-40s\n", "USAGE OF LEASE", "UID", "CORES", "CORE TIME (s)",
+                "REPORTED BY THE EXECUTOR: INVOCATIONS, COMPUTE (ms)");
+    for (auto& u : reply.body["usage"]) {
+      const auto& r = u["reported_by_executor"];
+      std::printf("%-20llu %8u %6u %14.3f | %12llu %14.3f\n", u["lease_id"].get<unsigned long long>(),
+                  u["uid"].get<unsigned>(), u["cores"].get<unsigned>(), u["core_ms"].get<double>() / 1e3,
+                  r["invocations"].get<unsigned long long>(), r["compute_ns"].get<double>() / 1e6);
+    }
   } catch (const std::exception& e) {
     std::cerr << "rfaas-ctl: " << e.what() << "\n";
     return 1;

@@ -35,7 +35,35 @@ uint64_t LeaseBook::cores_of_user(uint32_t uid) const {
   uint64_t n = 0;
   for (auto& [id, l] : leases_)
     if (l.uid == uid) n += l.cores;
+  for (auto& [name, node] : nodes_)  // a lease released here still counts until its daemon ends it
+    for (auto& l : node.serving)
+      if (l.uid == uid && !leases_.count(l.lease_id)) n += l.cores;
   return n;
+}
+
+LeaseBook::Used LeaseBook::ending(const NodeInfo& node) const {
+  Used u;
+  for (auto& l : node.serving)
+    if (!leases_.count(l.lease_id)) {
+      u.cores += l.cores;
+      u.memory_bytes += l.memory_bytes;
+    }
+  return u;
+}
+
+std::vector<protocol::ServedLease> LeaseBook::ending_on(const std::string& node) const {
+  std::vector<protocol::ServedLease> out;
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return out;
+  for (auto& l : it->second.serving)
+    if (!leases_.count(l.lease_id)) out.push_back(l);
+  return out;
+}
+
+void LeaseBook::served_ended(const std::string& node, uint64_t lease_id) {
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return;
+  std::erase_if(it->second.serving, [&](const protocol::ServedLease& l) { return l.lease_id == lease_id; });
 }
 
 void LeaseBook::upsert_node(const NodeInfo& node) {
@@ -63,7 +91,7 @@ uint32_t LeaseBook::free_cores(const std::string& node) const {
   auto it = nodes_.find(node);
   if (it == nodes_.end()) return 0;
   auto u = used_.find(node);
-  uint64_t used = u == used_.end() ? 0 : u->second.cores;
+  uint64_t used = (u == used_.end() ? 0 : u->second.cores) + ending(it->second).cores;
   return used >= it->second.cores ? 0 : static_cast<uint32_t>(it->second.cores - used);
 }
 
@@ -71,7 +99,7 @@ uint64_t LeaseBook::free_memory(const std::string& node) const {
   auto it = nodes_.find(node);
   if (it == nodes_.end()) return 0;
   auto u = used_.find(node);
-  uint64_t used = u == used_.end() ? 0 : u->second.memory_bytes;
+  uint64_t used = (u == used_.end() ? 0 : u->second.memory_bytes) + ending(it->second).memory_bytes;
   return used >= it->second.memory_bytes ? 0 : it->second.memory_bytes - used;
 }
 
@@ -86,6 +114,11 @@ std::optional<LeaseRecord> LeaseBook::place(const LeaseRequest& request, int64_t
     if (node.state != NodeInfo::State::active || node.drained_by_operator) continue;
     if (std::find(request.avoid_nodes.begin(), request.avoid_nodes.end(), name) != request.avoid_nodes.end()) continue;
     Used used = u != used_.end() && u->first == name ? u->second : Used{};
+    if (!node.serving.empty()) {
+      Used e = ending(node);
+      used.cores += e.cores;
+      used.memory_bytes += e.memory_bytes;
+    }
     uint32_t free = used.cores >= node.cores ? 0 : static_cast<uint32_t>(node.cores - used.cores);
     uint64_t free_mem = used.memory_bytes >= node.memory_bytes ? 0 : node.memory_bytes - used.memory_bytes;
     if (free < request.cores || free_mem < request.memory_bytes) continue;

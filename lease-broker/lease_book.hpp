@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "protocol/broker_messages.hpp"
+
 namespace rfaas::broker {
 
 struct NodeInfo {
@@ -27,6 +29,10 @@ struct NodeInfo {
   State state = State::active;
   int64_t last_heartbeat_ms = 0;
   bool drained_by_operator = false;  // rfaas-ctl drain: kept across heartbeats until resume
+  // What its daemon said it serves, at its last heartbeat (less the leases it reported ended
+  // since). A lease served there but not held here (released, expired, revoked here before its
+  // executor was gone) still takes its cores and memory: nothing is granted twice.
+  std::vector<protocol::ServedLease> serving;
 };
 const char* to_string(NodeInfo::State);
 
@@ -60,6 +66,10 @@ class LeaseBook {
  public:
   // Registration and heartbeats: adds or refreshes a node (its state becomes active).
   void upsert_node(const NodeInfo& node);
+  // The node's daemon reported the lease ended (its executor gone): no longer served there.
+  void served_ended(const std::string& node, uint64_t lease_id);
+  // Leases the node serves that are not held here: ending there, their cores still taken.
+  std::vector<protocol::ServedLease> ending_on(const std::string& node) const;
   bool set_state(const std::string& node, NodeInfo::State state);
   bool set_operator_drain(const std::string& node, bool drained);
   const std::map<std::string, NodeInfo>& nodes() const { return nodes_; }
@@ -91,6 +101,7 @@ class LeaseBook {
     uint64_t cores = 0, memory_bytes = 0;
   };
   std::map<std::string, Used> used_;  // per node, kept with leases_: placement is O(nodes)
+  Used ending(const NodeInfo& node) const;  // served there, not held here: O(leases served there)
   uint64_t next_lease_id_ = 1;
 };
 

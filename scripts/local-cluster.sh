@@ -13,6 +13,8 @@
 #
 # The transport is the executor side's and the clients' RFAAS_OFI_PROVIDER (default shm).
 set -euo pipefail
+# The secret, the journal and the daemons' logs are the caller's alone, from their first byte.
+umask 077
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 build="$root/build"
@@ -70,7 +72,7 @@ wait_file() {  # file, what, pid
 
 if [[ -z "${RFAAS_MUNGE_SOCKET:-}" ]]; then
   own_munged=1
-  chmod 755 "$work"  # munged runs as the munge user
+  chmod 711 "$work"  # munged (the munge user) and clients pass through to its socket; nobody lists
   munge_env=$(bash "$here/munged.sh" start "$work/munge" | tail -n 1)
   export "$munge_env"
 fi

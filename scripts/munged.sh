@@ -12,6 +12,10 @@
 # folder is world-searchable: every local user may ask munged for a credential, as with the
 # system's /run/munge.
 set -euo pipefail
+# Everything this script and munged create is private from the start (the key above all: a
+# copied key mints credentials for any uid, root's included); the socket's folder is opened
+# to other users by name below, the key never.
+umask 077
 cmd=${1:?usage: munged.sh start|stop DIR}
 dir=${2:?usage: munged.sh start|stop DIR}
 
@@ -42,11 +46,12 @@ if [[ $(id -u) -eq 0 ]] && id munge >/dev/null 2>&1; then
   owner=munge
   run=(setpriv --reuid=munge --regid=munge --init-groups)
 fi
-# munged checks that nobody else can write its folders or read its key.
+# munged checks that nobody else can write its folders or read its key. The key is made in
+# a private file (umask 077: mode 0600 from its first byte), then handed to munged's user.
 chmod 755 "$dir"
-[[ -s "$dir/munge.key" ]] || dd if=/dev/urandom of="$dir/munge.key" bs=1 count=1024 status=none
-chown "$owner" "$dir" "$dir/munge.key"
+[[ -s "$dir/munge.key" ]] || dd if=/dev/urandom of="$dir/munge.key" bs=1024 count=1 status=none
 chmod 400 "$dir/munge.key"
+chown "$owner" "$dir" "$dir/munge.key"
 rm -f "$socket" "$socket.lock"
 "${run[@]}" "$munged" --force --key-file="$dir/munge.key" --socket="$socket" --pid-file="$dir/munged.pid" \
   --log-file="$dir/munged.log" --seed-file="$dir/munged.seed"

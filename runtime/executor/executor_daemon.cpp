@@ -148,7 +148,7 @@ void ExecutorDaemon::serve() {
   if (!config_.broker.empty()) {
     broker_ = std::make_unique<BrokerLink>(config_.broker, config_.node_name,
                                            config_.advertise.empty() ? address() : config_.advertise,
-                                           static_cast<uint32_t>(leases_.total_cores()), config_.memory_bytes, secret_);
+                                           static_cast<uint32_t>(leases_.total_cores()), config_.memory_bytes, secret_, leases_);
     broker_->start();
   }
   log("node " + config_.node_name + ", " + std::to_string(leases_.total_cores()) + " cores, control port " + address());
@@ -244,8 +244,9 @@ void ExecutorDaemon::session(net::TcpStream stream) {
       if (d.size > config_.max_library_bytes)
         throw MessageError(ControlErrc::library_mismatch, "dependency " + d.name + " of " + std::to_string(d.size) +
                                                               " bytes exceeds this daemon's limit");
-    auto cores = leases_.reserve(lease_id, req.workers, protocol::unix_now_ms());
+    auto cores = leases_.reserve(lease_id, req.workers, protocol::unix_now_ms(), t.memory_bytes, t.uid);
     reserved = true;
+    if (broker_) broker_->report_now();  // a lease the broker does not hold ends before it serves long
 
     // The library and its dependencies: cached, or sent now and checked against their announced
     // hashes. Dependencies first: the executor loads them before the library.
@@ -311,6 +312,7 @@ void ExecutorDaemon::session(net::TcpStream stream) {
     send_text(stream, protocol::make_message("allocated", reply), timeout);
     // From here the token is spent: presented again, it is refused (LeaseTable).
     served_until_ms = t.expires_at_ms;
+    const auto served_since = std::chrono::steady_clock::now();  // what the broker hears was served
     // The next standby starts once this lease's endpoints had time to connect: its libfabric
     // start-up would otherwise compete with them for the node's cores.
     auto replenish_at = std::chrono::steady_clock::now() + 200ms;
@@ -340,6 +342,11 @@ void ExecutorDaemon::session(net::TcpStream stream) {
       if (shutting_down()) {
         end.reason = "revoked";
         end.detail = "executor daemon is shutting down";
+        break;
+      }
+      if (leases_.ended_by_broker(lease_id)) {
+        end.reason = "revoked";
+        end.detail = "the lease ended at the broker (released, expired or revoked there)";
         break;
       }
       pollfd fds[2] = {{stream.fd(), POLLIN, 0}, {executor.pidfd(), POLLIN, 0}};
@@ -476,7 +483,12 @@ void ExecutorDaemon::session(net::TcpStream stream) {
       } catch (const net::NetError&) {
       }
     }
-    if (broker_) broker_->report_usage(lease_id, end.usage, end.reason);
+    if (broker_) {
+      // Measured here, not reported by the executor (which runs the lease's code).
+      auto served_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - served_since).count();
+      broker_->report_usage(lease_id, end.usage,
+                            {{"cores", req.workers}, {"memory_bytes", t.memory_bytes}, {"served_ms", served_ms}}, end.reason);
+    }
     const bool explained = end.reason == "memory_exceeded" || !executor.reports().fault().empty();
     log("lease " + std::to_string(lease_id) + " ended: " + end.reason + (explained ? " (" + end.detail + ")" : "") + ", executor " + describe_exit(st) + ", " +
         std::to_string(end.usage.invocations) + " invocations");
@@ -493,7 +505,9 @@ void ExecutorDaemon::session(net::TcpStream stream) {
       } else if (e.code() != ControlErrc::lease_active && e.code() != ControlErrc::lease_ended) {
         spent = leases_.spend(lease_id, genuine_until_ms);
       }
-      if (spent && broker_) broker_->report_usage(lease_id, {}, std::string("deploy_refused: ") + to_string(e.code()));
+      if (spent && broker_)
+        broker_->report_usage(lease_id, {}, {{"cores", 0}, {"memory_bytes", 0}, {"served_ms", 0}},
+                              std::string("deploy_refused: ") + to_string(e.code()));
     }
     try {
       send_text(stream, protocol::make_error(e.code(), e.what()), timeout);

@@ -5,8 +5,11 @@
 // loads the library it becomes the lease's user (executor/lease_user.hpp): started by a root
 // daemon, everything of the lease's own runs as the user who leased it.
 // It reports on the stdout it was started with, one JSON object per line (the function library's
-// own stdout goes to stderr instead, the daemon's log: a chatty function neither blocks on a pipe
-// nobody reads during the lease nor mixes its bytes into the reports):
+// own stdout goes to stderr instead, a pipe the daemon drains into its log line by line, labelled
+// with the lease and rate-limited: a chatty function neither blocks nor mixes its bytes into the
+// reports, and no descriptor of root's log is in the lease's hands). Reports are the executor's
+// word about itself, and leased code runs in this process: the daemon takes them for what the
+// executor says (invocation counts), never for accounting that matters (executor_process.hpp):
 //   {"event":"ready","address":"host:port"}          serving; the client may connect
 //   {"event":"failed","code":"...","detail":"..."}   could not serve (exit status 3)
 //   {"event":"usage", "invocations":..., ...}        at exit

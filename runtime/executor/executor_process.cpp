@@ -4,11 +4,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -74,6 +77,78 @@ protocol::Usage ExecutorReports::usage(net::Deadline deadline, std::string* ende
   return {};
 }
 
+ExecutorOutput::ExecutorOutput(int fd, pid_t pid) : fd_(fd), pid_(pid) {
+  wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  window_ = std::chrono::steady_clock::now();
+  thread_ = std::thread([this] { run(); });
+}
+
+ExecutorOutput::~ExecutorOutput() {
+  // Whatever the lease forked may still hold the pipe's other end: stopped, not waited for EOF.
+  uint64_t one = 1;
+  if (wake_ >= 0) (void)!::write(wake_, &one, sizeof one);
+  if (thread_.joinable()) thread_.join();
+  if (wake_ >= 0) ::close(wake_);
+  ::close(fd_);
+}
+
+std::string ExecutorOutput::label() const {
+  uint64_t id = lease_.load();
+  return id ? "lease " + std::to_string(id) : "standby executor " + std::to_string(pid_);
+}
+
+void ExecutorOutput::emit(std::string& line) {
+  auto now = std::chrono::steady_clock::now();
+  if (now - window_ >= std::chrono::seconds(1)) {
+    if (dropped_)
+      std::fprintf(stderr, "rfaas-executord: %s output: %llu bytes dropped (over %zu bytes a second)\n", label().c_str(),
+                   static_cast<unsigned long long>(dropped_), kBytesPerSecond);
+    window_ = now;
+    budget_ = kBytesPerSecond;
+    dropped_ = 0;
+  }
+  if (line.size() > budget_) {
+    dropped_ += line.size();
+  } else {
+    budget_ -= line.size();
+    for (char& c : line)
+      if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) c = '?';
+    std::fprintf(stderr, "rfaas-executord: %s output: %s\n", label().c_str(), line.c_str());
+  }
+  line.clear();
+}
+
+void ExecutorOutput::run() {
+  std::string line;
+  bool cut = false;  // inside a line longer than kMaxLine: its rest is dropped
+  char chunk[4096];
+  for (;;) {
+    pollfd p[2] = {{fd_, POLLIN, 0}, {wake_, POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (p[1].revents) return;
+    ssize_t n = ::read(fd_, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n; ++i) {
+      char c = chunk[i];
+      if (c == '\n') {
+        if (!line.empty() || !cut) emit(line);
+        cut = false;
+      } else if (line.size() < kMaxLine && !cut) {
+        line.push_back(c);
+      } else if (!cut) {
+        line += " [cut]";
+        emit(line);
+        cut = true;
+      }
+    }
+  }
+  if (!line.empty()) emit(line);
+}
+
 bool executor_may_see(const char* entry) {
   static const char* const kExact[] = {"PATH=", "HOME=", "LANG=", "LC_ALL=", "TZ=", "TMPDIR=", "LD_LIBRARY_PATH=",
                                        "RFAAS_FABRIC=", "RFAAS_FABRIC_HOST=", "RFAAS_OFI_PROVIDER="};
@@ -91,17 +166,23 @@ bool executor_may_see(const char* entry) {
 }
 
 ExecutorProcess::ExecutorProcess(const std::string& path, const std::string& fabric_host) {
-  int out[2], sock[2];
+  int out[2], err[2], sock[2];
   if (::pipe2(out, O_CLOEXEC) != 0) throw MessageError(ControlErrc::executor_failed, "pipe failed");
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sock) != 0) {
+  if (::pipe2(err, O_CLOEXEC) != 0) {
     ::close(out[0]);
     ::close(out[1]);
+    throw MessageError(ControlErrc::executor_failed, "pipe failed");
+  }
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sock) != 0) {
+    for (int fd : {out[0], out[1], err[0], err[1]}) ::close(fd);
     throw MessageError(ControlErrc::executor_failed, "socketpair failed");
   }
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, sock[1], 3);
   posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+  // Not the daemon's log: leased code would hold root's file (truncate it, write as the daemon).
+  posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
   posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   std::vector<std::string> argv_s{path, "--listen", fabric_host};
   std::vector<char*> argv;
@@ -127,14 +208,17 @@ ExecutorProcess::ExecutorProcess(const std::string& path, const std::string& fab
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   ::close(out[1]);
+  ::close(err[1]);
   ::close(sock[1]);
   if (rc != 0) {
     ::close(out[0]);
+    ::close(err[0]);
     ::close(sock[0]);
     throw MessageError(ControlErrc::executor_failed, "cannot start " + path + ": " + std::strerror(rc));
   }
   socket_ = sock[0];
   reports_ = std::make_unique<ExecutorReports>(out[0]);
+  output_ = std::make_unique<ExecutorOutput>(err[0], pid_);
   // glibc 2.36 declares pidfd_open without C linkage; the syscall is the portable spelling.
   pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
 }
@@ -147,6 +231,7 @@ ExecutorProcess::~ExecutorProcess() {
 
 void ExecutorProcess::assign(const protocol::LeaseAssignment& lease, int library_fd,
                              const std::vector<std::pair<std::string, int>>& dependencies) {
+  output_->set_lease(lease.lease_id);
   try {
     for (const auto& [name, fd] : dependencies)
       net::send_with_fd(socket_, nlohmann::json{{"type", "dependency"}, {"name", name}}.dump(), fd);

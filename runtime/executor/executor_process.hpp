@@ -1,12 +1,16 @@
 // A running rfaas-executor as the daemon sees it. It is started on standby (libfabric up,
 // domain and listener open, clock calibrated) and later handed one lease with assign(). Its
-// stdout carries its reports; the destructor stops it (SIGTERM, then SIGKILL).
+// stdout carries its reports, its stderr goes through ExecutorOutput; the destructor stops it
+// (SIGTERM, then SIGKILL). It holds no descriptor of the daemon's beyond those two pipes and
+// its socket: once it runs as the lease's user, nothing of root's is in its hands.
 #pragma once
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <thread>
 #include <optional>
 #include <string>
 
@@ -40,6 +44,34 @@ class ExecutorReports {
   std::string fault_;
   std::string buffer_;
   bool skipping_ = false;  // inside an overlong line
+};
+
+// What an executor prints (the leased code's output, libfabric's warnings): read from a pipe by
+// a thread of the daemon's, cut into lines of at most kMaxLine bytes with control bytes
+// replaced, each written to the daemon's log as "lease N output: ...", at most kBytesPerSecond
+// a second (the rest read, dropped and counted). Leased code can neither write the daemon's
+// log as the daemon nor block it; a lease that prints too much loses only its own lines.
+class ExecutorOutput {
+ public:
+  ExecutorOutput(int fd, pid_t pid);
+  ~ExecutorOutput();
+  ExecutorOutput(const ExecutorOutput&) = delete;
+  ExecutorOutput& operator=(const ExecutorOutput&) = delete;
+  void set_lease(uint64_t lease_id) { lease_.store(lease_id); }
+  static constexpr size_t kMaxLine = 1024;
+  static constexpr size_t kBytesPerSecond = 64 * 1024;
+
+ private:
+  void run();
+  void emit(std::string& line);
+  std::string label() const;
+  int fd_ = -1, wake_ = -1;
+  pid_t pid_;
+  std::atomic<uint64_t> lease_{0};
+  size_t budget_ = kBytesPerSecond;  // the run thread's alone
+  uint64_t dropped_ = 0;
+  std::chrono::steady_clock::time_point window_{};
+  std::thread thread_;
 };
 
 // Whether a daemon's environment entry ("NAME=value") is passed on to executors: what the
@@ -79,6 +111,7 @@ class ExecutorProcess {
   int socket_ = -1;  // to the executor's fd 3
   std::optional<int> status_;
   std::unique_ptr<ExecutorReports> reports_;
+  std::unique_ptr<ExecutorOutput> output_;
 };
 
 std::string describe_exit(int status);

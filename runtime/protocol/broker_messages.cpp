@@ -9,8 +9,15 @@ using detail::is_hex;
 using detail::malformed;
 
 std::string NodeRegistration::canonical() const {
-  return "rfaas-register-v2\n" + purpose + "\n" + node + "\n" + control_address + "\n" + std::to_string(cores) +
-         "\n" + std::to_string(memory_bytes) + "\n" + std::to_string(timestamp_ms);
+  std::string text = "rfaas-register-v3\n" + purpose + "\n" + node + "\n" + control_address + "\n" +
+                     std::to_string(cores) + "\n" + std::to_string(memory_bytes) + "\n" + std::to_string(timestamp_ms);
+  for (const auto& l : serving) {
+    text.append("\nserving ").append(std::to_string(l.lease_id));
+    text.append(" ").append(std::to_string(l.cores));
+    text.append(" ").append(std::to_string(l.memory_bytes));
+    text.append(" ").append(std::to_string(l.uid));
+  }
+  return text;
 }
 
 void NodeRegistration::sign(const ClusterSecret& secret) { mac = secret.derive(kNodeKey).sign(canonical()); }
@@ -22,6 +29,9 @@ bool NodeRegistration::verify(const ClusterSecret& secret) const {
 void to_json(nlohmann::json& j, const NodeRegistration& m) {
   j = {{"node", m.node}, {"control_address", m.control_address}, {"cores", m.cores},
        {"memory_bytes", m.memory_bytes}, {"timestamp_ms", m.timestamp_ms}, {"mac", m.mac}, {"purpose", m.purpose}};
+  auto& serving = j["serving"] = nlohmann::json::array();
+  for (const auto& l : m.serving)
+    serving.push_back({{"lease_id", l.lease_id}, {"cores", l.cores}, {"memory_bytes", l.memory_bytes}, {"uid", l.uid}});
 }
 
 void from_json(const nlohmann::json& j, NodeRegistration& m) {
@@ -35,6 +45,16 @@ void from_json(const nlohmann::json& j, NodeRegistration& m) {
   if (m.node.empty() || m.node.size() > 255) malformed("node name must be 1..255 bytes");
   if (m.purpose.empty() || m.purpose.size() > 64) malformed("registration purpose must be 1..64 bytes");
   if (!is_hex(m.mac, 64)) malformed("registration mac must be 64 lowercase hex digits");
+  m.serving.clear();
+  if (j.contains("serving")) {
+    const auto& a = j.at("serving");
+    if (!a.is_array() || a.size() > kMaxServedLeases) malformed("serving must be an array of at most 4096 leases");
+    for (const auto& l : a) {
+      if (!l.is_object()) malformed("serving must hold leases");
+      m.serving.push_back({field<uint64_t>(l, "lease_id"), field<uint32_t>(l, "cores"), field<uint64_t>(l, "memory_bytes"),
+                           field<uint32_t>(l, "uid")});
+    }
+  }
 }
 
 void to_json(nlohmann::json& j, const LeaseAsk& m) {

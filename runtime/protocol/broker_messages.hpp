@@ -25,6 +25,18 @@ namespace rfaas::protocol {
 // or "lease_usage:<lease id>" (the broker refuses it for any other), so a registration seen on
 // the wire is not a credential for draining the node or ending its leases. The timestamp bounds
 // replays: the broker refuses registrations more than kRegistrationSkewMs old or ahead.
+// A lease a daemon is serving, as its heartbeats tell the broker (signed with them): the broker
+// counts its cores and memory as taken until the daemon no longer serves it, whatever its own
+// book says (a lease released at the broker holds its core until its executor is gone there).
+struct ServedLease {
+  uint64_t lease_id = 0;
+  uint32_t cores = 0;
+  uint64_t memory_bytes = 0;
+  uint32_t uid = 0;
+  bool operator==(const ServedLease&) const = default;
+};
+inline constexpr size_t kMaxServedLeases = 4096;
+
 struct NodeRegistration {
   std::string node;
   std::string control_address;
@@ -33,6 +45,7 @@ struct NodeRegistration {
   int64_t timestamp_ms = 0;
   std::string mac;
   std::string purpose = "register";
+  std::vector<ServedLease> serving;  // a heartbeat's: the leases the daemon serves as it sends it
 
   std::string canonical() const;
   void sign(const ClusterSecret& secret);

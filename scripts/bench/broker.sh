@@ -4,6 +4,7 @@
 # sbatch -> RUNNING for a trivial job (scripts/slurm/local-slurm.sh; needs root, else skipped).
 # Usage: scripts/bench/broker.sh [extra rfaas-bench broker flags]
 set -euo pipefail
+umask 077  # secrets, journals and logs made here are private from their first byte
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bench="$root/build/scripts/bench/rfaas-bench"
 [ -x "$bench" ] || { echo "build first: cmake -S . -B build && cmake --build build" >&2; exit 1; }

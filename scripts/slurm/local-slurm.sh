@@ -8,6 +8,7 @@
 #
 # Needs root (slurmd), and the packages scripts/install-deps.sh installs.
 set -euo pipefail
+umask 077  # secrets, journals and logs made here are private from their first byte
 cmd=${1:?usage: local-slurm.sh start|stop BASE [CPUS]}
 base=${2:?usage: local-slurm.sh start|stop BASE [CPUS]}
 cpus=${3:-4}
@@ -85,6 +86,7 @@ KillWait=5
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=4096 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
+chmod 644 "$base/slurm.conf"  # not secret: every user of this Slurm reads it
 export SLURM_CONF="$base/slurm.conf"
 slurmctld -i -f "$SLURM_CONF"
 slurmd -N "$node" -f "$SLURM_CONF"

@@ -5,6 +5,7 @@
 # lease revoked. Also times sbatch -> RUNNING for a trivial job. Stops everything it started.
 #   scripts/slurm/test-slurm.sh [BUILD_DIR]        (root; run by scripts/test.sh)
 set -euo pipefail
+umask 077  # secrets, journals and logs made here are private from their first byte
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 base=$(mktemp -d /tmp/rfaas-slurm.XXXXXX)

@@ -227,7 +227,7 @@ TEST_CASE("leases through the broker survive a broker crash, without double gran
   REQUIRE(eventually([&] { return status(broker->address())["usage"].size() == 1; }));
   auto st = status(broker->address());
   CHECK(st["usage"][0]["lease_id"] == grant.lease_id);
-  CHECK(st["usage"][0]["invocations"] == 2);
+  CHECK(st["usage"][0]["reported_by_executor"]["invocations"] == 2);
   CHECK(st["leases"].empty());
 }
 
@@ -235,7 +235,7 @@ TEST_CASE("the broker refuses forged registrations and bad requests, and serves 
   TempDir dir;
   auto secret = write_secret(dir.path() / "secret");
   BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
-  protocol::NodeRegistration forged{"evil", "127.0.0.1:1", 64, 1 << 30, protocol::unix_now_ms(), std::string(64, 'a')};
+  protocol::NodeRegistration forged{"evil", "127.0.0.1:1", 64, 1 << 30, protocol::unix_now_ms(), std::string(64, 'a'), "register", {}};
   auto reply = request(broker.address(), protocol::make_message("register", forged));
   CHECK(reply["type"] == "error");
   CHECK(reply["body"]["code"] == "bad_token");
@@ -254,7 +254,7 @@ TEST_CASE("the broker refuses forged registrations and bad requests, and serves 
   CHECK(status(broker.address())["nodes"].empty());
   // Signed with the cluster secret itself instead of its node key.
   auto cluster = protocol::ClusterSecret::load(secret);
-  protocol::NodeRegistration real{"n1", "127.0.0.1:1", 2, 1 << 30, protocol::unix_now_ms(), "", "register"};
+  protocol::NodeRegistration real{"n1", "127.0.0.1:1", 2, 1 << 30, protocol::unix_now_ms(), "", "register", {}};
   real.mac = cluster.sign(real.canonical());
   CHECK(request(broker.address(), protocol::make_message("register", real))["body"]["code"] == "bad_token");
   // Genuine, but for another message: a heartbeat is no credential for draining the node or

@@ -2,6 +2,7 @@
 // control port on loopback, stopped with SIGTERM (then SIGKILL) when the test ends.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,13 +31,16 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// A cluster secret file (32 fixed bytes, mode 0600) at `path`.
+// A cluster secret file (32 fixed bytes) at `path`, created with mode 0600: never readable by
+// others, not even before its first byte.
 inline std::string write_secret(const std::filesystem::path& path) {
-  {
-    std::ofstream s(path, std::ios::binary);
-    for (int i = 0; i < 32; ++i) s.put(static_cast<char>(i * 7 + 3));
-  }
-  ::chmod(path.c_str(), 0600);
+  char bytes[32];
+  for (int i = 0; i < 32; ++i) bytes[i] = static_cast<char>(i * 7 + 3);
+  ::unlink(path.c_str());
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 || ::write(fd, bytes, sizeof bytes) != static_cast<ssize_t>(sizeof bytes))
+    throw std::runtime_error("cannot write the test secret " + path.string());
+  ::close(fd);
   return path.string();
 }
 
