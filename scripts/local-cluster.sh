@@ -95,7 +95,7 @@ wait_file "$work/executord.addr" executord "${pids[-1]}"
 
 # The daemon registers right after it listens; wait until the broker lists it.
 for _ in $(seq 100); do
-  "$ctl_bin" --broker "$broker" status --json 2>/dev/null | grep -q '"nodes":\[{' && break
+  "$ctl_bin" --broker "$broker" status --json 2>/dev/null | grep -q '"state": "active"' && break
   sleep 0.1
 done
 

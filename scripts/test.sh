@@ -24,6 +24,13 @@ cmake --build "$root/build" -j "$jobs"
 section "tests (Release)"
 ctest --test-dir "$root/build" --output-on-failure --timeout 600
 
+section "security: an unprivileged user races 100 cluster starts for the MUNGE key, the secret, journal and logs"
+if [ "$(id -u)" -eq 0 ]; then
+  timeout --kill-after=10 900 "$root/tests/security/secrets-race.sh" "$root/build" 100
+else
+  echo "skipped: making the attacking user needs root"
+fi
+
 section "Slurm: broker and executor daemons as jobs, an MPI job, scancel revokes (local Slurm)"
 if [ "$(id -u)" -eq 0 ]; then
   timeout --kill-after=10 600 "$root/scripts/slurm/test-slurm.sh" "$root/build"

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include <sys/socket.h>
+
 namespace rfaas::executor {
 
 using namespace std::chrono_literals;
@@ -25,6 +27,10 @@ void BrokerLink::stop_threads() {
   {
     std::lock_guard lock(prompt_mutex_);
     prompt_cv_.notify_all();
+  }
+  {
+    std::lock_guard lock(polling_mutex_);
+    if (polling_fd_ >= 0) ::shutdown(polling_fd_, SHUT_RDWR);
   }
   if (thread_.joinable()) thread_.join();
   if (prompt_thread_.joinable()) prompt_thread_.join();
@@ -69,7 +75,6 @@ bool BrokerLink::heartbeat(net::TcpStream& stream, uint32_t hold_ms) {
     if (reply.type == "error") {
       std::fprintf(stderr, "rfaas-executord: broker refused a heartbeat: %s\n",
                    reply.body.value("message", std::string()).c_str());
-      stream = {};
       return false;
     }
     std::vector<uint64_t> held;
@@ -84,8 +89,7 @@ bool BrokerLink::heartbeat(net::TcpStream& stream, uint32_t hold_ms) {
       std::fprintf(stderr, "rfaas-executord: registered with the broker at %s\n", broker_address_.c_str());
     return true;
   } catch (const std::exception&) {
-    stream = {};  // the broker is down or unreachable: connected again at the next heartbeat
-    return false;
+    return false;  // the broker is down or unreachable: the caller connects again
   }
 }
 
@@ -94,13 +98,31 @@ void BrokerLink::start() {
     net::TcpStream stream;
     while (!stop_.load()) {
       auto sent = std::chrono::steady_clock::now();
-      bool ok = heartbeat(stream, interval_ms_.load());
+      if (!stream) {
+        try {
+          auto s = net::TcpStream::connect(net::HostPort::parse(broker_address_), net::deadline_in(2s));
+          std::lock_guard lock(polling_mutex_);
+          stream = std::move(s);
+          polling_fd_ = stream.fd();
+          if (stop_.load()) break;
+        } catch (const std::exception&) {
+        }
+      }
+      bool ok = stream && heartbeat(stream, interval_ms_.load());
+      if (!ok && stream) {
+        std::lock_guard lock(polling_mutex_);
+        polling_fd_ = -1;
+        stream = {};
+      }
       // An answer sooner than asked (a lease ended at the broker) is followed by the next at
       // once, but no faster than 20 a second; a broker that cannot be reached is tried again
       // after an interval.
       auto gap = ok ? std::chrono::milliseconds(50) : std::chrono::milliseconds(interval_ms_.load());
       while (!stop_.load() && std::chrono::steady_clock::now() - sent < gap) std::this_thread::sleep_for(10ms);
     }
+    std::lock_guard lock(polling_mutex_);
+    polling_fd_ = -1;
+    stream = {};
   });
   prompt_thread_ = std::thread([this] {
     for (;;) {

@@ -47,7 +47,8 @@ class BrokerLink {
   protocol::NodeRegistration registration(const std::string& purpose) const;  // signed for that message only
   bool send(const std::string& type, const nlohmann::json& body, nlohmann::json* reply);
   // One heartbeat on `stream` (connected first if it is not): the broker may hold it up to
-  // hold_ms. Ends the leases the answer does not hold. False if the broker could not be asked.
+  // hold_ms. Ends the leases the answer does not hold. False if the broker could not be asked
+  // or refused (the caller closes the stream).
   bool heartbeat(net::TcpStream& stream, uint32_t hold_ms);
   void stop_threads();
 
@@ -63,6 +64,10 @@ class BrokerLink {
   std::mutex prompt_mutex_;
   std::condition_variable prompt_cv_;
   bool prompt_ = false;
+  // The held heartbeat's socket, shut down by stop_threads() so a shutdown does not wait out the
+  // broker's hold (guarded: the descriptor is never shut after it is closed and reused).
+  std::mutex polling_mutex_;
+  int polling_fd_ = -1;
 };
 
 }  // namespace rfaas::executor

@@ -224,6 +224,9 @@ ExecutorProcess::ExecutorProcess(const std::string& path, const std::string& fab
 }
 
 ExecutorProcess::~ExecutorProcess() {
+  // A standby waits for its lease in a read that SIGTERM does not interrupt: the daemon's side
+  // closed ends it at once (rather than after the grace).
+  if (!assigned_ && socket_ >= 0) ::shutdown(socket_, SHUT_RDWR);
   terminate();
   if (pidfd_ >= 0) ::close(pidfd_);
   if (socket_ >= 0) ::close(socket_);
@@ -232,6 +235,7 @@ ExecutorProcess::~ExecutorProcess() {
 void ExecutorProcess::assign(const protocol::LeaseAssignment& lease, int library_fd,
                              const std::vector<std::pair<std::string, int>>& dependencies) {
   output_->set_lease(lease.lease_id);
+  assigned_ = true;
   try {
     for (const auto& [name, fd] : dependencies)
       net::send_with_fd(socket_, nlohmann::json{{"type", "dependency"}, {"name", name}}.dump(), fd);

@@ -86,7 +86,7 @@ class ExecutorProcess {
   ExecutorProcess(const ExecutorProcess&) = delete;
   ExecutorProcess& operator=(const ExecutorProcess&) = delete;
 
-  // Hands it its lease and library. Throws MessageError(executor_failed) if it is gone.
+  // Throws MessageError(executor_failed) if it is gone.
   // Hands over the lease, the library and (first, each in a message of its own) its dependencies.
   void assign(const protocol::LeaseAssignment& lease, int library_fd,
               const std::vector<std::pair<std::string, int>>& dependencies = {});
@@ -110,6 +110,7 @@ class ExecutorProcess {
   int pidfd_ = -1;
   int socket_ = -1;  // to the executor's fd 3
   std::optional<int> status_;
+  bool assigned_ = false;
   std::unique_ptr<ExecutorReports> reports_;
   std::unique_ptr<ExecutorOutput> output_;
 };
