@@ -55,6 +55,8 @@ BrokerConfig BrokerConfig::from_json_file(const std::string& path) {
     }
     else if (key == "max_connections") c.sessions.max_sessions = value.get<uint32_t>();
     else if (key == "max_connections_per_peer") c.sessions.max_sessions_per_peer = value.get<uint32_t>();
+    else if (key == "max_connections_per_identity") c.sessions.max_sessions_per_identity = value.get<uint32_t>();
+    else if (key == "first_frame_timeout_ms") c.sessions.first_frame_timeout_ms = value.get<uint32_t>();
     else throw std::runtime_error("config " + path + ": unknown key '" + key + "'");
   }
   return c;
@@ -71,6 +73,12 @@ LeaseBroker::LeaseBroker(BrokerConfig config)
   listener_ = net::TcpListener::bind(hp.host, hp.port);
 }
 
+namespace {
+// Who the request being handled on this session's thread proved to be ("uid:N", "node:NAME"),
+// for its session's admission (SessionAdmission::authenticated).
+thread_local std::string t_proved;
+}  // namespace
+
 bool LeaseBroker::registration_valid(const protocol::NodeRegistration& r, const std::string& purpose,
                                      std::string* why) const {
   if (r.purpose != purpose) {
@@ -86,6 +94,7 @@ bool LeaseBroker::registration_valid(const protocol::NodeRegistration& r, const 
     *why = "registration of '" + r.node + "' is stale or from the future";
     return false;
   }
+  t_proved = "node:" + r.node;
   return true;
 }
 
@@ -104,7 +113,9 @@ void LeaseBroker::check_duration(int64_t duration_ms) const {
 
 auth::Identity LeaseBroker::authenticate(const protocol::ControlMessage& msg) const {
   try {
-    return auth::authenticate(msg.type, msg.body, config_.munge_socket);
+    auto who = auth::authenticate(msg.type, msg.body, config_.munge_socket);
+    t_proved = "uid:" + std::to_string(who.uid);
+    return who;
   } catch (const auth::AuthError& e) {
     if (e.code() == auth::AuthErrc::unavailable) {
       log(std::string("cannot check a credential: ") + e.what());
@@ -234,9 +245,12 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
       std::lock_guard lock(mutex_);
       auto lease = book_.lease(id);
       if (lease && lease->node != r.node) throw MessageError(ControlErrc::bad_token, "usage for a lease on another node");
+      record.uid = lease ? lease->uid : 0;
+      if (!lease)  // released here first: whose it was, as the node's signed serving list says
+        for (const auto& g : book_.ending_on(r.node))
+          if (g.lease_id == id) record.uid = g.uid;
       release_locked(id, "ended: " + msg.body.value("reason", std::string("unknown")));  // journaled first
       book_.served_ended(r.node, id);  // its executor is gone there: its cores are free
-      record.uid = lease ? lease->uid : 0;
       usage_[id] = record;
       return protocol::make_message("recorded", {{"lease_id", id}});
     }
@@ -315,12 +329,24 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
   }
 }
 
-void LeaseBroker::session(net::TcpStream stream) {
+void LeaseBroker::session(net::TcpStream& stream, net::SessionAdmission::Ticket ticket) {
+  // A stranger has a short while for its first request; a session that proved who it is, the
+  // control timeout between requests.
+  auto wait = std::chrono::milliseconds(std::min(config_.control_timeout_ms, config_.sessions.first_frame_timeout_ms));
+  bool proved = false;
   try {
     for (;;) {
-      auto frame = stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(std::chrono::milliseconds(config_.control_timeout_ms)));
+      auto frame = stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(wait));
+      t_proved.clear();
       std::string reply = handle(frame);
+      bool over_cap = false;
+      if (!t_proved.empty()) {
+        over_cap = !admission_.authenticated(ticket, t_proved);
+        proved = proved || !over_cap;
+      }
+      if (proved) wait = std::chrono::milliseconds(config_.control_timeout_ms);
       stream.send_frame(reply.data(), reply.size(), net::deadline_in(std::chrono::milliseconds(config_.control_timeout_ms)));
+      if (over_cap) return;  // answered; that identity holds enough sessions already
     }
   } catch (const net::NetError& e) {
     if (e.code() == net::NetErrc::too_large) {
@@ -400,21 +426,21 @@ void LeaseBroker::serve() {
       }
       continue;
     }
-    std::string peer = stream.peer_host(), why;
-    if (!admission_.admit(peer, &why)) {
-      if (!why.empty()) log("refused a connection: " + why);
-      continue;  // closed as it goes out of scope
-    }
+    std::string why;
+    auto ticket = admission_.admit(stream.peer_host(), stream.fd(), &why);
+    if (!why.empty()) log("connections: " + why);
+    if (!ticket) continue;  // closed as it goes out of scope
     ++sessions_;
     try {
-      std::thread([this, s = std::move(stream), peer]() mutable {
-        session(std::move(s));
-        admission_.release(peer);
+      // The stream outlives release(): a pushed-out descriptor is never one reused meanwhile.
+      std::thread([this, s = std::move(stream), ticket]() mutable {
+        session(s, ticket);
+        admission_.release(ticket);
         --sessions_;
       }).detach();
     } catch (const std::system_error& e) {  // no thread to be had: this connection only
       log(std::string("refused a connection: no thread: ") + e.what());
-      admission_.release(peer);
+      admission_.release(ticket);
       --sessions_;
     }
   }

@@ -55,7 +55,8 @@ class LeaseBroker {
 
  private:
   std::string dispatch(const std::vector<uint8_t>& frame);
-  void session(net::TcpStream stream);
+  // One connection's requests, until it closes, times out or is pushed out (a stranger).
+  void session(net::TcpStream& stream, net::SessionAdmission::Ticket ticket);
   void sweep();
   void sweep_locked();
   void log_journal_error(const JournalError& e);

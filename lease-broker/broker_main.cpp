@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   int64_t max_lease_ms = 0;
   po::options_description desc("rfaas-broker: leases idle cores of registered executor daemons");
   desc.add_options()("help,h", "show this help")
-      ("config", po::value(&config_path), "JSON config (keys: listen, secret_file, journal, heartbeat_timeout_ms, control_timeout_ms, max_lease_ms, max_cores_per_lease, max_cores_per_user, journal_compact_records, munge_socket, operators, max_connections, max_connections_per_peer)")
+      ("config", po::value(&config_path), "JSON config (keys: listen, secret_file, journal, heartbeat_timeout_ms, control_timeout_ms, max_lease_ms, max_cores_per_lease, max_cores_per_user, journal_compact_records, munge_socket, operators, max_connections, max_connections_per_peer, max_connections_per_identity, first_frame_timeout_ms)")
       ("listen", po::value(&listen), "host:port to listen on (port 0 picks one)")
       ("secret-file", po::value(&secret_file), "cluster secret shared with the executor daemons (mode 0600)")
       ("journal", po::value(&journal), "journal file: grants and releases, fsync'd; replayed at start")

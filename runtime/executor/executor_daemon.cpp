@@ -74,6 +74,8 @@ DaemonConfig DaemonConfig::from_json_file(const std::string& path) {
       else if (key == "memory_bytes") c.memory_bytes = value.get<uint64_t>();
       else if (key == "max_connections") c.sessions.max_sessions = value.get<uint32_t>();
       else if (key == "max_connections_per_peer") c.sessions.max_sessions_per_peer = value.get<uint32_t>();
+      else if (key == "max_connections_per_identity") c.sessions.max_sessions_per_identity = value.get<uint32_t>();
+      else if (key == "first_frame_timeout_ms") c.sessions.first_frame_timeout_ms = value.get<uint32_t>();
       else if (key == "lease_memory_overhead_bytes") c.lease_memory_overhead_bytes = value.get<uint64_t>();
       else if (key == "max_tasks_per_lease") c.max_tasks_per_lease = value.get<uint32_t>();
       else throw std::runtime_error("unknown key '" + key + "'");
@@ -164,23 +166,23 @@ void ExecutorDaemon::serve() {
       }
       continue;
     }
-    std::string peer = stream.peer_host(), why;
-    if (!admission_.admit(peer, &why)) {
-      if (!why.empty()) log("refused a connection: " + why);
-      continue;  // closed as it goes out of scope
-    }
+    std::string why;
+    auto ticket = admission_.admit(stream.peer_host(), stream.fd(), &why);
+    if (!why.empty()) log("connections: " + why);
+    if (!ticket) continue;  // closed as it goes out of scope
     {
       std::lock_guard lock(sessions_mutex_);
       ++sessions_;
     }
-    auto ended = [this, peer] {
-      admission_.release(peer);
+    auto ended = [this, ticket] {
+      admission_.release(ticket);
       std::lock_guard lock(sessions_mutex_);
       if (--sessions_ == 0) sessions_done_.notify_all();
     };
     try {
-      std::thread([this, s = std::move(stream), ended]() mutable {
-        session(std::move(s));
+      // The stream outlives release(): a pushed-out descriptor is never one reused meanwhile.
+      std::thread([this, s = std::move(stream), ticket, ended]() mutable {
+        session(s, ticket);
         ended();
       }).detach();
     } catch (const std::system_error& e) {  // no thread to be had: this connection only
@@ -200,14 +202,16 @@ void ExecutorDaemon::serve() {
   log("stopped");
 }
 
-void ExecutorDaemon::session(net::TcpStream stream) {
+void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Ticket ticket) {
   const auto timeout = std::chrono::milliseconds(config_.control_timeout_ms);
+  // A stranger has a short while for its request; a session with a genuine token, the timeout.
+  const auto first_wait = std::chrono::milliseconds(std::min(config_.control_timeout_ms, config_.sessions.first_frame_timeout_ms));
   uint64_t lease_id = 0;
   bool reserved = false;
   int64_t served_until_ms = 0;  // once the lease is served: its token's latest expiry
   int64_t genuine_until_ms = 0;  // the token verified for this node: its expiry
   try {
-    auto msg = protocol::ControlMessage::parse(stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(timeout)));
+    auto msg = protocol::ControlMessage::parse(stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(first_wait)));
     if (msg.type != "allocate") throw MessageError(ControlErrc::malformed, "expected 'allocate', got '" + msg.type + "'");
     auto req = msg.as<protocol::AllocateRequest>();
     const auto& t = req.token;
@@ -221,6 +225,10 @@ void ExecutorDaemon::session(net::TcpStream stream) {
       throw MessageError(ControlErrc::lease_expired, "lease " + std::to_string(t.lease_id) + " has expired");
     lease_id = t.lease_id;
     genuine_until_ms = t.expires_at_ms;
+    if (!admission_.authenticated(ticket, "uid:" + std::to_string(t.uid)))
+      throw MessageError(ControlErrc::policy, "uid " + std::to_string(t.uid) + " holds " +
+                                                  std::to_string(admission_.limits().max_sessions_per_identity) +
+                                                  " control connections to this node already");
     if (req.workers == 0 || req.workers > t.cores)
       throw MessageError(ControlErrc::malformed, "workers must be 1.." + std::to_string(t.cores) + " for this lease");
     if (req.slots == 0 || req.slots > protocol::kMaxSlots)

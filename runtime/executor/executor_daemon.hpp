@@ -64,7 +64,7 @@ class ExecutorDaemon {
   const protocol::ClusterSecret& secret() const { return secret_; }
 
  private:
-  void session(net::TcpStream stream);
+  void session(net::TcpStream& stream, net::SessionAdmission::Ticket ticket);
   // The executor started ahead of need; replenish_standby() starts the next one once a lease
   // has what it needs.
   std::unique_ptr<ExecutorProcess> take_standby();

@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
       ("config", po::value(&config_path), "JSON config file (keys: listen, node_name, secret_file, cores, "
                                           "executor_path, fabric_host, max_library_bytes, library_cache_bytes, "
                                           "control_timeout_ms, broker, advertise, memory_bytes, max_connections, "
-                                          "max_connections_per_peer)")
+                                          "max_connections_per_peer, max_connections_per_identity, first_frame_timeout_ms)")
       ("listen", po::value(&listen), "control port, host:port (port 0 picks one)")
       ("node-name", po::value(&node_name), "the node name lease tokens must carry (default: hostname)")
       ("secret-file", po::value(&secret_file), "cluster secret shared with the broker (mode 0600)")

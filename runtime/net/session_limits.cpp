@@ -1,41 +1,88 @@
 #include "net/session_limits.hpp"
 
+#include <sys/socket.h>
+
 namespace rfaas::net {
 
-bool SessionAdmission::admit(const std::string& peer, std::string* why) {
-  std::lock_guard lock(mutex_);
-  std::string reason;
-  if (total_ >= limits_.max_sessions) {
-    reason = "at the cap of " + std::to_string(limits_.max_sessions) + " connections";
-  } else if (auto it = per_peer_.find(peer); it != per_peer_.end() && it->second >= limits_.max_sessions_per_peer) {
-    reason = peer + " is at the cap of " + std::to_string(limits_.max_sessions_per_peer) + " connections per peer";
-  } else {
-    ++per_peer_[peer];
-    ++total_;
-    return true;
-  }
+void SessionAdmission::tell_locked(const std::string& what, std::string* why) {
   auto now = std::chrono::steady_clock::now();
   if (now - last_told_ >= std::chrono::seconds(1)) {
-    if (why) *why = reason + (untold_ ? " (and " + std::to_string(untold_) + " refused before, untold)" : "");
+    if (why) *why = what + (untold_ ? " (and " + std::to_string(untold_) + " more since, untold)" : "");
     last_told_ = now;
     untold_ = 0;
   } else {
     ++untold_;
   }
+}
+
+bool SessionAdmission::push_out_locked(const std::string* peer) {
+  // O(sessions) only when a cap is reached: a flood pays for itself.
+  for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
+    Session& s = it->second;
+    if (!s.identity.empty() || (peer && s.peer != *peer)) continue;
+    ::shutdown(s.fd, SHUT_RDWR);  // its thread's read fails now; it releases its ticket
+    if (auto p = strangers_per_peer_.find(s.peer); p != strangers_per_peer_.end() && --p->second == 0)
+      strangers_per_peer_.erase(p);
+    sessions_.erase(it);
+    return true;
+  }
   return false;
 }
 
-void SessionAdmission::release(const std::string& peer) {
+SessionAdmission::Ticket SessionAdmission::admit(const std::string& peer, int fd, std::string* why) {
   std::lock_guard lock(mutex_);
-  auto it = per_peer_.find(peer);
-  if (it == per_peer_.end()) return;
-  if (--it->second == 0) per_peer_.erase(it);
-  --total_;
+  if (auto it = strangers_per_peer_.find(peer); it != strangers_per_peer_.end() && it->second >= limits_.max_sessions_per_peer) {
+    push_out_locked(&peer);
+    tell_locked(peer + " is at the cap of " + std::to_string(limits_.max_sessions_per_peer) +
+                    " unauthenticated connections: its oldest pushed out",
+                why);
+  }
+  if (sessions_.size() >= limits_.max_sessions) {
+    if (!push_out_locked(nullptr)) {
+      tell_locked("at the cap of " + std::to_string(limits_.max_sessions) + " connections, all authenticated", why);
+      return 0;
+    }
+    tell_locked("at the cap of " + std::to_string(limits_.max_sessions) + " connections: the oldest unauthenticated pushed out",
+                why);
+  }
+  Ticket t = next_++;
+  sessions_[t] = {peer, "", fd};
+  ++strangers_per_peer_[peer];
+  return t;
+}
+
+bool SessionAdmission::authenticated(Ticket ticket, const std::string& identity) {
+  std::lock_guard lock(mutex_);
+  auto it = sessions_.find(ticket);
+  if (it == sessions_.end()) return false;  // pushed out meanwhile
+  Session& s = it->second;
+  if (s.identity == identity) return true;
+  if (per_identity_[identity] >= limits_.max_sessions_per_identity) return false;
+  if (s.identity.empty()) {
+    if (auto p = strangers_per_peer_.find(s.peer); p != strangers_per_peer_.end() && --p->second == 0)
+      strangers_per_peer_.erase(p);
+  } else if (auto p = per_identity_.find(s.identity); p != per_identity_.end() && --p->second == 0) {
+    per_identity_.erase(p);
+  }
+  s.identity = identity;
+  ++per_identity_[identity];
+  return true;
+}
+
+void SessionAdmission::release(Ticket ticket) {
+  std::lock_guard lock(mutex_);
+  auto it = sessions_.find(ticket);
+  if (it == sessions_.end()) return;  // pushed out: uncounted already
+  const Session& s = it->second;
+  auto& counts = s.identity.empty() ? strangers_per_peer_ : per_identity_;
+  const std::string& key = s.identity.empty() ? s.peer : s.identity;
+  if (auto p = counts.find(key); p != counts.end() && --p->second == 0) counts.erase(p);
+  sessions_.erase(it);
 }
 
 uint32_t SessionAdmission::sessions() const {
   std::lock_guard lock(mutex_);
-  return total_;
+  return static_cast<uint32_t>(sessions_.size());
 }
 
 }  // namespace rfaas::net

@@ -1,7 +1,12 @@
-// Admission of control connections for a daemon that serves each on a thread of its own: a cap
-// on all connections and on those of one peer address, so that a flood of idle connections from
-// one place costs only that place (each connection's reads are bounded by the daemon's control
-// timeout, which cuts idle and slow peers off).
+// Admission of control connections for a daemon that serves each on a thread of its own.
+//
+// A connection is a stranger until it proves who it is (a MUNGE credential, a node's signed
+// registration, a lease token): strangers are capped per peer address and in all, and a
+// stranger past a cap pushes out the oldest stranger of its peer (or of all), so that a flood
+// of idle connections from one address (every user of a node shares it) can never keep out a
+// newcomer that authenticates at once; a daemon also gives a stranger only a short while for
+// its first message. Authenticated sessions no longer count against their address, only
+// against their identity's own cap: a user who authenticates a flood costs only herself.
 #pragma once
 
 #include <chrono>
@@ -13,28 +18,45 @@
 namespace rfaas::net {
 
 struct SessionLimits {
-  uint32_t max_sessions = 2048;          // all peers
-  uint32_t max_sessions_per_peer = 256;  // one peer address (a node of many ranks leasing at once)
+  uint32_t max_sessions = 2048;               // all peers
+  uint32_t max_sessions_per_peer = 256;       // strangers from one address
+  uint32_t max_sessions_per_identity = 256;   // authenticated as one user or node
+  uint32_t first_frame_timeout_ms = 2000;     // a stranger's first message, at the latest
 };
 
 class SessionAdmission {
  public:
+  using Ticket = uint64_t;
   explicit SessionAdmission(SessionLimits limits) : limits_(limits) {}
 
-  // True (and counted) when a session from `peer` may start; release(peer) when it ends. A
-  // refusal fills `why` at most once a second (with the count of refusals since), so that a
-  // flood does not flood the log too; otherwise `why` is left empty.
-  bool admit(const std::string& peer, std::string* why);
-  void release(const std::string& peer);
+  // A ticket (counted as a stranger from `peer`) when the session on descriptor `fd` may start,
+  // having pushed out the oldest stranger if a cap is reached (its descriptor shut down: its
+  // read fails at once); 0 when refused (every session authenticated). release(ticket) before
+  // the descriptor is closed. A refusal or push-out fills `why` at most once a second (with a
+  // count of those since), so that a flood does not flood the log; otherwise `why` stays empty.
+  Ticket admit(const std::string& peer, int fd, std::string* why);
+  // The session proved it is `identity`: no longer a stranger. False when that identity is at
+  // its cap (the caller answers, then ends the session).
+  bool authenticated(Ticket ticket, const std::string& identity);
+  void release(Ticket ticket);
   uint32_t sessions() const;
+  const SessionLimits& limits() const { return limits_; }
 
  private:
+  struct Session {
+    std::string peer, identity;  // identity empty: a stranger
+    int fd = -1;
+  };
+  bool push_out_locked(const std::string* peer);  // the oldest stranger (of `peer`, or of all)
+  void tell_locked(const std::string& what, std::string* why);
+
   SessionLimits limits_;
   mutable std::mutex mutex_;
-  uint32_t total_ = 0;
-  std::map<std::string, uint32_t> per_peer_;
+  Ticket next_ = 1;
+  std::map<Ticket, Session> sessions_;  // in admission order: the oldest first
+  std::map<std::string, uint32_t> strangers_per_peer_, per_identity_;
   std::chrono::steady_clock::time_point last_told_{};
-  uint64_t untold_ = 0;  // refusals since the last one told
+  uint64_t untold_ = 0;  // refusals and push-outs since the last one told
 };
 
 }  // namespace rfaas::net

@@ -1,6 +1,7 @@
 // runtime/net: address parsing, framing limits and bounded waits.
 #include <catch2/catch.hpp>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -101,23 +102,63 @@ TEST_CASE("waits are bounded and a closed peer is noticed", "[net]") {
   }
 }
 
-TEST_CASE("session admission caps all connections and those of one peer", "[net]") {
-  SessionAdmission a({4, 2});
+namespace {
+// A connected pair: the first is the session's descriptor, the second tells whether it was shut.
+struct Pair {
+  int fds[2] = {-1, -1};
+  Pair() { REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0); }
+  ~Pair() { ::close(fds[0]); ::close(fds[1]); }
+  bool shut() const {
+    char b;
+    return ::recv(fds[1], &b, 1, MSG_DONTWAIT) == 0;
+  }
+};
+}  // namespace
+
+TEST_CASE("session admission: a stranger past a cap pushes out the oldest stranger, never an authenticated session", "[net]") {
+  SessionAdmission a({4, 2, 2, 2000});
   std::string why;
-  CHECK(a.admit("10.0.0.1", &why));
-  CHECK(a.admit("10.0.0.1", &why));
-  CHECK_FALSE(a.admit("10.0.0.1", &why));  // its share is taken
-  CHECK(why.find("per peer") != std::string::npos);
-  why.clear();
-  CHECK_FALSE(a.admit("10.0.0.1", &why));  // told at most once a second
+  Pair p[8];
+  auto t1 = a.admit("10.0.0.1", p[0].fds[0], &why);
+  auto t2 = a.admit("10.0.0.1", p[1].fds[0], &why);
+  REQUIRE((t1 && t2));
   CHECK(why.empty());
-  CHECK(a.admit("10.0.0.2", &why));  // another peer is not held back
-  CHECK(a.admit("10.0.0.3", &why));
-  CHECK_FALSE(a.admit("10.0.0.4", &why));  // the cap on all
+  // Its share of strangers taken: the third pushes out the oldest (t1), and is told.
+  auto t3 = a.admit("10.0.0.1", p[2].fds[0], &why);
+  CHECK(t3);
+  CHECK(p[0].shut());
+  CHECK_FALSE(p[1].shut());
+  CHECK(why.find("pushed out") != std::string::npos);
+  why.clear();
+  a.release(t1);  // its thread ends after the push-out: nothing counted twice
+  CHECK(a.sessions() == 2);
+  // t2 authenticates: no longer a stranger of 10.0.0.1, never pushed out.
+  CHECK(a.authenticated(t2, "uid:1000"));
+  auto t4 = a.admit("10.0.0.1", p[3].fds[0], &why);  // 10.0.0.1 has one stranger (t3): fits
+  CHECK(why.empty());
+  auto t5 = a.admit("10.0.0.1", p[4].fds[0], &why);  // pushes out t3, not t2
+  CHECK(p[2].shut());
+  CHECK_FALSE(p[1].shut());
+  CHECK(why.empty());  // told at most once a second
+  a.release(t3);
+  // The cap on all (4): t2, t4, t5 and one more; the next pushes out the oldest stranger (t4).
+  auto t6 = a.admit("10.0.0.2", p[5].fds[0], &why);
+  auto t7 = a.admit("10.0.0.3", p[6].fds[0], &why);
+  CHECK((t6 && t7));
+  CHECK(p[3].shut());
+  a.release(t4);
   CHECK(a.sessions() == 4);
-  a.release("10.0.0.1");
-  CHECK(a.admit("10.0.0.1", &why));  // a share comes back as its sessions end
-  a.release("10.0.0.9");  // unknown: nothing happens
+  // The identity's own cap (2): a second session as uid:1000 is fine, a third is not.
+  CHECK(a.authenticated(t5, "uid:1000"));
+  CHECK_FALSE(a.authenticated(t6, "uid:1000"));
+  CHECK(a.authenticated(t6, "node:n1"));
+  CHECK(a.authenticated(t7, "uid:1001"));
+  // All authenticated and the cap on all reached: refused, nobody pushed out.
+  CHECK(a.admit("10.0.0.4", p[7].fds[0], &why) == 0);
+  for (int i : {1, 4, 5, 6}) CHECK_FALSE(p[i].shut());
+  a.release(t2);  // a share comes back as sessions end
+  CHECK(a.admit("10.0.0.4", p[7].fds[0], &why));
+  a.release(999);  // unknown: nothing happens
   CHECK(a.sessions() == 4);
 }
 

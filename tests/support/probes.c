@@ -95,3 +95,30 @@ uint32_t self_pid(void* in, uint32_t in_size, void* out) {
   snprintf(buf, sizeof buf, "%ld", (long)getpid());
   return text(out, buf);
 }
+
+/* Input: a descriptor number. What it is open on (readlink of /proc/self/fd/N), or "errno E". */
+uint32_t fd_target(void* in, uint32_t in_size, void* out) {
+  char arg[32], path[64], target[256];
+  terminated(in, in_size, arg, sizeof arg);
+  snprintf(path, sizeof path, "/proc/self/fd/%d", atoi(arg));
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n < 0) {
+    snprintf(target, sizeof target, "errno %d", errno);
+    return text(out, target);
+  }
+  target[n] = 0;
+  return text(out, target);
+}
+
+/* Input: text. Writes it to the executor's stderr on a line of its own (as a forged log line
+ * would be), returns "wrote N". */
+uint32_t write_stderr(void* in, uint32_t in_size, void* out) {
+  char buf[1024], reply[32];
+  terminated(in, in_size, buf + 1, sizeof buf - 2);
+  buf[0] = '\n';
+  size_t n = strlen(buf);
+  buf[n] = '\n';
+  ssize_t w = write(2, buf, n + 1);
+  snprintf(reply, sizeof reply, "wrote %zd", w);
+  return text(out, reply);
+}
