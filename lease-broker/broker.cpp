@@ -159,7 +159,8 @@ std::string LeaseBroker::heartbeat(const protocol::ControlMessage& msg, int64_t 
   if (!registration_valid(r, "register", &why)) throw MessageError(ControlErrc::bad_token, why);
   std::unique_lock lock(mutex_);
   bool known = book_.nodes().count(r.node) > 0;
-  book_.upsert_node({r.node, r.control_address, r.cores, r.memory_bytes, NodeInfo::State::active, now, false, r.serving});
+  book_.upsert_node({r.node, r.control_address, r.cores, r.memory_bytes, NodeInfo::State::active, now, false, r.serving,
+                    r.timestamp_ms, {}});
   if (!known) log("node " + r.node + " registered: " + std::to_string(r.cores) + " cores at " + r.control_address);
   // Held until one of the node's leases ends here, or hold_ms: unless the daemon serves a lease
   // that is not held here, which it must end now.
@@ -250,7 +251,7 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
         for (const auto& g : book_.ending_on(r.node))
           if (g.lease_id == id) record.uid = g.uid;
       release_locked(id, "ended: " + msg.body.value("reason", std::string("unknown")));  // journaled first
-      book_.served_ended(r.node, id);  // its executor is gone there: its cores are free
+      book_.served_ended(r.node, id, r.timestamp_ms);  // its executor is gone there: its cores are free
       usage_[id] = record;
       return protocol::make_message("recorded", {{"lease_id", id}});
     }
@@ -304,7 +305,7 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
       std::lock_guard lock(mutex_);
       nlohmann::json nodes = nlohmann::json::array(), leases = nlohmann::json::array(), usage = nlohmann::json::array();
       for (auto& [name, n] : book_.nodes())
-        nodes.push_back({{"node", name}, {"address", n.control_address}, {"cores", n.cores},
+        nodes.push_back({{"node", name}, {"address", n.control_address}, {"cores", n.cores}, {"memory_bytes", n.memory_bytes},
                          {"free_cores", book_.free_cores(name)},
                          {"state", n.drained_by_operator && n.state == NodeInfo::State::active ? "drained" : to_string(n.state)},
                          {"heartbeat_age_ms", now - n.last_heartbeat_ms}, {"ending", book_.ending_on(name).size()}});

@@ -60,17 +60,31 @@ std::vector<protocol::ServedLease> LeaseBook::ending_on(const std::string& node)
   return out;
 }
 
-void LeaseBook::served_ended(const std::string& node, uint64_t lease_id) {
+void LeaseBook::served_ended(const std::string& node, uint64_t lease_id, int64_t signed_at_ms) {
   auto it = nodes_.find(node);
   if (it == nodes_.end()) return;
   std::erase_if(it->second.serving, [&](const protocol::ServedLease& l) { return l.lease_id == lease_id; });
+  auto& at = it->second.reported_ended[lease_id];
+  at = std::max(at, signed_at_ms);
 }
 
 void LeaseBook::upsert_node(const NodeInfo& node) {
   NodeInfo n = node;
   n.state = NodeInfo::State::active;
-  if (auto it = nodes_.find(node.name); it != nodes_.end()) n.drained_by_operator = it->second.drained_by_operator;
-  nodes_[node.name] = n;
+  if (auto it = nodes_.find(node.name); it != nodes_.end()) {
+    const NodeInfo& old = it->second;
+    n.drained_by_operator = old.drained_by_operator;
+    n.reported_ended = old.reported_ended;
+    if (n.signed_at_ms < old.signed_at_ms) {  // overtaken: the newer list stands
+      n.serving = old.serving;
+      n.signed_at_ms = old.signed_at_ms;
+    }
+    // A report signed before this heartbeat is in its list already (the daemon frees a lease
+    // before it reports it); one signed at or after it may not be.
+    std::erase_if(n.reported_ended, [&](const auto& e) { return e.second < n.signed_at_ms; });
+    std::erase_if(n.serving, [&](const protocol::ServedLease& l) { return n.reported_ended.count(l.lease_id) > 0; });
+  }
+  nodes_[node.name] = std::move(n);
 }
 
 bool LeaseBook::set_operator_drain(const std::string& node, bool drained) {

@@ -33,6 +33,12 @@ struct NodeInfo {
   // since). A lease served there but not held here (released, expired, revoked here before its
   // executor was gone) still takes its cores and memory: nothing is granted twice.
   std::vector<protocol::ServedLease> serving;
+  // When its daemon signed that heartbeat (the daemon's clock): an older heartbeat, overtaken
+  // on the way, does not replace a newer one's list.
+  int64_t signed_at_ms = 0;
+  // Leases its daemon reported ended, by when it signed the report: a heartbeat signed before
+  // (its list taken before the end) must not bring them back. Forgotten once a later one is in.
+  std::map<uint64_t, int64_t> reported_ended;
 };
 const char* to_string(NodeInfo::State);
 
@@ -64,10 +70,13 @@ struct LeaseRequest {
 
 class LeaseBook {
  public:
-  // Registration and heartbeats: adds or refreshes a node (its state becomes active).
+  // Registration and heartbeats: adds or refreshes a node (its state becomes active). Its
+  // serving list is taken unless an already applied heartbeat was signed later, less the
+  // leases reported ended at or after it was signed.
   void upsert_node(const NodeInfo& node);
-  // The node's daemon reported the lease ended (its executor gone): no longer served there.
-  void served_ended(const std::string& node, uint64_t lease_id);
+  // The node's daemon reported the lease ended (its executor gone), in a report it signed at
+  // `signed_at_ms`: no longer served there.
+  void served_ended(const std::string& node, uint64_t lease_id, int64_t signed_at_ms);
   // Leases the node serves that are not held here: ending there, their cores still taken.
   std::vector<protocol::ServedLease> ending_on(const std::string& node) const;
   bool set_state(const std::string& node, NodeInfo::State state);

@@ -65,6 +65,9 @@ bool BrokerLink::heartbeat(net::TcpStream& stream, uint32_t hold_ms) {
     if (!stream) stream = net::TcpStream::connect(net::HostPort::parse(broker_address_), net::deadline_in(2s));
     // Taken before the registration is signed: leases admitted later may be newer than the answer.
     const uint64_t admitted_by = leases_.admissions();
+    // The timestamp is taken before the list (braces evaluate left to right), and a lease is
+    // freed before its end report is signed: a report signed before this heartbeat names a
+    // lease that is not in its list. The broker relies on that order.
     protocol::NodeRegistration r{node_, control_address_, cores_, memory_bytes_, protocol::unix_now_ms(), "", "register",
                                  leases_.serving()};
     r.sign(secret_);

@@ -482,20 +482,22 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
       cgroup.reset();
     }
     if (!usage_read) end.usage = early_usage ? *early_usage : executor.reports().usage(net::deadline_in(1s));
-    // The cores are free before the client hears the lease ended, so it can lease them again.
+    // The cores are free, here and at the broker, before the client hears the lease ended: it
+    // can lease them again at once (a client that releases and leases again, as an MPI job
+    // between two rfaas_mpi_init, would otherwise race the report).
     leases_.release(lease_id, served_until_ms);
     reserved = false;
-    if (end.reason != "client_gone") {
-      try {
-        send_text(stream, protocol::make_message("lease_ended", end), timeout);
-      } catch (const net::NetError&) {
-      }
-    }
     if (broker_) {
       // Measured here, not reported by the executor (which runs the lease's code).
       auto served_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - served_since).count();
       broker_->report_usage(lease_id, end.usage,
                             {{"cores", req.workers}, {"memory_bytes", t.memory_bytes}, {"served_ms", served_ms}}, end.reason);
+    }
+    if (end.reason != "client_gone") {
+      try {
+        send_text(stream, protocol::make_message("lease_ended", end), timeout);
+      } catch (const net::NetError&) {
+      }
     }
     const bool explained = end.reason == "memory_exceeded" || !executor.reports().fault().empty();
     log("lease " + std::to_string(lease_id) + " ended: " + end.reason + (explained ? " (" + end.detail + ")" : "") + ", executor " + describe_exit(st) + ", " +

@@ -446,6 +446,46 @@ TEST_CASE("a deploy the daemon refuses gives the broker's lease back at once", "
   CHECK(ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n) == Errc::ok);
 }
 
+// What an MPI job does between two rfaas_mpi_init: release at the daemon, then at the broker,
+// then lease again at once. The core must be free at the broker by then, and a heartbeat that
+// was on its way while the lease ended (signed before the end report) must not take it back.
+TEST_CASE("a lease ended at its node is free at the broker when its client hears it; a late heartbeat does not take it back", "[broker]") {
+  OneNode cluster;
+  auto& broker = cluster.broker;
+  BrokerLeaseOptions o;
+  o.memory_bytes = 1 << 26;
+  o.duration = 60s;  // far longer than the test: only the daemon's report frees the core
+  uint64_t v = 5, r = 0;
+  size_t n;
+  for (int round = 0; round < 20; ++round) {
+    INFO("round " << round);
+    auto grant = broker_lease(broker.address(), o);  // the node's one core, free again
+    auto ex = Executor::deploy(grant, echo_options());
+    REQUIRE(ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n) == Errc::ok);
+    ex->release();
+    broker_release(broker.address(), grant.lease_id);
+  }
+
+  auto grant = broker_lease(broker.address(), o);
+  auto ex = Executor::deploy(grant, echo_options());
+  nlohmann::json node, st = status(broker.address());  // kept alive for the loop
+  for (auto& nd : st["nodes"])
+    if (nd["node"] == "node-1") node = nd;
+  REQUIRE(node.is_object());
+  // The daemon's heartbeat as it would sign it now, serving the lease; it arrives late.
+  protocol::NodeRegistration late{"node-1", node["address"], node["cores"], node["memory_bytes"],
+                                  protocol::unix_now_ms(), "", "register",
+                                  {{grant.lease_id, 1, o.memory_bytes, static_cast<uint32_t>(::getuid())}}};
+  late.sign(protocol::ClusterSecret::load(cluster.secret));
+  std::this_thread::sleep_for(5ms);  // the end report is signed after it
+  ex->release();
+  broker_release(broker.address(), grant.lease_id);
+  REQUIRE(request(broker.address(), protocol::make_message("register", late))["type"] == "registered");
+  CHECK(node_state(broker.address(), "node-1") == "active");
+  CHECK(status(broker.address())["nodes"][0]["ending"] == 0);
+  CHECK(broker_error(broker.address(), o) == Errc::ok);  // the core is leased again at once
+}
+
 TEST_CASE("the C API leases through the broker, renews and releases", "[broker][c-api]") {
   OneNode cluster;
   auto& broker = cluster.broker;

@@ -84,6 +84,37 @@ TEST_CASE("the same cores are never granted twice", "[broker]") {
   CHECK(b.apply_grant(dup));
 }
 
+TEST_CASE("a heartbeat signed before a lease's end report does not bring its cores back", "[broker]") {
+  LeaseBook b;
+  auto at = [](int64_t signed_at, std::vector<rfaas::protocol::ServedLease> serving) {
+    auto n = node("a", 1);
+    n.signed_at_ms = signed_at;
+    n.serving = std::move(serving);
+    return n;
+  };
+  b.upsert_node(at(100, {}));
+  auto r = grant(b, request(1));
+  const rfaas::protocol::ServedLease served{r.lease_id, 1, 1 << 20, 0};
+  b.upsert_node(at(200, {served}));
+  REQUIRE(b.apply_release(r.lease_id));          // released here by its client
+  CHECK(b.free_cores("a") == 0);                 // still served there: ending
+  b.served_ended("a", r.lease_id, 300);          // the daemon's end report, signed at 300
+  CHECK(b.free_cores("a") == 1);
+  b.upsert_node(at(300, {served}));              // in flight while the report was signed
+  CHECK(b.free_cores("a") == 1);
+  CHECK(b.ending_on("a").empty());
+  b.upsert_node(at(250, {served}));              // overtaken by a newer heartbeat
+  CHECK(b.free_cores("a") == 1);
+  b.upsert_node(at(301, {}));                    // signed after the report: it is forgotten
+  CHECK(b.nodes().at("a").reported_ended.empty());
+  // A newer heartbeat's list stands against an older one that arrives after it.
+  auto r2 = grant(b, request(1));
+  b.upsert_node(at(400, {}));
+  REQUIRE(b.apply_release(r2.lease_id));
+  b.upsert_node(at(350, {{r2.lease_id, 1, 1 << 20, 0}}));
+  CHECK(b.free_cores("a") == 1);
+}
+
 TEST_CASE("leases expire and renew", "[broker]") {
   LeaseBook b;
   b.upsert_node(node("a", 4));
