@@ -208,6 +208,36 @@ std::vector<uint8_t> TcpStream::recv_frame(size_t max_size, Deadline deadline) {
   return out;
 }
 
+size_t TcpStream::recv_available(void* data, size_t size) {
+  for (;;) {
+    ssize_t n = ::recv(fd_.get(), data, size, MSG_DONTWAIT);
+    if (n > 0) return static_cast<size_t>(n);
+    if (n == 0) fail(NetErrc::closed, "recv");
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    if (errno != EINTR) fail_errno("recv", errno);
+  }
+}
+
+bool FrameReader::read_available(TcpStream& stream) {
+  while (header_got_ < sizeof header_) {
+    size_t n = stream.recv_available(header_ + header_got_, sizeof header_ - header_got_);
+    if (n == 0) return false;
+    header_got_ += n;
+    if (header_got_ == sizeof header_) {
+      size_ = header_[0] | (header_[1] << 8) | (header_[2] << 16) | (static_cast<size_t>(header_[3]) << 24);
+      if (size_ > max_size_)
+        fail(NetErrc::too_large, "frame of " + std::to_string(size_) + " bytes (limit " + std::to_string(max_size_) + ")");
+    }
+  }
+  uint8_t chunk[4096];
+  while (body_.size() < size_) {
+    size_t n = stream.recv_available(chunk, std::min(sizeof chunk, size_ - body_.size()));
+    if (n == 0) return false;
+    body_.insert(body_.end(), chunk, chunk + n);
+  }
+  return true;
+}
+
 bool TcpStream::peer_closed() const noexcept {
   if (!fd_) return true;
   uint8_t byte;
@@ -254,7 +284,7 @@ TcpListener TcpListener::bind(const std::string& host, uint16_t port, int backlo
   fail_errno("bind " + host + ":" + std::to_string(port), last_err);
 }
 
-TcpStream TcpListener::accept(Deadline deadline) {
+TcpStream TcpListener::try_accept() {
   for (;;) {
     int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd >= 0) {
@@ -262,11 +292,15 @@ TcpStream TcpListener::accept(Deadline deadline) {
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       return TcpStream(Fd(fd));
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      wait_ready(fd_.get(), POLLIN, deadline, "accept");
-    } else if (errno != EINTR && errno != ECONNABORTED) {
-      fail_errno("accept", errno);
-    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return TcpStream();
+    if (errno != EINTR && errno != ECONNABORTED) fail_errno("accept", errno);
+  }
+}
+
+TcpStream TcpListener::accept(Deadline deadline) {
+  for (;;) {
+    if (auto s = try_accept()) return s;
+    wait_ready(fd_.get(), POLLIN, deadline, "accept");
   }
 }
 

@@ -67,6 +67,9 @@ class TcpStream {
   void send_frame(const void* data, size_t size, Deadline deadline);
   std::vector<uint8_t> recv_frame(size_t max_size, Deadline deadline);
 
+  // Reads what has arrived, up to `size` bytes, without waiting: how many (0: nothing yet).
+  // Throws NetError(closed) on EOF.
+  size_t recv_available(void* data, size_t size);
   // Non-blocking check: true when the peer has closed the connection or it is broken.
   // Pending unread data does not count as closed.
   bool peer_closed() const noexcept;
@@ -79,6 +82,25 @@ class TcpStream {
   Fd fd_;
 };
 
+// One frame read across calls that never wait: one thread judges many peers' first frames
+// side by side, and a peer that sends nothing holds up only itself. What it keeps follows the
+// bytes that arrived.
+class FrameReader {
+ public:
+  explicit FrameReader(size_t max_size) : max_size_(max_size) {}
+  // Reads what `stream` has now; true once the whole frame is in frame(). Throws NetError
+  // (closed, too_large, io).
+  bool read_available(TcpStream& stream);
+  const std::vector<uint8_t>& frame() const { return body_; }
+
+ private:
+  size_t max_size_;
+  uint8_t header_[4] = {};
+  size_t header_got_ = 0;
+  size_t size_ = 0;
+  std::vector<uint8_t> body_;
+};
+
 class TcpListener {
  public:
   // Port 0 picks a free port; port() tells which.
@@ -86,6 +108,8 @@ class TcpListener {
   // must not fill the queue that everyone's connections wait in before they are admitted.
   static TcpListener bind(const std::string& host, uint16_t port, int backlog = 4096);
   TcpStream accept(Deadline deadline);
+  // A connection already waiting, or an empty stream: never waits.
+  TcpStream try_accept();
   uint16_t port() const noexcept { return port_; }
   const std::string& host() const noexcept { return host_; }
   int fd() const noexcept { return fd_.get(); }

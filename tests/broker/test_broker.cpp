@@ -1149,3 +1149,79 @@ TEST_CASE("a flood from the node's own address by an ordinary user does not sile
   ex->release();
   broker_release(broker.address(), grant.lease_id);
 }
+
+// Finding 5: an executor's listener is open to any local user before its client connects. An
+// ordinary user opens 20 silent connections to every port listening on 127.0.0.1 (as /proc/net/tcp
+// shows them to anyone), and to each new one as it appears, standby executors' included; deploys
+// on the node go on at their usual pace (one after another, 20 silent connectors would hold each
+// deploy for 10 s, the control timeout).
+TEST_CASE("silent connections to every local port by an ordinary user do not stall deploys", "[broker][users]") {
+  if (::geteuid() != 0) {
+    WARN("not root: no other user to connect as");
+    return;
+  }
+  TestUser user;
+  REQUIRE(user.made());
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  const std::string flood = "import socket, sys, time\n"
+                            "held, ports = [], set()\n"
+                            "end = time.time() + 14\n"
+                            "while time.time() < end:\n"
+                            "    for line in open('/proc/net/tcp').readlines()[1:]:\n"
+                            "        f = line.split()\n"
+                            "        if f[3] != '0A' or not f[1].startswith('0100007F:'): continue\n"
+                            "        port = int(f[1].split(':')[1], 16)\n"
+                            "        if port in ports: continue\n"
+                            "        ports.add(port); print(len(ports), file=sys.stderr, flush=True)\n"
+                            "        for _ in range(20):\n"
+                            "            s = socket.socket(); s.setblocking(False)\n"
+                            "            try: s.connect(('127.0.0.1', port))\n"
+                            "            except BlockingIOError: pass\n"
+                            "            except OSError: pass\n"
+                            "            held.append(s)\n"
+                            "    time.sleep(0.005)\n";
+  std::ofstream(dir.path() / "flood.py") << flood;
+  ::chmod(dir.path().c_str(), 0755);
+  ::chmod((dir.path() / "flood.py").c_str(), 0644);
+  ChildProcess flooder({"/usr/bin/setpriv", "--reuid=" + std::to_string(user.uid()), "--regid=" + std::to_string(user.gid()),
+                        "--clear-groups", "/usr/bin/python3", (dir.path() / "flood.py").string()},
+                       {}, (dir.path() / "flood.out").string());
+  auto ports_held = [&] {
+    std::ifstream counts(dir.path() / "flood.out");
+    int ports = 0;
+    for (int c; counts >> c;) ports = c;
+    return ports;
+  };
+  REQUIRE(eventually([&] { return ports_held() >= 2; }));  // the broker's and the daemon's at least
+
+  BrokerLeaseOptions o;
+  o.memory_bytes = 64ull << 20;
+  for (int round = 0; round < 3; ++round) {
+    INFO("deploy " << round);
+    auto t0 = Clock::now();
+    auto grant = broker_lease(broker.address(), o);
+    std::unique_ptr<Executor> ex;
+    try {
+      ex = Executor::deploy(grant, echo_options());
+    } catch (const Error& e) {
+      FAIL("deploy failed: " << e.what());
+    }
+    auto took = Clock::now() - t0;
+    uint64_t v = 4, r = 0;
+    size_t n = 0;
+    CHECK(ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n) == Errc::ok);
+    CHECK(r == 4);
+    CHECK(took < 3s);
+    ex->release();
+    broker_release(broker.address(), grant.lease_id);
+  }
+  INFO("listeners the flooder held: " << ports_held());
+  flooder.kill(SIGTERM);
+  flooder.wait_for(5s);
+  // The broker's, the daemon's and executors' (standbys', listening before their lease).
+  CHECK(ports_held() >= 3);
+}

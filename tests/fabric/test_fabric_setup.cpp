@@ -297,6 +297,44 @@ TEST_CASE("a listener survives garbage and a silent connector, then accepts a re
   real_endpoint_connects(*domain, *listener);
 }
 
+// Strangers who connect and say nothing (any local user can reach a listener's port) must not
+// queue up ahead of the real connector: they are judged side by side, so forty of them, each
+// allowed kAdmitHelloTimeout, delay the admissible connector by nothing (one after another they
+// would hold it for 20 s). Also strangers that send half a hello, or a hello too large.
+TEST_CASE("silent connectors ahead of an admissible one do not delay it (ofi TCP bootstrap)", "[fabric]") {
+  if (verbs_selected()) {
+    WARN("the ofi backend's TCP bootstrap; rdma_cm requests carry their data and are judged at once");
+    return;
+  }
+  auto domain = fabric::open_domain(fabric::Config::from_env());
+  auto listener = domain->listen(fabric::Config::from_env().local_host, 0);
+  auto hp = net::HostPort::parse(listener->address());
+  std::vector<net::TcpStream> strangers;
+  for (int i = 0; i < 40; ++i) strangers.push_back(net::TcpStream::connect(hp, net::deadline_in(5s)));
+  const uint8_t half[6] = {200, 0, 0, 0, 'R', 'F'};  // announces 200 bytes, sends 2
+  strangers[3].send_all(half, sizeof half, net::deadline_in(1s));
+  const uint8_t huge[4] = {0xff, 0xff, 0xff, 0x7f};
+  strangers[5].send_all(huge, sizeof huge, net::deadline_in(1s));
+
+  fabric::ConnectionData mine = fabric::make_connection_data(uint64_t{7}), theirs, good_theirs;
+  auto server_ep = domain->create_endpoint();
+  std::chrono::steady_clock::duration took{};
+  TestThread client([&] {
+    std::this_thread::sleep_for(50ms);  // after the strangers, in the listener's queue
+    auto t0 = std::chrono::steady_clock::now();
+    auto ep = domain->create_endpoint();
+    ep->connect(listener->address(), fabric::make_connection_data(uint64_t{42}), good_theirs, 10s);
+    took = std::chrono::steady_clock::now() - t0;
+  });
+  listener->accept(*server_ep, mine, theirs, 10s,
+                   [](const fabric::ConnectionData& cd) { return fabric::read_connection_data<uint64_t>(cd) == 42; });
+  client.join();
+  CHECK(fabric::read_connection_data<uint64_t>(theirs) == 42);
+  CHECK(fabric::read_connection_data<uint64_t>(good_theirs) == 7);
+  CHECK(took < 1s);
+  CHECK(server_ep->connected());
+}
+
 #ifdef RFAAS_TEST_VERBS
 TEST_CASE("a listener survives garbage and a silent connector, then accepts a real endpoint (verbs rdma_cm)",
           "[fabric][verbs]") {

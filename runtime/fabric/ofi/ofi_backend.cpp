@@ -129,8 +129,9 @@ class OfiEndpoint final : public Endpoint {
   // Exchanges addresses and connection data over `stream`, then keeps it for liveness.
   // Exchanges hellos over the bootstrap stream. With `admit` (the accepting side) the peer's hello
   // is read and judged first: false when refused (nothing of ours was sent).
+  // `hello_read`: the peer's hello, already read by the listener.
   bool handshake(net::TcpStream stream, const ConnectionData& mine, ConnectionData& theirs, net::Deadline deadline,
-                 const Listener::Admit* admit = nullptr);
+                 const Listener::Admit* admit = nullptr, const std::vector<uint8_t>* hello_read = nullptr);
   OfiDomain& domain() const { return domain_; }
 
  private:
@@ -381,7 +382,7 @@ OfiEndpoint::~OfiEndpoint() {
 }
 
 bool OfiEndpoint::handshake(net::TcpStream stream, const ConnectionData& mine, ConnectionData& theirs,
-                            net::Deadline deadline, const Listener::Admit* admit) {
+                            net::Deadline deadline, const Listener::Admit* admit, const std::vector<uint8_t>* hello_read) {
   if (peer_ != FI_ADDR_NOTAVAIL) throw Error(Errc::invalid_argument, "endpoint is already connected");
   if (mine.size > kConnectionDataMax) throw Error(Errc::invalid_argument, "connection data too large");
   std::string prov = domain_.provider();
@@ -405,7 +406,8 @@ bool OfiEndpoint::handshake(net::TcpStream stream, const ConnectionData& mine, C
   std::vector<uint8_t> reply;
   try {
     if (admit) {
-      reply = stream.recv_frame(kHelloMax, deadline);  // theirs first, judged below before ours goes out
+      // Theirs first, judged below before ours goes out.
+      reply = hello_read ? *hello_read : stream.recv_frame(kHelloMax, deadline);
     } else {
       stream.send_frame(msg.data(), msg.size(), deadline);
       reply = stream.recv_frame(kHelloMax, deadline);
@@ -474,25 +476,71 @@ void OfiListener::accept(Endpoint& ep, const ConnectionData& mine, ConnectionDat
   if (!ofi_ep || &ofi_ep->domain() != &domain_)
     throw Error(Errc::invalid_argument, "accept: the endpoint belongs to another domain");
   auto deadline = net::deadline_in(timeout);
-  for (;;) {
+  if (!admit) {
     net::TcpStream stream;
     try {
       stream = tcp_.accept(deadline);
     } catch (const net::NetError& e) {
       throw Error(e.code() == net::NetErrc::timeout ? Errc::timeout : Errc::io, std::string("accept: ") + e.what());
     }
-    if (!admit) {
-      ofi_ep->handshake(std::move(stream), mine, theirs, deadline);
-      return;
-    }
-    // A connector that says nothing, or the wrong thing, costs this wait at most its own bound.
-    auto bound = std::min(deadline, net::deadline_in(kAdmitHelloTimeout));
+    ofi_ep->handshake(std::move(stream), mine, theirs, deadline);
+    return;
+  }
+  // Connectors are judged side by side, each given kAdmitHelloTimeout from its arrival to
+  // present its hello: silent ones cost only themselves, never the connector behind them. At
+  // most kMaxWaitingConnectors wait; past that the oldest is turned away.
+  struct Connector {
+    net::TcpStream stream;
+    net::FrameReader hello{kHelloMax};
+    net::Deadline until;
+  };
+  constexpr size_t kMaxWaitingConnectors = 256;
+  std::vector<Connector> waiting;
+  std::vector<pollfd> fds;
+  for (;;) {
+    auto now = net::Clock::now();
+    std::erase_if(waiting, [&](const Connector& c) { return c.until <= now; });
+    if (now >= deadline) throw Error(Errc::timeout, "accept: no admissible connector in time");
     try {
-      if (ofi_ep->handshake(std::move(stream), mine, theirs, bound, &admit)) return;
-    } catch (const Error& e) {
-      if (e.code() != Errc::protocol && e.code() != Errc::timeout && e.code() != Errc::peer_lost) throw;
+      for (size_t n = 0; n < kMaxWaitingConnectors; ++n) {
+        auto s = tcp_.try_accept();
+        if (!s) break;
+        if (waiting.size() >= kMaxWaitingConnectors) waiting.erase(waiting.begin());
+        waiting.push_back({std::move(s), net::FrameReader(kHelloMax), std::min(deadline, now + kAdmitHelloTimeout)});
+      }
+    } catch (const net::NetError& e) {
+      throw Error(Errc::io, std::string("accept: ") + e.what());
     }
-    if (net::Clock::now() >= deadline) throw Error(Errc::timeout, "accept: no admissible connector in time");
+    for (size_t i = 0; i < waiting.size();) {
+      bool whole = false;
+      try {
+        whole = waiting[i].hello.read_available(waiting[i].stream);
+      } catch (const net::NetError&) {  // gone, or a hello too large: turned away
+        waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
+        continue;
+      }
+      if (!whole) {
+        ++i;
+        continue;
+      }
+      Connector c = std::move(waiting[i]);
+      waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
+      try {
+        if (ofi_ep->handshake(std::move(c.stream), mine, theirs, std::min(deadline, net::deadline_in(kAdmitHelloTimeout)),
+                              &admit, &c.hello.frame()))
+          return;
+      } catch (const Error& e) {
+        if (e.code() != Errc::protocol && e.code() != Errc::timeout && e.code() != Errc::peer_lost) throw;
+      }
+    }
+    fds.assign(1, pollfd{tcp_.fd(), POLLIN, 0});
+    auto wake = deadline;
+    for (auto& c : waiting) {
+      fds.push_back({c.stream.fd(), POLLIN, 0});
+      wake = std::min(wake, c.until);
+    }
+    auto ms = std::chrono::ceil<std::chrono::milliseconds>(wake - net::Clock::now()).count();
+    ::poll(fds.data(), fds.size(), static_cast<int>(std::clamp<int64_t>(ms, 0, 1000)));
   }
 }
 

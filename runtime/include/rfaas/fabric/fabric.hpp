@@ -192,8 +192,9 @@ class Listener {
   // (`mine`) reaches it.
   using Admit = std::function<bool(const ConnectionData& theirs)>;
   // Accepts one connection into `ep` (a fresh endpoint of the same domain). A connector that
-  // `admit` refuses is turned away (it sees its connect fail) and the wait goes on for the next,
-  // each connector given at most kAdmitHelloTimeout to present its data. Throws Error(timeout).
+  // `admit` refuses is turned away (it sees its connect fail) and the wait goes on for the next.
+  // Connectors are judged side by side, each given at most kAdmitHelloTimeout to present its
+  // data: silent ones delay no other. Throws Error(timeout).
   virtual void accept(Endpoint& ep, const ConnectionData& mine, ConnectionData& theirs,
                       std::chrono::milliseconds timeout, const Admit& admit = {}) = 0;
 };
