@@ -57,6 +57,51 @@ TEST_CASE("frames round-trip and oversized frames are refused", "[net]") {
   client.join();
 }
 
+TEST_CASE("a frame read across calls that never wait: byte by byte, too large, closed", "[net]") {
+  auto listener = TcpListener::bind("127.0.0.1", 0);
+  CHECK_FALSE(listener.try_accept());  // nobody yet: an empty stream, at once
+  auto client = TcpStream::connect({"127.0.0.1", listener.port()}, deadline_in(5s));
+  TcpStream server;
+  for (auto end = deadline_in(5s); !server && Clock::now() < end;) server = listener.try_accept();
+  REQUIRE(server);
+
+  FrameReader reader(64);
+  CHECK_FALSE(reader.read_available(server));  // nothing sent
+  const uint8_t frame[] = {5, 0, 0, 0, 'r', 'f', 'a', 'a', 's'};
+  for (uint8_t b : frame) {
+    CHECK_FALSE(reader.read_available(server));
+    client.send_all(&b, 1, deadline_in(1s));
+    std::this_thread::sleep_for(2ms);
+  }
+  REQUIRE(reader.read_available(server));
+  CHECK(std::string(reader.frame().begin(), reader.frame().end()) == "rfaas");
+
+  FrameReader small(4);
+  client.send_all(frame, sizeof frame, deadline_in(1s));
+  std::this_thread::sleep_for(20ms);
+  try {
+    small.read_available(server);
+    FAIL("a frame past the limit was read");
+  } catch (const NetError& e) {
+    CHECK(e.code() == NetErrc::too_large);
+  }
+  // A peer that closes mid-frame.
+  client = TcpStream::connect({"127.0.0.1", listener.port()}, deadline_in(5s));
+  server = TcpStream();
+  for (auto end = deadline_in(5s); !server && Clock::now() < end;) server = listener.try_accept();
+  REQUIRE(server);
+  client.send_all(frame, 6, deadline_in(1s));
+  client = TcpStream();
+  std::this_thread::sleep_for(20ms);
+  FrameReader rest(64);
+  try {
+    while (!rest.read_available(server)) std::this_thread::sleep_for(1ms);
+    FAIL("a closed peer gave a frame");
+  } catch (const NetError& e) {
+    CHECK(e.code() == NetErrc::closed);
+  }
+}
+
 TEST_CASE("waits are bounded and a closed peer is noticed", "[net]") {
   auto listener = TcpListener::bind("127.0.0.1", 0);
   SECTION("accept with nobody connecting times out") {
