@@ -75,7 +75,10 @@ void LeaseBook::upsert_node(const NodeInfo& node) {
     const NodeInfo& old = it->second;
     n.drained_by_operator = old.drained_by_operator;
     n.reported_ended = old.reported_ended;
-    if (n.signed_at_ms < old.signed_at_ms) {  // overtaken: the newer list stands
+    // Overtaken on the way: the newer list stands. Far older is no heartbeat in flight but the
+    // daemon's clock stepped back (or a restarted daemon's is behind): taken.
+    constexpr int64_t kInFlightMs = 10'000;
+    if (n.signed_at_ms < old.signed_at_ms && old.signed_at_ms - n.signed_at_ms < kInFlightMs) {
       n.serving = old.serving;
       n.signed_at_ms = old.signed_at_ms;
     }

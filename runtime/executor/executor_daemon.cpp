@@ -14,6 +14,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <future>
+#include <system_error>
 #include <thread>
 
 #include "executor/executor_process.hpp"
@@ -487,11 +489,22 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
     // between two rfaas_mpi_init, would otherwise race the report).
     leases_.release(lease_id, served_until_ms);
     reserved = false;
+    std::future<void> reported;
     if (broker_) {
       // Measured here, not reported by the executor (which runs the lease's code).
       auto served_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - served_since).count();
-      broker_->report_usage(lease_id, end.usage,
-                            {{"cores", req.workers}, {"memory_bytes", t.memory_bytes}, {"served_ms", served_ms}}, end.reason);
+      nlohmann::json served{{"cores", req.workers}, {"memory_bytes", t.memory_bytes}, {"served_ms", served_ms}};
+      auto report = [this, lease_id, usage = end.usage, served, reason = end.reason] {
+        broker_->report_usage(lease_id, usage, served, reason);
+      };
+      try {
+        reported = std::async(std::launch::async, report);
+      } catch (const std::system_error&) {
+        report();
+      }
+      // A slow broker holds the client's answer 1 s at most: the client waits 1.5 s to hear why
+      // its lease ended.
+      if (reported.valid()) reported.wait_for(std::chrono::seconds(1));
     }
     if (end.reason != "client_gone") {
       try {
@@ -499,6 +512,7 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
       } catch (const net::NetError&) {
       }
     }
+    if (reported.valid()) reported.wait();  // report_usage catches what it throws
     const bool explained = end.reason == "memory_exceeded" || !executor.reports().fault().empty();
     log("lease " + std::to_string(lease_id) + " ended: " + end.reason + (explained ? " (" + end.detail + ")" : "") + ", executor " + describe_exit(st) + ", " +
         std::to_string(end.usage.invocations) + " invocations");

@@ -113,6 +113,10 @@ TEST_CASE("a heartbeat signed before a lease's end report does not bring its cor
   REQUIRE(b.apply_release(r2.lease_id));
   b.upsert_node(at(350, {{r2.lease_id, 1, 1 << 20, 0}}));
   CHECK(b.free_cores("a") == 1);
+  // Far older than the last one is no heartbeat in flight: the daemon's clock stepped back.
+  auto r3 = grant(b, request(1));
+  b.upsert_node(at(400 - 20'000, {{r3.lease_id, 1, 1 << 20, 0}}));
+  CHECK(b.nodes().at("a").serving.size() == 1);
 }
 
 TEST_CASE("leases expire and renew", "[broker]") {

@@ -62,7 +62,8 @@ TEST_CASE("a frame read across calls that never wait: byte by byte, too large, c
   CHECK_FALSE(listener.try_accept());  // nobody yet: an empty stream, at once
   auto client = TcpStream::connect({"127.0.0.1", listener.port()}, deadline_in(5s));
   TcpStream server;
-  for (auto end = deadline_in(5s); !server && Clock::now() < end;) server = listener.try_accept();
+  for (auto end = deadline_in(5s); !server && Clock::now() < end; std::this_thread::sleep_for(1ms))
+    server = listener.try_accept();
   REQUIRE(server);
 
   FrameReader reader(64);
@@ -73,7 +74,10 @@ TEST_CASE("a frame read across calls that never wait: byte by byte, too large, c
     client.send_all(&b, 1, deadline_in(1s));
     std::this_thread::sleep_for(2ms);
   }
-  REQUIRE(reader.read_available(server));
+  bool whole = false;
+  for (auto end = deadline_in(5s); !whole && Clock::now() < end; std::this_thread::sleep_for(1ms))
+    whole = reader.read_available(server);
+  REQUIRE(whole);
   CHECK(std::string(reader.frame().begin(), reader.frame().end()) == "rfaas");
 
   FrameReader small(4);
@@ -88,15 +92,17 @@ TEST_CASE("a frame read across calls that never wait: byte by byte, too large, c
   // A peer that closes mid-frame.
   client = TcpStream::connect({"127.0.0.1", listener.port()}, deadline_in(5s));
   server = TcpStream();
-  for (auto end = deadline_in(5s); !server && Clock::now() < end;) server = listener.try_accept();
+  for (auto end = deadline_in(5s); !server && Clock::now() < end; std::this_thread::sleep_for(1ms))
+    server = listener.try_accept();
   REQUIRE(server);
   client.send_all(frame, 6, deadline_in(1s));
   client = TcpStream();
   std::this_thread::sleep_for(20ms);
   FrameReader rest(64);
   try {
-    while (!rest.read_available(server)) std::this_thread::sleep_for(1ms);
-    FAIL("a closed peer gave a frame");
+    for (auto end = deadline_in(5s); Clock::now() < end; std::this_thread::sleep_for(1ms))
+      if (rest.read_available(server)) FAIL("a closed peer gave a frame");
+    FAIL("a closed peer was not noticed within 5 s");
   } catch (const NetError& e) {
     CHECK(e.code() == NetErrc::closed);
   }

@@ -497,41 +497,49 @@ void OfiListener::accept(Endpoint& ep, const ConnectionData& mine, ConnectionDat
   constexpr size_t kMaxWaitingConnectors = 256;
   std::vector<Connector> waiting;
   std::vector<pollfd> fds;
+  enum class Verdict { waiting, turned_away, admitted };
+  auto judge = [&](Connector& c) {
+    try {
+      if (!c.hello.read_available(c.stream)) return Verdict::waiting;
+    } catch (const net::NetError&) {  // gone, or a hello too large
+      return Verdict::turned_away;
+    }
+    try {
+      if (ofi_ep->handshake(std::move(c.stream), mine, theirs, std::min(deadline, net::deadline_in(kAdmitHelloTimeout)),
+                            &admit, &c.hello.frame()))
+        return Verdict::admitted;
+    } catch (const Error& e) {
+      if (e.code() != Errc::protocol && e.code() != Errc::timeout && e.code() != Errc::peer_lost) throw;
+    }
+    return Verdict::turned_away;
+  };
   for (;;) {
     auto now = net::Clock::now();
     std::erase_if(waiting, [&](const Connector& c) { return c.until <= now; });
     if (now >= deadline) throw Error(Errc::timeout, "accept: no admissible connector in time");
-    try {
-      for (size_t n = 0; n < kMaxWaitingConnectors; ++n) {
-        auto s = tcp_.try_accept();
-        if (!s) break;
-        if (waiting.size() >= kMaxWaitingConnectors) waiting.erase(waiting.begin());
-        waiting.push_back({std::move(s), net::FrameReader(kHelloMax), std::min(deadline, now + kAdmitHelloTimeout)});
+    // Each newcomer is judged as it is taken (its hello usually came with it), so a burst of
+    // strangers behind it cannot push it out before it was read.
+    for (size_t n = 0; n < kMaxWaitingConnectors; ++n) {
+      Connector c{{}, net::FrameReader(kHelloMax), std::min(deadline, now + kAdmitHelloTimeout)};
+      try {
+        c.stream = tcp_.try_accept();
+      } catch (const net::NetError& e) {
+        if (waiting.empty()) throw Error(Errc::io, std::string("accept: ") + e.what());
+        waiting.erase(waiting.begin());  // out of descriptors: the oldest stranger makes room
+        continue;
       }
-    } catch (const net::NetError& e) {
-      throw Error(Errc::io, std::string("accept: ") + e.what());
+      if (!c.stream) break;
+      Verdict v = judge(c);
+      if (v == Verdict::admitted) return;
+      if (v == Verdict::turned_away) continue;
+      if (waiting.size() >= kMaxWaitingConnectors) waiting.erase(waiting.begin());
+      waiting.push_back(std::move(c));
     }
     for (size_t i = 0; i < waiting.size();) {
-      bool whole = false;
-      try {
-        whole = waiting[i].hello.read_available(waiting[i].stream);
-      } catch (const net::NetError&) {  // gone, or a hello too large: turned away
-        waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
-        continue;
-      }
-      if (!whole) {
-        ++i;
-        continue;
-      }
-      Connector c = std::move(waiting[i]);
-      waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
-      try {
-        if (ofi_ep->handshake(std::move(c.stream), mine, theirs, std::min(deadline, net::deadline_in(kAdmitHelloTimeout)),
-                              &admit, &c.hello.frame()))
-          return;
-      } catch (const Error& e) {
-        if (e.code() != Errc::protocol && e.code() != Errc::timeout && e.code() != Errc::peer_lost) throw;
-      }
+      Verdict v = judge(waiting[i]);
+      if (v == Verdict::admitted) return;
+      if (v == Verdict::turned_away) waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
+      else ++i;
     }
     fds.assign(1, pollfd{tcp_.fd(), POLLIN, 0});
     auto wake = deadline;
