@@ -48,6 +48,8 @@ BrokerConfig BrokerConfig::from_json_file(const std::string& path) {
     else if (key == "max_lease_ms") c.max_lease_ms = value.get<int64_t>();
     else if (key == "max_cores_per_lease") c.max_cores_per_lease = value.get<uint32_t>();
     else if (key == "max_cores_per_user") c.max_cores_per_user = value.get<uint32_t>();
+    else if (key == "max_lease_lifetime_ms") c.max_lease_lifetime_ms = value.get<int64_t>();
+    else if (key == "max_memory_per_core_bytes") c.max_memory_per_core_bytes = value.get<uint64_t>();
     else if (key == "journal_compact_records") c.journal_compact_records = value.get<uint64_t>();
     else if (key == "munge_socket") c.munge_socket = value.get<std::string>();
     else if (key == "operators") {
@@ -206,8 +208,17 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
         throw MessageError(ControlErrc::policy, "uid " + std::to_string(who.uid) + " holds " +
                                                     std::to_string(book_.cores_of_user(who.uid)) + " cores; this broker grants at most " +
                                                     std::to_string(config_.max_cores_per_user) + " per user");
-      LeaseRequest req{ask.cores, ask.memory_bytes, ask.duration_ms, ask.client, ask.avoid_nodes, who.uid, who.gid, ask.job};
-      auto rec = book_.place(req, now);
+      LeaseRequest req{ask.cores, ask.memory_bytes, ask.duration_ms, ask.client, ask.avoid_nodes, who.uid, who.gid, ask.job,
+                       config_.max_memory_per_core_bytes};
+      PlaceRefusal refusal = PlaceRefusal::none;
+      auto rec = book_.place(req, now, &refusal);
+      if (!rec && refusal == PlaceRefusal::memory_share)
+        throw MessageError(ControlErrc::policy,
+                           std::to_string(ask.memory_bytes) + " bytes asked for " + std::to_string(ask.cores) +
+                               " cores; this broker grants at most " +
+                               (config_.max_memory_per_core_bytes
+                                    ? std::to_string(config_.max_memory_per_core_bytes) + " bytes per core"
+                                    : std::string("a node's memory over its cores, per core")));
       if (!rec)
         throw MessageError(ControlErrc::no_capacity, "no active node has " + std::to_string(ask.cores) +
                                                          " free cores and the memory asked for");
@@ -238,16 +249,20 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
       // itself is kept apart, labelled as its word.
       UsageRecord record;
       record.reported = usage;
+      std::optional<uint32_t> served_uid;  // whose, as the node's signed report says
       if (auto served = msg.body.find("served"); served != msg.body.end() && served->is_object()) {
         record.cores = served->value("cores", 0u);
         record.memory_bytes = served->value("memory_bytes", uint64_t{0});
         record.served_ms = served->value("served_ms", uint64_t{0});
+        if (auto u = served->find("uid"); u != served->end() && u->is_number_unsigned()) served_uid = u->get<uint32_t>();
       }
       std::lock_guard lock(mutex_);
       auto lease = book_.lease(id);
       if (lease && lease->node != r.node) throw MessageError(ControlErrc::bad_token, "usage for a lease on another node");
-      record.uid = lease ? lease->uid : 0;
-      if (!lease)  // released here first: whose it was, as the node's signed serving list says
+      // Released here first: whose it was, as the node's signed report (or serving list) says. A
+      // lease admitted and ended between two heartbeats is in no serving list.
+      record.uid = lease ? lease->uid : served_uid.value_or(0);
+      if (!lease && !served_uid)
         for (const auto& g : book_.ending_on(r.node))
           if (g.lease_id == id) record.uid = g.uid;
       release_locked(id, "ended: " + msg.body.value("reason", std::string("unknown")));  // journaled first
@@ -275,7 +290,13 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
         throw MessageError(ControlErrc::lease_expired, "lease " + std::to_string(ask.token.lease_id) + " is not held");
       check_owner(who, *rec);
       if (rec->expires_at_ms <= now) throw MessageError(ControlErrc::lease_expired, "lease has expired");
-      int64_t expires = std::max(rec->expires_at_ms, now + ask.duration_ms);
+      // Never past its lifetime: a renewal that cannot move the expiry is refused by name.
+      const int64_t last = rec->granted_at_ms + config_.max_lease_lifetime_ms;
+      int64_t expires = std::min(std::max(rec->expires_at_ms, now + ask.duration_ms), std::max(last, rec->expires_at_ms));
+      if (expires <= rec->expires_at_ms && now + ask.duration_ms > rec->expires_at_ms)
+        throw MessageError(ControlErrc::policy, "lease " + std::to_string(rec->lease_id) + " reached its lifetime of " +
+                                                    std::to_string(config_.max_lease_lifetime_ms) +
+                                                    " ms on this broker: lease again");
       journal_.renew(rec->lease_id, expires);  // synced in handle(), before it is answered
       book_.apply_renew(rec->lease_id, expires);
       auto t = token_for(*rec, expires);

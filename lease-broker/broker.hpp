@@ -26,10 +26,15 @@ struct BrokerConfig {
   std::string journal_path;
   uint32_t heartbeat_timeout_ms = 5'000;  // a node silent this long is lost, its leases revoked
   uint32_t control_timeout_ms = 10'000;
-  // Policy: the longest lease (and renewal) granted, the most cores in one lease (0: any).
+  // Policy, on by default (docs/operations.md): the longest lease (and renewal) granted; the
+  // longest a lease lives, renewals included; the most cores in one lease and held at once by
+  // one user's leases (0: no cap); the most memory per core a lease asks for (0: its node's
+  // share, the node's memory over its cores).
   int64_t max_lease_ms = 24 * 3600 * 1000;
-  uint32_t max_cores_per_lease = 0;
-  uint32_t max_cores_per_user = 0;  // held at once by one user's leases (0: any)
+  int64_t max_lease_lifetime_ms = 7 * 24 * 3600 * 1000LL;
+  uint32_t max_cores_per_lease = 32;
+  uint32_t max_cores_per_user = 128;
+  uint64_t max_memory_per_core_bytes = 0;
   // The journal is compacted into a snapshot of the lease book after this many records.
   uint64_t journal_compact_records = 10'000;
   // Users authenticate with MUNGE: this munged socket ("": RFAAS_MUNGE_SOCKET, else MUNGE's

@@ -1,6 +1,7 @@
 #include "journal.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,11 +9,22 @@
 #include <fstream>
 #include <sstream>
 
+#include "net/private_file.hpp"
+
 namespace rfaas::broker {
 
 Journal::Journal(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  // Never through a link, and only our own file: whoever could write the journal could forge
+  // the leases a restart replays.
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd_ < 0) throw JournalError("journal " + path + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022)) {
+    ::close(fd_);
+    fd_ = -1;
+    throw JournalError("journal " + path + " is not a regular file of uid " + std::to_string(::geteuid()) +
+                       " that only it may write");
+  }
   off_t end = ::lseek(fd_, 0, SEEK_END);
   if (end < 0) throw JournalError("journal " + path + ": lseek: " + std::strerror(errno));
   size_ = end;
@@ -50,8 +62,12 @@ void Journal::compact(const LeaseBook& book) {
   std::string line =
       nlohmann::json{{"op", "snapshot"}, {"next_lease_id", book.next_lease_id()}, {"leases", leases}}.dump() + "\n";
   const std::string tmp = path_ + ".compact";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw JournalError("journal compaction: " + tmp + ": " + std::strerror(errno));
+  int fd = -1;
+  try {
+    fd = net::create_new_file(tmp, 0600);  // not through a link planted at the name
+  } catch (const std::runtime_error& e) {
+    throw JournalError(std::string("journal compaction: ") + e.what());
+  }
   auto give_up = [&](const char* what) {
     int err = errno;
     ::close(fd);
@@ -80,7 +96,7 @@ void Journal::compact(const LeaseBook& book) {
   synced_ = written_.load();  // on disk, in the old journal and in the snapshot alike
   // From here the snapshot is the journal: appends go on after it.
   ::close(fd_);
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
   ::close(fd);
   if (fd_ < 0) {
     failed_.store(true);

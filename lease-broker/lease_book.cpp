@@ -15,7 +15,8 @@ const char* to_string(NodeInfo::State s) {
 
 void to_json(nlohmann::json& j, const LeaseRecord& r) {
   j = {{"lease_id", r.lease_id}, {"node", r.node}, {"cores", r.cores}, {"memory_bytes", r.memory_bytes},
-       {"expires_at_ms", r.expires_at_ms}, {"client", r.client}, {"uid", r.uid}, {"gid", r.gid}, {"job", r.job}};
+       {"expires_at_ms", r.expires_at_ms}, {"client", r.client}, {"uid", r.uid}, {"gid", r.gid}, {"job", r.job},
+       {"granted_at_ms", r.granted_at_ms}};
 }
 
 void from_json(const nlohmann::json& j, LeaseRecord& r) {
@@ -29,14 +30,15 @@ void from_json(const nlohmann::json& j, LeaseRecord& r) {
   r.uid = j.value("uid", uint32_t{0});
   r.gid = j.value("gid", uint32_t{0});
   r.job = j.value("job", std::string());
+  // Journaled before leases had a lifetime: its lifetime counts from its current expiry.
+  r.granted_at_ms = j.value("granted_at_ms", r.expires_at_ms);
 }
 
 uint64_t LeaseBook::cores_of_user(uint32_t uid) const {
-  uint64_t n = 0;
-  for (auto& [id, l] : leases_)
-    if (l.uid == uid) n += l.cores;
-  for (auto& [name, node] : nodes_)  // a lease released here still counts until its daemon ends it
-    for (auto& l : node.serving)
+  auto held = held_cores_by_uid_.find(uid);
+  uint64_t n = held == held_cores_by_uid_.end() ? 0 : held->second;
+  for (auto& name : nodes_serving_)  // a lease released here still counts until its daemon ends it
+    for (auto& l : nodes_.at(name).serving)
       if (l.uid == uid && !leases_.count(l.lease_id)) n += l.cores;
   return n;
 }
@@ -64,6 +66,7 @@ void LeaseBook::served_ended(const std::string& node, uint64_t lease_id, int64_t
   auto it = nodes_.find(node);
   if (it == nodes_.end()) return;
   std::erase_if(it->second.serving, [&](const protocol::ServedLease& l) { return l.lease_id == lease_id; });
+  if (it->second.serving.empty()) nodes_serving_.erase(node);
   auto& at = it->second.reported_ended[lease_id];
   at = std::max(at, signed_at_ms);
 }
@@ -87,6 +90,8 @@ void LeaseBook::upsert_node(const NodeInfo& node) {
     std::erase_if(n.reported_ended, [&](const auto& e) { return e.second < n.signed_at_ms; });
     std::erase_if(n.serving, [&](const protocol::ServedLease& l) { return n.reported_ended.count(l.lease_id) > 0; });
   }
+  if (n.serving.empty()) nodes_serving_.erase(node.name);
+  else nodes_serving_.insert(node.name);
   nodes_[node.name] = std::move(n);
 }
 
@@ -120,7 +125,9 @@ uint64_t LeaseBook::free_memory(const std::string& node) const {
   return used >= it->second.memory_bytes ? 0 : it->second.memory_bytes - used;
 }
 
-std::optional<LeaseRecord> LeaseBook::place(const LeaseRequest& request, int64_t now_ms) const {
+std::optional<LeaseRecord> LeaseBook::place(const LeaseRequest& request, int64_t now_ms, PlaceRefusal* why) const {
+  bool over_share = false, within_share = false;
+  if (why) *why = PlaceRefusal::full;
   if (request.cores == 0 || request.duration_ms <= 0) return std::nullopt;
   const NodeInfo* best = nullptr;
   uint32_t best_free = 0;
@@ -130,6 +137,17 @@ std::optional<LeaseRecord> LeaseBook::place(const LeaseRequest& request, int64_t
     while (u != used_.end() && u->first < name) ++u;
     if (node.state != NodeInfo::State::active || node.drained_by_operator) continue;
     if (std::find(request.avoid_nodes.begin(), request.avoid_nodes.end(), name) != request.avoid_nodes.end()) continue;
+    // At most the cores' share of memory: a 1-core lease does not take a whole node's memory.
+    // (Compared as products, in 128 bits: no division per node, no overflow.)
+    using u128 = unsigned __int128;
+    const bool over = request.max_memory_per_core
+                          ? request.memory_bytes > u128{request.max_memory_per_core} * request.cores
+                          : u128{request.memory_bytes} * node.cores > u128{node.memory_bytes} * request.cores;
+    if (over) {
+      over_share = true;
+      continue;
+    }
+    within_share = true;
     Used used = u != used_.end() && u->first == name ? u->second : Used{};
     if (!node.serving.empty()) {
       Used e = ending(node);
@@ -144,9 +162,13 @@ std::optional<LeaseRecord> LeaseBook::place(const LeaseRequest& request, int64_t
       best_free = free;
     }
   }
-  if (!best) return std::nullopt;
+  if (!best) {
+    if (why) *why = over_share && !within_share ? PlaceRefusal::memory_share : PlaceRefusal::full;
+    return std::nullopt;
+  }
+  if (why) *why = PlaceRefusal::none;
   return LeaseRecord{next_lease_id_, best->name, request.cores, request.memory_bytes, now_ms + request.duration_ms,
-                     request.client, request.uid, request.gid, request.job};
+                     request.client, request.uid, request.gid, request.job, now_ms};
 }
 
 bool LeaseBook::apply_grant(const LeaseRecord& r) {
@@ -157,6 +179,7 @@ bool LeaseBook::apply_grant(const LeaseRecord& r) {
   Used& u = used_[r.node];
   u.cores += r.cores;
   u.memory_bytes += r.memory_bytes;
+  held_cores_by_uid_[r.uid] += r.cores;
   next_lease_id_ = std::max(next_lease_id_, r.lease_id + 1);
   return true;
 }
@@ -170,6 +193,8 @@ bool LeaseBook::apply_release(uint64_t lease_id) {
     u->second.memory_bytes -= it->second.memory_bytes;
     if (u->second.cores == 0 && u->second.memory_bytes == 0) used_.erase(u);
   }
+  if (auto h = held_cores_by_uid_.find(it->second.uid); h != held_cores_by_uid_.end() && (h->second -= it->second.cores) == 0)
+    held_cores_by_uid_.erase(h);
   leases_.erase(it);
   return true;
 }

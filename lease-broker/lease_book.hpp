@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,8 @@ struct LeaseRecord {
   uint32_t uid = 0;
   uint32_t gid = 0;
   std::string job;  // the owner's Slurm job, if any
+  // When it was granted: renewals never take it past granted_at_ms + the broker's lifetime cap.
+  int64_t granted_at_ms = 0;
 };
 void to_json(nlohmann::json& j, const LeaseRecord& r);
 void from_json(const nlohmann::json& j, LeaseRecord& r);
@@ -66,7 +69,12 @@ struct LeaseRequest {
   uint32_t uid = 0;
   uint32_t gid = 0;
   std::string job;
+  // Policy: the most memory per core asked (0: the node's own share, its memory over its cores).
+  uint64_t max_memory_per_core = 0;
 };
+
+// Why place() found no node.
+enum class PlaceRefusal : uint8_t { none, full, memory_share };
 
 class LeaseBook {
  public:
@@ -83,8 +91,10 @@ class LeaseBook {
   bool set_operator_drain(const std::string& node, bool drained);
   const std::map<std::string, NodeInfo>& nodes() const { return nodes_; }
 
-  // Where a request would go, as the record to journal and then apply; nothing if it fits nowhere.
-  std::optional<LeaseRecord> place(const LeaseRequest& request, int64_t now_ms) const;
+  // Where a request would go, as the record to journal and then apply; nothing if it fits
+  // nowhere: `why` says whether some node had room or the memory asked is over every node's
+  // share of memory for that many cores.
+  std::optional<LeaseRecord> place(const LeaseRequest& request, int64_t now_ms, PlaceRefusal* why = nullptr) const;
   // Applies a journaled change. apply_grant refuses (false) a record whose cores are not free:
   // no lease is ever granted twice for the same cores, replay included.
   bool apply_grant(const LeaseRecord& record);
@@ -97,7 +107,9 @@ class LeaseBook {
   const std::map<uint64_t, LeaseRecord>& leases() const { return leases_; }
   std::optional<LeaseRecord> lease(uint64_t lease_id) const;
   uint32_t free_cores(const std::string& node) const;
-  uint64_t cores_of_user(uint32_t uid) const;  // held by that user's leases
+  // Held by that user's leases, and served for them where the lease is no longer held here:
+  // O(nodes with a non-empty serving list).
+  uint64_t cores_of_user(uint32_t uid) const;
   uint64_t free_memory(const std::string& node) const;
   uint64_t next_lease_id() const { return next_lease_id_; }
   // A journal snapshot's floor: ids below it were granted before, and are never granted again.
@@ -110,6 +122,8 @@ class LeaseBook {
     uint64_t cores = 0, memory_bytes = 0;
   };
   std::map<std::string, Used> used_;  // per node, kept with leases_: placement is O(nodes)
+  std::map<uint32_t, uint64_t> held_cores_by_uid_;  // kept with leases_
+  std::set<std::string> nodes_serving_;  // nodes whose serving list is not empty
   Used ending(const NodeInfo& node) const;  // served there, not held here: O(leases served there)
   uint64_t next_lease_id_ = 1;
 };

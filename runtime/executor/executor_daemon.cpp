@@ -493,7 +493,7 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
     if (broker_) {
       // Measured here, not reported by the executor (which runs the lease's code).
       auto served_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - served_since).count();
-      nlohmann::json served{{"cores", req.workers}, {"memory_bytes", t.memory_bytes}, {"served_ms", served_ms}};
+      nlohmann::json served{{"cores", req.workers}, {"memory_bytes", t.memory_bytes}, {"served_ms", served_ms}, {"uid", t.uid}};
       auto report = [this, lease_id, usage = end.usage, served, reason = end.reason] {
         broker_->report_usage(lease_id, usage, served, reason);
       };

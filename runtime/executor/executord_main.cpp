@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "executor/executor_daemon.hpp"
+#include "net/private_file.hpp"
 
 namespace po = boost::program_options;
 
@@ -80,9 +81,7 @@ int main(int argc, char** argv) {
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     if (!ready_file.empty()) {
-      std::string tmp = ready_file + ".tmp";
-      std::ofstream(tmp) << daemon.address() << "\n";
-      std::rename(tmp.c_str(), ready_file.c_str());
+      rfaas::net::publish_file(ready_file, daemon.address() + "\n");  // never through a planted link
     }
     daemon.serve();
     g_daemon = nullptr;

@@ -24,10 +24,20 @@ using detail::is_hex;
 using detail::malformed;
 
 ClusterSecret ClusterSecret::load(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO planted at the path does not hang the daemon (refused below).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw SecretError("cluster secret " + path + ": " + std::strerror(errno));
   struct stat st{};
-  ::fstat(fd, &st);
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > 65536) {
+    ::close(fd);
+    throw SecretError("cluster secret " + path + " is not a regular file of at most 64 KiB");
+  }
+  // Whoever owns the file could have written it: only we (root, for root's daemons) may.
+  if (st.st_uid != ::geteuid()) {
+    ::close(fd);
+    throw SecretError("cluster secret " + path + " is owned by uid " + std::to_string(st.st_uid) + ", not by uid " +
+                      std::to_string(::geteuid()) + " that reads it; chown it");
+  }
   if (st.st_mode & 077) {
     ::close(fd);
     char mode[8];

@@ -93,8 +93,11 @@ int main(int argc, char** argv) {
   bad.cores = 0;
   CHECK(rfaas_lease_broker(NULL, &bad, &lease) == RFAAS_ERR_INVALID_ARGUMENT);
   bad = lo;
-  bad.cores = 64;
+  bad.cores = 16; /* within the broker's policy, beyond the node */
   CHECK(rfaas_lease_broker(NULL, &bad, &lease) == RFAAS_ERR_NO_CAPACITY);
+  bad.cores = 64; /* beyond the default policy of 32 per lease */
+  CHECK(rfaas_lease_broker(NULL, &bad, &lease) == RFAAS_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(rfaas_last_error(), "at most 32 per lease") != NULL);
   CHECK(rfaas_lease_renew(NULL, NULL, 1000) == RFAAS_ERR_INVALID_ARGUMENT);
   unsetenv("RFAAS_BROKER");
   CHECK(rfaas_lease_broker(NULL, &lo, &lease) == RFAAS_ERR_INVALID_ARGUMENT);

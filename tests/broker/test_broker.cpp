@@ -1240,3 +1240,172 @@ TEST_CASE("silent connections to every local port by an ordinary user do not sta
   flooder.kill(SIGTERM);
   flooder.wait_for(5s);
 }
+
+// Finding 6: quotas hold with no configuration. An ordinary user (created here, her requests
+// signed by the real munged as her uid) meets the default caps: cores per lease, cores held at
+// once, memory per core (a node's share), and a lease's lifetime across renewals.
+TEST_CASE("an ordinary user meets the default quotas: cores per lease and per user, memory per core, lifetime", "[broker][users]") {
+  if (::geteuid() != 0) {
+    WARN("not root: another user's credentials need munge(1) run as that uid");
+    return;
+  }
+  TestUser user;
+  REQUIRE(user.made());
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  // Only the lifetime is set, short enough to reach; everything else is the default policy.
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1, "127.0.0.1:0",
+                       {"--max-lease-ms", "1000", "--max-lease-lifetime-ms", "2500"});
+  auto cluster_secret = protocol::ClusterSecret::load(secret);
+  auto keep_big_alive = [&] {  // a node of 256 cores and 1 TiB (4 GiB per core); nothing serves it
+    protocol::NodeRegistration r{"big", "127.0.0.1:1", 256, 1ull << 40, protocol::unix_now_ms(), "", "register", {}};
+    r.sign(cluster_secret);
+    REQUIRE(request(broker.address(), protocol::make_message("register", r))["type"] == "registered");
+  };
+  auto as_user = [&](const std::string& type, nlohmann::json body) {
+    keep_big_alive();
+    body["credential"] = credential_of(user.uid(), type, body);
+    return request(broker.address(), protocol::make_message(type, body));
+  };
+  auto lease = [&](uint32_t cores, uint64_t memory) {
+    protocol::LeaseAsk a;
+    a.cores = cores;
+    a.memory_bytes = memory;
+    a.duration_ms = 1000;
+    a.client = "quota-test";
+    return as_user("lease", a);
+  };
+  auto refusal = [](const nlohmann::json& reply) {
+    return reply["type"] == "error" ? reply["body"]["code"].get<std::string>() + ": " + reply["body"]["message"].get<std::string>()
+                                    : std::string("granted");
+  };
+  // Memory: one core and more than its share of the node (4 GiB) is policy, by name.
+  auto r = lease(1, 5ull << 30);
+  INFO(r.dump());
+  CHECK(refusal(r).find("policy: ") == 0);
+  CHECK(refusal(r).find("per core") != std::string::npos);
+  auto within = lease(1, 4ull << 30);
+  REQUIRE(within["type"] == "lease_granted");
+  CHECK(as_user("release", {{"lease_id", within["body"]["lease_id"]}})["type"] == "released");
+  // Cores: 33 in one lease is over the default of 32; four of 32 are the user's default 128.
+  CHECK(refusal(lease(33, 1ull << 30)).find("at most 32 per lease") != std::string::npos);
+  for (int i = 0; i < 4; ++i) CHECK(refusal(lease(32, 1ull << 30)) == "granted");
+  CHECK(refusal(lease(1, 1ull << 30)).find("at most 128 per user") != std::string::npos);
+  auto st = status(broker.address());
+  uint64_t held = 0;
+  for (auto& l : st["leases"])
+    if (l["uid"] == user.uid()) held += l["cores"].get<uint64_t>();
+  CHECK(held == 128);
+  for (auto& l : st["leases"]) as_user("release", {{"lease_id", l["lease_id"]}});
+
+  // Lifetime: renewed every 300 ms for 1 s more, a lease never outlives 2.5 s from its grant;
+  // the renewal that cannot move it is refused by name, and the lease expires.
+  auto first = lease(1, 1ull << 30);
+  REQUIRE(first["type"] == "lease_granted");
+  const int64_t granted_at = protocol::unix_now_ms();
+  auto token = nlohmann::json::parse(first["body"]["token"].get<std::string>()).get<protocol::LeaseToken>();
+  std::string last;
+  for (int i = 0; i < 20 && last.empty(); ++i) {
+    std::this_thread::sleep_for(300ms);
+    auto renewed = as_user("renew", protocol::LeaseRenewAsk{token, 1000});
+    if (renewed["type"] == "lease_renewed") CHECK(renewed["body"]["expires_at_ms"].get<int64_t>() <= granted_at + 2500);
+    else last = refusal(renewed);
+  }
+  CHECK(last.find("policy: ") == 0);
+  CHECK(last.find("lifetime of 2500 ms") != std::string::npos);
+  CHECK(eventually([&] {
+    keep_big_alive();
+    return status(broker.address())["leases"].empty();
+  }));
+}
+
+namespace {
+// A command's exit status and its output (stdout and stderr), bounded by timeout(1).
+std::pair<int, std::string> run_command(const std::string& cmd) {
+  std::string out;
+  int status = -1;
+  if (FILE* p = ::popen(("timeout 20 " + cmd + " 2>&1").c_str(), "r")) {
+    char buf[4096];
+    while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    status = ::pclose(p);
+  }
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+// Finding 8, files: what an ordinary user owns or plants is not trusted by root's daemons. A
+// secret or a journal she owns could hold what she wrote (forged keys, forged leases); links
+// she plants where the broker writes its snapshot and its ready file would make root write
+// through them. The folder is one she may write (0777 without the sticky bit, as a shared
+// folder set up wrongly), so the kernel's protected_symlinks does not step in.
+TEST_CASE("a secret or journal an ordinary user owns, and links she plants at the broker's files, are refused", "[broker][users]") {
+  if (::geteuid() != 0) {
+    WARN("not root: no other user to plant files as");
+    return;
+  }
+  TestUser user;
+  REQUIRE(user.made());
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0777);
+  const std::string as_user = "setpriv --reuid=" + std::to_string(user.uid()) + " --regid=" + std::to_string(user.gid()) +
+                              " --clear-groups ";
+  // A secret she wrote (mode 0600, hers): both daemons refuse to start on it, naming why.
+  auto hers = write_secret(dir.path() / "her-secret");
+  REQUIRE(::chown(hers.c_str(), user.uid(), user.gid()) == 0);
+  auto [broker_rc, broker_out] = run_command(std::string(RFAAS_BROKER) + " --listen 127.0.0.1:0 --secret-file " + hers +
+                                             " --journal " + (dir.path() / "j0").string());
+  INFO(broker_out);
+  CHECK(broker_rc != 0);
+  CHECK(broker_out.find("owned by uid " + std::to_string(user.uid())) != std::string::npos);
+  auto [daemon_rc, daemon_out] = run_command(std::string(RFAAS_EXECUTORD) + " --listen 127.0.0.1:0 --cores 0 --node-name n --secret-file " + hers);
+  INFO(daemon_out);
+  CHECK(daemon_rc != 0);
+  CHECK(daemon_out.find("owned by uid " + std::to_string(user.uid())) != std::string::npos);
+
+  auto secret = write_secret(dir.path() / "secret");  // root's, as it should be
+  // A journal she planted (a forged grant to her) or linked elsewhere: refused, not replayed.
+  const auto forged = dir.path() / "forged-journal";
+  run_command(as_user + "sh -c \"echo '{\\\"op\\\":\\\"grant\\\",\\\"lease_id\\\":1,\\\"node\\\":\\\"n\\\",\\\"cores\\\":64,"
+                        "\\\"memory_bytes\\\":1,\\\"expires_at_ms\\\":9999999999999,\\\"client\\\":\\\"x\\\"}' > " +
+              forged.string() + "\"");
+  REQUIRE(std::filesystem::exists(forged));
+  auto [forged_rc, forged_out] = run_command(std::string(RFAAS_BROKER) + " --listen 127.0.0.1:0 --secret-file " + secret +
+                                             " --journal " + forged.string());
+  INFO(forged_out);
+  CHECK(forged_rc != 0);
+  CHECK(forged_out.find("not a regular file of uid 0") != std::string::npos);
+
+  // Links she planted at the snapshot's and the ready file's temporary names, pointing at
+  // root's files: root's broker writes its own files and never through them.
+  TempDir safe;
+  const auto victim = safe.path() / "victim";
+  std::ofstream(victim) << "precious\n";
+  const auto journal = dir.path() / "journal", ready = dir.path() / "ready";
+  run_command(as_user + "ln -s " + victim.string() + " " + journal.string() + ".compact");
+  run_command(as_user + "ln -s " + victim.string() + " " + ready.string() + ".tmp");
+  REQUIRE(std::filesystem::is_symlink(journal.string() + ".compact"));
+  REQUIRE(std::filesystem::is_symlink(ready.string() + ".tmp"));
+  ChildProcess broker({RFAAS_BROKER, "--listen", "127.0.0.1:0", "--secret-file", secret, "--journal", journal.string(),
+                       "--ready-file", ready.string(), "--journal-compact-records", "4"});
+  const std::string address = wait_ready_file(ready.string(), broker);
+  CHECK_FALSE(std::filesystem::is_symlink(ready));
+  auto cluster_secret = protocol::ClusterSecret::load(secret);
+  protocol::NodeRegistration r{"n", "127.0.0.1:1", 4, 1ull << 32, protocol::unix_now_ms(), "", "register", {}};
+  r.sign(cluster_secret);
+  REQUIRE(request(address, protocol::make_message("register", r))["type"] == "registered");
+  BrokerLeaseOptions o;
+  o.memory_bytes = 1 << 20;
+  for (int i = 0; i < 4; ++i) broker_release(address, broker_lease(address, o).lease_id);
+  CHECK(eventually([&] { return slurp(journal).rfind("{\"leases\"", 0) == 0 || slurp(journal).find("\"snapshot\"") != std::string::npos; }));
+  CHECK_FALSE(std::filesystem::is_symlink(journal));
+  CHECK(slurp(victim) == "precious\n");
+  CHECK(broker_lease(address, o).lease_id > 0);  // and it records on, in its own journal
+  broker.kill(SIGTERM);
+  broker.wait_for(10s);
+}

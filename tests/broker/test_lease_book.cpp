@@ -119,6 +119,68 @@ TEST_CASE("a heartbeat signed before a lease's end report does not bring its cor
   CHECK(b.nodes().at("a").serving.size() == 1);
 }
 
+TEST_CASE("a lease gets at most its cores' share of a node's memory; a user's cores are counted as leases come and go", "[broker]") {
+  LeaseBook b;
+  b.upsert_node(node("a", 4, 4ull << 30));  // 1 GiB per core
+  LeaseRequest r = request(1);
+  PlaceRefusal why = PlaceRefusal::none;
+  // One core and the whole node's memory: over its share, named as such (not "full").
+  r.memory_bytes = 4ull << 30;
+  CHECK_FALSE(b.place(r, 1000, &why));
+  CHECK(why == PlaceRefusal::memory_share);
+  r.memory_bytes = (1ull << 30) + 1;
+  CHECK_FALSE(b.place(r, 1000, &why));
+  CHECK(why == PlaceRefusal::memory_share);
+  r.memory_bytes = 1ull << 30;
+  auto rec = b.place(r, 1000, &why);
+  REQUIRE(rec);
+  CHECK(why == PlaceRefusal::none);
+  CHECK(rec->granted_at_ms == 1000);
+  r.cores = 4;
+  r.memory_bytes = 4ull << 30;  // all of it, with all the cores
+  CHECK(b.place(r, 1000));
+  // A broker-wide cap per core, instead of the node's share; no overflow near the top.
+  r.cores = 1;
+  r.memory_bytes = 2ull << 30;
+  r.max_memory_per_core = 2ull << 30;
+  CHECK(b.place(r, 1000));
+  r.max_memory_per_core = UINT64_MAX;
+  r.cores = UINT32_MAX;
+  r.memory_bytes = UINT64_MAX;
+  CHECK_FALSE(b.place(r, 1000, &why));
+  CHECK(why == PlaceRefusal::full);  // within its share, but no node has those cores
+
+  // A user's cores: held here, then ending at the node once released here, then gone.
+  LeaseBook u;
+  u.upsert_node(node("n", 8));
+  LeaseRequest mine = request(3);
+  mine.uid = 1001;
+  auto l1 = grant(u, mine);
+  auto l2 = grant(u, mine);
+  LeaseRequest theirs = request(2);
+  theirs.uid = 1002;
+  grant(u, theirs);
+  CHECK(u.cores_of_user(1001) == 6);
+  CHECK(u.cores_of_user(1002) == 2);
+  NodeInfo serving = node("n", 8);
+  serving.serving = {{l1.lease_id, 3, 1 << 20, 1001}, {l2.lease_id, 3, 1 << 20, 1001}};
+  serving.signed_at_ms = 2000;
+  u.upsert_node(serving);
+  REQUIRE(u.apply_release(l1.lease_id));
+  CHECK(u.cores_of_user(1001) == 6);  // still served there
+  u.served_ended("n", l1.lease_id, 2100);
+  CHECK(u.cores_of_user(1001) == 3);
+  REQUIRE(u.apply_release(l2.lease_id));
+  u.served_ended("n", l2.lease_id, 2200);
+  CHECK(u.cores_of_user(1001) == 0);
+  CHECK(u.cores_of_user(1002) == 2);
+  // Journaled before lifetimes: a record without granted_at_ms counts from its expiry.
+  nlohmann::json old = l1;
+  old.erase("granted_at_ms");
+  CHECK(old.get<LeaseRecord>().granted_at_ms == l1.expires_at_ms);
+  CHECK(nlohmann::json(l1).get<LeaseRecord>().granted_at_ms == l1.granted_at_ms);
+}
+
 TEST_CASE("leases expire and renew", "[broker]") {
   LeaseBook b;
   b.upsert_node(node("a", 4));
