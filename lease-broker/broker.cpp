@@ -59,6 +59,7 @@ BrokerConfig BrokerConfig::from_json_file(const std::string& path) {
     else if (key == "max_connections_per_peer") c.sessions.max_sessions_per_peer = value.get<uint32_t>();
     else if (key == "max_connections_per_identity") c.sessions.max_sessions_per_identity = value.get<uint32_t>();
     else if (key == "first_frame_timeout_ms") c.sessions.first_frame_timeout_ms = value.get<uint32_t>();
+    else if (key == "audiences") c.audiences = value.get<std::vector<std::string>>();
     else throw std::runtime_error("config " + path + ": unknown key '" + key + "'");
   }
   return c;
@@ -79,6 +80,9 @@ namespace {
 // Who the request being handled on this session's thread proved to be ("uid:N", "node:NAME"),
 // for its session's admission (SessionAdmission::authenticated).
 thread_local std::string t_proved;
+// The address this session's client reached ("host:port", the session's local end): what its
+// requests must name as their audience. Empty outside a session (handle() called directly).
+thread_local std::string t_reached;
 }  // namespace
 
 bool LeaseBroker::registration_valid(const protocol::NodeRegistration& r, const std::string& purpose,
@@ -94,6 +98,11 @@ bool LeaseBroker::registration_valid(const protocol::NodeRegistration& r, const 
   int64_t skew = protocol::unix_now_ms() - r.timestamp_ms;
   if (skew > protocol::kRegistrationSkewMs || skew < -protocol::kRegistrationSkewMs) {
     *why = "registration of '" + r.node + "' is stale or from the future";
+    return false;
+  }
+  // Last, once it is known genuine: a forgery cannot use up a node's numbers.
+  if (auto v = replay_.take(r.node, r.incarnation, r.sequence, r.timestamp_ms); v != ReplayGuard::Verdict::fresh) {
+    *why = "registration of '" + r.node + "' is " + to_string(v);
     return false;
   }
   t_proved = "node:" + r.node;
@@ -116,6 +125,16 @@ void LeaseBroker::check_duration(int64_t duration_ms) const {
 auth::Identity LeaseBroker::authenticate(const protocol::ControlMessage& msg) const {
   try {
     auto who = auth::authenticate(msg.type, msg.body, config_.munge_socket);
+    // Meant for this broker: a fake broker relaying a user's request to us gets nothing from
+    // it (the audience is in what the credential signs).
+    if (!t_reached.empty()) {
+      const std::string meant = msg.body.value(protocol::kAudienceField, std::string());
+      if (meant != t_reached &&
+          std::find(config_.audiences.begin(), config_.audiences.end(), meant) == config_.audiences.end())
+        throw MessageError(ControlErrc::not_authenticated,
+                           meant.empty() ? "the request names no broker it is meant for (an older client?)"
+                                         : "the request was meant for the broker at " + meant + ", not this one at " + t_reached);
+    }
     t_proved = "uid:" + std::to_string(who.uid);
     return who;
   } catch (const auth::AuthError& e) {
@@ -356,6 +375,7 @@ void LeaseBroker::session(net::TcpStream& stream, net::SessionAdmission::Ticket 
   // control timeout between requests.
   auto wait = std::chrono::milliseconds(std::min(config_.control_timeout_ms, config_.sessions.first_frame_timeout_ms));
   bool proved = false;
+  t_reached = stream.local_address();
   try {
     for (;;) {
       auto frame = stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(wait));

@@ -13,6 +13,7 @@
 #include "auth/munge_credential.hpp"
 #include "journal.hpp"
 #include "lease_book.hpp"
+#include "replay_guard.hpp"
 #include "net/session_limits.hpp"
 #include "net/tcp_socket.hpp"
 #include "protocol/broker_messages.hpp"
@@ -42,6 +43,9 @@ struct BrokerConfig {
   std::string munge_socket;
   std::vector<uint32_t> operator_uids;
   net::SessionLimits sessions;  // connections served at once: all, and per peer address
+  // Users' requests name the broker they are meant for (the address the client reached); the
+  // address a session was reached at is always taken, these too (a broker behind NAT or a proxy).
+  std::vector<std::string> audiences;
   static BrokerConfig from_json_file(const std::string& path);
 };
 // A user name or a numeric uid, as the config and --operator name operators.
@@ -65,7 +69,7 @@ class LeaseBroker {
   void sweep();
   void sweep_locked();
   void log_journal_error(const JournalError& e);
-  // Signed, fresh, and for this message (its purpose).
+  // Signed, fresh, for this message (its purpose), and not seen before (replay_).
   bool registration_valid(const protocol::NodeRegistration& r, const std::string& purpose, std::string* why) const;
   std::string release_locked(uint64_t lease_id, const std::string& reason);
   // A daemon's heartbeat: its node refreshed with what it serves, answered with the leases held
@@ -82,6 +86,7 @@ class LeaseBroker {
 
   BrokerConfig config_;
   protocol::ClusterSecret secret_;
+  mutable ReplayGuard replay_;  // each signed message of a daemon is taken once
   std::mutex mutex_;  // guards book_, usage_ and journal appends
   Journal::ReplayResult replayed_;  // before book_: book_'s initialiser fills it
   LeaseBook book_;

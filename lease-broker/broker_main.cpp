@@ -22,11 +22,11 @@ int main(int argc, char** argv) {
   std::string config_path, listen, secret_file, journal, ready_file;
   uint32_t heartbeat_timeout_ms = 0;
   std::string munge_socket;
-  std::vector<std::string> operators;
+  std::vector<std::string> operators, audiences;
   int64_t max_lease_ms = 0;
   po::options_description desc("rfaas-broker: leases idle cores of registered executor daemons");
   desc.add_options()("help,h", "show this help")
-      ("config", po::value(&config_path), "JSON config (keys: listen, secret_file, journal, heartbeat_timeout_ms, control_timeout_ms, max_lease_ms, max_lease_lifetime_ms, max_cores_per_lease, max_cores_per_user, max_memory_per_core_bytes, journal_compact_records, munge_socket, operators, max_connections, max_connections_per_peer, max_connections_per_identity, first_frame_timeout_ms)")
+      ("config", po::value(&config_path), "JSON config (keys: listen, secret_file, journal, heartbeat_timeout_ms, control_timeout_ms, max_lease_ms, max_lease_lifetime_ms, max_cores_per_lease, max_cores_per_user, max_memory_per_core_bytes, journal_compact_records, munge_socket, operators, max_connections, max_connections_per_peer, max_connections_per_identity, first_frame_timeout_ms, audiences)")
       ("listen", po::value(&listen), "host:port to listen on (port 0 picks one)")
       ("secret-file", po::value(&secret_file), "cluster secret shared with the executor daemons (mode 0600)")
       ("journal", po::value(&journal), "journal file: grants and releases, fsync'd; replayed at start")
@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
       ("journal-compact-records", po::value<uint64_t>(), "compact the journal into a snapshot after this many records (default 10000; 0: never)")
       ("munge-socket", po::value(&munge_socket), "munged's socket for checking users' credentials (default: RFAAS_MUNGE_SOCKET, else MUNGE's default)")
       ("operator", po::value(&operators)->composing(), "a user (name or uid) who may drain and resume nodes and manage every lease, besides root; repeatable")
+      ("audience", po::value(&audiences)->composing(), "another host:port users' requests may name as the broker they are meant for, besides the address they reached (a broker behind NAT or a proxy); repeatable")
       ("max-connections", po::value<uint32_t>(), "connections served at once (default 2048)")
       ("max-connections-per-peer", po::value<uint32_t>(), "of them from one peer address (default 256)")
       ("ready-file", po::value(&ready_file), "write the listening address here once ready");
@@ -69,6 +70,7 @@ int main(int argc, char** argv) {
     if (vm.count("journal-compact-records")) cfg.journal_compact_records = vm["journal-compact-records"].as<uint64_t>();
     if (!munge_socket.empty()) cfg.munge_socket = munge_socket;
     for (auto& o : operators) cfg.operator_uids.push_back(rfaas::broker::operator_uid(o));
+    for (auto& a : audiences) cfg.audiences.push_back(a);
     if (vm.count("max-connections")) cfg.sessions.max_sessions = vm["max-connections"].as<uint32_t>();
     if (vm.count("max-connections-per-peer"))
       cfg.sessions.max_sessions_per_peer = vm["max-connections-per-peer"].as<uint32_t>();

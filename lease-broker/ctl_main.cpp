@@ -52,7 +52,9 @@ int main(int argc, char** argv) {
     auto s = net::TcpStream::connect(net::HostPort::parse(broker), net::deadline_in(std::chrono::seconds(5)));
     if (command != "status") {
       protocol::AdminCommand cmd{command == "drain" ? "drain_node" : "resume_node", node};
-      std::string req = protocol::make_message("admin", auth::with_credential("admin", cmd));
+      nlohmann::json body = cmd;
+      body[protocol::kAudienceField] = s.peer_address();  // signed: for this broker only
+      std::string req = protocol::make_message("admin", auth::with_credential("admin", body));
       s.send_frame(req.data(), req.size(), net::deadline_in(std::chrono::seconds(5)));
       auto reply = protocol::ControlMessage::parse(s.recv_frame(1 << 20, net::deadline_in(std::chrono::seconds(10))));
       if (reply.type != "done") {
@@ -63,7 +65,7 @@ int main(int argc, char** argv) {
                 << "\n";
       return 0;
     }
-    std::string req = protocol::make_message("status", auth::with_credential("status", nlohmann::json::object()));
+    std::string req = protocol::make_message("status", auth::with_credential("status", {{protocol::kAudienceField, s.peer_address()}}));
     s.send_frame(req.data(), req.size(), net::deadline_in(std::chrono::seconds(5)));
     auto reply = protocol::ControlMessage::parse(s.recv_frame(1 << 24, net::deadline_in(std::chrono::seconds(10))));
     if (reply.type != "status") {

@@ -37,7 +37,8 @@ void BrokerLink::stop_threads() {
 }
 
 protocol::NodeRegistration BrokerLink::registration(const std::string& purpose) const {
-  protocol::NodeRegistration r{node_, control_address_, cores_, memory_bytes_, protocol::unix_now_ms(), "", purpose, {}};
+  protocol::NodeRegistration r{node_, control_address_, cores_, memory_bytes_, protocol::unix_now_ms(), "", purpose, {},
+                               incarnation_, sequence_.fetch_add(1) + 1};
   r.sign(secret_);
   return r;
 }
@@ -69,7 +70,7 @@ bool BrokerLink::heartbeat(net::TcpStream& stream, uint32_t hold_ms) {
     // freed before its end report is signed: a report signed before this heartbeat names a
     // lease that is not in its list. The broker relies on that order.
     protocol::NodeRegistration r{node_, control_address_, cores_, memory_bytes_, protocol::unix_now_ms(), "", "register",
-                                 leases_.serving()};
+                                 leases_.serving(), incarnation_, sequence_.fetch_add(1) + 1};
     r.sign(secret_);
     std::string msg = protocol::make_message("register", {{"registration", r}, {"hold_ms", hold_ms}});
     stream.send_frame(msg.data(), msg.size(), net::deadline_in(2s));

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -56,6 +57,11 @@ class BrokerLink {
   uint32_t cores_;
   uint64_t memory_bytes_;
   const protocol::ClusterSecret& secret_;
+  // Every message this start of the daemon signs has its own sequence number: the broker takes
+  // each once. The incarnation is this start's (its clock in microseconds).
+  const uint64_t incarnation_ = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  mutable std::atomic<uint64_t> sequence_{0};
   LeaseTable& leases_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> registered_{false};

@@ -262,13 +262,13 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
     // hashes. Dependencies first: the executor loads them before the library.
     bool cached = true;
     auto fetch = [&](const std::string& sha256, uint64_t size, const std::string& what) {
-      if (auto fd = libraries_.open(sha256)) return net::Fd(*fd);
+      if (auto fd = libraries_.open(sha256, t.uid)) return net::Fd(*fd);  // cached for this user only
       cached = false;
       send_text(stream, protocol::make_message("send_library", {{"sha256", sha256}}), timeout);
       auto bytes = stream.recv_frame(size, net::deadline_in(timeout * 6));  // as announced, at most
       if (bytes.size() != size || protocol::sha256_hex(bytes.data(), bytes.size()) != sha256)
         throw MessageError(ControlErrc::library_mismatch, what + " bytes do not match the announced size and SHA-256");
-      return net::Fd(libraries_.insert(sha256, bytes));
+      return net::Fd(libraries_.insert(sha256, bytes, t.uid));
     };
     std::vector<std::pair<std::string, net::Fd>> dependencies;
     for (const auto& d : req.dependencies)

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -14,10 +15,11 @@ LibraryCache::~LibraryCache() {
   for (auto& e : entries_) ::close(e.fd);
 }
 
-std::optional<int> LibraryCache::open(const std::string& sha256) {
+std::optional<int> LibraryCache::open(const std::string& sha256, uint32_t uid) {
   std::lock_guard lock(mutex_);
   for (auto it = entries_.begin(); it != entries_.end(); ++it) {
     if (it->sha256 != sha256) continue;
+    if (std::find(it->users.begin(), it->users.end(), uid) == it->users.end()) return std::nullopt;
     entries_.splice(entries_.begin(), entries_, it);
     int fd = ::fcntl(it->fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) return std::nullopt;
@@ -26,7 +28,19 @@ std::optional<int> LibraryCache::open(const std::string& sha256) {
   return std::nullopt;
 }
 
-int LibraryCache::insert(const std::string& sha256, const std::vector<uint8_t>& bytes) {
+int LibraryCache::insert(const std::string& sha256, const std::vector<uint8_t>& bytes, uint32_t uid) {
+  {
+    // Bytes another user sent before: this user has now sent them too.
+    std::lock_guard lock(mutex_);
+    for (auto it = entries_.begin(); it != entries_.end(); ++it)
+      if (it->sha256 == sha256) {
+        if (std::find(it->users.begin(), it->users.end(), uid) == it->users.end()) it->users.push_back(uid);
+        entries_.splice(entries_.begin(), entries_, it);
+        int copy = ::fcntl(it->fd, F_DUPFD_CLOEXEC, 0);
+        if (copy < 0) throw std::runtime_error(std::string("dup of a cached library: ") + std::strerror(errno));
+        return copy;
+      }
+  }
   int fd = ::memfd_create(("rfaas-lib-" + sha256.substr(0, 16)).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) throw std::runtime_error(std::string("memfd_create: ") + std::strerror(errno));
   size_t off = 0;
@@ -44,10 +58,11 @@ int LibraryCache::insert(const std::string& sha256, const std::vector<uint8_t>& 
   std::lock_guard lock(mutex_);
   for (auto it = entries_.begin(); it != entries_.end(); ++it)
     if (it->sha256 == sha256) {  // another session stored it meanwhile
+      if (std::find(it->users.begin(), it->users.end(), uid) == it->users.end()) it->users.push_back(uid);
       ::close(fd);
       return copy;
     }
-  entries_.push_front({sha256, fd, bytes.size()});
+  entries_.push_front({sha256, fd, bytes.size(), {uid}});
   used_ += bytes.size();
   while (used_ > capacity_ && entries_.size() > 1) {
     used_ -= entries_.back().size;

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace rfaas::net {
@@ -254,6 +255,30 @@ std::string TcpStream::peer_host() const {
   char host[NI_MAXHOST];
   if (::getnameinfo(reinterpret_cast<sockaddr*>(&ss), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST) != 0) return "";
   return host;
+}
+
+namespace {
+std::string numeric_address(const sockaddr_storage& ss, socklen_t len) {
+  char host[NI_MAXHOST], port[NI_MAXSERV];
+  if (::getnameinfo(reinterpret_cast<const sockaddr*>(&ss), len, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    return "";
+  return HostPort{host, static_cast<uint16_t>(std::atoi(port))}.str();
+}
+}  // namespace
+
+std::string TcpStream::peer_address() const {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (!fd_ || ::getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+  return numeric_address(ss, len);
+}
+
+std::string TcpStream::local_address() const {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (!fd_ || ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+  return numeric_address(ss, len);
 }
 
 TcpListener TcpListener::bind(const std::string& host, uint16_t port, int backlog) {

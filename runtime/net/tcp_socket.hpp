@@ -75,6 +75,10 @@ class TcpStream {
   bool peer_closed() const noexcept;
   // The peer's numeric address without the port ("127.0.0.1", "::1"); "" when unknown.
   std::string peer_host() const;
+  // Both ends as numeric "host:port" ("[v6]:port"); "" when unknown. What a client reached, as
+  // the client and the server each see it (no NAT between them: the same text).
+  std::string peer_address() const;
+  std::string local_address() const;
   int fd() const noexcept { return fd_.get(); }
   explicit operator bool() const noexcept { return static_cast<bool>(fd_); }
 

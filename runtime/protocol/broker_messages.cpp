@@ -9,8 +9,9 @@ using detail::is_hex;
 using detail::malformed;
 
 std::string NodeRegistration::canonical() const {
-  std::string text = "rfaas-register-v3\n" + purpose + "\n" + node + "\n" + control_address + "\n" +
-                     std::to_string(cores) + "\n" + std::to_string(memory_bytes) + "\n" + std::to_string(timestamp_ms);
+  std::string text = "rfaas-register-v4\n" + purpose + "\n" + node + "\n" + control_address + "\n" +
+                     std::to_string(cores) + "\n" + std::to_string(memory_bytes) + "\n" + std::to_string(timestamp_ms) +
+                     "\n" + std::to_string(incarnation) + "\n" + std::to_string(sequence);
   for (const auto& l : serving) {
     text.append("\nserving ").append(std::to_string(l.lease_id));
     text.append(" ").append(std::to_string(l.cores));
@@ -28,7 +29,8 @@ bool NodeRegistration::verify(const ClusterSecret& secret) const {
 
 void to_json(nlohmann::json& j, const NodeRegistration& m) {
   j = {{"node", m.node}, {"control_address", m.control_address}, {"cores", m.cores},
-       {"memory_bytes", m.memory_bytes}, {"timestamp_ms", m.timestamp_ms}, {"mac", m.mac}, {"purpose", m.purpose}};
+       {"memory_bytes", m.memory_bytes}, {"timestamp_ms", m.timestamp_ms}, {"mac", m.mac}, {"purpose", m.purpose},
+       {"incarnation", m.incarnation}, {"sequence", m.sequence}};
   auto& serving = j["serving"] = nlohmann::json::array();
   for (const auto& l : m.serving)
     serving.push_back({{"lease_id", l.lease_id}, {"cores", l.cores}, {"memory_bytes", l.memory_bytes}, {"uid", l.uid}});
@@ -42,6 +44,8 @@ void from_json(const nlohmann::json& j, NodeRegistration& m) {
   m.timestamp_ms = field<int64_t>(j, "timestamp_ms");
   m.mac = field<std::string>(j, "mac");
   m.purpose = field<std::string>(j, "purpose");
+  m.incarnation = field<uint64_t>(j, "incarnation");
+  m.sequence = field<uint64_t>(j, "sequence");
   if (m.node.empty() || m.node.size() > 255) malformed("node name must be 1..255 bytes");
   if (m.purpose.empty() || m.purpose.size() > 64) malformed("registration purpose must be 1..64 bytes");
   if (!is_hex(m.mac, 64)) malformed("registration mac must be 64 lowercase hex digits");

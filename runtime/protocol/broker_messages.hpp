@@ -46,6 +46,10 @@ struct NodeRegistration {
   std::string mac;
   std::string purpose = "register";
   std::vector<ServedLease> serving;  // a heartbeat's: the leases the daemon serves as it sends it
+  // Against replays: which start of the daemon signed it (any number, new at each start) and
+  // its place among that start's messages (1, 2, ...). The broker takes each pair once.
+  uint64_t incarnation = 0;
+  uint64_t sequence = 0;
 
   std::string canonical() const;
   void sign(const ClusterSecret& secret);
@@ -64,6 +68,10 @@ struct AdminCommand {
 // What a request's credential carries: SHA-256 over "rfaas-request-v1", the type and the body
 // as compact JSON (keys sorted), without its "credential" field.
 std::string request_digest(const std::string& type, const nlohmann::json& body);
+// Every user's request names the broker it is meant for: the address ("host:port") the client
+// connected to, in this body field, covered by the digest. A broker takes only requests meant
+// for it, so a fake broker that relays a user's request gets nothing from it.
+inline constexpr const char* kAudienceField = "audience";
 
 struct LeaseAsk {
   uint32_t cores = 1;

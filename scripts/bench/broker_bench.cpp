@@ -108,6 +108,8 @@ void register_nodes(const Broker& b, int first, int last) {
     r.cores = 64;
     r.memory_bytes = 256ull << 30;
     r.timestamp_ms = protocol::unix_now_ms();
+    r.incarnation = 1;  // each simulated daemon registers once
+    r.sequence = 1;
     r.sign(secret);
     std::string msg = protocol::make_message("register", r);
     s.send_frame(msg.data(), msg.size(), net::deadline_in(std::chrono::seconds(5)));

@@ -6,7 +6,8 @@
 //                                              write_stderr:TEXT, release_at_broker)
 // release_at_broker releases the lease at the broker only (rfaas_lease_release without
 // rfaas_release), then invokes "identity" until it fails (at most 10 s), printing how many
-// calls were served after the release, how long it took and how they ended.
+// calls were served after the release, how long it took and how they ended. "deploy -> cached"
+// or "received": whether the daemon had the library cached for this user.
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
     o.functions = {"identity", "read_path", "signal_pid", "spawn_sleeper", "hog", "self_pid", "fd_target", "write_stderr"};
     o.input_capacity = o.output_capacity = 4096;
     auto ex = rfaas::Executor::deploy(grant, o);
+    std::printf("deploy -> %s\n", ex->library_was_cached() ? "cached" : "received");
     for (int i = 3; i < argc; ++i) {
       std::string cmd = argv[i], name = cmd.substr(0, cmd.find(':'));
       if (cmd == "release_at_broker") {

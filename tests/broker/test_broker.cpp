@@ -67,11 +67,15 @@ nlohmann::json request(const std::string& broker, const std::string& text) {
 }
 
 // A user's request to the broker, with this process's MUNGE credential for it.
-std::string authenticated(const std::string& type, const nlohmann::json& body = nlohmann::json::object()) {
+// A request of this process's user, meant for the broker at `broker` (as the client library
+// makes them).
+std::string authenticated(const std::string& broker, const std::string& type,
+                          nlohmann::json body = nlohmann::json::object()) {
+  body[protocol::kAudienceField] = broker;
   return protocol::make_message(type, auth::with_credential(type, body));
 }
 
-nlohmann::json status(const std::string& broker) { return request(broker, authenticated("status"))["body"]; }
+nlohmann::json status(const std::string& broker) { return request(broker, authenticated(broker, "status"))["body"]; }
 
 // Another user's credential for a request (munge(1) run as that uid), or "" when this process
 // cannot become another user (not root).
@@ -256,7 +260,7 @@ TEST_CASE("the broker refuses forged registrations and bad requests, and serves 
   CHECK(status(broker.address())["nodes"].empty());
   // Signed with the cluster secret itself instead of its node key.
   auto cluster = protocol::ClusterSecret::load(secret);
-  protocol::NodeRegistration real{"n1", "127.0.0.1:1", 2, 1 << 30, protocol::unix_now_ms(), "", "register", {}};
+  protocol::NodeRegistration real{"n1", "127.0.0.1:1", 2, 1 << 30, protocol::unix_now_ms(), "", "register", {}, 1, 1};
   real.mac = cluster.sign(real.canonical());
   CHECK(request(broker.address(), protocol::make_message("register", real))["body"]["code"] == "bad_token");
   // Genuine, but for another message: a heartbeat is no credential for draining the node or
@@ -475,7 +479,8 @@ TEST_CASE("a lease ended at its node is free at the broker when its client hears
   // The daemon's heartbeat as it would sign it now, serving the lease; it arrives late.
   protocol::NodeRegistration late{"node-1", node["address"], node["cores"], node["memory_bytes"],
                                   protocol::unix_now_ms(), "", "register",
-                                  {{grant.lease_id, 1, o.memory_bytes, static_cast<uint32_t>(::getuid())}}};
+                                  {{grant.lease_id, 1, o.memory_bytes, static_cast<uint32_t>(::getuid())}},
+                                  1, 1};  // numbered as a start of its own: the broker's replay guard takes it
   late.sign(protocol::ClusterSecret::load(cluster.secret));
   std::this_thread::sleep_for(5ms);  // the end report is signed after it
   ex->release();
@@ -520,7 +525,7 @@ TEST_CASE("leases belong to the user MUNGE authenticated; others are refused by 
   auto reply = request(broker.address(), protocol::make_message("lease", misbound));
   CHECK(code(reply) == "not_authenticated");
   CHECK(reply["body"]["message"].get<std::string>().find("another request") != std::string::npos);
-  std::string once = authenticated("lease", ask);
+  std::string once = authenticated(broker.address(), "lease", ask);
   REQUIRE(request(broker.address(), once)["type"] == "lease_granted");
   reply = request(broker.address(), once);  // the same bytes again: munged has seen the credential
   CHECK(code(reply) == "not_authenticated");
@@ -542,15 +547,16 @@ TEST_CASE("leases belong to the user MUNGE authenticated; others are refused by 
     WARN("not root: the other-user half needs munge(1) run as another uid");
     return;
   }
-  nlohmann::json release = {{"lease_id", grant.lease_id}};
+  nlohmann::json release = {{"lease_id", grant.lease_id}, {protocol::kAudienceField, broker.address()}};
   release["credential"] = credential_of(kNobody, "release", release);
   REQUIRE(release["credential"].get<std::string>().rfind("MUNGE:", 0) == 0);
   reply = request(broker.address(), protocol::make_message("release", release));
   CHECK(code(reply) == "not_permitted");
   nlohmann::json renew = protocol::LeaseRenewAsk{nlohmann::json::parse(grant.token).get<protocol::LeaseToken>(), 60'000};
+  renew[protocol::kAudienceField] = broker.address();
   renew["credential"] = credential_of(kNobody, "renew", renew);
   CHECK(code(request(broker.address(), protocol::make_message("renew", renew))) == "not_permitted");
-  nlohmann::json their_status = nlohmann::json::object();
+  nlohmann::json their_status = {{protocol::kAudienceField, broker.address()}};
   their_status["credential"] = credential_of(kNobody, "status", their_status);
   auto theirs = request(broker.address(), protocol::make_message("status", their_status));
   REQUIRE(theirs["type"] == "status");
@@ -622,7 +628,7 @@ TEST_CASE("the broker's policy caps durations and cores before any arithmetic, a
     a.memory_bytes = 1 << 26;
     a.duration_ms = duration_ms;
     a.client = "policy-test";
-    return request(broker.address(), authenticated("lease", a));
+    return request(broker.address(), authenticated(broker.address(), "lease", a));
   };
   // Too long (up to INT64_MAX, which overflowed the expiry before), too many cores: named, no grant.
   for (int64_t d : {int64_t{60'001}, int64_t{1'000'000'000'000'000}, INT64_MAX}) {
@@ -1258,12 +1264,14 @@ TEST_CASE("an ordinary user meets the default quotas: cores per lease and per us
                        {"--max-lease-ms", "1000", "--max-lease-lifetime-ms", "2500"});
   auto cluster_secret = protocol::ClusterSecret::load(secret);
   auto keep_big_alive = [&] {  // a node of 256 cores and 1 TiB (4 GiB per core); nothing serves it
-    protocol::NodeRegistration r{"big", "127.0.0.1:1", 256, 1ull << 40, protocol::unix_now_ms(), "", "register", {}};
+    static uint64_t sequence = 0;
+    protocol::NodeRegistration r{"big", "127.0.0.1:1", 256, 1ull << 40, protocol::unix_now_ms(), "", "register", {}, 1, ++sequence};
     r.sign(cluster_secret);
     REQUIRE(request(broker.address(), protocol::make_message("register", r))["type"] == "registered");
   };
   auto as_user = [&](const std::string& type, nlohmann::json body) {
     keep_big_alive();
+    body[protocol::kAudienceField] = broker.address();
     body["credential"] = credential_of(user.uid(), type, body);
     return request(broker.address(), protocol::make_message(type, body));
   };
@@ -1396,7 +1404,7 @@ TEST_CASE("a secret or journal an ordinary user owns, and links she plants at th
   const std::string address = wait_ready_file(ready.string(), broker);
   CHECK_FALSE(std::filesystem::is_symlink(ready));
   auto cluster_secret = protocol::ClusterSecret::load(secret);
-  protocol::NodeRegistration r{"n", "127.0.0.1:1", 4, 1ull << 32, protocol::unix_now_ms(), "", "register", {}};
+  protocol::NodeRegistration r{"n", "127.0.0.1:1", 4, 1ull << 32, protocol::unix_now_ms(), "", "register", {}, 1, 1};
   r.sign(cluster_secret);
   REQUIRE(request(address, protocol::make_message("register", r))["type"] == "registered");
   BrokerLeaseOptions o;
@@ -1408,4 +1416,171 @@ TEST_CASE("a secret or journal an ordinary user owns, and links she plants at th
   CHECK(broker_lease(address, o).lease_id > 0);  // and it records on, in its own journal
   broker.kill(SIGTERM);
   broker.wait_for(10s);
+}
+
+// Finding 8, replays: a daemon's signed messages travel in plaintext, so anyone on the path
+// may copy them. An ordinary user (created here, no secret) sends the copied bytes of a
+// node's heartbeat again after the node drained: the broker takes each signed message once.
+// Messages arriving out of order within the window are taken.
+TEST_CASE("an ordinary user replaying a node's copied heartbeat does not make a draining node active", "[broker][users]") {
+  if (::geteuid() != 0) {
+    WARN("not root: no other user to replay as");
+    return;
+  }
+  TestUser user;
+  REQUIRE(user.made());
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1, "127.0.0.1:0");
+  auto cluster = protocol::ClusterSecret::load(secret);
+  const uint64_t incarnation = 77;
+  auto signed_as_node = [&](const std::string& purpose, uint64_t sequence) {
+    protocol::NodeRegistration r{"n", "127.0.0.1:1", 2, 1ull << 32, protocol::unix_now_ms(), "", purpose, {},
+                                 incarnation, sequence};
+    r.sign(cluster);
+    return r;
+  };
+  // The daemon's heartbeat (as the wire carries it), then its drain.
+  const std::string heartbeat = protocol::make_message("register", signed_as_node("register", 1));
+  REQUIRE(request(broker.address(), heartbeat)["type"] == "registered");
+  REQUIRE(request(broker.address(), protocol::make_message("drain", {{"registration", signed_as_node("drain", 2)}}))["type"] ==
+          "draining");
+  REQUIRE(node_state(broker.address(), "n") == "draining");
+  // She sends the copied bytes, framed, from her own process.
+  const auto frame = dir.path() / "copied-heartbeat";
+  {
+    std::ofstream f(frame, std::ios::binary);
+    const uint32_t n = static_cast<uint32_t>(heartbeat.size());
+    const char header[4] = {static_cast<char>(n), static_cast<char>(n >> 8), static_cast<char>(n >> 16), static_cast<char>(n >> 24)};
+    f.write(header, 4);
+    f << heartbeat;
+  }
+  ::chmod(frame.c_str(), 0644);
+  auto port = broker.address().substr(broker.address().rfind(':') + 1);
+  // One frame out, one back, then she is gone: the node's state is read at once, well within
+  // the broker's heartbeat timeout (1.5 s), so that it shows what the replay did.
+  auto [rc, reply] = run_command("setpriv --reuid=" + std::to_string(user.uid()) + " --regid=" + std::to_string(user.gid()) +
+                                 " --clear-groups /usr/bin/python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', " +
+                                 port + ")); s.sendall(open('" + frame.string() + "', 'rb').read()); " +
+                                 "n = int.from_bytes(s.recv(4, socket.MSG_WAITALL), 'little'); " +
+                                 "print(s.recv(n, socket.MSG_WAITALL).decode())\"");
+  const std::string after_replay = node_state(broker.address(), "n");
+  INFO("her replay got: " << reply);
+  CHECK(reply.find("bad_token") != std::string::npos);
+  CHECK(reply.find("replayed") != std::string::npos);
+  CHECK(after_replay == "draining");
+  // The daemon's own messages, out of order within the window, are taken; each only once.
+  auto five = signed_as_node("register", 5), four = signed_as_node("register", 4);
+  CHECK(request(broker.address(), protocol::make_message("register", five))["type"] == "registered");
+  CHECK(request(broker.address(), protocol::make_message("register", four))["type"] == "registered");
+  CHECK(request(broker.address(), protocol::make_message("register", four))["body"]["code"] == "bad_token");
+  // A message of an earlier start of the daemon, after it restarted: refused.
+  protocol::NodeRegistration restarted{"n", "127.0.0.1:1", 2, 1ull << 32, protocol::unix_now_ms() + 5, "", "register", {},
+                                       incarnation + 1, 1};
+  restarted.sign(cluster);
+  CHECK(request(broker.address(), protocol::make_message("register", restarted))["type"] == "registered");
+  auto old_start = signed_as_node("register", 6);
+  old_start.timestamp_ms -= 1000;
+  old_start.sign(cluster);
+  auto refused = request(broker.address(), protocol::make_message("register", old_start));
+  CHECK(refused["body"]["message"].get<std::string>().find("earlier start") != std::string::npos);
+}
+
+// Finding 8, relays: another user of the host (nobody, here) runs a fake broker that passes
+// every byte to the real one and back. A user who leases through it (created here) must not
+// have her request granted: its MUNGE credential signs the broker it was meant for (the address
+// she reached), so the real broker refuses it, and the relay never holds her token.
+TEST_CASE("a user's request relayed by another user's fake broker is refused by the real one", "[broker][users]") {
+  if (::geteuid() != 0) {
+    WARN("not root: no other users to relay and lease as");
+    return;
+  }
+  TestUser user;
+  REQUIRE(user.made());
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0777);
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  const auto relay_py = dir.path() / "relay.py", relay_port = dir.path() / "relay.port";
+  std::ofstream(relay_py) << R"(import socket, sys, threading
+host, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(16); ls.settimeout(60)
+open(out + ".tmp", "w").write(str(ls.getsockname()[1])); __import__("os").rename(out + ".tmp", out)
+def pump(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d: break
+            b.sendall(d)
+    except OSError: pass
+    try: b.shutdown(socket.SHUT_WR)
+    except OSError: pass
+while True:
+    c, _ = ls.accept()
+    u = socket.create_connection((host, port), timeout=10)
+    threading.Thread(target=pump, args=(u, c), daemon=True).start()
+    threading.Thread(target=pump, args=(c, u), daemon=True).start()
+)";
+  ::chmod(relay_py.c_str(), 0644);
+  const auto hp = net::HostPort::parse(broker.address());
+  ChildProcess relay({"/usr/bin/setpriv", "--reuid=" + std::to_string(kNobody), "--regid=" + std::to_string(kNobody), "--clear-groups",
+                      "/usr/bin/python3", relay_py.string(), hp.host, std::to_string(hp.port), relay_port.string()});
+  REQUIRE(eventually([&] { return std::filesystem::exists(relay_port); }));
+  const std::string fake = "127.0.0.1:" + slurp(relay_port);
+  auto r = user.lease(fake, {"identity"});
+  INFO("lease_as_user through the relay said: " << nlohmann::json(r).dump());
+  CHECK(r.count("lease") == 0);
+  REQUIRE(r.count("failed"));
+  CHECK(r["failed"].rfind(to_string(Errc::not_authenticated), 0) == 0);
+  CHECK(r["failed"].find("meant for the broker at " + fake) != std::string::npos);
+  CHECK(status(broker.address())["leases"].empty());
+  // Straight to the real broker, the same user leases and is served.
+  auto direct = user.lease(broker.address(), {"identity"});
+  INFO("lease_as_user direct said: " << nlohmann::json(direct).dump());
+  CHECK(direct.count("lease"));
+  CHECK(direct["released"] == "ok");
+  relay.kill(SIGKILL);
+  relay.wait_for(5s);
+}
+
+// Finding 8, the library cache: a daemon's answer (and its timing) must not tell one user
+// whether another deployed a library. Root deploys the probe library; an ordinary user
+// (created here) deploying the same bytes is asked for them as if the node had never seen
+// them; her second deploy has them cached.
+TEST_CASE("whether a library is cached is not told across users", "[broker][users]") {
+  if (::geteuid() != 0) {
+    WARN("not root: no other user to deploy as");
+    return;
+  }
+  TestUser user;
+  REQUIRE(user.made());
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  BrokerLeaseOptions o;
+  o.memory_bytes = 64ull << 20;
+  for (int i = 0; i < 2; ++i) {  // root's own deploys: received, then cached
+    auto grant = broker_lease(broker.address(), o);
+    DeployOptions d;
+    d.library_path = RFAAS_TEST_PROBES;
+    d.functions = {"identity"};
+    d.input_capacity = d.output_capacity = 4096;
+    auto ex = Executor::deploy(grant, d);
+    CHECK(ex->library_was_cached() == (i == 1));
+    ex->release();
+    broker_release(broker.address(), grant.lease_id);
+  }
+  for (const char* expected : {"received", "cached"}) {
+    auto r = user.lease(broker.address(), {"identity"});
+    INFO("lease_as_user said: " << nlohmann::json(r).dump());
+    CHECK(r["deploy"] == expected);
+    CHECK(r["identity"].rfind(std::to_string(user.uid()) + " ", 0) == 0);
+    CHECK(r["released"] == "ok");
+  }
 }

@@ -8,6 +8,7 @@
 
 #include "journal.hpp"
 #include "lease_book.hpp"
+#include "replay_guard.hpp"
 
 using namespace rfaas::broker;
 namespace fs = std::filesystem;
@@ -313,4 +314,28 @@ TEST_CASE("a compacted journal replays to the same book and never reuses a lease
   { std::ofstream(f.path, std::ios::app) << R"({"op":"snapshot","next_lease_id":1,"leases":[]})" << "\n"; }
   LeaseBook damaged;
   CHECK_THROWS_AS(Journal::replay(f.path.string(), damaged), JournalError);
+}
+
+TEST_CASE("a node's signed messages are taken once, in any order within the window", "[broker]") {
+  using V = ReplayGuard::Verdict;
+  ReplayGuard g;
+  CHECK(g.take("n", 0, 1, 100) == V::unnumbered);
+  CHECK(g.take("n", 7, 0, 100) == V::unnumbered);
+  CHECK(g.take("n", 7, 10, 100) == V::fresh);
+  CHECK(g.take("n", 7, 10, 100) == V::replayed);
+  CHECK(g.take("n", 7, 8, 100) == V::fresh);   // overtaken on the way
+  CHECK(g.take("n", 7, 8, 100) == V::replayed);
+  CHECK(g.take("n", 7, 9, 100) == V::fresh);
+  CHECK(g.take("m", 7, 10, 100) == V::fresh);  // another node's numbers are its own
+  CHECK(g.take("n", 7, 10 + ReplayGuard::kWindow, 101) == V::fresh);
+  CHECK(g.take("n", 7, 10, 101) == V::too_old);  // out of the window
+  CHECK(g.take("n", 7, 11, 101) == V::fresh);     // the window's last place
+  CHECK(g.take("n", 7, 11, 101) == V::replayed);
+  CHECK(g.take("n", 7, 100000, 102) == V::fresh);  // a jump past the window forgets it
+  CHECK(g.take("n", 7, 99999, 102) == V::fresh);
+  // A new start of the daemon is taken only with a later clock; then the old start is refused.
+  CHECK(g.take("n", 8, 1, 102) == V::earlier_start);
+  CHECK(g.take("n", 8, 1, 103) == V::fresh);
+  CHECK(g.take("n", 7, 100001, 102) == V::earlier_start);  // signed before the new start
+  CHECK(g.take("n", 8, 2, 104) == V::fresh);
 }

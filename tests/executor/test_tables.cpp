@@ -78,24 +78,35 @@ TEST_CASE("the library cache keeps sealed copies and drops the least recently us
   std::vector<uint8_t> a{'a', 'a', 'a', 'a'}, b{'b', 'b', 'b', 'b'}, c{'c', 'c', 'c', 'c'};
   auto ha = protocol::sha256_hex(a.data(), a.size()), hb = protocol::sha256_hex(b.data(), b.size()),
        hc = protocol::sha256_hex(c.data(), c.size());
-  CHECK_FALSE(cache.open(ha));
-  int fa = cache.insert(ha, a);
+  CHECK_FALSE(cache.open(ha, 1));
+  int fa = cache.insert(ha, a, 1);
   CHECK(read_all(fa) == "aaaa");
   CHECK(::write(fa, "x", 1) < 0);  // sealed: no lease changes what another loads
   ::close(fa);
-  ::close(cache.insert(hb, b));
-  auto again = cache.open(ha);  // a is now the most recently used
+  ::close(cache.insert(hb, b, 1));
+  auto again = cache.open(ha, 1);  // a is now the most recently used
   REQUIRE(again);
   CHECK(read_all(*again) == "aaaa");
   ::close(*again);
-  ::close(cache.insert(hc, c));  // 12 bytes > 10: b, the least recently used, goes
-  CHECK_FALSE(cache.open(hb));
-  auto fc = cache.open(hc);
+  ::close(cache.insert(hc, c, 1));  // 12 bytes > 10: b, the least recently used, goes
+  CHECK_FALSE(cache.open(hb, 1));
+  auto fc = cache.open(hc, 1);
   REQUIRE(fc);
   ::close(*fc);
-  auto fa2 = cache.open(ha);
+  auto fa2 = cache.open(ha, 1);
   REQUIRE(fa2);
   ::close(*fa2);
+  // Another user's: not cached for them until they send the bytes too; stored once.
+  CHECK_FALSE(cache.open(ha, 2));
+  int fa3 = cache.insert(ha, a, 2);
+  CHECK(read_all(fa3) == "aaaa");
+  ::close(fa3);
+  auto fa4 = cache.open(ha, 2);
+  REQUIRE(fa4);
+  ::close(*fa4);
+  auto fc2 = cache.open(hc, 1);  // and c was not dropped for a second copy of a
+  REQUIRE(fc2);
+  ::close(*fc2);
 }
 
 TEST_CASE("executors see only the environment their transport and libraries need", "[tables]") {

@@ -252,3 +252,14 @@ TEST_CASE("a frame's memory follows the bytes that arrive, not the size announce
   // shadow of the reserved address space, 25 MiB.
   CHECK(status_kb("VmHWM:") - before < 64 * 1024);
 }
+
+TEST_CASE("both ends name the address the client reached alike", "[net]") {
+  auto listener = TcpListener::bind("127.0.0.1", 0);
+  auto client = TcpStream::connect(HostPort{"127.0.0.1", listener.port()}, deadline_in(5s));
+  auto server = listener.accept(deadline_in(5s));
+  const std::string reached = "127.0.0.1:" + std::to_string(listener.port());
+  CHECK(client.peer_address() == reached);
+  CHECK(server.local_address() == reached);
+  CHECK(server.peer_address() == client.local_address());
+  CHECK(TcpStream().peer_address().empty());
+}
