@@ -348,7 +348,8 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
         nodes.push_back({{"node", name}, {"address", n.control_address}, {"cores", n.cores}, {"memory_bytes", n.memory_bytes},
                          {"free_cores", book_.free_cores(name)},
                          {"state", n.drained_by_operator && n.state == NodeInfo::State::active ? "drained" : to_string(n.state)},
-                         {"heartbeat_age_ms", now - n.last_heartbeat_ms}, {"ending", book_.ending_on(name).size()}});
+                         {"heartbeat_age_ms", now - n.last_heartbeat_ms}, {"ending", book_.ending_on(name).size()},
+                         {"incarnation", replay_.position(name).first}, {"sequence", replay_.position(name).second}});
       for (auto& [id, l] : book_.leases())
         if (all || l.uid == who.uid) leases.push_back(l);
       for (auto& [id, u] : usage_) {

@@ -34,6 +34,13 @@ ReplayGuard::Verdict ReplayGuard::take(const std::string& node, uint64_t incarna
   return Verdict::fresh;
 }
 
+std::pair<uint64_t, uint64_t> ReplayGuard::position(const std::string& node) {
+  std::lock_guard lock(mutex_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return {0, 0};
+  return {it->second.incarnation, it->second.top};
+}
+
 const char* to_string(ReplayGuard::Verdict v) {
   switch (v) {
     case ReplayGuard::Verdict::fresh: return "fresh";

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 namespace rfaas::broker {
 
@@ -21,6 +22,9 @@ class ReplayGuard {
 
   // Takes a genuine (already verified) message's numbers; fresh the first time only.
   Verdict take(const std::string& node, uint64_t incarnation, uint64_t sequence, int64_t timestamp_ms);
+  // Where a node's numbers stand (its incarnation, the highest sequence taken): {0, 0} if none.
+  // Not secret: a number is refused once taken, whoever knows it.
+  std::pair<uint64_t, uint64_t> position(const std::string& node);
 
  private:
   struct Window {

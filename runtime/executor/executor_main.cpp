@@ -34,6 +34,7 @@
 #include "clock/cycle_clock.hpp"
 #include "executor/function_library.hpp"
 #include "executor/output_guard.hpp"
+#include "executor/lease_mounts.hpp"
 #include "executor/lease_user.hpp"
 #include "executor/worker.hpp"
 #include "net/fd_passing.hpp"
@@ -140,6 +141,11 @@ int main(int argc, char** argv) {
     // The kernel refuses RDMA descriptors (rdma_cm, uverbs) opened before a credential change:
     // on any transport but shm and tcp the fabric is opened again as the user, and such a lease's
     // cold start pays for it. shm and tcp keep the standby's head start.
+    // A /tmp (and /dev/shm) of the lease's own, while still root (executor/lease_mounts.hpp).
+    const auto dirs = executor::make_private_dirs(lease.memory_limit_bytes, !domain->meets_peers_in_dev_shm());
+    if (!dirs.shared.empty())
+      std::fprintf(stderr, "rfaas-executor: lease %llu shares with the node: %s\n",
+                   static_cast<unsigned long long>(lease.lease_id), dirs.shared.c_str());
     const std::string provider = domain->provider();
     const bool reopen = executor::changes_user(lease.uid, lease.gid) &&
                         !(domain->backend() == fabric::Backend::ofi && (provider == "shm" || provider.rfind("tcp", 0) == 0));

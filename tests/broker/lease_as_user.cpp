@@ -3,7 +3,8 @@
 // "command -> result" lines, then releases. Exit status 0 when every step could be asked.
 //   lease_as_user BROKER LIBRARY command...   (identity, read_path:P, signal_pid:N,
 //                                              spawn_sleeper, hog:BYTES, fd_target:N,
-//                                              write_stderr:TEXT, release_at_broker)
+//                                              write_stderr:TEXT, create_file:P,
+//                                              memsw_limit, release_at_broker)
 // release_at_broker releases the lease at the broker only (rfaas_lease_release without
 // rfaas_release), then invokes "identity" until it fails (at most 10 s), printing how many
 // calls were served after the release, how long it took and how they ended. "deploy -> cached"
@@ -25,7 +26,8 @@ int main(int argc, char** argv) {
     std::printf("lease -> %llu\n", static_cast<unsigned long long>(grant.lease_id));
     rfaas::DeployOptions o;
     o.library_path = argv[2];
-    o.functions = {"identity", "read_path", "signal_pid", "spawn_sleeper", "hog", "self_pid", "fd_target", "write_stderr"};
+    o.functions = {"identity",  "read_path",    "signal_pid",  "spawn_sleeper", "hog",
+                   "self_pid",  "fd_target",    "write_stderr", "create_file",   "memsw_limit"};
     o.input_capacity = o.output_capacity = 4096;
     auto ex = rfaas::Executor::deploy(grant, o);
     std::printf("deploy -> %s\n", ex->library_was_cached() ? "cached" : "received");

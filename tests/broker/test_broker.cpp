@@ -480,7 +480,8 @@ TEST_CASE("a lease ended at its node is free at the broker when its client hears
   protocol::NodeRegistration late{"node-1", node["address"], node["cores"], node["memory_bytes"],
                                   protocol::unix_now_ms(), "", "register",
                                   {{grant.lease_id, 1, o.memory_bytes, static_cast<uint32_t>(::getuid())}},
-                                  1, 1};  // numbered as a start of its own: the broker's replay guard takes it
+                                  node["incarnation"], node["sequence"].get<uint64_t>() + 500};
+  // (Numbered as the daemon's next messages: ahead of its own, within the broker's window.)
   late.sign(protocol::ClusterSecret::load(cluster.secret));
   std::this_thread::sleep_for(5ms);  // the end report is signed after it
   ex->release();
@@ -1582,5 +1583,56 @@ TEST_CASE("whether a library is cached is not told across users", "[broker][user
     CHECK(r["deploy"] == expected);
     CHECK(r["identity"].rfind(std::to_string(user.uid()) + " ", 0) == 0);
     CHECK(r["released"] == "ok");
+  }
+}
+
+// Finding 7: a lease's /tmp (and /dev/shm, unless the shm fabric meets its peers there) is its
+// own, as Slurm's job_container/tmpfs makes a job's: what an ordinary user's leased code leaves
+// there is not on the node's /tmp, not seen by her next lease, and gone with the lease. Its
+// memory cannot spill into swap (memsw on cgroup v1, swap.max on v2).
+TEST_CASE("a lease's /tmp and /dev/shm are its own and go with it; its memory does not spill into swap", "[broker][users]") {
+  if (::geteuid() != 0) {
+    WARN("not root: the daemon cannot give leases mount namespaces here");
+    return;
+  }
+  TestUser user;
+  REQUIRE(user.made());
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  const std::string tmp_file = "/tmp/rfaas-left-by-a-lease-" + std::to_string(::getpid());
+  const std::string shm_file = "/dev/shm/rfaas-left-by-a-lease-" + std::to_string(::getpid());
+  const char* provider = std::getenv("RFAAS_OFI_PROVIDER");
+  const bool shm_fabric = (!std::getenv("RFAAS_FABRIC") || std::string(std::getenv("RFAAS_FABRIC")) == "ofi") &&
+                          (!provider || std::string(provider) == "shm");
+  auto r = user.lease(broker.address(), {"create_file:" + tmp_file, "read_path:" + tmp_file, "create_file:" + shm_file,
+                                         "memsw_limit"});
+  INFO("lease_as_user said: " << nlohmann::json(r).dump());
+  CHECK(r["create_file:" + tmp_file] == "created");
+  CHECK(r["read_path:" + tmp_file] == "read 16");  // the lease sees its own file
+  CHECK(r["create_file:" + shm_file] == "created");
+  CHECK(r["released"] == "ok");
+  CHECK_FALSE(std::filesystem::exists(tmp_file));  // never on the node's /tmp, gone with the lease
+  if (shm_fabric) {
+    // Documented limit: over shm the lease keeps the node's /dev/shm (its peers meet there).
+    std::filesystem::remove(shm_file);
+  } else {
+    CHECK_FALSE(std::filesystem::exists(shm_file));
+  }
+  auto again = user.lease(broker.address(), {"read_path:" + tmp_file});
+  INFO("her next lease said: " << nlohmann::json(again).dump());
+  CHECK(again["read_path:" + tmp_file] == "errno 2");  // not her next lease's either
+  // Memory and swap: bounded by the lease's memory (64 MiB asked, plus the daemon's overhead),
+  // not the unlimited default.
+  const std::string memsw = r["memsw_limit"];
+  if (memsw == "none") {
+    WARN("no swap accounting in this kernel's cgroups: nothing to bound");
+  } else if (memsw != "0") {
+    REQUIRE(memsw.find_first_not_of("0123456789") == std::string::npos);
+    CHECK(std::stoull(memsw) >= 64ull << 20);
+    CHECK(std::stoull(memsw) < 1ull << 40);
   }
 }

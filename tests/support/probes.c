@@ -122,3 +122,45 @@ uint32_t write_stderr(void* in, uint32_t in_size, void* out) {
   snprintf(reply, sizeof reply, "wrote %zd", w);
   return text(out, reply);
 }
+
+/* Input: a path. Creates that file (it must not exist) with a line in it: "created", or the
+ * errno. What a lease leaves behind in /tmp or /dev/shm. */
+uint32_t create_file(void* in, uint32_t in_size, void* out) {
+  char path[512], buf[64];
+  terminated(in, in_size, path, sizeof path);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) {
+    snprintf(buf, sizeof buf, "errno %d", errno);
+    return text(out, buf);
+  }
+  ssize_t w = write(fd, "left by a lease\n", 16);
+  close(fd);
+  return text(out, w == 16 ? "created" : "short write");
+}
+
+/* The memory+swap limit of the lease's cgroup (v1's memory.memsw.limit_in_bytes, v2's
+ * memory.swap.max), or "none" when this cgroup has no such file. */
+uint32_t memsw_limit(void* in, uint32_t in_size, void* out) {
+  (void)in;
+  (void)in_size;
+  char line[1024], path[1400], buf[64] = "none";
+  FILE* f = fopen("/proc/self/cgroup", "r");
+  if (!f) return text(out, "no /proc/self/cgroup");
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    char* memory = strstr(line, ":memory:");
+    if (memory) snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/memory.memsw.limit_in_bytes", memory + 8);
+    else if (strncmp(line, "0::", 3) == 0) snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.swap.max", line + 3);
+    else continue;
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+      ssize_t n = read(fd, buf, sizeof buf - 1);
+      close(fd);
+      buf[n > 0 ? n : 0] = 0;
+      buf[strcspn(buf, "\n")] = 0;
+      break;
+    }
+  }
+  fclose(f);
+  return text(out, buf);
+}

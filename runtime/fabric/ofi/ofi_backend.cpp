@@ -194,6 +194,7 @@ class OfiDomain final : public Domain {
 
   Backend backend() const noexcept override { return Backend::ofi; }
   std::string provider() const override { return info_->fabric_attr->prov_name; }
+  bool meets_peers_in_dev_shm() const noexcept override { return std::strcmp(info_->fabric_attr->prov_name, "shm") == 0; }
   std::unique_ptr<MemoryRegion> register_memory(void* data, size_t size, Access access) override;
   std::unique_ptr<Endpoint> create_endpoint(const EndpointConfig& config) override {
     return std::make_unique<OfiEndpoint>(*this, config);

@@ -208,6 +208,9 @@ class Domain {
   virtual Backend backend() const noexcept = 0;
   // Human-readable provider name, e.g. "shm" or "tcp;ofi_rxm".
   virtual std::string provider() const = 0;
+  // Whether peers meet through files in the host's /dev/shm (libfabric's shm provider): then a
+  // process that talks over this domain needs the host's /dev/shm, not a private one.
+  virtual bool meets_peers_in_dev_shm() const noexcept { return false; }
 
   virtual std::unique_ptr<MemoryRegion> register_memory(void* data, size_t size, Access access) = 0;
   virtual std::unique_ptr<Endpoint> create_endpoint(const EndpointConfig& config = {}) = 0;
