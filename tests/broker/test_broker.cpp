@@ -839,7 +839,7 @@ TEST_CASE("a lease's code runs as its user, confined to the lease", "[broker][us
   }
   TestUser user;
   REQUIRE(user.made());
-  TempDir dir;
+  TempDir dir("/var/tmp");  // outside the lease's private /tmp: the secret's mode is what is tested
   ::chmod(dir.path().c_str(), 0755);  // the secret is protected by its own mode, not by a folder
   auto secret = write_secret(dir.path() / "secret");
   BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
@@ -1040,7 +1040,7 @@ TEST_CASE("a lease's output reaches the daemon's log only through the daemon, pr
   }
   TestUser user;
   REQUIRE(user.made());
-  TempDir dir;
+  TempDir dir("/var/tmp");  // outside the lease's private /tmp: the log's mode is what is tested
   ::chmod(dir.path().c_str(), 0755);
   auto secret = write_secret(dir.path() / "secret");
   const auto log = (dir.path() / "executord.log").string();

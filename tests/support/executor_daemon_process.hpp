@@ -20,8 +20,10 @@ namespace rfaas::testing {
 
 class TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "rfaas-test-XXXXXX").string();
+  // `base`: where (a test whose files leased code must see, by path, uses /var/tmp: each
+  // lease's /tmp is its own).
+  explicit TempDir(const std::filesystem::path& base = std::filesystem::temp_directory_path()) {
+    std::string tmpl = (base / "rfaas-test-XXXXXX").string();
     path_ = ::mkdtemp(tmpl.data());
   }
   ~TempDir() { std::filesystem::remove_all(path_); }
