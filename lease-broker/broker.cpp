@@ -261,14 +261,16 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
       auto r = msg.body.at("registration").get<protocol::NodeRegistration>();
       uint64_t id = msg.body.value("lease_id", uint64_t{0});
       std::string why;
-      if (!registration_valid(r, "lease_usage:" + std::to_string(id), &why))
+      const nlohmann::json served_json = msg.body.value("served", nlohmann::json());
+      const std::string reason = msg.body.value("reason", std::string("unknown"));
+      if (!registration_valid(r, protocol::usage_report_purpose(id, msg.body.value("usage", nlohmann::json()), served_json, reason), &why))
         throw MessageError(ControlErrc::bad_token, why);
       auto usage = msg.body.at("usage").get<protocol::Usage>();
       // Accounting from the daemon's own measure; what the executor (the lease's code) said of
       // itself is kept apart, labelled as its word.
       UsageRecord record;
       record.reported = usage;
-      std::optional<uint32_t> served_uid;  // whose, as the node's signed report says
+      std::optional<uint32_t> served_uid;  // whose, as the node's report (signed whole) says
       if (auto served = msg.body.find("served"); served != msg.body.end() && served->is_object()) {
         record.cores = served->value("cores", 0u);
         record.memory_bytes = served->value("memory_bytes", uint64_t{0});
@@ -284,7 +286,7 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
       if (!lease && !served_uid)
         for (const auto& g : book_.ending_on(r.node))
           if (g.lease_id == id) record.uid = g.uid;
-      release_locked(id, "ended: " + msg.body.value("reason", std::string("unknown")));  // journaled first
+      release_locked(id, "ended: " + reason);  // journaled first
       book_.served_ended(r.node, id, r.timestamp_ms);  // its executor is gone there: its cores are free
       usage_[id] = record;
       return protocol::make_message("recorded", {{"lease_id", id}});
@@ -377,6 +379,7 @@ void LeaseBroker::session(net::TcpStream& stream, net::SessionAdmission::Ticket 
   auto wait = std::chrono::milliseconds(std::min(config_.control_timeout_ms, config_.sessions.first_frame_timeout_ms));
   bool proved = false;
   t_reached = stream.local_address();
+  if (t_reached.empty()) t_reached = "(an address this broker could not tell)";  // fails closed: matches no audience
   try {
     for (;;) {
       auto frame = stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(wait));

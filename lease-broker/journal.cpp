@@ -10,20 +10,31 @@
 #include <sstream>
 
 #include "net/private_file.hpp"
+#include "net/tcp_socket.hpp"
 
 namespace rfaas::broker {
+
+namespace {
+// Only our own file: whoever could write the journal could forge the leases a restart replays.
+void check_own_file(int fd, const std::string& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022))
+    throw JournalError("journal " + path + " is not a regular file of uid " + std::to_string(::geteuid()) +
+                       " that only it may write");
+}
+}  // namespace
 
 Journal::Journal(const std::string& path) : path_(path) {
   // Never through a link, and only our own file: whoever could write the journal could forge
   // the leases a restart replays.
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
   if (fd_ < 0) throw JournalError("journal " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022)) {
+  try {
+    check_own_file(fd_, path);
+  } catch (...) {
     ::close(fd_);
     fd_ = -1;
-    throw JournalError("journal " + path + " is not a regular file of uid " + std::to_string(::geteuid()) +
-                       " that only it may write");
+    throw;
   }
   off_t end = ::lseek(fd_, 0, SEEK_END);
   if (end < 0) throw JournalError("journal " + path + ": lseek: " + std::strerror(errno));
@@ -95,12 +106,14 @@ void Journal::compact(const LeaseBook& book) {
   if (::rename(tmp.c_str(), path_.c_str()) != 0) give_up("rename");
   synced_ = written_.load();  // on disk, in the old journal and in the snapshot alike
   // From here the snapshot is the journal: appends go on after it.
+  // The snapshot's own descriptor goes on as the journal's, at its end: the name is not opened
+  // again, so nothing put at it meanwhile is written to.
   ::close(fd_);
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
-  ::close(fd);
-  if (fd_ < 0) {
+  fd_ = fd;
+  // Appends, as the journal's own descriptor: after a cut-off record the next goes at the end.
+  if (::fcntl(fd_, F_SETFL, O_APPEND) != 0) {
     failed_.store(true);
-    throw JournalError("journal " + path_ + " after compaction: " + std::strerror(errno));
+    throw JournalError("journal " + path_ + " after compaction: fcntl: " + std::strerror(errno));
   }
   size_ = static_cast<off_t>(line.size());
   since_snapshot_ = 0;
@@ -151,11 +164,24 @@ void Journal::renew(uint64_t lease_id, int64_t expires_at_ms) {
 
 Journal::ReplayResult Journal::replay(const std::string& path, LeaseBook& book) {
   ReplayResult result;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return result;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
+  // The same checks as the constructor's, before a byte is believed: not through a link, not a
+  // FIFO (O_NONBLOCK: opening one does not hang the start), ours alone to write.
+  int fd = ::open(path.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return result;
+    throw JournalError("journal " + path + ": " + std::strerror(errno));
+  }
+  const net::Fd file(fd);  // closed on every way out
+  check_own_file(fd, path);
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw JournalError("journal " + path + ": read: " + std::strerror(errno));
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
   size_t pos = 0, line_no = 0, whole = 0;  // whole: bytes of complete, applied records
   while (pos < text.size()) {
     size_t nl = text.find('\n', pos);
@@ -200,7 +226,7 @@ Journal::ReplayResult Journal::replay(const std::string& path, LeaseBook& book) 
     // Appending after the fragment would glue the next record to it, and lose that record at
     // the next replay: cut it off now, before the journal is opened for appending.
     result.truncated_bytes = text.size() - whole;
-    if (::truncate(path.c_str(), static_cast<off_t>(whole)) != 0)
+    if (::ftruncate(fd, static_cast<off_t>(whole)) != 0)
       throw JournalError("journal " + path + ": cannot truncate its torn tail: " + std::strerror(errno));
   }
   return result;

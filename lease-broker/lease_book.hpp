@@ -107,8 +107,8 @@ class LeaseBook {
   const std::map<uint64_t, LeaseRecord>& leases() const { return leases_; }
   std::optional<LeaseRecord> lease(uint64_t lease_id) const;
   uint32_t free_cores(const std::string& node) const;
-  // Held by that user's leases, and served for them where the lease is no longer held here:
-  // O(nodes with a non-empty serving list).
+  // Held by that user's leases (a counter), and served for them where the lease is no longer
+  // held here: O(leases served on nodes with a non-empty serving list).
   uint64_t cores_of_user(uint32_t uid) const;
   uint64_t free_memory(const std::string& node) const;
   uint64_t next_lease_id() const { return next_lease_id_; }

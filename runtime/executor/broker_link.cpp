@@ -155,8 +155,10 @@ void BrokerLink::drain() {
 
 void BrokerLink::report_usage(uint64_t lease_id, const protocol::Usage& reported, const nlohmann::json& served,
                               const std::string& reason) {
-  send("lease_usage", {{"registration", registration("lease_usage:" + std::to_string(lease_id))}, {"lease_id", lease_id},
-                       {"usage", reported}, {"served", served}, {"reason", reason}},
+  const nlohmann::json usage = reported;
+  send("lease_usage",
+       {{"registration", registration(protocol::usage_report_purpose(lease_id, usage, served, reason))},
+        {"lease_id", lease_id}, {"usage", usage}, {"served", served}, {"reason", reason}},
        nullptr);
 }
 

@@ -67,6 +67,8 @@ void report(const nlohmann::json& j) {
 int main(int argc, char** argv) {
   // Nothing of the daemon's beyond stdin, stdout, stderr and its socket (fd 3) reaches the lease.
   ::close_range(kDaemonSocket + 1, ~0U, 0);
+  // While this process has one thread (executor/lease_mounts.hpp).
+  const std::string namespace_error = executor::enter_mount_namespace();
   // Each worker owns one leased core: threaded math libraries in a function library must not
   // fan out over the node (the daemon's environment may still say otherwise).
   ::setenv("OPENBLAS_NUM_THREADS", "1", 0);
@@ -142,7 +144,7 @@ int main(int argc, char** argv) {
     // on any transport but shm and tcp the fabric is opened again as the user, and such a lease's
     // cold start pays for it. shm and tcp keep the standby's head start.
     // A /tmp (and /dev/shm) of the lease's own, while still root (executor/lease_mounts.hpp).
-    const auto dirs = executor::make_private_dirs(lease.memory_limit_bytes, !domain->meets_peers_in_dev_shm());
+    const auto dirs = executor::make_private_dirs(lease.memory_limit_bytes, !domain->meets_peers_in_dev_shm(), namespace_error);
     if (!dirs.shared.empty())
       std::fprintf(stderr, "rfaas-executor: lease %llu shares with the node: %s\n",
                    static_cast<unsigned long long>(lease.lease_id), dirs.shared.c_str());

@@ -303,10 +303,9 @@ std::unique_ptr<LeaseCgroup> CgroupHierarchy::create(uint64_t lease_id, const Le
     write_file(memory_ + leaf + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes));
     // Memory and swap together, as v2's memory.swap.max 0: a lease cannot spill past its
     // memory into swap. (After the memory limit: v1 keeps memsw at or above it.)
-    try {
-      write_file(memory_ + leaf + "/memory.memsw.limit_in_bytes", std::to_string(limits.memory_bytes));
-    } catch (const CgroupError&) {  // no swap accounting on this host (swapaccount=0): nothing to limit
-    }
+    const std::string memsw = memory_ + leaf + "/memory.memsw.limit_in_bytes";
+    if (::access(memsw.c_str(), F_OK) == 0)  // absent without swap accounting (swapaccount=0): nothing to limit
+      write_file(memsw, std::to_string(limits.memory_bytes));
     write_file(pids_ + leaf + "/pids.max", std::to_string(limits.max_tasks));
   } else {
     if (!make_dir(memory_ + leaf, &why, true)) throw CgroupError(why);

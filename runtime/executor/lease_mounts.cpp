@@ -1,10 +1,12 @@
 #include "executor/lease_mounts.hpp"
 
+#include <dirent.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace rfaas::executor {
@@ -13,20 +15,27 @@ namespace {
 void add(std::string& list, const std::string& item) { list += (list.empty() ? "" : ", ") + item; }
 }  // namespace
 
-PrivateDirs make_private_dirs(uint64_t size_bytes, bool dev_shm) {
+std::string enter_mount_namespace() {
+  if (::geteuid() != 0) return "the daemon is not root";
+  DIR* tasks = ::opendir("/proc/self/task");
+  int threads = 0;
+  if (tasks) {
+    while (dirent* e = ::readdir(tasks))
+      if (e->d_name[0] != '.') ++threads;
+    ::closedir(tasks);
+  }
+  if (threads != 1) return "the executor has " + std::to_string(threads) + " threads already";
+  if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+    return std::string("no mount namespace: ") + std::strerror(errno);
+  return "";
+}
+
+PrivateDirs make_private_dirs(uint64_t size_bytes, bool dev_shm, const std::string& namespace_error) {
   PrivateDirs r;
   if (!dev_shm) add(r.shared, "/dev/shm (the shm fabric meets its peers there)");
-  if (::geteuid() != 0) {
-    add(r.shared, "/tmp (the daemon is not root)");
-    if (dev_shm) add(r.shared, "/dev/shm (the daemon is not root)");
-    return r;
-  }
-  // Our mounts must not reach the host: a namespace of our own, and / made a slave of the
-  // host's so that nothing mounted here propagates back.
-  if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) {
-    const std::string why = std::string("no mount namespace: ") + std::strerror(errno);
-    add(r.shared, "/tmp (" + why + ")");
-    if (dev_shm) add(r.shared, "/dev/shm (" + why + ")");
+  if (!namespace_error.empty()) {
+    add(r.shared, "/tmp (" + namespace_error + ")");
+    if (dev_shm) add(r.shared, "/dev/shm (" + namespace_error + ")");
     return r;
   }
   const std::string options = "mode=1777,size=" + std::to_string(size_bytes ? size_bytes : uint64_t{64} << 20);
@@ -35,6 +44,8 @@ PrivateDirs make_private_dirs(uint64_t size_bytes, bool dev_shm) {
     if (::mount("rfaas-lease", dir, "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()) == 0) add(r.made, dir);
     else add(r.shared, std::string(dir) + " (mount: " + std::strerror(errno) + ")");
   }
+  // Programs that follow TMPDIR (the daemon's may name a shared scratch folder) use the private one.
+  if (r.made.rfind("/tmp", 0) == 0) ::setenv("TMPDIR", "/tmp", 1);
   return r;
 }
 

@@ -16,8 +16,15 @@ struct PrivateDirs {
   std::string shared;  // what is not, and why ("/dev/shm (the shm fabric meets its peers there)")
 };
 
-// As root, before the credential change. Never throws: what could not be made private is
-// named in `shared` (not root, no mount namespace here).
-PrivateDirs make_private_dirs(uint64_t size_bytes, bool dev_shm);
+// First thing in the executor, while it has one thread: a namespace entered later would hold
+// only the thread that entered it, and threads started before (libfabric's) would still reach
+// the node's /tmp through /proc/self/task/N/root. As root only; / becomes a slave of the
+// node's, so nothing mounted here propagates back. Returns "" or why there is none.
+std::string enter_mount_namespace();
+
+// At the lease, as root, before the credential change: fresh tmpfs on /tmp (and /dev/shm) in
+// that namespace, seen by every thread. Never throws: what could not be made private is named
+// in `shared`. `namespace_error`: what enter_mount_namespace() returned.
+PrivateDirs make_private_dirs(uint64_t size_bytes, bool dev_shm, const std::string& namespace_error);
 
 }  // namespace rfaas::executor

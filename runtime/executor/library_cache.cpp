@@ -15,31 +15,37 @@ LibraryCache::~LibraryCache() {
   for (auto& e : entries_) ::close(e.fd);
 }
 
+namespace {
+void add_user(std::vector<uint32_t>& users, uint32_t uid) {
+  if (std::find(users.begin(), users.end(), uid) == users.end()) users.push_back(uid);
+}
+}  // namespace
+
+std::list<LibraryCache::Entry>::iterator LibraryCache::find_locked(const std::string& sha256) {
+  auto it = std::find_if(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.sha256 == sha256; });
+  if (it != entries_.end()) entries_.splice(entries_.begin(), entries_, it);  // the most recently used now
+  return it;
+}
+
 std::optional<int> LibraryCache::open(const std::string& sha256, uint32_t uid) {
   std::lock_guard lock(mutex_);
-  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-    if (it->sha256 != sha256) continue;
-    if (std::find(it->users.begin(), it->users.end(), uid) == it->users.end()) return std::nullopt;
-    entries_.splice(entries_.begin(), entries_, it);
-    int fd = ::fcntl(it->fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) return std::nullopt;
-    return fd;
-  }
-  return std::nullopt;
+  auto it = find_locked(sha256);
+  if (it == entries_.end() || std::find(it->users.begin(), it->users.end(), uid) == it->users.end()) return std::nullopt;
+  int fd = ::fcntl(it->fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  return fd;
 }
 
 int LibraryCache::insert(const std::string& sha256, const std::vector<uint8_t>& bytes, uint32_t uid) {
   {
     // Bytes another user sent before: this user has now sent them too.
     std::lock_guard lock(mutex_);
-    for (auto it = entries_.begin(); it != entries_.end(); ++it)
-      if (it->sha256 == sha256) {
-        if (std::find(it->users.begin(), it->users.end(), uid) == it->users.end()) it->users.push_back(uid);
-        entries_.splice(entries_.begin(), entries_, it);
-        int copy = ::fcntl(it->fd, F_DUPFD_CLOEXEC, 0);
-        if (copy < 0) throw std::runtime_error(std::string("dup of a cached library: ") + std::strerror(errno));
-        return copy;
-      }
+    if (auto it = find_locked(sha256); it != entries_.end()) {
+      add_user(it->users, uid);
+      int copy = ::fcntl(it->fd, F_DUPFD_CLOEXEC, 0);
+      if (copy < 0) throw std::runtime_error(std::string("dup of a cached library: ") + std::strerror(errno));
+      return copy;
+    }
   }
   int fd = ::memfd_create(("rfaas-lib-" + sha256.substr(0, 16)).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) throw std::runtime_error(std::string("memfd_create: ") + std::strerror(errno));
@@ -56,12 +62,11 @@ int LibraryCache::insert(const std::string& sha256, const std::vector<uint8_t>& 
   ::fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
   int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   std::lock_guard lock(mutex_);
-  for (auto it = entries_.begin(); it != entries_.end(); ++it)
-    if (it->sha256 == sha256) {  // another session stored it meanwhile
-      if (std::find(it->users.begin(), it->users.end(), uid) == it->users.end()) it->users.push_back(uid);
-      ::close(fd);
-      return copy;
-    }
+  if (auto it = find_locked(sha256); it != entries_.end()) {  // another session stored it meanwhile
+    add_user(it->users, uid);
+    ::close(fd);
+    return copy;
+  }
   entries_.push_front({sha256, fd, bytes.size(), {uid}});
   used_ += bytes.size();
   while (used_ > capacity_ && entries_.size() > 1) {

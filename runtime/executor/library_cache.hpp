@@ -34,6 +34,8 @@ class LibraryCache {
     uint64_t size;
     std::vector<uint32_t> users;  // who sent these bytes
   };
+  // The entry of that hash, moved to the front (or end()); the caller holds mutex_.
+  std::list<Entry>::iterator find_locked(const std::string& sha256);
   std::mutex mutex_;
   std::list<Entry> entries_;  // most recently used first
   uint64_t capacity_;

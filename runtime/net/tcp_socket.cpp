@@ -258,7 +258,22 @@ std::string TcpStream::peer_host() const {
 }
 
 namespace {
-std::string numeric_address(const sockaddr_storage& ss, socklen_t len) {
+// The same text at both ends of one connection: an IPv4 peer of a dual-stack listener
+// (::ffff:a.b.c.d at the server) as plain IPv4, and no scope id (each end names its own link).
+std::string numeric_address(sockaddr_storage ss, socklen_t len) {
+  if (ss.ss_family == AF_INET6) {
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+      sockaddr_in v4{};
+      v4.sin_family = AF_INET;
+      v4.sin_port = v6->sin6_port;
+      std::memcpy(&v4.sin_addr, v6->sin6_addr.s6_addr + 12, 4);
+      std::memcpy(&ss, &v4, sizeof v4);
+      len = sizeof v4;
+    } else {
+      v6->sin6_scope_id = 0;
+    }
+  }
   char host[NI_MAXHOST], port[NI_MAXSERV];
   if (::getnameinfo(reinterpret_cast<const sockaddr*>(&ss), len, host, sizeof host, port, sizeof port,
                     NI_NUMERICHOST | NI_NUMERICSERV) != 0)

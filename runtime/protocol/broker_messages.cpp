@@ -47,7 +47,7 @@ void from_json(const nlohmann::json& j, NodeRegistration& m) {
   m.incarnation = field<uint64_t>(j, "incarnation");
   m.sequence = field<uint64_t>(j, "sequence");
   if (m.node.empty() || m.node.size() > 255) malformed("node name must be 1..255 bytes");
-  if (m.purpose.empty() || m.purpose.size() > 64) malformed("registration purpose must be 1..64 bytes");
+  if (m.purpose.empty() || m.purpose.size() > 128) malformed("registration purpose must be 1..128 bytes");
   if (!is_hex(m.mac, 64)) malformed("registration mac must be 64 lowercase hex digits");
   m.serving.clear();
   if (j.contains("serving")) {
@@ -80,6 +80,12 @@ void from_json(const nlohmann::json& j, LeaseAsk& m) {
     m.avoid_nodes.push_back(n.get<std::string>());
   }
   if (m.cores == 0 || m.duration_ms <= 0) malformed("a lease needs at least one core and a positive duration");
+}
+
+std::string usage_report_purpose(uint64_t lease_id, const nlohmann::json& usage, const nlohmann::json& served,
+                                 const std::string& reason) {
+  const std::string text = usage.dump() + "\n" + served.dump() + "\n" + reason;
+  return "lease_usage:" + std::to_string(lease_id) + ":" + sha256_hex(text.data(), text.size());
 }
 
 std::string request_digest(const std::string& type, const nlohmann::json& body) {

@@ -56,6 +56,11 @@ struct NodeRegistration {
   bool verify(const ClusterSecret& secret) const;
 };
 inline constexpr int64_t kRegistrationSkewMs = 60'000;
+// What a daemon's usage report signs as its registration's purpose: the lease and a digest of
+// everything it says of it (the executor's word, the daemon's measure, the reason), so that no
+// part of the report can be changed on the way (whose usage, how much).
+std::string usage_report_purpose(uint64_t lease_id, const nlohmann::json& usage, const nlohmann::json& served,
+                                 const std::string& reason);
 
 // rfaas-ctl -> broker: an operator's command on a node ("drain_node": no new leases on it,
 // running ones continue; "resume_node": leasable again). Its MUNGE credential must be root's or

@@ -275,6 +275,19 @@ TEST_CASE("the broker refuses forged registrations and bad requests, and serves 
   CHECK(request(broker.address(), protocol::make_message("lease_usage", {{"registration", real}, {"lease_id", 6},
                                                                          {"usage", protocol::Usage{}}}))["body"]["code"] ==
         "bad_token");
+  // A usage report is signed whole: whose usage it is cannot be changed on the way.
+  const nlohmann::json usage = protocol::Usage{}, served = {{"cores", 1}, {"memory_bytes", 1}, {"served_ms", 5}, {"uid", 1001}};
+  real.purpose = protocol::usage_report_purpose(6, usage, served, "released");
+  real.sequence = 2;
+  real.sign(cluster);
+  nlohmann::json changed = served;
+  changed["uid"] = 1002;
+  CHECK(request(broker.address(), protocol::make_message("lease_usage", {{"registration", real}, {"lease_id", 6}, {"usage", usage},
+                                                                         {"served", changed}, {"reason", "released"}}))["body"]["code"] ==
+        "bad_token");
+  CHECK(request(broker.address(), protocol::make_message("lease_usage", {{"registration", real}, {"lease_id", 6}, {"usage", usage},
+                                                                         {"served", served}, {"reason", "released"}}))["type"] ==
+        "recorded");
   CHECK(node_state(broker.address(), "n1") == "active");
   CHECK(broker.process().wait_for(0ms) == std::nullopt);  // still running
 }

@@ -262,4 +262,16 @@ TEST_CASE("both ends name the address the client reached alike", "[net]") {
   CHECK(server.local_address() == reached);
   CHECK(server.peer_address() == client.local_address());
   CHECK(TcpStream().peer_address().empty());
+  // A dual-stack listener reached over IPv4: the server sees ::ffff:127.0.0.1, and says 127.0.0.1.
+  TcpListener any;
+  try {
+    any = TcpListener::bind("::", 0);
+  } catch (const NetError&) {
+    WARN("no IPv6 here: the dual-stack half is not run");
+    return;
+  }
+  auto v4 = TcpStream::connect(HostPort{"127.0.0.1", any.port()}, deadline_in(5s));
+  auto at = any.accept(deadline_in(5s));
+  CHECK(at.local_address() == v4.peer_address());
+  CHECK(at.local_address() == "127.0.0.1:" + std::to_string(any.port()));
 }
