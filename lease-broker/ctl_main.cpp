@@ -52,9 +52,7 @@ int main(int argc, char** argv) {
     auto s = net::TcpStream::connect(net::HostPort::parse(broker), net::deadline_in(std::chrono::seconds(5)));
     if (command != "status") {
       protocol::AdminCommand cmd{command == "drain" ? "drain_node" : "resume_node", node};
-      nlohmann::json body = cmd;
-      body[protocol::kAudienceField] = s.peer_address();  // signed: for this broker only
-      std::string req = protocol::make_message("admin", auth::with_credential("admin", body));
+      std::string req = protocol::make_message("admin", auth::with_credential_for(s.peer_address(), "admin", cmd));
       s.send_frame(req.data(), req.size(), net::deadline_in(std::chrono::seconds(5)));
       auto reply = protocol::ControlMessage::parse(s.recv_frame(1 << 20, net::deadline_in(std::chrono::seconds(10))));
       if (reply.type != "done") {
@@ -65,7 +63,7 @@ int main(int argc, char** argv) {
                 << "\n";
       return 0;
     }
-    std::string req = protocol::make_message("status", auth::with_credential("status", {{protocol::kAudienceField, s.peer_address()}}));
+    std::string req = protocol::make_message("status", auth::with_credential_for(s.peer_address(), "status", nlohmann::json::object()));
     s.send_frame(req.data(), req.size(), net::deadline_in(std::chrono::seconds(5)));
     auto reply = protocol::ControlMessage::parse(s.recv_frame(1 << 24, net::deadline_in(std::chrono::seconds(10))));
     if (reply.type != "status") {

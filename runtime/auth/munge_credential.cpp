@@ -100,6 +100,13 @@ nlohmann::json with_credential(const std::string& type, nlohmann::json body, con
   return body;
 }
 
+nlohmann::json with_credential_for(const std::string& audience, const std::string& type, nlohmann::json body,
+                                   const std::string& socket) {
+  if (!body.is_object()) body = nlohmann::json::object();
+  body[protocol::kAudienceField] = audience;  // covered by the digest the credential signs
+  return with_credential(type, std::move(body), socket);
+}
+
 Identity authenticate(const std::string& type, const nlohmann::json& body, const std::string& socket) {
   if (!body.is_object() || !body.contains("credential") || !body.at("credential").is_string())
     throw AuthError(AuthErrc::missing, "'" + type + "' needs a MUNGE credential (is munged running where the client runs?)");

@@ -53,5 +53,9 @@ Identity decode(const std::string& credential, const std::string& socket, std::s
 nlohmann::json with_credential(const std::string& type, nlohmann::json body,
                                const std::string& socket = client_socket());
 Identity authenticate(const std::string& type, const nlohmann::json& body, const std::string& socket);
+// The same, meant for the broker at `audience` (the address the client reached,
+// TcpStream::peer_address): what every client request carries (protocol::kAudienceField).
+nlohmann::json with_credential_for(const std::string& audience, const std::string& type, nlohmann::json body,
+                                   const std::string& socket = client_socket());
 
 }  // namespace rfaas::auth

@@ -16,9 +16,7 @@ protocol::ControlMessage ask(const std::string& broker, const std::string& type,
                              std::chrono::milliseconds timeout) {
   try {
     auto s = net::TcpStream::connect(net::HostPort::parse(broker), net::deadline_in(timeout));
-    nlohmann::json meant = body;
-    meant[protocol::kAudienceField] = s.peer_address();  // signed: for this broker only
-    std::string msg = protocol::make_message(type, auth::with_credential(type, meant));
+    std::string msg = protocol::make_message(type, auth::with_credential_for(s.peer_address(), type, body));
     s.send_frame(msg.data(), msg.size(), net::deadline_in(timeout));
     auto reply = protocol::ControlMessage::parse(s.recv_frame(protocol::kMaxControlFrame, net::deadline_in(timeout)));
     if (reply.type == "error") {

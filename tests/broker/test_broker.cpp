@@ -70,9 +70,8 @@ nlohmann::json request(const std::string& broker, const std::string& text) {
 // A request of this process's user, meant for the broker at `broker` (as the client library
 // makes them).
 std::string authenticated(const std::string& broker, const std::string& type,
-                          nlohmann::json body = nlohmann::json::object()) {
-  body[protocol::kAudienceField] = broker;
-  return protocol::make_message(type, auth::with_credential(type, body));
+                          const nlohmann::json& body = nlohmann::json::object()) {
+  return protocol::make_message(type, auth::with_credential_for(broker, type, body));
 }
 
 nlohmann::json status(const std::string& broker) { return request(broker, authenticated(broker, "status"))["body"]; }
@@ -839,6 +838,33 @@ bool process_gone(pid_t pid) {
   return state == "Z" || state == "X";  // exited, only its entry left
 }
 
+// Where most "[users]" tests start, after their root check: a user made for the test, and a
+// broker in a folder of `mode` (others read it; 0777: they may write it too).
+struct UserAndBroker {
+  explicit UserAndBroker(mode_t mode = 0755, std::vector<std::string> broker_args = {})
+      : secret(private_secret(dir, mode)),
+        broker(secret, (dir.path() / "journal").string(), dir, 1, "127.0.0.1:0", std::move(broker_args)) {
+    REQUIRE(user.made());
+  }
+  // And one executor daemon lending core 0, active at the broker.
+  std::unique_ptr<ExecutorDaemonProcess> node() {
+    auto d = std::make_unique<ExecutorDaemonProcess>(std::vector<std::string>{"--cores", "0", "--broker", broker.address()},
+                                                     secret, "node-1");
+    REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+    return d;
+  }
+  TestUser user;
+  TempDir dir;
+  std::string secret;
+  BrokerProcess broker;
+
+ private:
+  static std::string private_secret(const TempDir& dir, mode_t mode) {
+    ::chmod(dir.path().c_str(), mode);
+    return write_secret(dir.path() / "secret");
+  }
+};
+
 }  // namespace
 
 // The daemon (root, as slurmd) runs each lease's executor as the leasing user, in a cgroup of
@@ -1441,13 +1467,11 @@ TEST_CASE("an ordinary user replaying a node's copied heartbeat does not make a 
     WARN("not root: no other user to replay as");
     return;
   }
-  TestUser user;
-  REQUIRE(user.made());
-  TempDir dir;
-  ::chmod(dir.path().c_str(), 0755);
-  auto secret = write_secret(dir.path() / "secret");
-  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1, "127.0.0.1:0");
-  auto cluster = protocol::ClusterSecret::load(secret);
+  UserAndBroker c;
+  auto& user = c.user;
+  auto& broker = c.broker;
+  auto& dir = c.dir;
+  auto cluster = protocol::ClusterSecret::load(c.secret);
   const uint64_t incarnation = 77;
   auto signed_as_node = [&](const std::string& purpose, uint64_t sequence) {
     protocol::NodeRegistration r{"n", "127.0.0.1:1", 2, 1ull << 32, protocol::unix_now_ms(), "", purpose, {},
@@ -1510,14 +1534,11 @@ TEST_CASE("a user's request relayed by another user's fake broker is refused by 
     WARN("not root: no other users to relay and lease as");
     return;
   }
-  TestUser user;
-  REQUIRE(user.made());
-  TempDir dir;
-  ::chmod(dir.path().c_str(), 0777);
-  auto secret = write_secret(dir.path() / "secret");
-  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
-  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
-  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  UserAndBroker c(0777);  // nobody writes the relay's port there
+  auto& user = c.user;
+  auto& broker = c.broker;
+  auto& dir = c.dir;
+  auto daemon = c.node();
   const auto relay_py = dir.path() / "relay.py", relay_port = dir.path() / "relay.port";
   std::ofstream(relay_py) << R"(import socket, sys, threading
 host, port, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -1569,14 +1590,10 @@ TEST_CASE("whether a library is cached is not told across users", "[broker][user
     WARN("not root: no other user to deploy as");
     return;
   }
-  TestUser user;
-  REQUIRE(user.made());
-  TempDir dir;
-  ::chmod(dir.path().c_str(), 0755);
-  auto secret = write_secret(dir.path() / "secret");
-  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
-  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
-  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  UserAndBroker c;
+  auto& user = c.user;
+  auto& broker = c.broker;
+  auto daemon = c.node();
   BrokerLeaseOptions o;
   o.memory_bytes = 64ull << 20;
   for (int i = 0; i < 2; ++i) {  // root's own deploys: received, then cached
@@ -1608,14 +1625,10 @@ TEST_CASE("a lease's /tmp and /dev/shm are its own and go with it; its memory do
     WARN("not root: the daemon cannot give leases mount namespaces here");
     return;
   }
-  TestUser user;
-  REQUIRE(user.made());
-  TempDir dir;
-  ::chmod(dir.path().c_str(), 0755);
-  auto secret = write_secret(dir.path() / "secret");
-  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
-  ExecutorDaemonProcess daemon({"--cores", "0", "--broker", broker.address()}, secret, "node-1");
-  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  UserAndBroker c;
+  auto& user = c.user;
+  auto& broker = c.broker;
+  auto daemon = c.node();
   const std::string tmp_file = "/tmp/rfaas-left-by-a-lease-" + std::to_string(::getpid());
   const std::string shm_file = "/dev/shm/rfaas-left-by-a-lease-" + std::to_string(::getpid());
   const char* provider = std::getenv("RFAAS_OFI_PROVIDER");
