@@ -368,7 +368,14 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
 
   in_stride_ = protocol::input_slot_stride(options.input_capacity);
   try {
-    domain_ = fabric::open_domain(fabric::Config::from_env());
+    fabric::Config fabric_config = fabric::Config::from_env();
+    // The address the kernel picked to reach the executor's node is one that node can answer
+    // (127.0.0.1 is not, from another host).
+    if (!fabric_config.local_host_chosen) {
+      const std::string local = control_.local_address();
+      if (!local.empty()) fabric_config.local_host = net::HostPort::parse(local).host;
+    }
+    domain_ = fabric::open_domain(fabric_config);
     const std::string hello_key = protocol::worker_hello_key(req.token);  // proves the lease to the executor
     links_.resize(options.workers);
     for (uint32_t w = 0; w < options.workers; ++w) {

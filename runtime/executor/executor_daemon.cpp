@@ -93,7 +93,12 @@ DaemonConfig DaemonConfig::from_json_file(const std::string& path) {
 static DaemonConfig with_defaults(DaemonConfig c) {
   if (c.node_name.empty()) c.node_name = hostname();
   if (c.executor_path.empty()) c.executor_path = self_dir() + "/rfaas-executor";
-  if (c.fabric_host.empty()) c.fabric_host = fabric::Config::from_env().local_host;
+  if (c.fabric_host.empty()) {
+    // Executors listen where the daemon is reached: its advertised host, unless chosen.
+    const fabric::Config f = fabric::Config::from_env();
+    c.fabric_host = f.local_host;
+    if (!f.local_host_chosen && !c.advertise.empty()) c.fabric_host = net::HostPort::parse(c.advertise).host;
+  }
   if (c.cores.empty())
     for (long i = 0; i < ::sysconf(_SC_NPROCESSORS_ONLN); ++i) c.cores.push_back(static_cast<int>(i));
   if (c.memory_bytes == 0)

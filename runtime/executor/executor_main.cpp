@@ -98,8 +98,11 @@ int main(int argc, char** argv) {
   // Standby: everything that does not depend on the lease.
   std::unique_ptr<fabric::Domain> domain;
   std::unique_ptr<fabric::Listener> listener;
+  // The endpoints bind where the listener does: clients on other hosts reach both.
+  fabric::Config fabric_config = fabric::Config::from_env();
+  fabric_config.local_host = listen_host;
   try {
-    domain = fabric::open_domain(fabric::Config::from_env());
+    domain = fabric::open_domain(fabric_config);
     listener = domain->listen(listen_host, 0);
   } catch (const std::exception& e) {
     fail("executor_failed", e.what());
@@ -157,7 +160,7 @@ int main(int argc, char** argv) {
     }
     executor::become_lease_user(lease.uid, lease.gid, lease.confined, lease.memory_limit_bytes);
     if (reopen) {
-      domain = fabric::open_domain(fabric::Config::from_env());
+      domain = fabric::open_domain(fabric_config);
       listener = domain->listen(listen_host, 0);
     }
     if (!lease.confined)

@@ -41,7 +41,10 @@ Config Config::from_env() {
     else throw Error(Errc::no_backend, "RFAAS_FABRIC='" + name + "' is not a backend (ofi, verbs)");
   }
   if (const char* p = std::getenv("RFAAS_OFI_PROVIDER"); p && *p) c.ofi_provider = p;
-  if (const char* h = std::getenv("RFAAS_FABRIC_HOST"); h && *h) c.local_host = h;
+  if (const char* h = std::getenv("RFAAS_FABRIC_HOST"); h && *h) {
+    c.local_host = h;
+    c.local_host_chosen = true;
+  }
   return c;
 }
 

@@ -52,6 +52,10 @@ struct Config {
   std::string ofi_provider = "shm";
   // Address the endpoints of this domain bind to, where the provider binds to one.
   std::string local_host = "127.0.0.1";
+  // Whether local_host was chosen (RFAAS_FABRIC_HOST) rather than defaulted: a client that did
+  // not choose binds to the address its control connection to the peer's node uses, so that a
+  // peer on another host is reached from an address it can answer.
+  bool local_host_chosen = false;
 
   // From RFAAS_FABRIC (ofi|verbs), RFAAS_OFI_PROVIDER and RFAAS_FABRIC_HOST; unset keeps the
   // defaults above. Throws Error(no_backend) for an unknown backend name.
