@@ -443,8 +443,11 @@ void LeaseBroker::sweep_locked() {
     for (auto& [name, n] : book_.nodes()) {
       if (n.state == NodeInfo::State::lost || now - n.last_heartbeat_ms <= config_.heartbeat_timeout_ms) continue;
       book_.set_state(name, NodeInfo::State::lost);
-      log("node " + name + " lost (no heartbeat for " + std::to_string(now - n.last_heartbeat_ms) + " ms)");
-      for (auto& l : book_.leases_on(name)) release_locked(l.lease_id, "revoked: node lost");
+      // Its leases stay held, cores and all: its daemon, cut off, may still serve them to their
+      // tokens' expiry, so nothing of the node is granted again until it confirms its lease set
+      // (its next heartbeat) or they expire. A partition costs capacity, never a core twice.
+      log("node " + name + " lost (no heartbeat for " + std::to_string(now - n.last_heartbeat_ms) + " ms); its " +
+          std::to_string(book_.leases_on(name).size()) + " leases are held until it returns or they expire");
     }
   } catch (const JournalError& e) {
     log_journal_error(e);

@@ -20,6 +20,8 @@ packages=(
   slurmctld slurmd slurm-client
   # scripts
   iproute2 procps python3
+  # the namespace cluster's network faults (scripts/cluster/faults.sh)
+  nftables
 )
 
 missing=()

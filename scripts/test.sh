@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every rfaas test: the CTest suite of a Release build, the Slurm test
 # (scripts/slurm/test-slurm.sh: a real local Slurm running the broker, executor daemons and an
-# MPI job, then scancel revoking a client's lease), the fabric and executor suites over verbs
+# MPI job, then scancel revoking a client's lease), the namespace cluster test
+# (scripts/cluster/test-cluster.sh: the MPI job across nodes over tcp, partitions, packet loss,
+# a client's node powered off), the fabric and executor suites over verbs
 # (scripts/verbs-tests.sh: natively on an RDMA device, else in a Soft-RoCE guest), then the same
 # suite in a second build under AddressSanitizer + UndefinedBehaviorSanitizer, a bounded
 # libFuzzer run over the control-message parsers, then the install check (a tiny consumer
@@ -36,6 +38,13 @@ if [ "$(id -u)" -eq 0 ]; then
   timeout --kill-after=10 600 "$root/scripts/slurm/test-slurm.sh" "$root/build"
 else
   echo "skipped: a local slurmd needs root"
+fi
+
+section "cluster: 5 nodes as network namespaces under a multi-node Slurm, rfaas over tcp between them, network faults"
+if [ "$(id -u)" -eq 0 ]; then
+  timeout --kill-after=10 900 "$root/scripts/cluster/test-cluster.sh" "$root/build"
+else
+  echo "skipped: network namespaces and slurmd need root"
 fi
 
 section "verbs: fabric, fabric setup and executor suites over verbs (scripts/verbs-tests.sh)"

@@ -325,6 +325,7 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
   auto t_phase = t_start;
   try {
     control_ = net::TcpStream::connect(net::HostPort::parse(grant.daemon_address), net::deadline_in(timeout));
+    control_.keep_alive(net::kKeepAliveIdle, net::kKeepAliveInterval, net::kKeepAliveProbes);
     std::string msg = protocol::make_message("allocate", req);
     control_.send_frame(msg.data(), msg.size(), net::deadline_in(timeout));
     timing_.connect_ms = ms_since(t_phase);

@@ -218,6 +218,8 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
   int64_t served_until_ms = 0;  // once the lease is served: its token's latest expiry
   int64_t genuine_until_ms = 0;  // the token verified for this node: its expiry
   try {
+    // A client whose host vanishes (no FIN) ends its lease within the keepalive bound.
+    stream.keep_alive(net::kKeepAliveIdle, net::kKeepAliveInterval, net::kKeepAliveProbes);
     auto msg = protocol::ControlMessage::parse(stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(first_wait)));
     if (msg.type != "allocate") throw MessageError(ControlErrc::malformed, "expected 'allocate', got '" + msg.type + "'");
     auto req = msg.as<protocol::AllocateRequest>();

@@ -239,6 +239,17 @@ bool FrameReader::read_available(TcpStream& stream) {
   return true;
 }
 
+void TcpStream::keep_alive(std::chrono::seconds idle, std::chrono::seconds interval, int probes) {
+  const int on = 1, idle_s = static_cast<int>(idle.count()), interval_s = static_cast<int>(interval.count());
+  const unsigned user_timeout_ms = static_cast<unsigned>((idle + interval * probes).count() * 1000);
+  if (!fd_ || ::setsockopt(fd_.get(), SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0 ||
+      ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s) != 0 ||
+      ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s) != 0 ||
+      ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes) != 0 ||
+      ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms) != 0)
+    throw NetError(NetErrc::io, std::string("keepalive: ") + std::strerror(errno));
+}
+
 bool TcpStream::peer_closed() const noexcept {
   if (!fd_) return true;
   uint8_t byte;

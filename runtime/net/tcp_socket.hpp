@@ -55,6 +55,11 @@ class Fd {
   int fd_ = -1;
 };
 
+// What the long-lived connections between nodes use (a daemon's clients, a client's control
+// connection, the fabric's bootstrap connections): a silent peer is lost after about 5 s.
+inline constexpr std::chrono::seconds kKeepAliveIdle{2}, kKeepAliveInterval{1};
+inline constexpr int kKeepAliveProbes = 3;
+
 class TcpStream {
  public:
   TcpStream() = default;
@@ -70,6 +75,11 @@ class TcpStream {
   // Reads what has arrived, up to `size` bytes, without waiting: how many (0: nothing yet).
   // Throws NetError(closed) on EOF.
   size_t recv_available(void* data, size_t size);
+  // A peer that goes silent (its host powered off, a partition: no FIN ever comes) breaks the
+  // connection within about idle + interval * probes: TCP keepalive probes, and the same bound
+  // on data left unacknowledged (TCP_USER_TIMEOUT). Then peer_closed() is true, poll() reports
+  // POLLERR and reads fail. Throws NetError(io).
+  void keep_alive(std::chrono::seconds idle, std::chrono::seconds interval, int probes);
   // Non-blocking check: true when the peer has closed the connection or it is broken.
   // Pending unread data does not count as closed.
   bool peer_closed() const noexcept;

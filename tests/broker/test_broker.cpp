@@ -291,7 +291,7 @@ TEST_CASE("the broker refuses forged registrations and bad requests, and serves 
   CHECK(broker.process().wait_for(0ms) == std::nullopt);  // still running
 }
 
-TEST_CASE("leases expire and a silent node is lost with its leases", "[broker]") {
+TEST_CASE("leases expire; a silent node is lost, and its leases stay held and served until it returns", "[broker]") {
   TempDir dir;
   auto secret = write_secret(dir.path() / "secret");
   BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
@@ -304,12 +304,26 @@ TEST_CASE("leases expire and a silent node is lost with its leases", "[broker]")
   CHECK(eventually([&] { return status(broker.address())["leases"].empty(); }, 5s));
 
   o.duration = 60s;
-  broker_lease(broker.address(), o);
-  daemon.process().kill(SIGSTOP);  // alive but silent
+  auto grant = broker_lease(broker.address(), o);
+  auto ex = Executor::deploy(grant, echo_options());
+  uint64_t v = 7, r = 0;
+  size_t n = 0;
+  daemon.process().kill(SIGSTOP);  // alive but silent: its executor goes on serving
   CHECK(eventually([&] { return node_state(broker.address(), "node-1") == "lost"; }, 6s));
-  CHECK(status(broker.address())["leases"].empty());  // revoked with the node
+  // The broker and the node agree: the lease is held at both ends (it was revoked here while
+  // the executor kept serving it), and the node's other core is granted to nobody meanwhile.
+  REQUIRE(status(broker.address())["leases"].size() == 1);
+  CHECK(status(broker.address())["leases"][0]["lease_id"] == grant.lease_id);
+  CHECK(ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n, 2s) == Errc::ok);
+  CHECK(r == 7);
+  CHECK(broker_error(broker.address(), BrokerLeaseOptions{}) == Errc::no_capacity);
   daemon.process().kill(SIGCONT);
   CHECK(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }, 6s));
+  CHECK(status(broker.address())["leases"].size() == 1);
+  r = 0;
+  CHECK(ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n, 2s) == Errc::ok);
+  CHECK(r == 7);
+  CHECK(broker_error(broker.address(), BrokerLeaseOptions{}) == Errc::ok);  // it takes leases again
 }
 
 TEST_CASE("an executor daemon shutting down drains its node at the broker", "[broker]") {

@@ -452,6 +452,12 @@ bool OfiEndpoint::handshake(net::TcpStream stream, const ConnectionData& mine, C
   p += peer.address_len;
   theirs.size = peer.data_len;
   std::memcpy(theirs.bytes, p, peer.data_len);
+  // The bootstrap connection is how a peer's loss shows (peer_closed): a silent one too.
+  try {
+    stream.keep_alive(net::kKeepAliveIdle, net::kKeepAliveInterval, net::kKeepAliveProbes);
+  } catch (const net::NetError& e) {
+    throw Error(Errc::io, std::string("fabric handshake: ") + e.what());
+  }
   bootstrap_ = std::move(stream);
   return true;
 }
