@@ -11,7 +11,7 @@
 # From the source tree it runs a build (--build, default build/); installed (cmake --install),
 # it is PREFIX/share/rfaas/scripts/local-cluster.sh and runs the installed programs.
 #
-# The transport is the executor side's and the clients' RFAAS_OFI_PROVIDER (default shm).
+# The transport is the executor side's and the clients' RFAAS_OFI_PROVIDER (default auto: shm on this host).
 set -euo pipefail
 # The secret, the journal and the daemons' logs are the caller's alone, from their first byte.
 umask 077

@@ -316,6 +316,8 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
   req.input_capacity = options.input_capacity;
   req.output_capacity = options.output_capacity;
   req.hot_timeout_us = options.hot_timeout_us;
+  req.host = fabric::host_identity();
+  if (const auto fc = fabric::Config::from_env(); fc.backend == fabric::Backend::ofi) req.ofi_provider = fc.ofi_provider;
   lease_id_ = req.token.lease_id;
   expires_at_ms_ = req.token.expires_at_ms;
 
@@ -370,6 +372,14 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
   in_stride_ = protocol::input_slot_stride(options.input_capacity);
   try {
     fabric::Config fabric_config = fabric::Config::from_env();
+    // The executor's transport for this lease, chosen by its daemon (fabric.hpp: "auto").
+    if (fabric_config.backend == fabric::Backend::ofi && !allocated.ofi_provider.empty()) {
+      if (fabric_config.ofi_provider == "auto") fabric_config.ofi_provider = allocated.ofi_provider;
+      else if (fabric_config.ofi_provider != allocated.ofi_provider)
+        fail(Errc::connection_failed, "this client's ofi provider is '" + fabric_config.ofi_provider +
+                                          "' (RFAAS_OFI_PROVIDER), the executor serves this lease over '" +
+                                          allocated.ofi_provider + "': set the same, or auto");
+    }
     // The address the kernel picked to reach the executor's node is one that node can answer
     // (127.0.0.1 is not, from another host).
     if (!fabric_config.local_host_chosen) {

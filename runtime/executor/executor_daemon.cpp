@@ -209,6 +209,14 @@ void ExecutorDaemon::serve() {
   log("stopped");
 }
 
+std::string ExecutorDaemon::lease_ofi_provider(const protocol::AllocateRequest& req) const {
+  if (fabric_.backend != fabric::Backend::ofi) return "";
+  // The daemon's own choice stands; under "auto" a client's stated provider is taken, else shm
+  // for a client on this host and tcp for one on another.
+  if (fabric_.ofi_provider == "auto" && !req.ofi_provider.empty() && req.ofi_provider != "auto") return req.ofi_provider;
+  return fabric_.ofi_provider_for(!req.host.empty() && req.host == host_identity_);
+}
+
 void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Ticket ticket) {
   const auto timeout = std::chrono::milliseconds(config_.control_timeout_ms);
   // A stranger has a short while for its request; a session with a genuine token, the timeout.
@@ -300,6 +308,7 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
     assignment.max_tasks = config_.max_tasks_per_lease;
     assignment.hello_key = protocol::worker_hello_key(t);
     assignment.library_name = protocol::utf8_prefix(req.library_name, 255);
+    assignment.ofi_provider = lease_ofi_provider(req);
     std::unique_ptr<ExecutorProcess> executor_holder = take_standby();
     ExecutorProcess& executor = *executor_holder;
     // Declared after the executor: destroyed first, killing whatever of the lease is left.
@@ -325,7 +334,7 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
       if (auto st = executor.exited()) detail += " (" + describe_exit(*st) + ")";
       throw MessageError(code.value_or(ControlErrc::executor_failed), detail);
     }
-    protocol::Allocated reply{lease_id, ready->value("address", ""), req.workers, cached};
+    protocol::Allocated reply{lease_id, ready->value("address", ""), req.workers, cached, assignment.ofi_provider};
     send_text(stream, protocol::make_message("allocated", reply), timeout);
     // From here the token is spent: presented again, it is refused (LeaseTable).
     served_until_ms = t.expires_at_ms;
@@ -335,7 +344,8 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
     auto replenish_at = std::chrono::steady_clock::now() + 200ms;
     bool replenished = false;
     log("lease " + std::to_string(lease_id) + ": " + std::to_string(req.workers) + " workers on cores " + cores_csv +
-        ", library " + req.library_name + (cached ? " (cached)" : " (received)") + ", executor at " + reply.address);
+        ", library " + req.library_name + (cached ? " (cached)" : " (received)") + ", executor at " + reply.address +
+        (reply.ofi_provider.empty() ? "" : " over " + reply.ofi_provider));
 
     // Watch the lease until it ends one way or another.
     protocol::LeaseEnded end;

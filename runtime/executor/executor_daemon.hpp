@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "executor/broker_link.hpp"
+#include "rfaas/fabric/fabric.hpp"
 #include "executor/executor_process.hpp"
 #include "executor/lease_cgroup.hpp"
 #include "executor/lease_table.hpp"
@@ -71,6 +72,10 @@ class ExecutorDaemon {
   void replenish_standby();
 
   DaemonConfig config_;
+  // The executors' transport (their environment's) and this host, for the per-lease choice.
+  const fabric::Config fabric_ = fabric::Config::from_env();
+  const std::string host_identity_ = fabric::host_identity();
+  std::string lease_ofi_provider(const protocol::AllocateRequest& req) const;
   protocol::ClusterSecret secret_;
   LeaseTable leases_;
   LibraryCache libraries_;

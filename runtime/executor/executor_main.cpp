@@ -101,6 +101,10 @@ int main(int argc, char** argv) {
   // The endpoints bind where the listener does: clients on other hosts reach both.
   fabric::Config fabric_config = fabric::Config::from_env();
   fabric_config.local_host = listen_host;
+  // "auto": the standby guesses what most of its leases will want (a daemon on loopback serves
+  // only its host); a lease that wants the other provider opens it below.
+  const bool loopback = listen_host == "localhost" || listen_host == "::1" || listen_host.rfind("127.", 0) == 0;
+  fabric_config.ofi_provider = fabric_config.ofi_provider_for(loopback);
   try {
     domain = fabric::open_domain(fabric_config);
     listener = domain->listen(listen_host, 0);
@@ -146,6 +150,15 @@ int main(int argc, char** argv) {
     // The kernel refuses RDMA descriptors (rdma_cm, uverbs) opened before a credential change:
     // on any transport but shm and tcp the fabric is opened again as the user, and such a lease's
     // cold start pays for it. shm and tcp keep the standby's head start.
+    // The transport the daemon chose for this lease's client (shm on its host, tcp from another).
+    if (domain->backend() == fabric::Backend::ofi && !lease.ofi_provider.empty() &&
+        lease.ofi_provider != fabric_config.ofi_provider) {
+      listener.reset();
+      domain.reset();
+      fabric_config.ofi_provider = lease.ofi_provider;
+      domain = fabric::open_domain(fabric_config);
+      listener = domain->listen(listen_host, 0);
+    }
     // A /tmp (and /dev/shm) of the lease's own, while still root (executor/lease_mounts.hpp).
     const auto dirs = executor::make_private_dirs(lease.memory_limit_bytes, !domain->meets_peers_in_dev_shm(), namespace_error);
     if (!dirs.shared.empty())

@@ -1,5 +1,8 @@
 #include "rfaas/fabric/fabric.hpp"
 
+#include <sys/utsname.h>
+
+#include <cstdio>
 #include <cstdlib>
 
 #ifdef RFAAS_HAVE_OFI
@@ -46,6 +49,24 @@ Config Config::from_env() {
     c.local_host_chosen = true;
   }
   return c;
+}
+
+std::string Config::ofi_provider_for(bool same_host) const {
+  if (ofi_provider != "auto") return ofi_provider;
+  return same_host ? "shm" : "tcp";
+}
+
+std::string host_identity() {
+  std::string boot;
+  if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "re")) {
+    char buf[64] = {};
+    if (std::fgets(buf, sizeof buf, f)) boot = buf;
+    std::fclose(f);
+  }
+  while (!boot.empty() && (boot.back() == '\n' || boot.back() == ' ')) boot.pop_back();
+  utsname u{};
+  ::uname(&u);
+  return boot + "/" + u.nodename;
 }
 
 std::unique_ptr<Domain> open_domain(const Config& config) {

@@ -44,6 +44,8 @@ void to_json(nlohmann::json& j, const AllocateRequest& m) {
        {"library_name", m.library_name}, {"functions", m.functions}, {"workers", m.workers}, {"slots", m.slots},
        {"input_capacity", m.input_capacity}, {"output_capacity", m.output_capacity},
        {"hot_timeout_us", m.hot_timeout_us}};
+  if (!m.host.empty()) j["host"] = m.host;
+  if (!m.ofi_provider.empty()) j["ofi_provider"] = m.ofi_provider;
   if (!m.dependencies.empty()) {
     auto deps = nlohmann::json::array();
     for (const auto& d : m.dependencies) deps.push_back({{"sha256", d.sha256}, {"size", d.size}, {"name", d.name}});
@@ -66,6 +68,9 @@ void from_json(const nlohmann::json& j, AllocateRequest& m) {
     m.functions.push_back(f.get<std::string>());
   }
   if (m.functions.empty()) malformed("no functions requested");
+  m.host = j.value("host", std::string());
+  m.ofi_provider = j.value("ofi_provider", std::string());
+  if (m.host.size() > 255 || m.ofi_provider.size() > 64) malformed("host or ofi_provider too long");
   m.dependencies.clear();
   if (j.contains("dependencies")) {
     const auto& deps = j.at("dependencies");
@@ -114,6 +119,7 @@ void from_json(const nlohmann::json& j, RegionCreated& m) {
 
 void to_json(nlohmann::json& j, const Allocated& m) {
   j = {{"lease_id", m.lease_id}, {"address", m.address}, {"workers", m.workers}, {"library_cached", m.library_cached}};
+  if (!m.ofi_provider.empty()) j["ofi_provider"] = m.ofi_provider;
 }
 
 void from_json(const nlohmann::json& j, Allocated& m) {
@@ -121,6 +127,7 @@ void from_json(const nlohmann::json& j, Allocated& m) {
   m.address = field<std::string>(j, "address");
   m.workers = field<uint32_t>(j, "workers");
   m.library_cached = field<bool>(j, "library_cached");
+  m.ofi_provider = j.value("ofi_provider", std::string());
 }
 
 void to_json(nlohmann::json& j, const LeaseAssignment& m) {
@@ -130,6 +137,7 @@ void to_json(nlohmann::json& j, const LeaseAssignment& m) {
        {"accept_timeout_ms", m.accept_timeout_ms}, {"uid", m.uid}, {"gid", m.gid}, {"confined", m.confined},
        {"memory_limit_bytes", m.memory_limit_bytes}, {"max_tasks", m.max_tasks}, {"hello_key", m.hello_key},
        {"library_name", m.library_name}};
+  if (!m.ofi_provider.empty()) j["ofi_provider"] = m.ofi_provider;
 }
 
 void from_json(const nlohmann::json& j, LeaseAssignment& m) {
@@ -151,6 +159,7 @@ void from_json(const nlohmann::json& j, LeaseAssignment& m) {
   m.max_tasks = field<uint32_t>(j, "max_tasks");
   m.hello_key = field<std::string>(j, "hello_key");
   m.library_name = j.value("library_name", std::string());
+  m.ofi_provider = j.value("ofi_provider", std::string());
 }
 
 void to_json(nlohmann::json& j, const Usage& m) {

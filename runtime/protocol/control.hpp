@@ -82,6 +82,10 @@ struct AllocateRequest {
   uint64_t input_capacity = 1 << 20;
   uint64_t output_capacity = 1 << 20;
   int64_t hot_timeout_us = 10'000;  // -1 always hot, 0 always warm
+  // How the transport is picked (fabric.hpp): the client's host (fabric::host_identity) and the
+  // ofi provider it was told to use ("auto": the daemon's choice). Empty: unknown / auto.
+  std::string host;
+  std::string ofi_provider;
 };
 
 // Client -> daemon during a lease: a resident region of `bytes`, counted against the token's
@@ -106,6 +110,7 @@ struct Allocated {
   std::string address;  // executor's fabric listener, host:port
   uint32_t workers = 0;
   bool library_cached = false;
+  std::string ofi_provider;  // what the executor serves this lease over ("" : not ofi, or an older daemon)
 };
 
 // Daemon -> standby executor: the lease it is to serve (sent with the library's fd attached).
@@ -129,6 +134,7 @@ struct LeaseAssignment {
   uint32_t max_tasks = 0;
   std::string hello_key;  // worker_hello_key(token): what the client's worker hellos must be signed with
   std::string library_name;  // the client's name for the library, for its errors (it loads from a memfd)
+  std::string ofi_provider;  // the lease's ofi provider; "": the one the standby opened
 };
 
 struct Usage {

@@ -47,7 +47,9 @@ chmod 755 "$base"
 head -c 32 /dev/urandom >"$state/secret"
 chmod 600 "$state/secret"
 export RFAAS_STATE_DIR="$state" RFAAS_SECRET_FILE="$state/secret"
-export RFAAS_FABRIC=ofi RFAAS_OFI_PROVIDER=tcp OPENBLAS_NUM_THREADS=1
+# The transport is left to rfaas (RFAAS_OFI_PROVIDER=auto): tcp;ofi_rxm between the nodes.
+export RFAAS_FABRIC=ofi OPENBLAS_NUM_THREADS=1
+unset RFAAS_OFI_PROVIDER
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export RFAAS_FUNCTIONS="$build/functions"
 basic="$build/functions/librfaas_functions_basic.so"  # the probe's library
@@ -92,7 +94,10 @@ jacobi() {  # output file: jacobi with a rank on node2 and one on node3, each le
 jacobi "$state/jacobi.out" || { cat "$state/jacobi.out"; exit 1; }
 grep -E "rfaas  |offload call|verification" "$state/jacobi.out"
 grep -q "verification: PASS" "$state/jacobi.out"
-echo "test-cluster: jacobi on node2 + node3, cores leased on the executor nodes over tcp: PASS"
+# Picked per peer: clients on other nodes than their executors get tcp, never shm.
+grep -q "over tcp" "$state/executord.out" && ! grep -q "over shm" "$state/executord.out" ||
+  { echo "test-cluster: the leases did not go over tcp" >&2; exit 1; }
+echo "test-cluster: jacobi on node2 + node3, cores leased on the executor nodes, tcp chosen per peer: PASS"
 
 # 2. 1 % loss on every node's packets, both ways.
 for n in node1 node2 node3 node4 node5; do fault loss "$n" 1; done

@@ -368,7 +368,7 @@ class RecordingExecutor {
       session_ = control_.accept(net::deadline_in(20s));
       auto msg = protocol::ControlMessage::parse(session_.recv_frame(protocol::kMaxControlFrame, net::deadline_in(20s)));
       if (msg.type != "allocate") throw std::runtime_error("expected allocate, got " + msg.type);
-      protocol::Allocated a{msg.as<protocol::AllocateRequest>().token.lease_id, listener_->address(), 1, true};
+      protocol::Allocated a{msg.as<protocol::AllocateRequest>().token.lease_id, listener_->address(), 1, true, ""};
       std::string reply = protocol::make_message("allocated", a);
       session_.send_frame(reply.data(), reply.size(), net::deadline_in(20s));
       fabric::ConnectionData theirs;
@@ -1358,4 +1358,54 @@ TEST_CASE("the submission queue: 10x more calls than slots complete in order per
   CHECK(outs[2] == outs[0] + 1);
   CHECK(outs[3] == outs[2] + 1);
   REQUIRE(ex->wait(slow, nullptr) == Errc::ok);
+}
+
+TEST_CASE("auto picks the transport per lease: shm for a client of this host, or what the client states",
+          "[executor][transport]") {
+  const char* before = std::getenv("RFAAS_OFI_PROVIDER");
+  const std::string saved = before ? before : "";
+  if (fabric::Config::from_env().backend != fabric::Backend::ofi) {
+    WARN("per-peer providers are ofi's: nothing to check over verbs");
+    return;
+  }
+  TempDir dir;
+  const std::string log = (dir.path() / "daemon.log").string();
+  auto read_log = [&] {
+    std::ifstream in(log);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  auto echo_once = [](Executor& ex) {
+    uint64_t v = 0x5eed, r = 0;
+    size_t n = 0;
+    REQUIRE(ex.invoke(ex.function("echo"), &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+    CHECK(r == v);
+  };
+  ::setenv("RFAAS_OFI_PROVIDER", "auto", 1);
+  {
+    ExecutorDaemonProcess daemon({}, {}, ExecutorDaemonProcess::kNodeName, log);  // its executors: auto
+    {
+      auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+      echo_once(*ex);
+    }
+    CHECK(read_log().find("over shm") != std::string::npos);  // same host
+    ::setenv("RFAAS_OFI_PROVIDER", "tcp", 1);  // this client states tcp: an auto daemon follows
+    {
+      auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+      echo_once(*ex);
+    }
+    CHECK(read_log().find("over tcp") != std::string::npos);
+  }
+  // A daemon set to shm keeps it; a client set to tcp is told so by name.
+  ::setenv("RFAAS_OFI_PROVIDER", "shm", 1);
+  ExecutorDaemonProcess fixed;
+  ::setenv("RFAAS_OFI_PROVIDER", "tcp", 1);
+  try {
+    Executor::deploy(direct_lease(fixed.address(), lease_options(fixed)), basic());
+    FAIL("a deploy over the wrong provider succeeded");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::connection_failed);
+    CHECK(std::string(e.what()).find("'shm'") != std::string::npos);
+  }
+  if (saved.empty()) ::unsetenv("RFAAS_OFI_PROVIDER");
+  else ::setenv("RFAAS_OFI_PROVIDER", saved.c_str(), 1);
 }

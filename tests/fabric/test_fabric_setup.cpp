@@ -140,13 +140,20 @@ TEST_CASE("configuration comes from RFAAS_FABRIC and RFAAS_OFI_PROVIDER", "[fabr
 #else
   CHECK(c.backend == fabric::Backend::ofi);
 #endif
-  CHECK(c.ofi_provider == "shm");
+  CHECK(c.ofi_provider == "auto");  // per peer: shm on this host, tcp to another
+  CHECK(c.ofi_provider_for(true) == "shm");
+  CHECK(c.ofi_provider_for(false) == "tcp");
+  CHECK_FALSE(c.local_host_chosen);
+  CHECK(fabric::host_identity() == fabric::host_identity());
+  CHECK(fabric::host_identity().find('/') != std::string::npos);
   setenv("RFAAS_FABRIC", "ofi", 1);
   setenv("RFAAS_OFI_PROVIDER", "tcp", 1);
   setenv("RFAAS_FABRIC_HOST", "127.0.0.2", 1);
   c = fabric::Config::from_env();
   CHECK(c.ofi_provider == "tcp");
+  CHECK(c.ofi_provider_for(true) == "tcp");  // a provider set explicitly stands for every peer
   CHECK(c.local_host == "127.0.0.2");
+  CHECK(c.local_host_chosen);
   setenv("RFAAS_FABRIC", "carrier-pigeon", 1);
   try {
     fabric::Config::from_env();

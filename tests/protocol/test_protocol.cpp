@@ -156,6 +156,8 @@ TEST_CASE("control messages round-trip", "[protocol][control]") {
   req.functions = {"echo", "saxpy"};
   req.workers = 2;
   req.dependencies = {{sha256_hex("d", 1), 1, "libhelper.so.1"}};
+  req.host = "boot-id/node7";
+  req.ofi_provider = "tcp";
   auto frame = make_message("allocate", req);
   auto msg = ControlMessage::parse(bytes(frame));
   CHECK(msg.type == "allocate");
@@ -167,6 +169,18 @@ TEST_CASE("control messages round-trip", "[protocol][control]") {
   CHECK(back.dependencies[0].size == 1);
   CHECK(back.workers == 2);
   CHECK(back.token.verify(test_secret()));
+  CHECK(back.host == "boot-id/node7");
+  CHECK(back.ofi_provider == "tcp");
+  Allocated allocated{9, "node7:4000", 2, false, "tcp"};
+  auto a = ControlMessage::parse(bytes(make_message("allocated", allocated))).as<Allocated>();
+  CHECK(a.ofi_provider == "tcp");
+  LeaseAssignment assignment;
+  assignment.ofi_provider = "shm";
+  CHECK(nlohmann::json(assignment).get<LeaseAssignment>().ofi_provider == "shm");
+  // Older peers send none of them: empty, the choice left to the side that makes it.
+  nlohmann::json old = nlohmann::json(allocated);
+  old.erase("ofi_provider");
+  CHECK(old.get<Allocated>().ofi_provider.empty());
   CHECK(req.library_sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 
   LeaseEnded ended{"expired", "at 123", {5, 6, 7}};

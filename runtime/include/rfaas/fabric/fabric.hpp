@@ -48,8 +48,11 @@ const char* to_string(Backend) noexcept;
 
 struct Config {
   Backend backend = Backend::ofi;
-  // libfabric provider: "shm", "tcp" (means "tcp;ofi_rxm"), or any provider string fi_getinfo takes.
-  std::string ofi_provider = "shm";
+  // libfabric provider: "shm", "tcp" (means "tcp;ofi_rxm"), any provider string fi_getinfo takes,
+  // or "auto" (the default): shm between processes of one host, tcp between hosts. A domain
+  // opened without a peer in mind takes "auto" as shm; the client and the executor resolve it
+  // per lease (ofi_provider_for).
+  std::string ofi_provider = "auto";
   // Address the endpoints of this domain bind to, where the provider binds to one.
   std::string local_host = "127.0.0.1";
   // Whether local_host was chosen (RFAAS_FABRIC_HOST) rather than defaulted: a client that did
@@ -60,7 +63,14 @@ struct Config {
   // From RFAAS_FABRIC (ofi|verbs), RFAAS_OFI_PROVIDER and RFAAS_FABRIC_HOST; unset keeps the
   // defaults above. Throws Error(no_backend) for an unknown backend name.
   static Config from_env();
+  // The provider to use with a peer on this host (same_host) or another: ofi_provider, unless
+  // it is "auto".
+  std::string ofi_provider_for(bool same_host) const;
 };
+
+// This host as shm sees it: its boot id and its name. Processes whose identities are equal meet
+// over shm; any other peer is on another host.
+std::string host_identity();
 
 // Where the remote side may write: the triple a peer needs for write_imm. `address` is what the
 // provider wants as the target address of byte 0 of the region: its virtual address for providers
