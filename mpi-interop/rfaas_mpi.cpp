@@ -4,7 +4,8 @@
 // core), its registration cache, and a fixed pool of offload records, one per input slot, made
 // at init so that rfaas_ioffload allocates nothing of its own (one per slot and queue entry). Non-blocking offloads are MPI
 // generalized requests; Open MPI's progress engine (opal_progress, which MPI_Wait/Waitall/Test
-// spin in) calls progress_offloads(), which completes them. No helper thread, no lock.
+// spin in) calls progress_offloads(), which completes them; under MPICH each request's poll
+// function (MPIX_Grequest_start) does. No helper thread, no lock.
 #include "rfaas/rfaas_mpi.h"
 
 #include <dlfcn.h>
@@ -32,9 +33,15 @@ int fail(Errc code, const std::string& message) {
 }
 
 // Open MPI's progress callbacks: exported by libopen-pal (what its own components use), found
-// at init so that nothing links against Open MPI internals.
+// at init so that nothing links against Open MPI internals. MPICH instead calls a generalized
+// request's own poll function from MPI_Test/Wait (MPIX_Grequest_start): chosen when built.
 using ProgressCallback = int (*)();
 using ProgressRegister = int (*)(ProgressCallback);
+#if defined(MPICH_NUMVERSION)
+constexpr bool kPollFunctions = true;
+#else
+constexpr bool kPollFunctions = false;
+#endif
 
 struct OffloadRecord {
   Invocation handle{};
@@ -65,6 +72,7 @@ struct OffloadSession {
   rfaas_mpi_stats stats{};
   size_t output_capacity = 0;
   ProgressRegister unregister_progress = nullptr;
+  bool progress_hooked = false;  // MPI's progress completes the requests (either way above)
   bool in_progress = false;
 };
 
@@ -145,7 +153,8 @@ int cancel_offload(void* state, int complete) {
   return MPI_SUCCESS;
 }
 
-// Called from Open MPI's progress engine, i.e. inside MPI_Wait / MPI_Waitall / MPI_Test.
+// Called from MPI's progress (Open MPI's opal_progress, MPICH's poll of a pending request), i.e.
+// inside MPI_Wait / MPI_Waitall / MPI_Test.
 int progress_offloads() {
   OffloadSession* s = g_session;
   if (!s || s->in_flight.empty() || s->in_progress) return 0;
@@ -169,6 +178,26 @@ int progress_offloads() {
   return events;
 }
 
+#if defined(MPICH_NUMVERSION)
+// MPICH's progress engine polls each pending generalized request: one pass completes them all.
+int poll_offload(void*, MPI_Status*) {
+  progress_offloads();
+  return MPI_SUCCESS;
+}
+
+// MPICH's blocking wait on some of them: passes until they are all complete, for at most
+// `timeout` seconds (0: one pass; MPICH calls again while any is pending).
+int wait_offloads(int count, void** states, double timeout, MPI_Status*) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(std::max(timeout, 0.0));
+  for (;;) {
+    progress_offloads();
+    bool all = true;
+    for (int i = 0; i < count && all; ++i) all = static_cast<OffloadRecord*>(states[i])->completed;
+    if (all || std::chrono::steady_clock::now() >= end) return MPI_SUCCESS;
+  }
+}
+#endif
+
 // A call as an MPI generalized request: submit(handle) starts it on the executor.
 template <class Submit>
 int start_request(OffloadSession& s, MPI_Request* request, bool is_put, size_t put_bytes, Submit submit) {
@@ -182,7 +211,11 @@ int start_request(OffloadSession& s, MPI_Request* request, bool is_put, size_t p
   r.is_put = is_put;
   r.put_bytes = put_bytes;
   s.in_flight.push_back(index);
+#if defined(MPICH_NUMVERSION)
+  MPIX_Grequest_start(&query_offload, &free_offload, &cancel_offload, &poll_offload, &wait_offloads, &r, &r.request);
+#else
   MPI_Grequest_start(&query_offload, &free_offload, &cancel_offload, &r, &r.request);
+#endif
   *request = r.request;
   return RFAAS_OK;
 }
@@ -331,10 +364,13 @@ int rfaas_mpi_init(MPI_Comm comm, const rfaas_mpi_config* cfg) {
     }
   }
   ProgressRegister reg = nullptr;
-  if (s) {
+  if (s && kPollFunctions) {
+    s->progress_hooked = true;
+  } else if (s) {
     reg = reinterpret_cast<ProgressRegister>(dlsym(RTLD_DEFAULT, "opal_progress_register"));
     s->unregister_progress = reinterpret_cast<ProgressRegister>(dlsym(RTLD_DEFAULT, "opal_progress_unregister"));
     if (!reg || !s->unregister_progress) s->unregister_progress = nullptr;  // rfaas_ioffload refuses
+    s->progress_hooked = s->unregister_progress != nullptr;
   }
   int all = agree(comm, code);
   if (all != 0) {
@@ -383,7 +419,7 @@ int rfaas_ioffload(const char* function, const void* in, size_t in_size, void* o
   if (!s) return static_cast<int>(Errc::not_initialized);
   if (!request) return static_cast<int>(Errc::invalid_argument);
   if (!s->executor) return static_cast<int>(Errc::executor_lost);
-  if (!s->unregister_progress)
+  if (!s->progress_hooked)
     return fail(Errc::invalid_argument, "rfaas_ioffload: this MPI library has no progress hook rfaas can use");
   int id = function_id(*s, function);
   if (id < 0) return static_cast<int>(Errc::unknown_function);
@@ -422,7 +458,7 @@ int rfaas_iput(uint32_t region, uint64_t offset, const void* src, size_t bytes, 
   if (!s) return static_cast<int>(Errc::not_initialized);
   if (!request) return static_cast<int>(Errc::invalid_argument);
   if (!s->executor) return static_cast<int>(Errc::executor_lost);
-  if (!s->unregister_progress)
+  if (!s->progress_hooked)
     return fail(Errc::invalid_argument, "rfaas_iput: this MPI library has no progress hook rfaas can use");
   return start_request(*s, request, true, bytes,
                        [&](rfaas::Invocation* h) { return s->executor->submit_put(region, offset, src, bytes, h); });

@@ -4,7 +4,9 @@ leased core(s) (rfaas), and `mpirun -np 2` without rfaas. Reads the JSON lines t
 with --json-out (the rfaas run carries the all-local figure measured in the same process).
 
   apps-report.py FILE            the summary for people (the quickstart)
-  apps-report.py --bench FILE    one {"bench":"apps",...} line per app and size (scripts/bench/apps.sh)
+  apps-report.py --bench FILE [PROVIDER [PLACEMENT]]
+                                 one {"bench":"apps",...} line per app and size (scripts/bench/apps.sh);
+                                 PLACEMENT: one_node (default) or across_nodes
 """
 import json
 import sys
@@ -53,13 +55,14 @@ def human(runs):
         print()
 
 
-def bench(runs, provider):
+def bench(runs, provider, placement):
     for (app, n), modes in sorted(runs.items()):
         rf, loc = modes.get("rfaas"), modes.get("local")
         if not rf or not loc:
             continue
         local_s, rfaas_s, mpi2_s, speedup, of_ideal = figures(rf, loc)
-        line = {"bench": "apps", "app": app, "size": n, "provider": provider, "local_s": local_s,
+        line = {"bench": "apps", "app": app, "size": n, "provider": provider, "placement": placement,
+                "local_s": local_s,
                 "rfaas_s": rfaas_s, "mpi2_s": mpi2_s, "speedup": round(speedup, 4), "of_ideal": round(of_ideal, 4),
                 "call_us": rf["call_us"], "compute_us": rf["compute_us"],
                 "transfer_us": round(max(rf["call_us"] - rf["compute_us"], 0.0), 2),
@@ -73,7 +76,7 @@ def bench(runs, provider):
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args and args[0] == "--bench":
-        bench(load(args[1]), args[2] if len(args) > 2 else "shm")
+        bench(load(args[1]), args[2] if len(args) > 2 else "shm", args[3] if len(args) > 3 else "one_node")
     elif args:
         human(load(args[0]))
     else:

@@ -12,6 +12,8 @@ packages=(
   libfabric-dev libfabric-bin libibverbs-dev librdmacm-dev rdma-core ibverbs-providers
   # MPI
   libopenmpi-dev openmpi-bin
+  # MPICH beside it (Open MPI stays the default mpicc/mpirun; a build picks with MPI_C_COMPILER)
+  libmpich-dev mpich
   # libraries
   libboost-program-options-dev nlohmann-json3-dev catch2 libssl-dev libopenblas-dev
   # users authenticate to the broker with MUNGE (munged itself: scripts/munged.sh)
