@@ -292,14 +292,16 @@ int main(int argc, char** argv) {
     const uint32_t own = m - off_rows;
     const uint32_t slabs = o.slabs > 0 ? std::min<uint32_t>(o.slabs, std::max<uint32_t>(own, 1))
                                        : std::clamp<uint32_t>(own / 512, 1, 2);
+    // Once a Testall finds them all done it has freed them, and their statuses are its: a
+    // Waitall after it would see null requests (empty statuses, MPI_TAG = MPI_ANY_TAG).
+    int all_done = reqs.empty();
     for (uint32_t k = 0; k < slabs; ++k) {
       uint32_t r0 = off_rows + own * k / slabs, r1 = off_rows + own * (k + 1) / slabs;
       local_gemm(&A[r0 * N], B.data(), &C[r0 * N], r1 - r0, n);
-      int flag = 0;
-      if (k + 1 < slabs && !reqs.empty())
-        MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &flag, MPI_STATUSES_IGNORE);
+      if (k + 1 < slabs && !all_done)
+        MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &all_done, statuses.data());
     }
-    MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), statuses.data());
+    if (!all_done) MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), statuses.data());
     for (auto& st : statuses)
       if (st.MPI_TAG != RFAAS_OK) die(rfaas_strerror(st.MPI_TAG));
     double s = std::chrono::duration<double>(Clock::now() - t0).count(), all = 0;

@@ -21,6 +21,7 @@
 set -euo pipefail
 umask 077
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../slurm/slurm-conf.sh"
 cmd=${1:?usage: cluster.sh up|down|exec|addr|fault BASE ...}
 base=${2:?usage: cluster.sh $cmd BASE ...}
 shift 2
@@ -209,21 +210,9 @@ SlurmdPidFile=$base/run/slurmd-%n.pid
 SlurmctldLogFile=$base/log/slurmctld.log
 SlurmdLogFile=$base/log/slurmd-%n.log
 TmpFS=$base/tmp/%n
-MailProg=/bin/true
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-SchedulerParameters=bf_interval=1
-SlurmdParameters=config_overrides
-MpiDefault=pmix
-ReturnToService=2
 SlurmdTimeout=30
-KillWait=5
 EOF
+  slurm_conf_common
   for i in $(seq "$nodes"); do
     n=$(tr ',' '\n' <"$base/nodes/node$i/cpus" | wc -l)
     echo "NodeName=node$i NodeAddr=$prefix.$i CPUs=$n RealMemory=4096 State=UNKNOWN"

@@ -12,6 +12,7 @@ umask 077  # secrets, journals and logs made here are private from their first b
 cmd=${1:?usage: local-slurm.sh start|stop BASE [CPUS]}
 base=${2:?usage: local-slurm.sh start|stop BASE [CPUS]}
 cpus=${3:-4}
+source "$(dirname "$0")/slurm-conf.sh"
 node=$(hostname)
 
 alive() {  # pid: running and not a zombie
@@ -53,7 +54,8 @@ base=$(cd "$base" && pwd)
 "$(dirname "$0")/../munged.sh" start "$base/munge" >/dev/null
 socket="$base/munge/munge.socket"
 
-cat >"$base/slurm.conf" <<EOF
+{
+  cat <<EOF
 ClusterName=rfaasci
 SlurmctldHost=$node(127.0.0.1)
 SlurmctldPort=${SLURMCTLD_PORT:-6817}
@@ -70,22 +72,13 @@ SlurmdPidFile=$base/run/slurmd.pid
 SlurmctldLogFile=$base/log/slurmctld.log
 SlurmdLogFile=$base/log/slurmd.log
 TmpFS=$base/tmp
-MailProg=/bin/true
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-SchedulerParameters=bf_interval=1
-SlurmdParameters=config_overrides
-MpiDefault=pmix
-ReturnToService=2
-KillWait=5
+EOF
+  slurm_conf_common
+  cat <<EOF
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=4096 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
+} >"$base/slurm.conf"
 chmod 644 "$base/slurm.conf"  # not secret: every user of this Slurm reads it
 export SLURM_CONF="$base/slurm.conf"
 slurmctld -i -f "$SLURM_CONF"
