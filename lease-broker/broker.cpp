@@ -180,9 +180,25 @@ std::string LeaseBroker::heartbeat(const protocol::ControlMessage& msg, int64_t 
   if (!registration_valid(r, "register", &why)) throw MessageError(ControlErrc::bad_token, why);
   std::unique_lock lock(mutex_);
   bool known = book_.nodes().count(r.node) > 0;
+  const bool returning = known && book_.nodes().at(r.node).state == NodeInfo::State::lost;
   book_.upsert_node({r.node, r.control_address, r.cores, r.memory_bytes, NodeInfo::State::active, now, false, r.serving,
                     r.timestamp_ms, {}});
   if (!known) log("node " + r.node + " registered: " + std::to_string(r.cores) + " cores at " + r.control_address);
+  if (returning) {
+    // Back from lost: its lease set is confirmed now. What it no longer serves (its daemon
+    // restarted, the lease ended there while cut off) is over here too; the rest goes on.
+    size_t ended = 0;
+    for (const auto& l : book_.leases_on(r.node)) {
+      const bool served = std::any_of(r.serving.begin(), r.serving.end(),
+                                      [&](const protocol::ServedLease& s) { return s.lease_id == l.lease_id; });
+      if (!served) {
+        release_locked(l.lease_id, "ended: its node came back without it");
+        ++ended;
+      }
+    }
+    log("node " + r.node + " is back: " + std::to_string(book_.leases_on(r.node).size()) + " leases go on, " +
+        std::to_string(ended) + " it no longer served ended");
+  }
   // Held until one of the node's leases ends here, or hold_ms: unless the daemon serves a lease
   // that is not held here, which it must end now.
   if (hold_ms > 0 && book_.ending_on(r.node).empty()) {

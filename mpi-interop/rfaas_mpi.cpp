@@ -185,10 +185,14 @@ int poll_offload(void*, MPI_Status*) {
   return MPI_SUCCESS;
 }
 
-// MPICH's blocking wait on some of them: passes until they are all complete, for at most
-// `timeout` seconds (0: one pass; MPICH calls again while any is pending).
+// MPICH's blocking wait on some of them: passes until they are all complete (MPICH 3-based
+// libraries expect them complete when it returns). Bounded: by `timeout` if MPI gives one, else
+// by the offloads' own bound (an invocation timeout, or the executor found lost, ends each).
 int wait_offloads(int count, void** states, double timeout, MPI_Status*) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(std::max(timeout, 0.0));
+  const auto bound = timeout > 0 ? std::chrono::duration<double>(timeout)
+                                 : std::chrono::duration<double>(g_session ? g_session->deploy_options.invocation_timeout
+                                                                           : std::chrono::milliseconds(10'000)) * 2;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(bound);
   for (;;) {
     progress_offloads();
     bool all = true;

@@ -375,7 +375,7 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
     // The executor's transport for this lease, chosen by its daemon (fabric.hpp: "auto").
     if (fabric_config.backend == fabric::Backend::ofi && !allocated.ofi_provider.empty()) {
       if (fabric_config.ofi_provider == "auto") fabric_config.ofi_provider = allocated.ofi_provider;
-      else if (fabric_config.ofi_provider != allocated.ofi_provider)
+      else if (!fabric::same_ofi_provider(fabric_config.ofi_provider, allocated.ofi_provider))
         fail(Errc::connection_failed, "this client's ofi provider is '" + fabric_config.ofi_provider +
                                           "' (RFAAS_OFI_PROVIDER), the executor serves this lease over '" +
                                           allocated.ofi_provider + "': set the same, or auto");

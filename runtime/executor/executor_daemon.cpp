@@ -209,12 +209,20 @@ void ExecutorDaemon::serve() {
   log("stopped");
 }
 
-std::string ExecutorDaemon::lease_ofi_provider(const protocol::AllocateRequest& req) const {
+std::string ExecutorDaemon::lease_ofi_provider(const protocol::AllocateRequest& req, const std::string& peer_host) const {
   if (fabric_.backend != fabric::Backend::ofi) return "";
-  // The daemon's own choice stands; under "auto" a client's stated provider is taken, else shm
-  // for a client on this host and tcp for one on another.
-  if (fabric_.ofi_provider == "auto" && !req.ofi_provider.empty() && req.ofi_provider != "auto") return req.ofi_provider;
-  return fabric_.ofi_provider_for(!req.host.empty() && req.host == host_identity_);
+  if (fabric_.ofi_provider != "auto") return fabric_.ofi_provider;  // the daemon's own choice stands
+  // Under auto the client's word is checked, not taken: shm only for a client that reached us
+  // over loopback and names this host (shm keeps the node's /dev/shm for the lease, and opens as
+  // root), tcp for everyone; nothing else a client names is opened.
+  const bool loopback = peer_host == "::1" || peer_host.rfind("127.", 0) == 0;
+  const bool same_host = loopback && !req.host.empty() && req.host == host_identity_;
+  const std::string& asked = req.ofi_provider;
+  if (asked.empty() || asked == "auto") return fabric_.ofi_provider_for(same_host);
+  if (asked == "tcp" || asked == "tcp;ofi_rxm") return "tcp";
+  if (asked == "shm" && same_host) return "shm";
+  throw MessageError(ControlErrc::policy, "this node serves clients of its own host over shm and the others over tcp "
+                                          "(RFAAS_OFI_PROVIDER=auto here); not over what this client asked for");
 }
 
 void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Ticket ticket) {
@@ -308,7 +316,7 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
     assignment.max_tasks = config_.max_tasks_per_lease;
     assignment.hello_key = protocol::worker_hello_key(t);
     assignment.library_name = protocol::utf8_prefix(req.library_name, 255);
-    assignment.ofi_provider = lease_ofi_provider(req);
+    assignment.ofi_provider = lease_ofi_provider(req, stream.peer_host());
     std::unique_ptr<ExecutorProcess> executor_holder = take_standby();
     ExecutorProcess& executor = *executor_holder;
     // Declared after the executor: destroyed first, killing whatever of the lease is left.

@@ -75,7 +75,8 @@ class ExecutorDaemon {
   // The executors' transport (their environment's) and this host, for the per-lease choice.
   const fabric::Config fabric_ = fabric::Config::from_env();
   const std::string host_identity_ = fabric::host_identity();
-  std::string lease_ofi_provider(const protocol::AllocateRequest& req) const;
+  // Throws MessageError(policy) for a provider this daemon will not open for that client.
+  std::string lease_ofi_provider(const protocol::AllocateRequest& req, const std::string& peer_host) const;
   protocol::ClusterSecret secret_;
   LeaseTable leases_;
   LibraryCache libraries_;

@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
     // cold start pays for it. shm and tcp keep the standby's head start.
     // The transport the daemon chose for this lease's client (shm on its host, tcp from another).
     if (domain->backend() == fabric::Backend::ofi && !lease.ofi_provider.empty() &&
-        lease.ofi_provider != fabric_config.ofi_provider) {
+        !fabric::same_ofi_provider(lease.ofi_provider, fabric_config.ofi_provider)) {
       listener.reset();
       domain.reset();
       fabric_config.ofi_provider = lease.ofi_provider;

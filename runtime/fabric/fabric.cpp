@@ -56,6 +56,11 @@ std::string Config::ofi_provider_for(bool same_host) const {
   return same_host ? "shm" : "tcp";
 }
 
+bool same_ofi_provider(const std::string& a, const std::string& b) {
+  auto full = [](const std::string& p) { return p == "tcp" ? std::string("tcp;ofi_rxm") : p; };
+  return full(a) == full(b);
+}
+
 std::string host_identity() {
   std::string boot;
   if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "re")) {

@@ -71,6 +71,9 @@ void from_json(const nlohmann::json& j, AllocateRequest& m) {
   m.host = j.value("host", std::string());
   m.ofi_provider = j.value("ofi_provider", std::string());
   if (m.host.size() > 255 || m.ofi_provider.size() > 64) malformed("host or ofi_provider too long");
+  // Both reach logs and fi_getinfo: printable, no spaces or newlines.
+  for (char c : m.host + m.ofi_provider)
+    if (c <= ' ' || c > '~') malformed("host and ofi_provider must be printable ASCII without spaces");
   m.dependencies.clear();
   if (j.contains("dependencies")) {
     const auto& deps = j.at("dependencies");

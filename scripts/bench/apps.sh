@@ -70,7 +70,9 @@ if [[ " $placements " == *" across_nodes "* ]]; then
     RFAAS_BIN="$b/lease-broker" on node1 -- sbatch --parsable -w node1 -o "$state/broker.out" \
       "$root/scripts/slurm/rfaas-broker.sbatch" >/dev/null
     for _ in $(seq 300); do [[ -s "$state/broker.addr" ]] && break; sleep 0.1; done
-    export RFAAS_BROKER=$(cat "$state/broker.addr")
+    [[ -s "$state/broker.addr" ]] || { echo "apps.sh: the broker job did not start" >&2; exit 1; }
+    RFAAS_BROKER=$(cat "$state/broker.addr")
+    export RFAAS_BROKER
     two_nodes="srun --mpi=pmix -N 2 -n 2 -w node2,node3"
     for n in ${JACOBI_SIZES:-512 1024 2048}; do
       on node1 -- $two_nodes "$b/apps/jacobi" --n "$n" --iterations "$iters" --tolerance 0 --repeats "$repeats" \
@@ -82,6 +84,8 @@ if [[ " $placements " == *" across_nodes "* ]]; then
     RFAAS_BIN="$b/runtime" on node1 -- sbatch --parsable -w node3 -N 1 -c 1 -o "$state/executord.out" \
       "$root/scripts/slurm/rfaas-executord.sbatch" >/dev/null
     for _ in $(seq 300); do grep -q "registered with the broker" "$state/executord.out" 2>/dev/null && break; sleep 0.1; done
+    grep -q "registered with the broker" "$state/executord.out" ||
+      { echo "apps.sh: the executor daemon did not register" >&2; exit 1; }
     one_rank="srun --mpi=pmix -N 1 -n 1 -w node2"
     for n in ${JACOBI_SIZES:-512 1024 2048}; do
       on node1 -- $one_rank "$b/apps/jacobi" --n "$n" --iterations "$iters" --tolerance 0 --repeats "$repeats" \

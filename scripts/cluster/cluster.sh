@@ -40,10 +40,20 @@ stop_pid() {  # pid: TERM, then KILL after 5 s
   kill -KILL "$pid" 2>/dev/null || true
 }
 
-anchor_of() {  # node: the pid whose namespaces are the node's
-  local f="$base/nodes/$1/anchor.pid"
+anchor_of() {  # node: the pid whose namespaces are the node's, checked to be the node's still
+  local f="$base/nodes/$1/anchor.pid" pid ns
   [[ -s "$f" ]] || { echo "cluster.sh: no node $1 under $base" >&2; return 1; }
-  cat "$f"
+  pid=$(cat "$f")
+  ns=$(cat "$base/nodes/$1/netns" 2>/dev/null || true)
+  # A pid file outlives its process (a reboot, a kill): a reused pid must never make this act
+  # on the host's own namespaces.
+  if [[ ! "$pid" =~ ^[0-9]+$ ]] || [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" != "sleep infinity " ]] ||
+     [[ "$(readlink "/proc/$pid/ns/uts" 2>/dev/null)" == "$(readlink /proc/self/ns/uts)" ]] ||
+     [[ -z "$ns" || "$(stat -L -c %i "/proc/$pid/ns/net" 2>/dev/null)" != "$(stat -L -c %i "/run/netns/$ns" 2>/dev/null)" ]]; then
+    echo "cluster.sh: $1's anchor (pid $pid) is gone or not $1's" >&2
+    return 1
+  fi
+  echo "$pid"
 }
 
 in_node() {  # node cmd...: in the node's network, UTS and mount namespaces, on its cores
@@ -88,7 +98,7 @@ case "$cmd" in
     for d in "$base"/nodes/*/; do
       [[ -d "$d" ]] || continue
       node=$(basename "$d")
-      if [[ -s "$d/anchor.pid" ]] && alive "$(cat "$d/anchor.pid")"; then
+      if [[ -s "$d/anchor.pid" ]] && anchor_of "$node" >/dev/null 2>&1; then
         for pid in $(node_pids "$node"); do kill -KILL "$pid" 2>/dev/null || true; done
       fi
       rm -f "$d/anchor.pid"
@@ -96,7 +106,7 @@ case "$cmd" in
     "$here/../munged.sh" stop "$base/munge" || true
     if [[ -s "$base/netns" ]]; then
       while read -r ns; do
-        [[ -n "$ns" ]] || continue
+        [[ "$ns" =~ ^rfaas-[0-9a-f]{8}-(sw|node[0-9]+)$ ]] || continue  # only names up made
         ip netns del "$ns" 2>/dev/null || true
         [[ -d "/etc/netns/$ns" ]] && rm -rf "/etc/netns/$ns"
       done <"$base/netns"
@@ -180,7 +190,8 @@ for i in $(seq "$nodes"); do
   anchor=""
   for _ in $(seq 100); do
     anchor=$(pgrep -P $! 2>/dev/null | head -n1 || true)
-    [[ -n "$anchor" ]] && [[ "$(nsenter -t "$anchor" -u hostname 2>/dev/null)" == "$node" ]] && break
+    [[ -n "$anchor" ]] && [[ "$(nsenter -t "$anchor" -u hostname 2>/dev/null)" == "$node" ]] &&
+      [[ "$(tr '\0' ' ' <"/proc/$anchor/cmdline" 2>/dev/null)" == "sleep infinity " ]] && break
     anchor=""
     sleep 0.05
   done

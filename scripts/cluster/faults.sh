@@ -75,12 +75,13 @@ case "$fault" in
   poweroff)
     node=${1:?poweroff NODE}
     on "$node" -- ip link set eth0 down
-    anchor=$(cat "$base/nodes/$node/anchor.pid")
+    anchor=$("$here/cluster.sh" exec "$base" "$node" -- sh -c 'echo $PPID' >/dev/null && cat "$base/nodes/$node/anchor.pid")
     ns=$(readlink "/proc/$anchor/ns/uts")
+    [[ "$ns" != "$(readlink /proc/self/ns/uts)" ]] || { echo "faults.sh: $node's anchor is not $node's" >&2; exit 1; }
     # Everything in the node's UTS namespace but the anchor (which keeps the namespaces for `down`).
     for p in /proc/[0-9]*; do
       pid=${p#/proc/}
-      [[ "$pid" != "$anchor" && "$(readlink "$p/ns/uts" 2>/dev/null)" == "$ns" ]] && kill -KILL "$pid" 2>/dev/null
+      [[ "$pid" != "$anchor" && "$(readlink "$p/ns/uts" 2>/dev/null)" == "$ns" ]] && { kill -KILL "$pid" 2>/dev/null || true; }
     done
     echo "poweroff" >"$base/nodes/$node/state"
     ;;

@@ -108,7 +108,7 @@ fault clear
 echo "test-cluster: the same job with 1 % packet loss on every node: PASS"
 
 # 3. Client <-> executor partition: executor_lost within the bound, then recovery elsewhere.
-RFAAS_LIBRARY="$basic" on node1 -- srun --mpi=pmix -N 1 -n 1 -w node2 "$build/tests/cluster/cluster_probe" 120 recover \
+RFAAS_LIBRARY="$basic" on node1 -- timeout 180 srun --mpi=pmix -N 1 -n 1 -w node2 "$build/tests/cluster/cluster_probe" 120 recover \
   >"$state/probe-partition.out" 2>&1 &
 probe=$!
 poll 60 grep -q "probe: invoking" "$state/probe-partition.out"
@@ -132,7 +132,7 @@ poll 20 no_leases ||
 echo "test-cluster: after rfaas_mpi_recover the probe went on on another node than $lost and verified: PASS"
 
 # 4. Broker <-> daemon partition longer than the lost-node limit (the broker's default 5 s).
-RFAAS_LIBRARY="$basic" on node1 -- srun --mpi=pmix -N 1 -n 1 -w node3 "$build/tests/cluster/cluster_probe" 25 \
+RFAAS_LIBRARY="$basic" on node1 -- timeout 180 srun --mpi=pmix -N 1 -n 1 -w node3 "$build/tests/cluster/cluster_probe" 25 \
   >"$state/probe-broker.out" 2>&1 &
 probe=$!
 poll 60 grep -q "probe: invoking" "$state/probe-broker.out"
@@ -145,7 +145,6 @@ poll 15 is_state "$cut" lost ||
   { echo "test-cluster: $cut never became lost" >&2; exit 1; }
 echo "test-cluster: partition node1 <-> $cut: lost at the broker after $(( $(now_ms) - t0 )) ms"
 [[ $(leases_on "$cut") -eq 1 ]] || { echo "test-cluster: the lost node's lease is not held at the broker" >&2; exit 1; }
-[[ $(free_on "$cut") -le 0 || $(node_state "$cut") == lost ]]
 sleep 3  # well past the limit
 fault heal node1 "$cut"
 poll 15 is_state "$cut" active ||
@@ -160,7 +159,7 @@ poll 20 has_free "$cut" "$cores" ||
 echo "test-cluster: partition broker <-> daemon: the lease held and served at both ends throughout, $cut active with $cores free cores after the heal: PASS"
 
 # 5. A client's node powered off: its lease ends within a bound, not at its expiry (10 min).
-RFAAS_LIBRARY="$basic" on node1 -- srun --mpi=pmix -N 1 -n 1 -w node3 "$build/tests/cluster/cluster_probe" 300 \
+RFAAS_LIBRARY="$basic" on node1 -- timeout 180 srun --mpi=pmix -N 1 -n 1 -w node3 "$build/tests/cluster/cluster_probe" 300 \
   >"$state/probe-poweroff.out" 2>&1 &
 probe=$!
 poll 60 grep -q "probe: invoking" "$state/probe-poweroff.out"
@@ -170,5 +169,6 @@ t0=$(now_ms)
 poll 20 no_leases ||
   { echo "test-cluster: the powered-off client's lease is still held" >&2; status_json >&2; exit 1; }
 echo "test-cluster: node3 powered off: its client's lease ended at the broker after $(( $(now_ms) - t0 )) ms (bound 20000; expiry was 10 min away): PASS"
+kill $probe 2>/dev/null || true  # its srun waits for Slurm to declare node3 down
 wait $probe 2>/dev/null || true
 echo "test-cluster: all passed"

@@ -326,6 +326,31 @@ TEST_CASE("leases expire; a silent node is lost, and its leases stay held and se
   CHECK(broker_error(broker.address(), BrokerLeaseOptions{}) == Errc::ok);  // it takes leases again
 }
 
+TEST_CASE("a lost node that comes back without its leases (restarted) has them ended at the broker", "[broker]") {
+  TempDir dir;
+  auto secret = write_secret(dir.path() / "secret");
+  BrokerProcess broker(secret, (dir.path() / "journal").string(), dir, 1);
+  auto daemon = std::make_unique<ExecutorDaemonProcess>(std::vector<std::string>{"--cores", "0,1", "--broker",
+                                                                                 broker.address()},
+                                                        secret, "node-1");
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }));
+  BrokerLeaseOptions o;
+  o.duration = 60s;
+  auto grant = broker_lease(broker.address(), o);
+  auto ex = Executor::deploy(grant, echo_options());
+  daemon->process().kill(SIGSTOP);
+  REQUIRE(eventually([&] { return node_state(broker.address(), "node-1") == "lost"; }, 6s));
+  CHECK(status(broker.address())["leases"].size() == 1);  // held while the node may serve it
+  daemon->process().kill(SIGKILL);  // the node reboots: what it served is gone with it
+  daemon->process().kill(SIGCONT);
+  daemon.reset();
+  ex.reset();
+  ExecutorDaemonProcess restarted({"--cores", "0,1", "--broker", broker.address()}, secret, "node-1");
+  CHECK(eventually([&] { return node_state(broker.address(), "node-1") == "active"; }, 6s));
+  CHECK(eventually([&] { return status(broker.address())["leases"].empty(); }, 6s));
+  CHECK(broker_error(broker.address(), BrokerLeaseOptions{}) == Errc::ok);
+}
+
 TEST_CASE("an executor daemon shutting down drains its node at the broker", "[broker]") {
   TempDir dir;
   auto secret = write_secret(dir.path() / "secret");

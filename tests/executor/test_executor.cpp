@@ -22,6 +22,7 @@
 #include "protocol/lease_token.hpp"
 #include "rfaas/client.hpp"
 #include "rfaas/fabric/fabric.hpp"
+#include "support/env_guard.hpp"
 #include "support/executor_daemon_process.hpp"
 
 using namespace rfaas;
@@ -1362,8 +1363,7 @@ TEST_CASE("the submission queue: 10x more calls than slots complete in order per
 
 TEST_CASE("auto picks the transport per lease: shm for a client of this host, or what the client states",
           "[executor][transport]") {
-  const char* before = std::getenv("RFAAS_OFI_PROVIDER");
-  const std::string saved = before ? before : "";
+  EnvGuard provider_env("RFAAS_OFI_PROVIDER");  // put back however this case ends
   if (fabric::Config::from_env().backend != fabric::Backend::ofi) {
     WARN("per-peer providers are ofi's: nothing to check over verbs");
     return;
@@ -1394,6 +1394,10 @@ TEST_CASE("auto picks the transport per lease: shm for a client of this host, or
       echo_once(*ex);
     }
     CHECK(read_log().find("over tcp") != std::string::npos);
+    // Nothing else a client names is opened (as root) for it.
+    ::setenv("RFAAS_OFI_PROVIDER", "sockets", 1);
+    CHECK(deploy_error(direct_lease(daemon.address(), lease_options(daemon)), basic()) == Errc::invalid_argument);
+    CHECK(read_log().find("over sockets") == std::string::npos);
   }
   // A daemon set to shm keeps it; a client set to tcp is told so by name.
   ::setenv("RFAAS_OFI_PROVIDER", "shm", 1);
@@ -1406,6 +1410,4 @@ TEST_CASE("auto picks the transport per lease: shm for a client of this host, or
     CHECK(e.code() == Errc::connection_failed);
     CHECK(std::string(e.what()).find("'shm'") != std::string::npos);
   }
-  if (saved.empty()) ::unsetenv("RFAAS_OFI_PROVIDER");
-  else ::setenv("RFAAS_OFI_PROVIDER", saved.c_str(), 1);
 }

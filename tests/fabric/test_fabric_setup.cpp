@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/env_guard.hpp"
 #include "net/tcp_socket.hpp"
 #include "rfaas/fabric/fabric.hpp"
 
@@ -36,15 +37,7 @@ using namespace rfaas;
 using namespace std::chrono_literals;
 
 namespace {
-struct EnvGuard {
-  explicit EnvGuard(const char* name) : name_(name) {
-    if (const char* v = getenv(name)) saved_ = v, had_ = true;
-  }
-  ~EnvGuard() { had_ ? setenv(name_, saved_.c_str(), 1) : unsetenv(name_); }
-  const char* name_;
-  std::string saved_;
-  bool had_ = false;
-};
+using rfaas::testing::EnvGuard;
 
 // Runs `body` on a thread; join() rethrows what it threw (an exception escaping a thread would
 // abort the whole test binary instead of failing one case).

@@ -68,6 +68,9 @@ struct Config {
   std::string ofi_provider_for(bool same_host) const;
 };
 
+// Whether two ofi provider names are the same provider ("tcp" is "tcp;ofi_rxm").
+bool same_ofi_provider(const std::string& a, const std::string& b);
+
 // This host as shm sees it: its boot id and its name. Processes whose identities are equal meet
 // over shm; any other peer is on another host.
 std::string host_identity();
