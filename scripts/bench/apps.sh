@@ -62,7 +62,7 @@ if [[ " $placements " == *" across_nodes "* ]]; then
     on() { "$root/scripts/cluster/cluster.sh" exec "$cbase" "$@"; }
     state="$cbase/rfaas"
     mkdir -p "$state"
-    head -c 32 /dev/urandom >"$state/secret"
+    (umask 077 && head -c 32 /dev/urandom >"$state/secret")  # private from its first byte
     chmod 600 "$state/secret"
     export RFAAS_STATE_DIR="$state" RFAAS_SECRET_FILE="$state/secret" RFAAS_FUNCTIONS="$b/functions"
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
