@@ -399,6 +399,7 @@ void LeaseBroker::session(net::TcpStream& stream, net::SessionAdmission::Ticket 
   try {
     for (;;) {
       auto frame = stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(wait));
+      if (!proved) admission_.heard(ticket);  // spoken: a flood of silent ones goes before it
       t_proved.clear();
       std::string reply = handle(frame);
       bool over_cap = false;

@@ -237,6 +237,7 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
     // A client whose host vanishes (no FIN) ends its lease within the keepalive bound.
     stream.keep_alive(net::kKeepAliveIdle, net::kKeepAliveInterval, net::kKeepAliveProbes);
     auto msg = protocol::ControlMessage::parse(stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(first_wait)));
+    admission_.heard(ticket);  // spoken: a flood of silent connections goes before it
     if (msg.type != "allocate") throw MessageError(ControlErrc::malformed, "expected 'allocate', got '" + msg.type + "'");
     auto req = msg.as<protocol::AllocateRequest>();
     const auto& t = req.token;

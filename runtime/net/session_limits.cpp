@@ -1,5 +1,6 @@
 #include "net/session_limits.hpp"
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 namespace rfaas::net {
@@ -15,18 +16,35 @@ void SessionAdmission::tell_locked(const std::string& what, std::string* why) {
   }
 }
 
+namespace {
+// Bytes wait on the descriptor that its thread has not read yet: the peer has spoken.
+bool bytes_waiting(int fd) {
+  int n = 0;
+  return ::ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+}  // namespace
+
 bool SessionAdmission::push_out_locked(const std::string* peer) {
-  // O(sessions) only when a cap is reached: a flood pays for itself.
+  // O(sessions) only when a cap is reached: a flood pays for itself. Silent strangers first:
+  // the oldest one that has sent nothing (neither read by its thread nor waiting to be).
+  auto victim = sessions_.end(), oldest = sessions_.end();
   for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-    Session& s = it->second;
+    const Session& s = it->second;
     if (!s.identity.empty() || (peer && s.peer != *peer)) continue;
-    ::shutdown(s.fd, SHUT_RDWR);  // its thread's read fails now; it releases its ticket
-    if (auto p = strangers_per_peer_.find(s.peer); p != strangers_per_peer_.end() && --p->second == 0)
-      strangers_per_peer_.erase(p);
-    sessions_.erase(it);
-    return true;
+    if (oldest == sessions_.end()) oldest = it;
+    if (!s.heard && !bytes_waiting(s.fd)) {
+      victim = it;
+      break;
+    }
   }
-  return false;
+  if (victim == sessions_.end()) victim = oldest;
+  if (victim == sessions_.end()) return false;
+  const Session& s = victim->second;
+  ::shutdown(s.fd, SHUT_RDWR);  // its thread's read fails now; it releases its ticket
+  if (auto p = strangers_per_peer_.find(s.peer); p != strangers_per_peer_.end() && --p->second == 0)
+    strangers_per_peer_.erase(p);
+  sessions_.erase(victim);
+  return true;
 }
 
 SessionAdmission::Ticket SessionAdmission::admit(const std::string& peer, int fd, std::string* why) {
@@ -49,6 +67,11 @@ SessionAdmission::Ticket SessionAdmission::admit(const std::string& peer, int fd
   sessions_[t] = {peer, "", fd};
   ++strangers_per_peer_[peer];
   return t;
+}
+
+void SessionAdmission::heard(Ticket ticket) {
+  std::lock_guard lock(mutex_);
+  if (auto it = sessions_.find(ticket); it != sessions_.end()) it->second.heard = true;
 }
 
 bool SessionAdmission::authenticated(Ticket ticket, const std::string& identity) {

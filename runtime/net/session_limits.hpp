@@ -2,10 +2,11 @@
 //
 // A connection is a stranger until it proves who it is (a MUNGE credential, a node's signed
 // registration, a lease token): strangers are capped per peer address and in all, and a
-// stranger past a cap pushes out the oldest stranger of its peer (or of all), so that a flood
-// of idle connections from one address (every user of a node shares it) can never keep out a
-// newcomer that authenticates at once; a daemon also gives a stranger only a short while for
-// its first message. Authenticated sessions no longer count against their address, only
+// stranger past a cap pushes out the oldest *silent* stranger of its peer (or of all): one that
+// has sent nothing yet. A flood of idle connections from one address (every user of a node
+// shares it) thus never pushes out a newcomer that has spoken, however fast the flood churns and
+// however long the newcomer's proof takes; only when every stranger has spoken does the oldest
+// go. A daemon also gives a stranger only a short while for its first message. Authenticated sessions no longer count against their address, only
 // against their identity's own cap: a user who authenticates a flood costs only herself.
 #pragma once
 
@@ -35,6 +36,8 @@ class SessionAdmission {
   // the descriptor is closed. A refusal or push-out fills `why` at most once a second (with a
   // count of those since), so that a flood does not flood the log; otherwise `why` stays empty.
   Ticket admit(const std::string& peer, int fd, std::string* why);
+  // The session's first message arrived (its thread read it): it has spoken.
+  void heard(Ticket ticket);
   // The session proved it is `identity`: no longer a stranger. False when that identity is at
   // its cap (the caller answers, then ends the session).
   bool authenticated(Ticket ticket, const std::string& identity);
@@ -46,8 +49,10 @@ class SessionAdmission {
   struct Session {
     std::string peer, identity;  // identity empty: a stranger
     int fd = -1;
+    bool heard = false;  // its thread has read a message
   };
-  bool push_out_locked(const std::string* peer);  // the oldest stranger (of `peer`, or of all)
+  // The oldest silent stranger (of `peer`, or of all), else the oldest stranger.
+  bool push_out_locked(const std::string* peer);
   void tell_locked(const std::string& what, std::string* why);
 
   SessionLimits limits_;

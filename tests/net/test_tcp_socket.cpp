@@ -213,6 +213,41 @@ TEST_CASE("session admission: a stranger past a cap pushes out the oldest strang
   CHECK(a.sessions() == 4);
 }
 
+TEST_CASE("session admission: a flood's silent strangers are pushed out before one that has spoken", "[net]") {
+  SessionAdmission a({16, 3, 4, 2000});
+  std::string why;
+  Pair p[6];
+  // The newcomer arrives first: the oldest of its peer, so a plain FIFO would push it out first.
+  auto spoken = a.admit("127.0.0.1", p[0].fds[0], &why);
+  auto waiting = a.admit("127.0.0.1", p[1].fds[0], &why);
+  auto silent = a.admit("127.0.0.1", p[2].fds[0], &why);
+  REQUIRE((spoken && waiting && silent));
+  a.heard(spoken);  // its thread read its first message (its proof is under way)
+  REQUIRE(::send(p[1].fds[1], "x", 1, 0) == 1);  // sent, not read yet by its thread
+  // Past the cap of 3: the silent one goes, though two are older.
+  auto flood1 = a.admit("127.0.0.1", p[3].fds[0], &why);
+  CHECK(flood1);
+  CHECK(p[2].shut());
+  CHECK_FALSE(p[0].shut());
+  CHECK_FALSE(p[1].shut());
+  a.release(silent);
+  // And the next silent one after it: the flood churns through its own connections.
+  auto flood2 = a.admit("127.0.0.1", p[4].fds[0], &why);
+  CHECK(p[3].shut());
+  CHECK_FALSE(p[0].shut());
+  CHECK_FALSE(p[1].shut());
+  a.release(flood1);
+  // Every stranger has spoken: the cap still holds, by age.
+  a.heard(flood2);
+  auto late = a.admit("127.0.0.1", p[5].fds[0], &why);
+  CHECK(late);
+  CHECK(p[0].shut());
+  CHECK_FALSE(p[1].shut());
+  CHECK_FALSE(p[4].shut());
+  a.release(spoken);
+  CHECK(a.sessions() == 3);
+}
+
 TEST_CASE("a stream tells its peer's address", "[net]") {
   auto listener = TcpListener::bind("127.0.0.1", 0);
   auto client = TcpStream::connect(HostPort{"127.0.0.1", listener.port()}, deadline_in(5s));
