@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "app_memory.hpp"
 #include "rfaas/rfaas_mpi.h"
 
 namespace {
@@ -98,7 +99,7 @@ constexpr size_t kArgsDoubles = 2;
 
 struct Tile {
   uint32_t first = 0, rows = 0;  // rows of this rank's C
-  std::vector<double> input;     // args | A rows
+  rfaas_apps::Array<double> input;  // args | A rows
 };
 
 void check(int code, const char* what) {
@@ -144,7 +145,7 @@ int main(int argc, char** argv) {
   uint32_t m = static_cast<uint32_t>(N * (rank + 1) / size) - first_row;
 
   // A's rows from a formula (every rank its own), B from rank 0.
-  std::vector<double> A(m * N), B(N * N), C(m * N), reference(m * N);
+  rfaas_apps::Array<double> A(m * N), B(N * N), C(m * N), reference(m * N);
   for (uint32_t i = 0; i < m; ++i)
     for (uint32_t j = 0; j < n; ++j) A[i * N + j] = std::sin(0.001 * (first_row + i) + 0.01 * j) + 0.5;
   if (rank == 0)
@@ -169,8 +170,8 @@ int main(int argc, char** argv) {
       if (!o.json_out.empty())
         append_json(o.json_out,
                     "{\"app\":\"gemm\",\"mode\":\"local\",\"ranks\":%d,\"n\":%u,\"local_s\":%.6f,\"gflops\":%.2f,"
-                    "\"repeats\":%d}\n",
-                    size, n, t, flops / t * 1e-9, o.repeats);
+                    "\"repeats\":%d,\"pages\":\"%s\"}\n",
+                    size, n, t, flops / t * 1e-9, o.repeats, rfaas_apps::page_mode().c_str());
       std::printf("gemm: %d ranks, N = %u, no rfaas: %8.3f ms, %7.2f GFLOP/s (median of %d)\n", size, n, 1e3 * t,
                     flops / t * 1e-9, o.repeats);
     }
@@ -178,6 +179,10 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  // Everything the job pays before its first product, measured: lease and deploy
+  // (rfaas_mpi_init), the region, the registrations, B's put and the --share auto calibration.
+  MPI_Barrier(MPI_COMM_WORLD);
+  const auto setup_start = Clock::now();
   // Tiles to offload: the first share of this rank's rows.
   uint32_t off_rows = std::min<uint32_t>(m, static_cast<uint32_t>(std::lround(o.share * m)));
   if (o.tile == 0) {
@@ -224,6 +229,7 @@ int main(int argc, char** argv) {
     MPI_Finalize();
     return 1;
   }
+  const auto init_end = Clock::now();
   uint32_t b_region = 0;
   check(rfaas_mpi_create_region(sizeof(double) * N * N, &b_region), "rfaas_mpi_create_region");
   check(rfaas_mpi_register(B.data(), B.size() * sizeof(double)), "register");
@@ -242,6 +248,7 @@ int main(int argc, char** argv) {
   check(rfaas_put(b_region, 0, B.data(), B.size() * sizeof(double)), "rfaas_put");
   double put_s = std::chrono::duration<double>(Clock::now() - p0).count();
 
+  const auto calibration_start = Clock::now();
   // Every rank takes part in the agreement below, tiles or not (it is collective).
   if (o.auto_share) {
     double share = o.share;
@@ -271,6 +278,23 @@ int main(int argc, char** argv) {
       make_tiles();
       register_tiles();
     }
+  }
+
+  // The slowest rank's set-up and its parts, each measured: rfaas_mpi_init (lease and deploy),
+  // the region with the registrations and B's put, the calibration.
+  double setup_s = 0, init_s = 0, regions_s = 0, calibration_s = 0;
+  {
+    const auto now = Clock::now();
+    const double mine[4] = {std::chrono::duration<double>(now - setup_start).count(),
+                            std::chrono::duration<double>(init_end - setup_start).count(),
+                            std::chrono::duration<double>(calibration_start - init_end).count(),
+                            std::chrono::duration<double>(now - calibration_start).count()};
+    double worst[4] = {0, 0, 0, 0};
+    MPI_Allreduce(mine, worst, 4, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    setup_s = worst[0];
+    init_s = worst[1];
+    regions_s = worst[2];
+    calibration_s = worst[3];
   }
 
   std::vector<MPI_Request> reqs(tiles.size());
@@ -325,7 +349,7 @@ int main(int argc, char** argv) {
   if (rank == 0 && !tiles.empty()) {
     Tile& t = tiles[0];
     std::vector<double> remote, here;
-    std::vector<double> scratch(t.rows * N);
+    rfaas_apps::Array<double> scratch(t.rows * N);
     for (int i = 0; i < 20; ++i) {
       auto t0 = Clock::now();
       check(rfaas_offload("dgemm_resident", t.input.data(), t.input.size() * sizeof(double), &C[t.first * N],
@@ -344,23 +368,31 @@ int main(int argc, char** argv) {
   rfaas_mpi_stats st{};
   rfaas_mpi_get_stats(&st);
   const double ls = median(local_t), rs = median(off_t);
+  const double e2e = setup_s + rs;  // one product as a job would run it, set-up included
   const size_t tile_bytes = tiles.empty() ? 0 : sizeof(double) * (tiles[0].input.size() + size_t{tiles[0].rows} * N);
   if (rank == 0 && !o.json_out.empty()) {
     append_json(o.json_out,
                     "{\"app\":\"gemm\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"tile\":%u,"
-                    "\"tiles\":%zu,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"call_us\":%.2f,\"compute_us\":%.2f,"
-                    "\"transfer_bytes_per_call\":%zu,\"rows_offloaded\":%u,\"rows\":%u,\"share\":%.4f,\"repeats\":%d,\"pass\":%s}\n",
-                    size, o.cores, n, o.tile, tiles.size(), ls, rs, put_s, call_us, compute_us, tile_bytes, off_rows, m,
-                    o.share, o.repeats, pass ? "true" : "false");
+                    "\"tiles\":%zu,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"setup_s\":%.6f,\"init_s\":%.6f,\"regions_s\":%.6f,"
+                    "\"calibration_s\":%.6f,\"e2e_s\":%.6f,"
+                    "\"call_us\":%.2f,\"compute_us\":%.2f,\"transfer_bytes_per_call\":%zu,\"rows_offloaded\":%u,"
+                    "\"rows\":%u,\"share\":%.4f,\"auto_share\":%s,\"repeats\":%d,\"pages\":\"%s\",\"pass\":%s}\n",
+                    size, o.cores, n, o.tile, tiles.size(), ls, rs, put_s, setup_s, init_s, regions_s, calibration_s, e2e, call_us, compute_us, tile_bytes,
+                    off_rows, m, o.share, o.auto_share ? "true" : "false", o.repeats, rfaas_apps::page_mode().c_str(),
+                    pass ? "true" : "false");
   }
   if (rank == 0) {
     std::printf("gemm: %d rank(s), C = A*B with N = %u, tiles of %u rows, offload share %.3f%s, %d leased core(s) per "
                 "rank\n",
                 size, n, o.tile, o.share, o.auto_share ? " (auto: balanced by measured rates)" : "", o.cores);
+    std::printf("  memory    : %s\n", rfaas_apps::page_treatment().c_str());
     std::printf("  all-local : %8.3f ms, %7.2f GFLOP/s (median of %d)\n", 1e3 * ls, flops / ls * 1e-9, o.repeats);
     std::printf("  rfaas     : %8.3f ms, %7.2f GFLOP/s (median of %d; %zu tiles, %u of %u rows of rank 0 on "
                 "leased cores; B put once per lease: %.2f ms)\n",
                 1e3 * rs, flops / rs * 1e-9, o.repeats, tiles.size(), off_rows, m, 1e3 * put_s);
+    std::printf("  end to end: %8.3f ms, %7.2f GFLOP/s for one product with everything it pays: set-up %.1f ms "
+                "(lease and deploy %.1f, region, registrations and B's put %.1f, calibration %.1f), the product\n",
+                1e3 * e2e, flops / e2e * 1e-9, 1e3 * setup_s, 1e3 * init_s, 1e3 * regions_s, 1e3 * calibration_s);
     std::printf("  offload call: %.1f us round trip for a %ux%u tile (%.1f us of it the product, computed here; "
                 "%zu bytes travel per call)\n",
                 call_us, tiles.empty() ? 0 : tiles[0].rows, n, compute_us, tile_bytes);

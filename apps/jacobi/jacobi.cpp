@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "app_memory.hpp"
 #include "jacobi_kernel.h"
 #include "rfaas/rfaas_mpi.h"
 
@@ -108,7 +109,7 @@ struct Rank {
   uint32_t n = 0;
   uint32_t rows = 0;          // interior rows owned
   uint32_t global_first = 0;  // global index of local row 1
-  std::vector<double> u, unew, f;  // (rows + 2) * n; f: rows * n, f[i] for local row i+1
+  rfaas_apps::Array<double> u, unew, f;  // (rows + 2) * n; f: rows * n, f[i] for local row i+1
   int up = MPI_PROC_NULL, down = MPI_PROC_NULL;
 };
 
@@ -319,8 +320,9 @@ int main(int argc, char** argv) {
       if (!o.json_out.empty())
         append_json(o.json_out,
                     "{\"app\":\"jacobi\",\"mode\":\"local\",\"ranks\":%d,\"n\":%u,\"iterations\":%d,\"residual\":%.9e,"
-                    "\"local_s\":%.6f,\"ms_per_iteration\":%.4f,\"repeats\":%d}\n",
-                    r.size, o.n, local.iterations, local.residual, s, 1e3 * s / local.iterations, o.repeats);
+                    "\"local_s\":%.6f,\"ms_per_iteration\":%.4f,\"repeats\":%d,\"pages\":\"%s\"}\n",
+                    r.size, o.n, local.iterations, local.residual, s, 1e3 * s / local.iterations, o.repeats,
+                    rfaas_apps::page_mode().c_str());
       std::printf("jacobi: %d ranks, grid %ux%u, no rfaas: %4d iterations, residual %.6e, %9.3f ms/iteration "
                     "(median of %d)\n",
                     r.size, o.n, o.n, local.iterations, local.residual, 1e3 * s / local.iterations, o.repeats);
@@ -332,6 +334,10 @@ int main(int argc, char** argv) {
   std::vector<Block> blocks = plan_blocks(r, o.share, o.cores);
   uint64_t regions = 0;
   for (auto& b : blocks) regions += region_bytes(b, o.n);
+  // Everything the job pays before its first solve, measured: lease and deploy (rfaas_mpi_init),
+  // the resident regions and the registrations. The solves below include their puts.
+  MPI_Barrier(MPI_COMM_WORLD);
+  const auto setup_start = Clock::now();
   rfaas_mpi_config cfg;
   rfaas_mpi_config_init(&cfg);
   cfg.functions = "jacobi_resident";
@@ -351,6 +357,7 @@ int main(int argc, char** argv) {
     MPI_Finalize();
     return 1;
   }
+  const auto init_end = Clock::now();
   for (auto& b : blocks) check(rfaas_mpi_create_region(region_bytes(b, o.n), &b.region), "rfaas_mpi_create_region");
   if (!blocks.empty()) {
     for (auto* grid : {&r.u, &r.unew, &r.f}) check(rfaas_mpi_register(grid->data(), grid->size() * sizeof(double)), "register");
@@ -359,11 +366,25 @@ int main(int argc, char** argv) {
       check(rfaas_mpi_register(b.output.data(), b.output.size() * sizeof(double)), "register");
     }
   }
+  // The slowest rank's set-up and its parts, each measured: rfaas_mpi_init (lease and deploy),
+  // then the regions and registrations.
+  double setup_s = 0, init_s = 0, regions_s = 0;
+  {
+    const auto now = Clock::now();
+    const double mine[3] = {std::chrono::duration<double>(now - setup_start).count(),
+                            std::chrono::duration<double>(init_end - setup_start).count(),
+                            std::chrono::duration<double>(now - init_end).count()};
+    double worst[3] = {0, 0, 0};
+    MPI_Allreduce(mine, worst, 3, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    setup_s = worst[0];
+    init_s = worst[1];
+    regions_s = worst[2];
+  }
 
   // The all-local reference and the run with resident blocks, alternating.
   std::vector<double> local_t, off_t, put_t;
   RunResult local, off;
-  std::vector<double> reference;
+  rfaas_apps::Array<double> reference;
   bool same = true;
   double max_diff = 0;
   for (int rep = 0; rep < o.repeats; ++rep) {
@@ -387,7 +408,8 @@ int main(int argc, char** argv) {
   if (r.rank == 0 && !blocks.empty()) {
     Block& b = blocks[0];
     const size_t n = r.n;
-    std::vector<double> remote_t, here_t, scratch(size_t{b.rows} * n);
+    std::vector<double> remote_t, here_t;
+    rfaas_apps::Array<double> scratch(size_t{b.rows} * n);
     for (int i = 0; i < 30; ++i) {
       set_args(b, r.n, static_cast<uint32_t>(i & 1));
       auto t0 = Clock::now();
@@ -416,26 +438,32 @@ int main(int argc, char** argv) {
   uint32_t resident_rows = 0;
   for (auto& b : blocks) resident_rows += b.rows;
   const double ls = median(local_t), rs = median(off_t), ps = median(put_t);
+  const double e2e = setup_s + rs;  // one solve as a job would run it: set-up, put and iterations
   const size_t boundary_bytes = sizeof(double) * (2 + 2 * size_t{r.n} + 1 + 2 * size_t{r.n});
 
   if (r.rank == 0 && !o.json_out.empty()) {
     append_json(o.json_out,
                     "{\"app\":\"jacobi\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"iterations\":%d,"
-                    "\"residual\":%.9e,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"call_us\":%.2f,"
-                    "\"compute_us\":%.2f,\"transfer_bytes_per_call\":%zu,\"resident_rows\":%u,\"rows\":%u,"
-                    "\"repeats\":%d,\"pass\":%s}\n",
-                    r.size, o.cores, o.n, off.iterations, off.residual, ls, rs, ps, call_us, compute_us, boundary_bytes,
-                    resident_rows, r.rows, o.repeats, pass ? "true" : "false");
+                    "\"residual\":%.9e,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"setup_s\":%.6f,"
+                    "\"init_s\":%.6f,\"regions_s\":%.6f,\"e2e_s\":%.6f,\"call_us\":%.2f,\"compute_us\":%.2f,\"transfer_bytes_per_call\":%zu,"
+                    "\"resident_rows\":%u,\"rows\":%u,\"repeats\":%d,\"pages\":\"%s\",\"pass\":%s}\n",
+                    r.size, o.cores, o.n, off.iterations, off.residual, ls, rs, ps, setup_s, init_s, regions_s, e2e, call_us, compute_us,
+                    boundary_bytes, resident_rows, r.rows, o.repeats, rfaas_apps::page_mode().c_str(),
+                    pass ? "true" : "false");
   }
   if (r.rank == 0) {
     std::printf("jacobi: %d rank(s), grid %ux%u, at most %d iterations, tolerance %.1e, resident share %.2f, "
                 "%d leased core(s) per rank\n",
                 r.size, o.n, o.n, o.iterations, o.tolerance, o.share, o.cores);
+    std::printf("  memory    : %s\n", rfaas_apps::page_treatment().c_str());
     std::printf("  all-local : %4d iterations, residual %.6e, %9.3f ms/iteration (median of %d)\n", local.iterations,
                 local.residual, 1e3 * ls / local.iterations, o.repeats);
     std::printf("  rfaas     : %4d iterations, residual %.6e, %9.3f ms/iteration (%u of %u rows of rank 0 resident "
                 "on leased cores; their first put: %.2f ms)\n",
                 off.iterations, off.residual, 1e3 * rs / off.iterations, resident_rows, r.rows, 1e3 * ps);
+    std::printf("  end to end: %9.3f ms/iteration for one solve with everything it pays: set-up %.1f ms (lease and "
+                "deploy %.1f, regions and registration %.1f), the put, the iterations\n",
+                1e3 * e2e / off.iterations, 1e3 * setup_s, 1e3 * init_s, 1e3 * regions_s);
     std::printf("  offload call: %.1f us round trip for a %u-row block sweep (%.1f us of it the sweep, computed here; "
                 "%zu bytes travel per call)\n",
                 call_us, blocks.empty() ? 0 : blocks[0].rows, compute_us, boundary_bytes);
