@@ -7,7 +7,7 @@
 // gives).
 //
 //   mpirun -np 1 gemm [--n 512] [--tile 0 (auto)] [--share 0.5|auto] [--cores 1] [--repeats 5]
-//                     [--mode rfaas|local] [--json-out FILE]
+//                     [--slabs 0 (auto)] [--slots 0 (one per tile)] [--mode rfaas|local] [--json-out FILE]
 // The broker and the library come from RFAAS_BROKER and RFAAS_LIBRARY (or
 // RFAAS_FUNCTIONS/librfaas_functions_blas.so), or --broker / --library.
 #include <cblas.h>
@@ -40,6 +40,7 @@ struct Options {
   int64_t hot_timeout_us = -1;  // executors busy-poll this long after a call; -1: always (a dedicated core)
   int repeats = 5;
   uint32_t slabs = 0;  // the rank's own rows in this many pieces, MPI progress between; 0: auto
+  int slots = 0;       // invocation slots per leased core; 0: one per tile (the queue never fills)
   bool rfaas = true;
   std::string json_out;  // appends one JSON line of the figures here
   std::string broker, library;
@@ -81,6 +82,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--hot-timeout-us") o.hot_timeout_us = std::atoll(value());
     else if (a == "--repeats") o.repeats = std::atoi(value());
     else if (a == "--slabs") o.slabs = static_cast<uint32_t>(std::atoi(value()));
+    else if (a == "--slots") o.slots = std::atoi(value());
     else if (a == "--mode") {
       std::string m = value();
       if (m != "rfaas" && m != "local") die("--mode is rfaas or local");
@@ -88,9 +90,10 @@ Options parse(int argc, char** argv) {
     } else if (a == "--json-out") o.json_out = value();
     else if (a == "--broker") o.broker = value();
     else if (a == "--library") o.library = value();
-    else die(("unknown option " + a + " (--n --tile --share --cores --hot-timeout-us --repeats --slabs --mode --json-out --broker --library)").c_str());
+    else die(("unknown option " + a + " (--n --tile --share --cores --hot-timeout-us --repeats --slabs --slots --mode --json-out --broker --library)").c_str());
   }
-  if (o.n < 2 || o.share < 0 || o.share > 1 || o.cores < 1 || o.repeats < 1) die("bad option value");
+  if (o.n < 2 || o.share < 0 || o.share > 1 || o.cores < 1 || o.repeats < 1 || o.slots < 0 || o.slots > 64)
+    die("bad option value");
   return o;
 }
 
@@ -213,7 +216,8 @@ int main(int argc, char** argv) {
   // Every tile in flight at once where the slots allow: a queued tile is posted only when this
   // rank next enters MPI (after its own share), so it would wait for that.
   const int per_core = (static_cast<int>(tiles.size()) + o.cores - 1) / o.cores;
-  cfg.slots = std::clamp(per_core, 1, 64);
+  // --slots fewer than that: the rest wait in the submission queue (scripts/bench/queue.sh).
+  cfg.slots = o.slots > 0 ? o.slots : std::clamp(per_core, 1, 64);
   cfg.queue_depth = std::max(per_core - cfg.slots, 0) + 4;
   cfg.input_capacity = sizeof(double) * (kArgsDoubles + o.tile * N);
   cfg.output_capacity = std::max<uint64_t>(sizeof(double) * o.tile * N, 8);
@@ -373,11 +377,11 @@ int main(int argc, char** argv) {
   if (rank == 0 && !o.json_out.empty()) {
     append_json(o.json_out,
                     "{\"app\":\"gemm\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"tile\":%u,"
-                    "\"tiles\":%zu,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"setup_s\":%.6f,\"init_s\":%.6f,\"regions_s\":%.6f,"
+                    "\"slots\":%d,\"tiles\":%zu,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"setup_s\":%.6f,\"init_s\":%.6f,\"regions_s\":%.6f,"
                     "\"calibration_s\":%.6f,\"e2e_s\":%.6f,"
                     "\"call_us\":%.2f,\"compute_us\":%.2f,\"transfer_bytes_per_call\":%zu,\"rows_offloaded\":%u,"
                     "\"rows\":%u,\"share\":%.4f,\"auto_share\":%s,\"repeats\":%d,\"pages\":\"%s\",\"pass\":%s}\n",
-                    size, o.cores, n, o.tile, tiles.size(), ls, rs, put_s, setup_s, init_s, regions_s, calibration_s, e2e, call_us, compute_us, tile_bytes,
+                    size, o.cores, n, o.tile, cfg.slots, tiles.size(), ls, rs, put_s, setup_s, init_s, regions_s, calibration_s, e2e, call_us, compute_us, tile_bytes,
                     off_rows, m, o.share, o.auto_share ? "true" : "false", o.repeats, rfaas_apps::page_mode().c_str(),
                     pass ? "true" : "false");
   }
