@@ -292,9 +292,13 @@ std::unique_ptr<OffloadSession> open_session(const rfaas_mpi_config& cfg, int ra
   return s;
 }
 
-void close_session(OffloadSession& s) noexcept {
+rfaas_usage close_session(OffloadSession& s) noexcept {
+  rfaas_usage usage{0, 0, 0};
   try {
-    if (s.executor) s.executor->release();
+    if (s.executor) {
+      auto u = s.executor->release();
+      usage = {u.invocations, u.hot_polling_ns, u.compute_ns};
+    }
   } catch (...) {
   }
   try {
@@ -302,6 +306,7 @@ void close_session(OffloadSession& s) noexcept {
   } catch (...) {
     // The executor daemon reports the lease's end to the broker as well.
   }
+  return usage;
 }
 
 int agree(MPI_Comm comm, int code) {
@@ -388,7 +393,9 @@ int rfaas_mpi_init(MPI_Comm comm, const rfaas_mpi_config* cfg) {
   return RFAAS_OK;
 }
 
-int rfaas_mpi_finalize(void) {
+int rfaas_mpi_finalize(void) { return rfaas_mpi_finalize_usage(nullptr); }
+
+int rfaas_mpi_finalize_usage(rfaas_usage* usage) {
   OffloadSession* s = g_session;
   if (!s) return fail(Errc::not_initialized, "rfaas_mpi_finalize: not initialized");
   // Requests MPI still holds would call back into freed records: refuse, on every rank alike.
@@ -397,7 +404,8 @@ int rfaas_mpi_finalize(void) {
   int all = agree(s->comm, code);
   if (all) return all;
   if (s->unregister_progress) s->unregister_progress(&progress_offloads);
-  close_session(*s);
+  const rfaas_usage counted = close_session(*s);
+  if (usage) *usage = counted;
   MPI_Comm_free(&s->comm);
   g_session = nullptr;
   delete s;

@@ -435,6 +435,12 @@ int main(int argc, char** argv) {
   quiet_barrier();
   rfaas_mpi_stats st{};
   rfaas_mpi_get_stats(&st);
+  // The executor's own count and time of this rank's calls, measured on the leased cores: every
+  // call of the lease is a sweep of one block, so their mean is one block's sweep there.
+  rfaas_usage usage{0, 0, 0};
+  int fin = rfaas_mpi_finalize_usage(&usage);
+  if (fin && r.rank == 0) std::fprintf(stderr, "jacobi: rfaas_mpi_finalize: %s\n", rfaas_strerror(fin));
+  const double executor_us = usage.invocations ? 1e-3 * static_cast<double>(usage.compute_ns) / usage.invocations : 0;
   uint32_t resident_rows = 0;
   for (auto& b : blocks) resident_rows += b.rows;
   const double ls = median(local_t), rs = median(off_t), ps = median(put_t);
@@ -445,10 +451,11 @@ int main(int argc, char** argv) {
     append_json(o.json_out,
                     "{\"app\":\"jacobi\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"iterations\":%d,"
                     "\"residual\":%.9e,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"setup_s\":%.6f,"
-                    "\"init_s\":%.6f,\"regions_s\":%.6f,\"e2e_s\":%.6f,\"call_us\":%.2f,\"compute_us\":%.2f,\"transfer_bytes_per_call\":%zu,"
+                    "\"init_s\":%.6f,\"regions_s\":%.6f,\"e2e_s\":%.6f,\"call_us\":%.2f,\"compute_us\":%.2f,\"executor_compute_us\":%.2f,\"executor_calls\":%llu,"
+                    "\"transfer_bytes_per_call\":%zu,"
                     "\"resident_rows\":%u,\"rows\":%u,\"repeats\":%d,\"pages\":\"%s\",\"pass\":%s}\n",
                     r.size, o.cores, o.n, off.iterations, off.residual, ls, rs, ps, setup_s, init_s, regions_s, e2e, call_us, compute_us,
-                    boundary_bytes, resident_rows, r.rows, o.repeats, rfaas_apps::page_mode().c_str(),
+                    executor_us, static_cast<unsigned long long>(usage.invocations), boundary_bytes, resident_rows, r.rows, o.repeats, rfaas_apps::page_mode().c_str(),
                     pass ? "true" : "false");
   }
   if (r.rank == 0) {
@@ -464,9 +471,10 @@ int main(int argc, char** argv) {
     std::printf("  end to end: %9.3f ms/iteration for one solve with everything it pays: set-up %.1f ms (lease and "
                 "deploy %.1f, regions and registration %.1f), the put, the iterations\n",
                 1e3 * e2e / off.iterations, 1e3 * setup_s, 1e3 * init_s, 1e3 * regions_s);
-    std::printf("  offload call: %.1f us round trip for a %u-row block sweep (%.1f us of it the sweep, computed here; "
-                "%zu bytes travel per call)\n",
-                call_us, blocks.empty() ? 0 : blocks[0].rows, compute_us, boundary_bytes);
+    std::printf("  offload call: %.1f us round trip for a %u-row block sweep; the sweep itself %.1f us on the leased core "
+                "(its own time: mean of its %llu calls, most beside the rank's own sweep), %.1f us here; %zu bytes travel per call\n",
+                call_us, blocks.empty() ? 0 : blocks[0].rows, executor_us,
+                static_cast<unsigned long long>(usage.invocations), compute_us, boundary_bytes);
     std::printf("  transfers (rank 0): %llu offloads, %llu puts (%.1f MiB), inputs zero-copy %llu / copied %llu\n",
                 static_cast<unsigned long long>(st.offloads), static_cast<unsigned long long>(st.puts),
                 static_cast<double>(st.put_bytes) / (1 << 20), static_cast<unsigned long long>(st.zero_copy_inputs),
@@ -475,8 +483,6 @@ int main(int argc, char** argv) {
                 pass ? "PASS" : "FAIL", off.iterations, local.iterations, std::fabs(off.residual - local.residual),
                 max_diff);
   }
-  int fin = rfaas_mpi_finalize();
-  if (fin && r.rank == 0) std::fprintf(stderr, "jacobi: rfaas_mpi_finalize: %s\n", rfaas_strerror(fin));
   MPI_Finalize();
   return pass && fin == 0 ? 0 : 1;
 }

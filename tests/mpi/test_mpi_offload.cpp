@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <numeric>
 #include <string>
@@ -350,4 +351,29 @@ TEST_CASE("the Fortran entry points take integer handles") {
   CHECK(rfaas_ioffload_fortran("echo", in.data(), in.size(), out.data(), out.size(), nullptr) ==
         RFAAS_ERR_INVALID_ARGUMENT);
   REQUIRE(rfaas_mpi_finalize() == RFAAS_OK);
+}
+
+TEST_CASE("rfaas_mpi_finalize_usage tells the executor's own count and time of the calls") {
+  std::string library = basic_library();
+  auto cfg = basic_config(library);
+  cfg.functions = "echo,sleep_ms";
+  int initialized = rfaas_mpi_init(MPI_COMM_WORLD, &cfg);
+  INFO(rfaas_mpi_last_error());
+  REQUIRE(initialized == RFAAS_OK);
+  // Five calls of 30 ms each where they run: the executor counts 150 ms of its own, and never
+  // more than the rank waited for them.
+  const uint32_t ms = 30;
+  uint32_t back = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) REQUIRE(rfaas_offload("sleep_ms", &ms, sizeof ms, &back, sizeof back, nullptr) == RFAAS_OK);
+  const auto waited = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0);
+  CHECK(back == ms);
+  uint8_t b[4] = {1, 2, 3, 4}, r[4] = {};
+  REQUIRE(rfaas_offload("echo", b, 4, r, 4, nullptr) == RFAAS_OK);
+  rfaas_usage usage{};
+  REQUIRE(rfaas_mpi_finalize_usage(&usage) == RFAAS_OK);
+  CHECK(usage.invocations == 6);
+  CHECK(usage.compute_ns >= 150'000'000u);
+  CHECK(usage.compute_ns <= static_cast<uint64_t>(waited.count()) + 1'000'000u);  // echo: well under a ms
+  CHECK(rfaas_mpi_finalize_usage(&usage) == RFAAS_ERR_NOT_INITIALIZED);
 }

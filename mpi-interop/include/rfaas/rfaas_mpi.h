@@ -74,6 +74,11 @@ int rfaas_mpi_init(MPI_Comm comm, const rfaas_mpi_config* cfg);
 /* Collective over the init communicator: completes nothing pending (wait for your requests
  * first), releases the leases and registrations. */
 int rfaas_mpi_finalize(void);
+/* rfaas_mpi_finalize, and `usage` (may be NULL) gets what this rank's executor counted over its
+ * lease, measured where the calls ran: the function calls, and their time on the leased cores
+ * (compute_ns) beside the time the workers polled (hot_polling_ns). After rfaas_mpi_recover it
+ * is the current lease's. Zeros where the executor could not tell (it was lost). */
+int rfaas_mpi_finalize_usage(rfaas_usage* usage);
 int rfaas_mpi_initialized(void);
 /* Leased cores of this rank. */
 int rfaas_mpi_cores(void);
