@@ -595,6 +595,20 @@ int rfaas_mpi_recover(void) {
   return RFAAS_OK;
 }
 
+int rfaas_mpi_usage(rfaas_usage* usage) {
+  OffloadSession* s = g_session;
+  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_usage: not initialized");
+  if (!usage) return fail(Errc::invalid_argument, "rfaas_mpi_usage: no usage");
+  if (!s->executor) return fail(Errc::executor_lost, "rfaas_mpi_usage: no lease (rfaas_mpi_recover failed)");
+  try {
+    auto u = s->executor->usage();
+    *usage = {u.invocations, u.hot_polling_ns, u.compute_ns};
+  } catch (const rfaas::Error& e) {
+    return fail(e.code(), e.what());
+  }
+  return RFAAS_OK;
+}
+
 int rfaas_mpi_get_stats(rfaas_mpi_stats* stats) {
   if (!g_session) return static_cast<int>(Errc::not_initialized);
   if (!stats) return static_cast<int>(Errc::invalid_argument);

@@ -234,7 +234,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto init_end = Clock::now();
-  uint64_t offloaded_rows = 0;  // rows of C the leased cores computed, every call of the lease
   uint32_t b_region = 0;
   check(rfaas_mpi_create_region(sizeof(double) * N * N, &b_region), "rfaas_mpi_create_region");
   check(rfaas_mpi_register(B.data(), B.size() * sizeof(double)), "register");
@@ -264,7 +263,6 @@ int main(int argc, char** argv) {
       std::vector<double> call_s;
       for (int i = 0; i < 3; ++i) {
         auto t0 = Clock::now();
-        offloaded_rows += tiles[0].rows;
         check(rfaas_offload("dgemm_resident", tiles[0].input.data(), tiles[0].input.size() * sizeof(double),
                             &C[tiles[0].first * N], sizeof(double) * tiles[0].rows * N, nullptr),
               "rfaas_offload");
@@ -313,7 +311,6 @@ int main(int argc, char** argv) {
     // More tiles than slots wait in the client's queue and go out as slots free.
     for (size_t i = 0; i < tiles.size(); ++i) {
       Tile& t = tiles[i];
-      offloaded_rows += t.rows;
       check(rfaas_ioffload("dgemm_resident", t.input.data(), t.input.size() * sizeof(double), &C[t.first * N],
                            sizeof(double) * t.rows * N, &reqs[i]),
             "rfaas_ioffload");
@@ -352,37 +349,41 @@ int main(int argc, char** argv) {
   bool pass = max_rel <= 1e-12 && all_tiles == 1;
 
   // One offload call against the same tile computed here: what the call costs beyond the product.
-  double call_us = 0, compute_us = 0;
+  // The leased core's own time for these calls (rfaas_mpi_usage before and after each) is the
+  // product as it ran there: measured, not the rank's time subtracted.
+  double call_us = 0, call_mean_us = 0, compute_us = 0, executor_us = 0;
+  uint64_t executor_calls = 0;
   if (rank == 0 && !tiles.empty()) {
     Tile& t = tiles[0];
     std::vector<double> remote, here;
     rfaas_apps::Array<double> scratch(t.rows * N);
+    rfaas_usage before{0, 0, 0}, after{0, 0, 0};
+    check(rfaas_mpi_usage(&before), "rfaas_mpi_usage");
+    double executor_ns = 0;
     for (int i = 0; i < 20; ++i) {
       auto t0 = Clock::now();
-      offloaded_rows += t.rows;
       check(rfaas_offload("dgemm_resident", t.input.data(), t.input.size() * sizeof(double), &C[t.first * N],
                           sizeof(double) * t.rows * N, nullptr),
             "rfaas_offload");
       auto t1 = Clock::now();
       local_gemm(&A[t.first * N], B.data(), scratch.data(), t.rows, n);
       auto t2 = Clock::now();
+      check(rfaas_mpi_usage(&after), "rfaas_mpi_usage");  // outside both timings
+      executor_ns += static_cast<double>(after.compute_ns - before.compute_ns);
+      executor_calls += after.invocations - before.invocations;
+      before = after;
       remote.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
       here.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
     }
     call_us = median(remote);
+    for (double t : remote) call_mean_us += t / remote.size();
     compute_us = median(here);
+    executor_us = executor_calls ? 1e-3 * executor_ns / executor_calls : 0;
   }
   quiet_barrier();
   rfaas_mpi_stats st{};
   rfaas_mpi_get_stats(&st);
-  // The executor's own time for this rank's calls, measured on the leased cores; the calls are
-  // tiles of different heights (calibration, the last tile), so it is scaled to the timed tile
-  // by rows (a product's cost is linear in its rows).
-  rfaas_usage usage{0, 0, 0};
-  int fin = rfaas_mpi_finalize_usage(&usage);
-  const double executor_us = offloaded_rows && !tiles.empty()
-                                 ? 1e-3 * static_cast<double>(usage.compute_ns) * tiles[0].rows / offloaded_rows
-                                 : 0;
+  int fin = rfaas_mpi_finalize();
   const double ls = median(local_t), rs = median(off_t);
   const double e2e = setup_s + rs;  // one product as a job would run it, set-up included
   const size_t tile_bytes = tiles.empty() ? 0 : sizeof(double) * (tiles[0].input.size() + size_t{tiles[0].rows} * N);
@@ -391,11 +392,11 @@ int main(int argc, char** argv) {
                     "{\"app\":\"gemm\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"tile\":%u,"
                     "\"slots\":%d,\"tiles\":%zu,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"setup_s\":%.6f,\"init_s\":%.6f,\"regions_s\":%.6f,"
                     "\"calibration_s\":%.6f,\"e2e_s\":%.6f,"
-                    "\"call_us\":%.2f,\"compute_us\":%.2f,\"executor_compute_us\":%.2f,\"executor_calls\":%llu,"
+                    "\"call_us\":%.2f,\"call_mean_us\":%.2f,\"compute_us\":%.2f,\"executor_compute_us\":%.2f,\"executor_calls\":%llu,"
                     "\"transfer_bytes_per_call\":%zu,\"rows_offloaded\":%u,"
                     "\"rows\":%u,\"share\":%.4f,\"auto_share\":%s,\"repeats\":%d,\"pages\":\"%s\",\"pass\":%s}\n",
-                    size, o.cores, n, o.tile, cfg.slots, tiles.size(), ls, rs, put_s, setup_s, init_s, regions_s, calibration_s, e2e, call_us, compute_us,
-                    executor_us, static_cast<unsigned long long>(usage.invocations), tile_bytes,
+                    size, o.cores, n, o.tile, cfg.slots, tiles.size(), ls, rs, put_s, setup_s, init_s, regions_s, calibration_s, e2e, call_us, call_mean_us, compute_us,
+                    executor_us, static_cast<unsigned long long>(executor_calls), tile_bytes,
                     off_rows, m, o.share, o.auto_share ? "true" : "false", o.repeats, rfaas_apps::page_mode().c_str(),
                     pass ? "true" : "false");
   }
@@ -411,10 +412,11 @@ int main(int argc, char** argv) {
     std::printf("  end to end: %8.3f ms, %7.2f GFLOP/s for one product with everything it pays: set-up %.1f ms "
                 "(lease and deploy %.1f, region, registrations and B's put %.1f, calibration %.1f), the product\n",
                 1e3 * e2e, flops / e2e * 1e-9, 1e3 * setup_s, 1e3 * init_s, 1e3 * regions_s, 1e3 * calibration_s);
-    std::printf("  offload call: %.1f us round trip for a %ux%u tile; the product itself %.1f us on the leased core "
-                "(its own time over its %llu calls, most beside the rank's own product, per tile), %.1f us here; %zu bytes travel per call\n",
-                call_us, tiles.empty() ? 0 : tiles[0].rows, n, executor_us,
-                static_cast<unsigned long long>(usage.invocations), compute_us, tile_bytes);
+    std::printf("  offload call: %.1f us round trip (median; mean %.1f) for a %ux%u tile; the product itself %.1f us "
+                "on the leased core (its own time for these %llu calls, measured there), %.1f us here; %zu bytes travel "
+                "per call\n",
+                call_us, call_mean_us, tiles.empty() ? 0 : tiles[0].rows, n, executor_us,
+                static_cast<unsigned long long>(executor_calls), compute_us, tile_bytes);
     std::printf("  transfers (rank 0): %llu offloads, %llu puts (%.1f MiB), inputs zero-copy %llu / copied %llu\n",
                 static_cast<unsigned long long>(st.offloads), static_cast<unsigned long long>(st.puts),
                 static_cast<double>(st.put_bytes) / (1 << 20), static_cast<unsigned long long>(st.zero_copy_inputs),

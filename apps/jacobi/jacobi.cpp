@@ -404,12 +404,18 @@ int main(int argc, char** argv) {
   bool pass = same && max_diff == 0 && !blocks.empty();
 
   // One offload call against the same block computed here: what the call costs beyond the sweep.
-  double call_us = 0, compute_us = 0;
+  // The leased core's own time for these calls (rfaas_mpi_usage before and after them) is the
+  // sweep as it ran there: measured, not the rank's time subtracted.
+  double call_us = 0, call_mean_us = 0, compute_us = 0, executor_us = 0;
+  uint64_t executor_calls = 0;
   if (r.rank == 0 && !blocks.empty()) {
     Block& b = blocks[0];
     const size_t n = r.n;
     std::vector<double> remote_t, here_t;
     rfaas_apps::Array<double> scratch(size_t{b.rows} * n);
+    rfaas_usage before{0, 0, 0}, after{0, 0, 0};
+    check(rfaas_mpi_usage(&before), "rfaas_mpi_usage");
+    double executor_ns = 0;
     for (int i = 0; i < 30; ++i) {
       set_args(b, r.n, static_cast<uint32_t>(i & 1));
       auto t0 = Clock::now();
@@ -426,21 +432,23 @@ int main(int argc, char** argv) {
       }
       scratch[0] += sum * 0;  // the residual part, as the function computes it
       auto t2 = Clock::now();
+      check(rfaas_mpi_usage(&after), "rfaas_mpi_usage");  // outside both timings
+      executor_ns += static_cast<double>(after.compute_ns - before.compute_ns);
+      executor_calls += after.invocations - before.invocations;
+      before = after;
       remote_t.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
       here_t.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
     }
     call_us = median(remote_t);
+    for (double t : remote_t) call_mean_us += t / remote_t.size();
     compute_us = median(here_t);
+    executor_us = executor_calls ? 1e-3 * executor_ns / executor_calls : 0;
   }
   quiet_barrier();
   rfaas_mpi_stats st{};
   rfaas_mpi_get_stats(&st);
-  // The executor's own count and time of this rank's calls, measured on the leased cores: every
-  // call of the lease is a sweep of one block, so their mean is one block's sweep there.
-  rfaas_usage usage{0, 0, 0};
-  int fin = rfaas_mpi_finalize_usage(&usage);
+  int fin = rfaas_mpi_finalize();
   if (fin && r.rank == 0) std::fprintf(stderr, "jacobi: rfaas_mpi_finalize: %s\n", rfaas_strerror(fin));
-  const double executor_us = usage.invocations ? 1e-3 * static_cast<double>(usage.compute_ns) / usage.invocations : 0;
   uint32_t resident_rows = 0;
   for (auto& b : blocks) resident_rows += b.rows;
   const double ls = median(local_t), rs = median(off_t), ps = median(put_t);
@@ -451,11 +459,11 @@ int main(int argc, char** argv) {
     append_json(o.json_out,
                     "{\"app\":\"jacobi\",\"mode\":\"rfaas\",\"ranks\":%d,\"cores_per_rank\":%d,\"n\":%u,\"iterations\":%d,"
                     "\"residual\":%.9e,\"local_s\":%.6f,\"rfaas_s\":%.6f,\"put_s\":%.6f,\"setup_s\":%.6f,"
-                    "\"init_s\":%.6f,\"regions_s\":%.6f,\"e2e_s\":%.6f,\"call_us\":%.2f,\"compute_us\":%.2f,\"executor_compute_us\":%.2f,\"executor_calls\":%llu,"
+                    "\"init_s\":%.6f,\"regions_s\":%.6f,\"e2e_s\":%.6f,\"call_us\":%.2f,\"call_mean_us\":%.2f,\"compute_us\":%.2f,\"executor_compute_us\":%.2f,\"executor_calls\":%llu,"
                     "\"transfer_bytes_per_call\":%zu,"
                     "\"resident_rows\":%u,\"rows\":%u,\"repeats\":%d,\"pages\":\"%s\",\"pass\":%s}\n",
-                    r.size, o.cores, o.n, off.iterations, off.residual, ls, rs, ps, setup_s, init_s, regions_s, e2e, call_us, compute_us,
-                    executor_us, static_cast<unsigned long long>(usage.invocations), boundary_bytes, resident_rows, r.rows, o.repeats, rfaas_apps::page_mode().c_str(),
+                    r.size, o.cores, o.n, off.iterations, off.residual, ls, rs, ps, setup_s, init_s, regions_s, e2e, call_us, call_mean_us, compute_us,
+                    executor_us, static_cast<unsigned long long>(executor_calls), boundary_bytes, resident_rows, r.rows, o.repeats, rfaas_apps::page_mode().c_str(),
                     pass ? "true" : "false");
   }
   if (r.rank == 0) {
@@ -471,10 +479,11 @@ int main(int argc, char** argv) {
     std::printf("  end to end: %9.3f ms/iteration for one solve with everything it pays: set-up %.1f ms (lease and "
                 "deploy %.1f, regions and registration %.1f), the put, the iterations\n",
                 1e3 * e2e / off.iterations, 1e3 * setup_s, 1e3 * init_s, 1e3 * regions_s);
-    std::printf("  offload call: %.1f us round trip for a %u-row block sweep; the sweep itself %.1f us on the leased core "
-                "(its own time: mean of its %llu calls, most beside the rank's own sweep), %.1f us here; %zu bytes travel per call\n",
-                call_us, blocks.empty() ? 0 : blocks[0].rows, executor_us,
-                static_cast<unsigned long long>(usage.invocations), compute_us, boundary_bytes);
+    std::printf("  offload call: %.1f us round trip (median; mean %.1f) for a %u-row block sweep; the sweep itself "
+                "%.1f us on the leased core (its own time for these %llu calls, measured there), %.1f us here; "
+                "%zu bytes travel per call\n",
+                call_us, call_mean_us, blocks.empty() ? 0 : blocks[0].rows, executor_us,
+                static_cast<unsigned long long>(executor_calls), compute_us, boundary_bytes);
     std::printf("  transfers (rank 0): %llu offloads, %llu puts (%.1f MiB), inputs zero-copy %llu / copied %llu\n",
                 static_cast<unsigned long long>(st.offloads), static_cast<unsigned long long>(st.puts),
                 static_cast<double>(st.put_bytes) / (1 << 20), static_cast<unsigned long long>(st.zero_copy_inputs),

@@ -212,6 +212,7 @@ class ExecutorClient final : public Executor {
   Errc get(uint32_t region, uint64_t offset, void* dst, size_t bytes, std::chrono::microseconds timeout) noexcept override;
   void renew(const LeaseGrant& renewed) override;
   int64_t expires_at_ms() const noexcept override { return expires_at_ms_; }
+  Usage usage() override;
   Usage release() override;
 
  private:
@@ -544,6 +545,18 @@ protocol::ControlMessage ExecutorClient::control_request(const std::string& msg,
     fail(Errc::connection_failed, std::string(what) + ": " + e.what());
   } catch (const protocol::MessageError& e) {
     fail(Errc::protocol, std::string(what) + ": " + e.what());
+  }
+}
+
+Usage ExecutorClient::usage() {
+  if (lost_ != Errc::ok) fail(lost_, "usage: the lease is over");
+  if (released_ || !control_) fail(Errc::invalid_argument, "usage: the lease was released");
+  auto reply = control_request(protocol::make_message("usage"), "usage_report", "usage");
+  try {
+    auto u = reply.as<protocol::Usage>();
+    return {u.invocations, u.hot_polling_ns, u.compute_ns};
+  } catch (const protocol::MessageError& e) {
+    fail(Errc::protocol, std::string("usage: ") + e.what());
   }
 }
 

@@ -360,10 +360,26 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
     protocol::LeaseEnded end;
     int64_t expires_at_ms = t.expires_at_ms;  // moved by a renewal
     uint64_t memory_left = t.memory_bytes - memory;  // for resident regions
-    uint64_t region_requests = 0;
-    std::optional<protocol::Usage> early_usage;  // a usage report read while waiting for a region
+    uint64_t executor_requests = 0;  // regions and usage asked of the executor, by sequence number
+    std::optional<protocol::Usage> early_usage;  // its final usage, read while waiting for an answer
     std::string early_ended;
     bool usage_read = false;
+    // The executor's answer to request `seq` (a report of kind `a` or `b`), skipping late answers
+    // to earlier requests; none by the deadline, or when the executor is ending (its final
+    // usage kept for the lease's end).
+    auto executor_answer = [&](uint64_t seq, const char* a, const char* b,
+                               net::Deadline deadline) -> std::optional<nlohmann::json> {
+      while (auto report = executor.reports().next(deadline)) {
+        std::string event = report->value("event", "");
+        if (event == "usage") {
+          early_usage = report->get<protocol::Usage>();
+          early_ended = report->value("ended", "");
+          return std::nullopt;
+        }
+        if ((event == a || event == b) && report->value("seq", uint64_t{0}) == seq) return report;
+      }
+      return std::nullopt;
+    };
     for (;;) {
       if (!replenished && std::chrono::steady_clock::now() >= replenish_at) {
         replenish_standby();
@@ -443,24 +459,10 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
                                      std::to_string(memory_left) + " bytes left of the lease's memory");
             // Reserved before the executor is asked, given back if it cannot.
             memory_left -= ask.bytes;
-            const uint64_t seq = ++region_requests;
+            const uint64_t seq = ++executor_requests;
             executor.create_region(ask.bytes, seq);
             // Mapping and registering a large region takes a while: a longer bound than a message.
-            // Answers to earlier requests that came too late are skipped by their sequence number.
-            std::optional<nlohmann::json> answer;
-            const auto deadline = net::deadline_in(timeout * 3);
-            while (auto report = executor.reports().next(deadline)) {
-              std::string event = report->value("event", "");
-              if (event == "usage") {  // the executor is ending: keep what it counted
-                early_usage = report->get<protocol::Usage>();
-                early_ended = report->value("ended", "");
-                break;
-              }
-              if ((event == "region" || event == "region_failed") && report->value("seq", uint64_t{0}) == seq) {
-                answer = std::move(report);
-                break;
-              }
-            }
+            auto answer = executor_answer(seq, "region", "region_failed", net::deadline_in(timeout * 3));
             if (!answer || answer->value("event", "") != "region") {
               memory_left += ask.bytes;
               if (answer)  // the node could not map or register it (memory, locked-memory limit)
@@ -473,6 +475,19 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
             created.key = answer->value("key", uint64_t{0});
             created.length = answer->value("length", uint64_t{0});
             send_text(stream, protocol::make_message("region_created", created), timeout);
+          } catch (const MessageError& e) {
+            send_text(stream, protocol::make_error(e.code(), e.what()), timeout);
+          }
+          continue;
+        }
+        if (type == "usage") {
+          // What the lease's workers counted so far (calls, their time on the leased cores).
+          try {
+            const uint64_t seq = ++executor_requests;
+            executor.request_usage(seq);
+            auto answer = executor_answer(seq, "usage_now", "usage_now", net::deadline_in(timeout));
+            if (!answer) throw MessageError(ControlErrc::executor_failed, "no usage from the executor");
+            send_text(stream, protocol::make_message("usage_report", answer->get<protocol::Usage>()), timeout);
           } catch (const MessageError& e) {
             send_text(stream, protocol::make_error(e.code(), e.what()), timeout);
           }

@@ -241,6 +241,16 @@ int main(int argc, char** argv) {
     }
   }
   for (auto& w : pool) w->start();
+  auto pool_usage = [&pool] {
+    protocol::Usage total;
+    for (auto& w : pool) {
+      auto u = w->usage();
+      total.invocations += u.invocations;
+      total.hot_polling_ns += u.hot_polling_ns;
+      total.compute_ns += u.compute_ns;
+    }
+    return total;
+  };
 
   // Wait for expiry, a signal, every client endpoint gone, or the daemon gone; the daemon may
   // move the expiry (a renewed lease). Blocks: nothing here runs beside the workers while they
@@ -273,6 +283,12 @@ int main(int argc, char** argv) {
       if (j.is_discarded() || !j.is_object()) continue;
       std::string type = j.value("type", "");
       if (type == "renew") lease.expires_at_ms = j.value("expires_at_ms", lease.expires_at_ms);
+      if (type == "usage") {  // what the workers counted so far, for the client (through the daemon)
+        nlohmann::json u = pool_usage();
+        u["event"] = "usage_now";
+        u["seq"] = j.value("seq", uint64_t{0});
+        report(u);
+      }
       if (type == "create_region") {
         // The daemon has checked the size against the lease's memory; the answer goes back
         // through it to the client.
@@ -291,16 +307,11 @@ int main(int argc, char** argv) {
       break;
     }
   }
-  protocol::Usage total;
   for (auto& w : pool) {
     w->stop();
     w->join();
-    auto u = w->usage();
-    total.invocations += u.invocations;
-    total.hot_polling_ns += u.hot_polling_ns;
-    total.compute_ns += u.compute_ns;
   }
-  nlohmann::json j = total;
+  nlohmann::json j = pool_usage();
   j["event"] = "usage";
   j["ended"] = ended;
   report(j);

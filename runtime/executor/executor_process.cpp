@@ -261,6 +261,14 @@ void ExecutorProcess::create_region(uint64_t bytes, uint64_t seq) {
   }
 }
 
+void ExecutorProcess::request_usage(uint64_t seq) {
+  try {
+    net::send_with_fd(socket_, nlohmann::json{{"type", "usage"}, {"seq", seq}}.dump(), -1);
+  } catch (const net::NetError& e) {
+    throw MessageError(ControlErrc::executor_failed, std::string("asking the executor for its usage: ") + e.what());
+  }
+}
+
 // The libfabric shm regions an executor made (fabric/ofi names them rfaas-<pid>-...): an
 // executor that was killed could not remove them, and each holds up to 16 MiB of /dev/shm.
 static void remove_shm_regions(pid_t pid) {

@@ -95,6 +95,8 @@ class ExecutorProcess {
   // Asks for a resident region; the executor answers with a report ("region" or "region_failed")
   // that carries `seq` back.
   void create_region(uint64_t bytes, uint64_t seq);
+  // Asks for what the workers counted so far; the answer is a "usage_now" report with `seq`.
+  void request_usage(uint64_t seq);
 
   int pidfd() const { return pidfd_; }
   pid_t pid() const { return pid_; }

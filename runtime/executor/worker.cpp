@@ -20,6 +20,10 @@ namespace {
 constexpr auto kWarmWaitSlice = std::chrono::milliseconds(100);
 // While hot, the clock is read once per this many empty polls.
 constexpr uint32_t kPollsPerClockRead = 256;
+// One writer (the worker's thread): a load and a store, no locked read-modify-write.
+inline void add(std::atomic<uint64_t>& counter, uint64_t v) {
+  counter.store(counter.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+}
 }  // namespace
 
 Worker::Worker(fabric::Domain& domain, const WorkerConfig& config, const std::vector<Function>& functions,
@@ -59,8 +63,9 @@ void Worker::join() {
 }
 
 protocol::Usage Worker::usage() const {
-  return {invocations_, static_cast<uint64_t>(CycleClock::to_ns(hot_ticks_)),
-          static_cast<uint64_t>(CycleClock::to_ns(compute_ticks_))};
+  constexpr auto r = std::memory_order_relaxed;
+  return {invocations_.load(r), static_cast<uint64_t>(CycleClock::to_ns(hot_ticks_.load(r))),
+          static_cast<uint64_t>(CycleClock::to_ns(compute_ticks_.load(r)))};
 }
 
 bool Worker::handle(uint32_t imm, uint64_t& mark) {
@@ -103,9 +108,9 @@ bool Worker::handle(uint32_t imm, uint64_t& mark) {
       written = call.out_size;
     }
     uint64_t end = CycleClock::now();
-    compute_ticks_ += end - mark;  // includes reading the request: a few ns
+    add(compute_ticks_, end - mark);  // includes reading the request: a few ns
     mark = end;
-    ++invocations_;
+    add(invocations_, 1);
     if (failed != 0) {
       status = InvocationStatus::function_failed;
       // The status travels in the size field; one that does not fit still reads as a failure.
@@ -196,7 +201,7 @@ void Worker::run() {
       uint64_t now = CycleClock::now();
       if (now - idle_since < hot_ticks_limit) continue;
       // Warm: block until work arrives, the client goes, or stop().
-      hot_ticks_ += now - idle_since;
+      add(hot_ticks_, now - idle_since);
       fabric::Errc rc;
       do {
         rc = endpoint_->wait(std::chrono::duration_cast<std::chrono::microseconds>(kWarmWaitSlice));
@@ -208,7 +213,7 @@ void Worker::run() {
     // One clock read per batch and one per function: the time between the last function's end
     // and the next batch counts as polling (posting the replies is part of it).
     uint64_t mark = CycleClock::now();
-    hot_ticks_ += mark - idle_since;
+    add(hot_ticks_, mark - idle_since);
     for (int i = 0; i < n; ++i) {
       const fabric::Completion& c = comps[i];
       if (c.kind == fabric::Completion::Kind::write_received) {

@@ -97,9 +97,11 @@ class Worker {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> finished_{false};
-  uint64_t invocations_ = 0;
-  uint64_t hot_ticks_ = 0;
-  uint64_t compute_ticks_ = 0;
+  // Written by the worker's thread only, read by usage() from another (the daemon asks while
+  // the lease runs): relaxed atomics, plain loads and stores on x86.
+  std::atomic<uint64_t> invocations_{0};
+  std::atomic<uint64_t> hot_ticks_{0};
+  std::atomic<uint64_t> compute_ticks_{0};
 };
 
 }  // namespace rfaas::executor

@@ -353,7 +353,7 @@ TEST_CASE("the Fortran entry points take integer handles") {
   REQUIRE(rfaas_mpi_finalize() == RFAAS_OK);
 }
 
-TEST_CASE("rfaas_mpi_finalize_usage tells the executor's own count and time of the calls") {
+TEST_CASE("rfaas_mpi_usage and rfaas_mpi_finalize_usage tell the executor's own count and time of the calls") {
   std::string library = basic_library();
   auto cfg = basic_config(library);
   cfg.functions = "echo,sleep_ms";
@@ -368,12 +368,20 @@ TEST_CASE("rfaas_mpi_finalize_usage tells the executor's own count and time of t
   for (int i = 0; i < 5; ++i) REQUIRE(rfaas_offload("sleep_ms", &ms, sizeof ms, &back, sizeof back, nullptr) == RFAAS_OK);
   const auto waited = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0);
   CHECK(back == ms);
+  rfaas_usage so_far{};
+  REQUIRE(rfaas_mpi_usage(&so_far) == RFAAS_OK);  // mid-lease, through the daemon
+  CHECK(so_far.invocations == 5);
+  CHECK(so_far.compute_ns >= 150'000'000u);
+  CHECK(so_far.compute_ns <= static_cast<uint64_t>(waited.count()));
+  CHECK(rfaas_mpi_usage(nullptr) == RFAAS_ERR_INVALID_ARGUMENT);
   uint8_t b[4] = {1, 2, 3, 4}, r[4] = {};
   REQUIRE(rfaas_offload("echo", b, 4, r, 4, nullptr) == RFAAS_OK);
   rfaas_usage usage{};
   REQUIRE(rfaas_mpi_finalize_usage(&usage) == RFAAS_OK);
+  CHECK(usage.compute_ns - so_far.compute_ns < 1'000'000u);  // the echo's own time: well under a ms
   CHECK(usage.invocations == 6);
   CHECK(usage.compute_ns >= 150'000'000u);
   CHECK(usage.compute_ns <= static_cast<uint64_t>(waited.count()) + 1'000'000u);  // echo: well under a ms
   CHECK(rfaas_mpi_finalize_usage(&usage) == RFAAS_ERR_NOT_INITIALIZED);
+  CHECK(rfaas_mpi_usage(&usage) == RFAAS_ERR_NOT_INITIALIZED);
 }

@@ -135,6 +135,11 @@ int rfaas_mpi_renew(int64_t duration_ms);
 int rfaas_mpi_recover(void);
 
 int rfaas_mpi_get_stats(rfaas_mpi_stats* stats);
+/* What this rank's executor counted so far over its lease, measured on the leased cores (the
+ * calls, their time there, the workers' polling time): a control round trip to the executor
+ * daemon, for measuring, not for the offload path. Local. Two of them around some calls give
+ * those calls' own time on the leased cores. */
+int rfaas_mpi_usage(rfaas_usage* usage);
 /* The detail of this thread's last failed rfaas_mpi_* setup call. */
 const char* rfaas_mpi_last_error(void);
 

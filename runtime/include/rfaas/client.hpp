@@ -239,6 +239,9 @@ class Executor {
   virtual void renew(const LeaseGrant& renewed) = 0;
   virtual int64_t expires_at_ms() const noexcept = 0;
 
+  // What the executor counted so far, measured on the leased cores (a control round trip to
+  // the daemon, not for the invocation path). Throws Error (the lease is over: its named end).
+  virtual Usage usage() = 0;
   // Ends the lease and returns what the executor counted. Idempotent; the destructor releases.
   virtual Usage release() = 0;
 
