@@ -24,6 +24,8 @@ packages=(
   iproute2 procps python3
   # the namespace cluster's network faults (scripts/cluster/faults.sh)
   nftables
+  # delay on the namespace cluster: packets queued to a userspace delayer (NFQUEUE; no netem here)
+  iptables libnetfilter-queue-dev
 )
 
 missing=()

@@ -84,6 +84,6 @@ fuzz_corpus=$(mktemp -d)
 rm -rf "$fuzz_corpus"
 
 section "install + find_package(rfaas) consumer"
-"$root/scripts/check-install.sh" "$root/build"
+"$root/scripts/check-install.sh" "$root/build" "$root/build-mpich"
 
 section "all tests passed"

@@ -14,7 +14,7 @@
 #   cluster.sh down BASE
 #   cluster.sh exec BASE NODE -- CMD...    runs CMD on NODE (its network, hostname and /etc/hosts)
 #   cluster.sh addr BASE NODE              NODE's address
-#   cluster.sh fault BASE FAULT...         faults.sh: partition, heal, loss, link, poweroff, clear
+#   cluster.sh fault BASE FAULT...         faults.sh: partition, heal, loss, delay, link, poweroff, clear
 #
 # Needs root. Nodes are named node1..nodeN; node1 is the head node (slurmctld) and the login node
 # the scripts submit from.

@@ -4,7 +4,8 @@
 # job, the login node), node2 and node3 for the MPI job's ranks, node4 and node5 lending their cores
 # (rfaas-executord as a job step on each). Then, each timed against its bound:
 #   1. jacobi with one rank on node2 and one on node3, leasing cores on the executor nodes, verifies;
-#   2. 1 % packet loss on every node: the same job still verifies (its per-call time reported);
+#   2. 1 % packet loss and 5 ms delay on every node: the same job still verifies (its per-call time
+#      reported, and at least the 10 ms round trip the delay makes);
 #   3. a partition between a client and its executor's node: the client's offloads end with
 #      executor_lost within the keepalive bound; after rfaas_mpi_recover it goes on on the other
 #      executor node and verifies;
@@ -99,13 +100,21 @@ grep -q "over tcp" "$state/executord.out" && ! grep -q "over shm" "$state/execut
   { echo "test-cluster: the leases did not go over tcp" >&2; exit 1; }
 echo "test-cluster: jacobi on node2 + node3, cores leased on the executor nodes, tcp chosen per peer: PASS"
 
-# 2. 1 % loss on every node's packets, both ways.
-for n in node1 node2 node3 node4 node5; do fault loss "$n" 1; done
-jacobi "$state/jacobi-loss.out" || { cat "$state/jacobi-loss.out"; exit 1; }
-grep -E "rfaas  |offload call|verification" "$state/jacobi-loss.out"
-grep -q "verification: PASS" "$state/jacobi-loss.out"
+# 2. 1 % loss and a 5 ms delay on every node's packets (every link: 5 ms each way, 10 ms a round
+#    trip between nodes): the job still verifies; its per-call time is reported and must show the
+#    delay (an offload's round trip crosses a link twice).
+export RFAAS_NFQ_DELAY="$build/tests/cluster/rfaas-nfq-delay"
+call_us() { sed -n 's/.*offload call: \([0-9.]*\) us round trip.*/\1/p' "$1" | head -n1; }
+for n in node1 node2 node3 node4 node5; do fault loss "$n" 1; fault delay "$n" 5; done
+jacobi "$state/jacobi-faults.out" || { cat "$state/jacobi-faults.out"; exit 1; }
+grep -E "rfaas  |offload call|verification" "$state/jacobi-faults.out"
+grep -q "verification: PASS" "$state/jacobi-faults.out"
 fault clear
-echo "test-cluster: the same job with 1 % packet loss on every node: PASS"
+clean_us=$(call_us "$state/jacobi.out"); faulty_us=$(call_us "$state/jacobi-faults.out")
+echo "test-cluster: offload call round trip (median) $clean_us us clean, $faulty_us us with 1 % loss and 5 ms delay"
+python3 -c "import sys; sys.exit(0 if float('$faulty_us') >= 10000 else 1)" ||
+  { echo "test-cluster: the per-call time ($faulty_us us) does not show a 10 ms round trip: no delay applied" >&2; exit 1; }
+echo "test-cluster: the same job with 1 % packet loss and 5 ms delay on every node: PASS"
 
 # 3. Client <-> executor partition: executor_lost within the bound, then recovery elsewhere.
 RFAAS_LIBRARY="$basic" on node1 -- timeout 180 srun --mpi=pmix -N 1 -n 1 -w node2 "$build/tests/cluster/cluster_probe" 120 recover \
