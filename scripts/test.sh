@@ -2,12 +2,12 @@
 # Sets up, builds and runs every rfaas test: the CTest suite of a Release build, the Slurm test
 # (scripts/slurm/test-slurm.sh: a real local Slurm running the broker, executor daemons and an
 # MPI job, then scancel revoking a client's lease), the namespace cluster test
-# (scripts/cluster/test-cluster.sh: the MPI job across nodes over tcp, partitions, packet loss,
-# a client's node powered off), the fabric and executor suites over verbs
+# (scripts/cluster/test-cluster.sh: the MPI job across nodes over tcp under Open MPI and MPICH,
+# partitions, packet loss and delay, a client's node powered off), the fabric and executor suites over verbs
 # (scripts/verbs-tests.sh: natively on an RDMA device, else in a Soft-RoCE guest), then the same
 # suite in a second build under AddressSanitizer + UndefinedBehaviorSanitizer, a bounded
-# libFuzzer run over the control-message parsers, then the install check (a tiny consumer
-# project finds rfaas with find_package). Exits non-zero on any failure.
+# libFuzzer run over the control-message parsers, then the install check (tiny consumer
+# projects find rfaas with find_package, the MPI ones under Open MPI and under MPICH). Exits non-zero on any failure.
 #   ./scripts/test.sh            everything
 #   RFAAS_SKIP_SANITIZE=1 ...    skip the sanitizer build (local iteration only; CI runs it)
 set -euo pipefail
@@ -49,9 +49,9 @@ else
   echo "skipped: a local slurmd needs root"
 fi
 
-section "cluster: 5 nodes as network namespaces under a multi-node Slurm, rfaas over tcp between them, network faults"
+section "cluster: 5 nodes as network namespaces under a multi-node Slurm, rfaas over tcp between them (Open MPI and MPICH jobs), network faults"
 if [ "$(id -u)" -eq 0 ]; then
-  timeout --kill-after=10 900 "$root/scripts/cluster/test-cluster.sh" "$root/build"
+  timeout --kill-after=10 900 "$root/scripts/cluster/test-cluster.sh" "$root/build" "$root/build-mpich"
 else
   echo "skipped: network namespaces and slurmd need root"
 fi

@@ -15,12 +15,15 @@
 #   5. a client's node powered off (link down, then every process on it killed): its lease ends at
 #      the broker within a bound, long before its expiry.
 # Stops everything it started.
-#   scripts/cluster/test-cluster.sh [BUILD_DIR]        (root; run by scripts/test.sh)
+# With MPICH_BUILD_DIR (a build against Debian's MPICH), step 1 also runs that build's jacobi,
+# launched by srun through Slurm's PMI-2 plugin.
+#   scripts/cluster/test-cluster.sh [BUILD_DIR [MPICH_BUILD_DIR]]   (root; run by scripts/test.sh)
 set -euo pipefail
 umask 077
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
+mpich=${2:+$(cd "$2" && pwd)}  # a build against MPICH: its jacobi runs across the nodes too
 base=$(mktemp -d /tmp/rfaas-cluster.XXXXXX)
 state="$base/rfaas"
 cleanup() {
@@ -99,6 +102,14 @@ grep -q "verification: PASS" "$state/jacobi.out"
 grep -q "over tcp" "$state/executord.out" && ! grep -q "over shm" "$state/executord.out" ||
   { echo "test-cluster: the leases did not go over tcp" >&2; exit 1; }
 echo "test-cluster: jacobi on node2 + node3, cores leased on the executor nodes, tcp chosen per peer: PASS"
+if [[ -n "$mpich" ]]; then
+  on node1 -- timeout 300 srun --mpi=pmi2 -N 2 -n 2 -w node2,node3 "$mpich/apps/jacobi" --n 512 --iterations 100 \
+    --repeats 1 >"$state/jacobi-mpich.out" 2>&1 || { cat "$state/jacobi-mpich.out"; exit 1; }
+  grep -E "rfaas  |offload call|verification" "$state/jacobi-mpich.out"
+  grep -q "verification: PASS" "$state/jacobi-mpich.out"
+  ldd "$mpich/apps/jacobi" | grep -q libmpich || { echo "test-cluster: $mpich/apps/jacobi is not an MPICH program" >&2; exit 1; }
+  echo "test-cluster: the same job built against MPICH, launched by srun --mpi=pmi2: PASS"
+fi
 
 # 2. 1 % loss and a 5 ms delay on every node's packets (every link: 5 ms each way, 10 ms a round
 #    trip between nodes): the job still verifies; its per-call time is reported and must show the
