@@ -304,8 +304,14 @@ int main(int argc, char** argv) {
   std::vector<MPI_Request> reqs(tiles.size());
   std::vector<MPI_Status> statuses(tiles.size());
   std::vector<double> off_t;
+  // Where a product's time goes on this rank, each phase measured per product: posting the tiles,
+  // its own rows, its progress calls between slabs, its wait for the last tile after its own rows,
+  // and the leased core's own time for this product's tiles (its counters, read outside the timing).
+  std::vector<double> post_t, own_t, test_t, wait_t, leased_t;
   for (int rep = 0; rep < o.repeats; ++rep) {
     std::fill(C.begin(), C.end(), 0.0);
+    rfaas_usage used_before{0, 0, 0}, used_after{0, 0, 0};
+    check(rfaas_mpi_usage(&used_before), "rfaas_mpi_usage");
     MPI_Barrier(MPI_COMM_WORLD);
     auto t0 = Clock::now();
     // More tiles than slots wait in the client's queue and go out as slots free.
@@ -315,6 +321,8 @@ int main(int argc, char** argv) {
                            sizeof(double) * t.rows * N, &reqs[i]),
             "rfaas_ioffload");
     }
+    const auto t_posted = Clock::now();
+    double own_s = 0, test_s = 0;
     // The rank's own rows, in a few slabs with an MPI_Testall between them: transports with
     // manual progress (tcp;ofi_rxm) move the tiles' bytes only while this rank is in rfaas or MPI.
     const uint32_t own = m - off_rows;
@@ -325,16 +333,43 @@ int main(int argc, char** argv) {
     int all_done = reqs.empty();
     for (uint32_t k = 0; k < slabs; ++k) {
       uint32_t r0 = off_rows + own * k / slabs, r1 = off_rows + own * (k + 1) / slabs;
+      const auto s0 = Clock::now();
       local_gemm(&A[r0 * N], B.data(), &C[r0 * N], r1 - r0, n);
-      if (k + 1 < slabs && !all_done)
+      const auto s1 = Clock::now();
+      own_s += std::chrono::duration<double>(s1 - s0).count();
+      if (k + 1 < slabs && !all_done) {
         MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &all_done, statuses.data());
+        test_s += std::chrono::duration<double>(Clock::now() - s1).count();
+      }
     }
+    const auto t_own = Clock::now();
     if (!all_done) MPI_Waitall(static_cast<int>(reqs.size()), reqs.data(), statuses.data());
+    const auto t_end = Clock::now();
     for (auto& st : statuses)
       if (st.MPI_TAG != RFAAS_OK) die(rfaas_strerror(st.MPI_TAG));
-    double s = std::chrono::duration<double>(Clock::now() - t0).count(), all = 0;
+    double s = std::chrono::duration<double>(t_end - t0).count(), all = 0;
     MPI_Allreduce(&s, &all, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     off_t.push_back(all);
+    check(rfaas_mpi_usage(&used_after), "rfaas_mpi_usage");
+    post_t.push_back(std::chrono::duration<double>(t_posted - t0).count());
+    own_t.push_back(own_s);
+    test_t.push_back(test_s);
+    wait_t.push_back(std::chrono::duration<double>(t_end - t_own).count());
+    leased_t.push_back(1e-9 * static_cast<double>(used_after.compute_ns - used_before.compute_ns));
+  }
+  // The phases of the product whose total was the median (rank 0's), and the two sides' rates.
+  struct Phases {
+    double post = 0, own = 0, test = 0, wait = 0, leased = 0, leased_rows_per_s = 0, own_rows_per_s = 0;
+  } ph;
+  if (!off_t.empty()) {
+    std::vector<size_t> order(off_t.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return off_t[a] < off_t[b]; });
+    const size_t mid = order[order.size() / 2];
+    ph = {post_t[mid], own_t[mid], test_t[mid], wait_t[mid], leased_t[mid], 0, 0};
+    // Per leased core: its tiles ran one at a time on it.
+    if (ph.leased > 0) ph.leased_rows_per_s = o.cores * off_rows / ph.leased;
+    if (ph.own > 0) ph.own_rows_per_s = (m - off_rows) / ph.own;
   }
 
   double diff = 0, scale = 0;
@@ -394,10 +429,13 @@ int main(int argc, char** argv) {
                     "\"calibration_s\":%.6f,\"e2e_s\":%.6f,"
                     "\"call_us\":%.2f,\"call_mean_us\":%.2f,\"compute_us\":%.2f,\"executor_compute_us\":%.2f,\"executor_calls\":%llu,"
                     "\"transfer_bytes_per_call\":%zu,\"rows_offloaded\":%u,"
-                    "\"rows\":%u,\"share\":%.4f,\"auto_share\":%s,\"repeats\":%d,\"pages\":\"%s\",\"pass\":%s}\n",
+                    "\"rows\":%u,\"share\":%.4f,\"auto_share\":%s,\"repeats\":%d,\"pages\":\"%s\","
+                    "\"phase_post_s\":%.6f,\"phase_own_s\":%.6f,\"phase_test_s\":%.6f,\"phase_wait_s\":%.6f,"
+                    "\"phase_leased_s\":%.6f,\"leased_rows_per_s\":%.1f,\"own_rows_per_s\":%.1f,\"pass\":%s}\n",
                     size, o.cores, n, o.tile, cfg.slots, tiles.size(), ls, rs, put_s, setup_s, init_s, regions_s, calibration_s, e2e, call_us, call_mean_us, compute_us,
                     executor_us, static_cast<unsigned long long>(executor_calls), tile_bytes,
                     off_rows, m, o.share, o.auto_share ? "true" : "false", o.repeats, rfaas_apps::page_mode().c_str(),
+                    ph.post, ph.own, ph.test, ph.wait, ph.leased, ph.leased_rows_per_s, ph.own_rows_per_s,
                     pass ? "true" : "false");
   }
   if (rank == 0) {
@@ -417,6 +455,14 @@ int main(int argc, char** argv) {
                 "per call\n",
                 call_us, call_mean_us, tiles.empty() ? 0 : tiles[0].rows, n, executor_us,
                 static_cast<unsigned long long>(executor_calls), compute_us, tile_bytes);
+    // What the leased cores did not compute of the product is their idle time: the tiles'
+    // transfers, the queue, the posting.
+    const double product = ph.post + ph.own + ph.test + ph.wait;
+    std::printf("  phases (rank 0, the median product): post %.2f ms, own rows %.1f ms (%.0f rows/s), progress "
+                "between slabs %.2f ms, wait after own rows %.1f ms; the leased core(s) computed %.1f ms (%.0f "
+                "rows/s each), busy %.0f%% of the product\n",
+                1e3 * ph.post, 1e3 * ph.own, ph.own_rows_per_s, 1e3 * ph.test, 1e3 * ph.wait, 1e3 * ph.leased,
+                ph.leased_rows_per_s, product > 0 ? 100 * ph.leased / (o.cores * product) : 0.0);
     std::printf("  transfers (rank 0): %llu offloads, %llu puts (%.1f MiB), inputs zero-copy %llu / copied %llu\n",
                 static_cast<unsigned long long>(st.offloads), static_cast<unsigned long long>(st.puts),
                 static_cast<double>(st.put_bytes) / (1 << 20), static_cast<unsigned long long>(st.zero_copy_inputs),
