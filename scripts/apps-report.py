@@ -64,6 +64,13 @@ def human(runs):
               f"core (measured there; the rank's own: {compute:.0f} us), "
               f"{rf['transfer_bytes_per_call'] / 1024:.0f} KiB moved per call; first put of the resident data "
               f"{1e3 * rf['put_s']:.1f} ms")
+        if "phase_own_s" in rf:
+            print(f"  where the product's time goes (rank 0, measured per phase): its own {rf['rows'] - rf['rows_offloaded']} "
+                  f"rows {1e3 * rf['phase_own_s']:.1f} ms at {rf['own_rows_per_s']:.0f} rows/s, posting "
+                  f"{1e3 * rf['phase_post_s']:.1f} ms, progress between slabs {1e3 * rf['phase_test_s']:.1f} ms, "
+                  f"waiting for the tiles after its rows {1e3 * rf['phase_wait_s']:.1f} ms; the leased core computed "
+                  f"{1e3 * rf['phase_leased_s']:.1f} ms of its {rf['rows_offloaded']} rows at "
+                  f"{rf['leased_rows_per_s']:.0f} rows/s")
         print(f"  verification against all-local: {'PASS' if rf['pass'] else 'FAIL'}")
         print()
 
@@ -91,6 +98,10 @@ def bench(runs, provider, placement):
                 "repeats": rf["repeats"], "pass": rf["pass"]}
         if app == "jacobi":
             line["iterations"] = rf["iterations"]
+        for k in ("phase_post_s", "phase_own_s", "phase_test_s", "phase_wait_s", "phase_leased_s",
+                  "leased_rows_per_s", "own_rows_per_s", "rows_offloaded", "rows"):
+            if k in rf:
+                line[k] = rf[k]
         print(json.dumps(line))
 
 
