@@ -6,7 +6,13 @@
 # MUNGE, and unless RFAAS_MUNGE_SOCKET already names a munged, a munged of the cluster's own
 # runs beside it (scripts/munged.sh).
 #
-#   scripts/local-cluster.sh [--build DIR] [--cores 0,1] [--timeout S] -- mpirun -np 2 app ...
+#   scripts/local-cluster.sh [--build DIR] [--cores 0,1] [--timeout S] [--host ADDR]
+#                            [--daemon-prefix WORDS] -- mpirun -np 2 app ...
+#
+# --host: the address the broker and the daemon listen on (default 127.0.0.1); --daemon-prefix:
+# words run before each of them, e.g. "ip netns exec B env RFAAS_FABRIC_HOST=ADDR" to put them
+# in another network namespace (scripts/verbs-tests.sh). The prefix must exec, not fork: the
+# pids kept are the daemons'.
 #
 # From the source tree it runs a build (--build, default build/); installed (cmake --install),
 # it is PREFIX/share/rfaas/scripts/local-cluster.sh and runs the installed programs.
@@ -22,11 +28,15 @@ installed=""
 [[ -f "$here/installed-layout.sh" ]] && installed=1
 cores=""
 limit=600
+host=127.0.0.1
+prefix=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build=$(cd "$2" && pwd); installed=""; shift 2 ;;
     --cores) cores=$2; shift 2 ;;
     --timeout) limit=$2; shift 2 ;;
+    --host) host=$2; shift 2 ;;
+    --daemon-prefix) read -r -a prefix <<<"$2"; shift 2 ;;
     --) shift; break ;;
     *) echo "local-cluster.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -80,16 +90,16 @@ fi
 head -c 32 /dev/urandom >"$work/secret"
 chmod 600 "$work/secret"
 
-"$broker_bin" --listen 127.0.0.1:0 --secret-file "$work/secret" --journal "$work/journal" \
+"${prefix[@]}" "$broker_bin" --listen "$host:0" --secret-file "$work/secret" --journal "$work/journal" \
   --ready-file "$work/broker.addr" >"$work/broker.log" 2>&1 &
 pids+=($!)
 wait_file "$work/broker.addr" broker "${pids[-1]}"
 broker=$(cat "$work/broker.addr")
 
-args=(--listen 127.0.0.1:0 --node-name "$(hostname)" --secret-file "$work/secret" --broker "$broker"
+args=(--listen "$host:0" --node-name "$(hostname)" --secret-file "$work/secret" --broker "$broker"
       --ready-file "$work/executord.addr")
 [[ -n "$cores" ]] && args+=(--cores "$cores")
-"$executord_bin" "${args[@]}" >"$work/executord.log" 2>&1 &
+"${prefix[@]}" "$executord_bin" "${args[@]}" >"$work/executord.log" 2>&1 &
 pids+=($!)
 wait_file "$work/executord.addr" executord "${pids[-1]}"
 

@@ -5,7 +5,11 @@
 # initramfs made of busybox, iproute2's ip and rdma, the rxe verbs provider, the files given
 # with --file and every library they need. No NIC: the guest is hermetic.
 #
-#   scripts/softroce-guest.sh [--timeout S] [--file PATH]... [--memory M] [--mtu N] -- COMMAND...
+#   scripts/softroce-guest.sh [--timeout S] [--file PATH]... [--memory M] [--mtu N] [--kernel-suite SUITE] -- COMMAND...
+#
+# --kernel-suite boots the linux-image-amd64 of another Debian suite instead (e.g.
+# trixie-backports: rxe learned network namespaces in Linux 6.16; 6.1's rxe sends and receives
+# only in the initial one), fetched with a private apt state in the cache, the host's untouched.
 #
 # COMMAND runs under the guest's /bin/sh (files keep their host paths). Exit status: COMMAND's,
 # or 124 when the guest ran out of time, 125 when it did not boot (twice) or never reported.
@@ -16,12 +20,14 @@ limit=600
 memory=1G
 mtu=1500  # of the netdev under rxe0: 1500 gives a RoCE MTU of 1024, 9000 (jumbo frames) 4096
 files=()
+suite=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --timeout) limit=$2; shift 2 ;;
     --file) files+=("$2"); shift 2 ;;
     --memory) memory=$2; shift 2 ;;
     --mtu) mtu=$2; shift 2 ;;
+    --kernel-suite) suite=$2; shift 2 ;;
     --) shift; break ;;
     *) echo "softroce-guest.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -44,10 +50,20 @@ cache=${RFAAS_GUEST_CACHE:-$HOME/.cache/rfaas-guest}
 mkdir -p "$cache"
 
 # --- the kernel: Debian's, extracted into the cache -------------------------------------------
-kernel_package() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+apt_opts=()
+if [[ -n "$suite" ]]; then  # its own sources and lists under the cache; the host's apt is not touched
+  aptdir="$cache/apt-$suite"
+  mkdir -p "$aptdir/lists/partial" "$aptdir/archives/partial"
+  echo "deb http://deb.debian.org/debian $suite main" >"$aptdir/sources.list"
+  apt_opts=(-o "Dir::Etc::SourceList=$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+            -o "Dir::State::Lists=$aptdir/lists" -o "Dir::Cache=$aptdir" -o Dir::State::Status=/dev/null)
+fi
+kernel_package() {
+  apt-cache "${apt_opts[@]}" depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}' || true
+}
 kpkg=$(kernel_package)
 if [[ -z "$kpkg" ]]; then  # no package lists yet on a fresh machine
-  apt-get update >/dev/null 2>&1 || true
+  apt-get "${apt_opts[@]}" update >/dev/null 2>&1 || true
   kpkg=$(kernel_package)
 fi
 [[ -n "$kpkg" ]] || { echo "softroce-guest.sh: cannot tell which kernel package linux-image-amd64 names" >&2; exit 125; }
@@ -55,15 +71,25 @@ kver=${kpkg#linux-image-}
 kroot="$cache/$kpkg"
 if [[ ! -f "$kroot/.ready" ]]; then
   echo "softroce-guest.sh: fetching $kpkg (once, into $cache)" >&2
-  rm -rf "$kroot" && mkdir -p "$kroot"
-  (cd "$cache" && { apt-get download "$kpkg" >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get download "$kpkg" >/dev/null; }; })
-  dpkg -x "$cache/${kpkg}"_*.deb "$kroot"
-  rm -f "$cache/${kpkg}"_*.deb
-  busybox depmod -b "$kroot" "$kver" 2>/dev/null || true
+  rm -rf "$kroot" && mkdir -p "$kroot/debs"
+  # Newer Debian kernels split the image into linux-binary-* (vmlinuz) and linux-modules-*.
+  pkgs=("$kpkg")
+  for p in "linux-binary-$kver" "linux-modules-$kver"; do
+    apt-cache "${apt_opts[@]}" depends "$kpkg" 2>/dev/null | grep -q "Depends: $p\$" && pkgs+=("$p")
+  done
+  (cd "$kroot/debs" && { apt-get "${apt_opts[@]}" download "${pkgs[@]}" >/dev/null 2>&1 ||
+    { apt-get "${apt_opts[@]}" update >/dev/null && apt-get "${apt_opts[@]}" download "${pkgs[@]}" >/dev/null; }; })
+  for d in "$kroot/debs/"*.deb; do dpkg -x "$d" "$kroot"; done
+  rm -rf "$kroot/debs"
+  for d in "$kroot/lib/modules" "$kroot/usr/lib/modules"; do
+    [[ -d "$d/$kver" ]] && busybox depmod -b "${d%/lib/modules}" "$kver" 2>/dev/null || true
+  done
   touch "$kroot/.ready"
 fi
 kernel="$kroot/boot/vmlinuz-$kver"
 moddir="$kroot/lib/modules/$kver"
+[[ -f "$kernel" ]] || kernel="$kroot/usr/lib/modules/$kver/vmlinuz"
+[[ -d "$moddir" ]] || moddir="$kroot/usr/lib/modules/$kver"
 
 # --- the initramfs -----------------------------------------------------------------------------
 work=$(mktemp -d /tmp/rfaas-guest.XXXXXX)
@@ -102,7 +128,8 @@ for f in "${files[@]}"; do
   if file -L "$f" 2>/dev/null | grep -q ELF || head -c 4 "$f" | grep -q ELF; then copy_with_libs "$f"; else copy_file "$f"; fi
 done
 
-modules="crc32_generic configfs ib_core ib_uverbs ib_umad udp_tunnel ip6_udp_tunnel rdma_rxe ib_cm iw_cm rdma_cm rdma_ucm dummy"
+# veth: for namespaces joined by a veth pair (verbs-tests.sh); ib_uverbs_support: newer kernels.
+modules="crc32_generic configfs ib_core ib_uverbs_support ib_uverbs ib_umad udp_tunnel ip6_udp_tunnel rdma_rxe ib_cm iw_cm rdma_cm rdma_ucm dummy veth"
 for m in $modules; do
   path=$(find "$moddir" -name "$m.ko*" | head -n 1)
   [[ -n "$path" ]] || continue  # built in

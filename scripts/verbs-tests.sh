@@ -5,6 +5,10 @@
 # core 1 leased through a real broker (scripts/local-cluster.sh), verified against all-local.
 # Natively when this machine has an active RDMA device with an IPv4 address (or
 # RFAAS_VERBS_HOST names one), else inside the Soft-RoCE guest (scripts/softroce-guest.sh).
+# In the guest, a second boot (a kernel whose rxe knows network namespaces) runs test_fabric,
+# test_executor and the apps between two namespaces, each with its own rxe device on a veth
+# pair: the suite in one, its peers, daemons and broker in the other (scripts/verbs-netns.sh).
+# RFAAS_VERBS_NETNS=0 skips that boot, =only runs nothing else.
 # Prints one line per suite and exits non-zero when any failed.
 #   scripts/verbs-tests.sh BUILD_DIR
 set -euo pipefail
@@ -21,13 +25,15 @@ for f in "${suites[@]}" "${support[@]}"; do [[ -e "$f" ]] || { echo "verbs-tests
 # components it loads at run time (ldd does not see those) for the guest.
 mpirun=$(command -v orterun || command -v mpirun || true)
 apps=()
+netns_apps=()  # the same runs, without the cluster: verbs-netns.sh puts it in the other namespace
 app_files=()
 if [[ -x "$build/apps/jacobi" && -n "$mpirun" ]]; then
   alone="$mpirun --allow-run-as-root --bind-to core --cpu-set 0 -x OPENBLAS_NUM_THREADS=1 -np 1"
   cluster="bash $root/scripts/local-cluster.sh --build $build --cores 1 --timeout 600 --"
-  apps+=("jacobi|$cluster $alone $build/apps/jacobi --n 64 --iterations 20 --share 0.5 --repeats 1")
+  netns_apps+=("jacobi|$alone $build/apps/jacobi --n 64 --iterations 20 --share 0.5 --repeats 1")
   [[ -x "$build/apps/gemm" ]] &&
-    apps+=("gemm|$cluster $alone $build/apps/gemm --n 64 --tile 8 --share 0.5 --repeats 1")
+    netns_apps+=("gemm|$alone $build/apps/gemm --n 64 --tile 8 --share 0.5 --repeats 1")
+  for a in "${netns_apps[@]}"; do apps+=("${a%%|*}|$cluster ${a#*|}"); done
   app_files=("$build/lease-broker/rfaas-broker" "$build/lease-broker/rfaas-ctl" "$build/functions/"*.so
              "$build/apps/jacobi" "$root/scripts/local-cluster.sh" "$(readlink -f "$mpirun")" /bin/bash /usr/bin/timeout
              "$root/scripts/munged.sh" /usr/sbin/munged /usr/bin/munge /usr/bin/unmunge)
@@ -68,22 +74,36 @@ body+='exit $failed'
 
 host=$(native_host)
 if [[ -n "$host" ]]; then
-  echo "verbs-tests.sh: running natively over the RDMA device holding $host"
+  echo "verbs-tests.sh: running natively over the RDMA device holding $host (the namespace suites run only in the guest)"
   log=$(mktemp)
   RFAAS_FABRIC=verbs RFAAS_FABRIC_HOST=$host bash -c "$body" 2>&1 | tee "$log" && rc=0 || rc=${PIPESTATUS[0]}
 else
-  echo "verbs-tests.sh: no RDMA device here; running in the Soft-RoCE guest"
   log=$(mktemp)
+  rc=0
   args=()
   for f in "${suites[@]}" "${support[@]}" "${app_files[@]}"; do args+=(--file "$f"); done
-  rc=0
   # Open MPI in the guest: one rank needs only the self BTL; no ssh for a local launch; a
   # hostname that resolves; coreutils' timeout (local-cluster.sh) before busybox's.
   guest_env='export PATH=/usr/bin:$PATH HOME=/tmp OMPI_MCA_btl=self OMPI_MCA_pml=ob1 OMPI_MCA_plm_rsh_agent=/bin/false
 hostname guest; echo "127.0.0.1 localhost guest" >/etc/hosts'
-  "$root/scripts/softroce-guest.sh" --timeout 1800 --memory 2G "${args[@]}" -- \
-    "export RFAAS_FABRIC=verbs RFAAS_FABRIC_HOST=10.0.2.15; $guest_env
-$body" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+  if [[ "${RFAAS_VERBS_NETNS:-1}" != only ]]; then
+    echo "verbs-tests.sh: no RDMA device here; running in the Soft-RoCE guest"
+    "$root/scripts/softroce-guest.sh" --timeout 1800 --memory 2G "${args[@]}" -- \
+      "export RFAAS_FABRIC=verbs RFAAS_FABRIC_HOST=10.0.2.15; $guest_env
+$body" 2>&1 | tee -a "$log" || rc=${PIPESTATUS[0]}
+  fi
+  if [[ "${RFAAS_VERBS_NETNS:-1}" != 0 ]]; then
+    # test_fabric_setup spawns no peer (its connectors are in-process): not run here.
+    echo "verbs-tests.sh: between two network namespaces, in a guest with trixie-backports' kernel"
+    netns_args=("$root" "$build" "$build/tests/fabric/test_fabric" "$build/tests/executor/test_executor")
+    [[ ${#netns_apps[@]} -gt 0 ]] && netns_args+=(--apps "${netns_apps[@]}")
+    quoted=$(printf "'%s' " "${netns_args[@]}")
+    nrc=0
+    "$root/scripts/softroce-guest.sh" --kernel-suite trixie-backports --timeout 1200 --memory 2G "${args[@]}" \
+      --file "$root/scripts/verbs-netns.sh" -- "export RFAAS_FABRIC=verbs; $guest_env
+sh $root/scripts/verbs-netns.sh $quoted" 2>&1 | tee -a "$log" || nrc=${PIPESTATUS[0]}
+    [[ $rc -eq 0 ]] && rc=$nrc
+  fi
 fi
 echo "--- verbs suites:"
 grep -a -o 'VERBS-SUITE .*' "$log" | sed 's/^VERBS-SUITE /  /' || true

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -33,8 +34,10 @@ class ChildProcess {
       if (!extra_env.count(key)) env_strings.push_back(kv);
     }
     for (auto& [k, v] : extra_env) env_strings.push_back(k + "=" + v);
+    std::vector<std::string> words = peer_prefix();
+    words.insert(words.end(), argv.begin(), argv.end());
     std::vector<char*> args, envp;
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (auto& a : words) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     for (auto& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
@@ -61,6 +64,19 @@ class ChildProcess {
       int st;
       ::waitpid(pid_, &st, 0);
     }
+  }
+
+  // RFAAS_TEST_PEER_PREFIX: words (the first an absolute path) put before every child's argv,
+  // e.g. "/usr/bin/ip netns exec B /usr/bin/env RFAAS_FABRIC_HOST=10.0.3.2": scripts/verbs-tests.sh
+  // runs the peers in another network namespace so. The prefix must exec the command (no fork):
+  // the pid stays the child's, for kill and wait.
+  static std::vector<std::string> peer_prefix() {
+    std::vector<std::string> words;
+    if (const char* p = std::getenv("RFAAS_TEST_PEER_PREFIX")) {
+      std::istringstream in(p);
+      for (std::string w; in >> w;) words.push_back(w);
+    }
+    return words;
   }
 
   pid_t pid() const { return pid_; }

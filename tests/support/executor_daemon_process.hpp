@@ -68,7 +68,11 @@ class ExecutorDaemonProcess {
                                  std::string node_name = kNodeName, std::string log_file = {}) {
     secret_ = secret_file.empty() ? write_secret(dir_.path() / "secret") : secret_file;
     auto ready = (dir_.path() / "ready").string();
-    std::vector<std::string> argv{RFAAS_EXECUTORD, "--listen", "127.0.0.1:0", "--node-name", node_name,
+    // RFAAS_TEST_DAEMON_HOST: its control port elsewhere than loopback, for a daemon that
+    // RFAAS_TEST_PEER_PREFIX puts in another network namespace.
+    const char* host = std::getenv("RFAAS_TEST_DAEMON_HOST");
+    std::string listen = std::string(host && *host ? host : "127.0.0.1") + ":0";
+    std::vector<std::string> argv{RFAAS_EXECUTORD, "--listen", listen, "--node-name", node_name,
                                   "--secret-file", secret_, "--ready-file", ready};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     process_ = std::make_unique<ChildProcess>(argv, std::map<std::string, std::string>{}, log_file);
