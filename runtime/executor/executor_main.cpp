@@ -147,9 +147,6 @@ int main(int argc, char** argv) {
     fail("executor_failed", "workers, slots or capacities out of range");
   // The lease's user from here on, before any of its code is loaded.
   try {
-    // The kernel refuses RDMA descriptors (rdma_cm, uverbs) opened before a credential change:
-    // on any transport but shm and tcp the fabric is opened again as the user, and such a lease's
-    // cold start pays for it. shm and tcp keep the standby's head start.
     // The transport the daemon chose for this lease's client (shm on its host, tcp from another).
     if (domain->backend() == fabric::Backend::ofi && !lease.ofi_provider.empty() &&
         !fabric::same_ofi_provider(lease.ofi_provider, fabric_config.ofi_provider)) {
@@ -160,13 +157,15 @@ int main(int argc, char** argv) {
       listener = domain->listen(listen_host, 0);
     }
     // A /tmp (and /dev/shm) of the lease's own, while still root (executor/lease_mounts.hpp).
-    const auto dirs = executor::make_private_dirs(lease.memory_limit_bytes, !domain->meets_peers_in_dev_shm(), namespace_error);
+    const auto dirs = executor::make_private_dirs(lease.memory_limit_bytes,
+                                                  !domain->capabilities().meets_peers_in_dev_shm, namespace_error);
     if (!dirs.shared.empty())
       std::fprintf(stderr, "rfaas-executor: lease %llu shares with the node: %s\n",
                    static_cast<unsigned long long>(lease.lease_id), dirs.shared.c_str());
-    const std::string provider = domain->provider();
-    const bool reopen = executor::changes_user(lease.uid, lease.gid) &&
-                        !(domain->backend() == fabric::Backend::ofi && (provider == "shm" || provider.rfind("tcp", 0) == 0));
+    // A fabric that does not survive the credential change (RDMA descriptors) is opened again as
+    // the user, and such a lease's cold start pays for it; shm and tcp keep the standby's head start.
+    const bool reopen =
+        executor::changes_user(lease.uid, lease.gid) && !domain->capabilities().survives_credential_change;
     if (reopen) {
       listener.reset();
       domain.reset();
@@ -232,8 +231,8 @@ int main(int argc, char** argv) {
     };
     try {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(accept_deadline - std::chrono::steady_clock::now());
-      listener->accept(pool[i]->endpoint(), fabric::make_connection_data(pool[i]->input_region()), theirs,
-                       std::max(left, std::chrono::milliseconds(1)), admit);
+      pool[i]->attach(listener->accept(pool[i]->endpoint_config(), fabric::make_connection_data(pool[i]->input_region()),
+                                       theirs, std::max(left, std::chrono::milliseconds(1)), admit));
       auto hello = fabric::read_connection_data<protocol::WorkerHello>(theirs);
       pool[i]->set_ack_target({hello.ack_address, hello.ack_key, 0});
     } catch (const fabric::Error& e) {

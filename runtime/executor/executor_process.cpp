@@ -13,12 +13,12 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "net/fd_passing.hpp"
+#include "rfaas/fabric/fabric.hpp"
 
 extern char** environ;
 
@@ -151,7 +151,7 @@ void ExecutorOutput::run() {
 
 bool executor_may_see(const char* entry) {
   static const char* const kExact[] = {"PATH=", "HOME=", "LANG=", "LC_ALL=", "TZ=", "TMPDIR=", "LD_LIBRARY_PATH=",
-                                       "RFAAS_FABRIC=", "RFAAS_FABRIC_HOST=", "RFAAS_OFI_PROVIDER="};
+                                       "RFAAS_FABRIC=", "RFAAS_FABRIC_FAULTS=", "RFAAS_FABRIC_HOST=", "RFAAS_OFI_PROVIDER="};
   // Sanitizer settings too: a sanitized build's executors behave as the daemon that started them.
   // Providers' own variables count: Slingshot's (cxi) credentials, PSM2/PSM3, UCX.
   static const char* const kPrefixes[] = {"FI_",   "RFAAS_VERBS_", "RDMAV_", "IBV_",  "MLX5_",
@@ -269,16 +269,6 @@ void ExecutorProcess::request_usage(uint64_t seq) {
   }
 }
 
-// The libfabric shm regions an executor made (fabric/ofi names them rfaas-<pid>-...): an
-// executor that was killed could not remove them, and each holds up to 16 MiB of /dev/shm.
-static void remove_shm_regions(pid_t pid) {
-  std::error_code ec;
-  std::string prefix = "rfaas-" + std::to_string(pid) + "-";
-  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
-    if (entry.path().filename().string().rfind(prefix, 0) == 0) std::filesystem::remove(entry.path(), ec);
-  }
-}
-
 std::optional<int> ExecutorProcess::exited() {
   if (status_) return status_;
   siginfo_t info{};
@@ -288,7 +278,7 @@ std::optional<int> ExecutorProcess::exited() {
     int st;
     ::waitpid(pid_, &st, 0);
     status_ = st;
-    remove_shm_regions(pid_);
+    fabric::clean_up_after(pid_);  // what a killed executor could not remove
   }
   return status_;
 }
@@ -303,7 +293,7 @@ int ExecutorProcess::terminate(std::chrono::milliseconds grace) {
     int st;
     ::waitpid(pid_, &st, 0);
     status_ = st;
-    remove_shm_regions(pid_);
+    fabric::clean_up_after(pid_);  // what a killed executor could not remove
   }
   return *status_;
 }

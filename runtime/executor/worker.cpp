@@ -41,10 +41,8 @@ Worker::Worker(fabric::Domain& domain, const WorkerConfig& config, const std::ve
     o.mr = domain.register_memory(o.memory.data(), o.memory.mapped(), fabric::Access::local);
     output_guard::add(o.memory.guard(), o.memory.guard_size(), config.index, s, config.output_capacity, &running_);
   }
-  fabric::EndpointConfig ecfg;
-  ecfg.max_outstanding_writes = 2 * config.slots + 8;
-  ecfg.wait_mode = config.hot_timeout_us < 0 ? fabric::WaitMode::none : fabric::WaitMode::sleep;
-  endpoint_ = domain.create_endpoint(ecfg);
+  endpoint_config_.max_outstanding_writes = 2 * config.slots + 8;
+  endpoint_config_.wait_mode = config.hot_timeout_us < 0 ? fabric::WaitMode::none : fabric::WaitMode::sleep;
   pending_.reserve(config.slots * 2);
   framed_.assign(config.slots, 0);
 }

@@ -38,7 +38,9 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
   ~Worker();
 
-  fabric::Endpoint& endpoint() { return *endpoint_; }
+  // The endpoint the client's connection is accepted into, then handed over (before start()).
+  const fabric::EndpointConfig& endpoint_config() const { return endpoint_config_; }
+  void attach(std::unique_ptr<fabric::Endpoint> endpoint) { endpoint_ = std::move(endpoint); }
   fabric::RemoteRegion input_region() const { return input_mr_->remote(); }
   // Where put acknowledgements go (from the client's hello); before start().
   void set_ack_target(const fabric::RemoteRegion& target) { ack_ = target; }
@@ -87,6 +89,7 @@ class Worker {
   std::vector<OutputSlot> outputs_;
   std::unique_ptr<fabric::MemoryRegion> input_mr_;
   output_guard::Running running_{-1};
+  fabric::EndpointConfig endpoint_config_;
   std::unique_ptr<fabric::Endpoint> endpoint_;
   std::vector<uint8_t> framed_;  // per slot: a framed request has named its output target
 

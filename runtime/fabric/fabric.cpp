@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "fabric/faults/faults_backend.hpp"
+#include "fabric/loopback/loopback_backend.hpp"
 #ifdef RFAAS_HAVE_OFI
 #include "fabric/ofi/ofi_backend.hpp"
 #endif
@@ -30,7 +32,14 @@ const char* to_string(Errc e) noexcept {
   return "unknown";
 }
 
-const char* to_string(Backend b) noexcept { return b == Backend::ofi ? "ofi" : "verbs"; }
+const char* to_string(Backend b) noexcept {
+  switch (b) {
+    case Backend::ofi: return "ofi";
+    case Backend::verbs: return "verbs";
+    case Backend::loopback: return "loopback";
+  }
+  return "unknown";
+}
 
 Config Config::from_env() {
   Config c;
@@ -39,9 +48,18 @@ Config Config::from_env() {
 #endif
   if (const char* b = std::getenv("RFAAS_FABRIC"); b && *b) {
     std::string name = b;
+    if (name.rfind("faults:", 0) == 0) {  // the decorator over the backend after the colon
+      name = name.substr(7);
+      const char* rules = std::getenv("RFAAS_FABRIC_FAULTS");
+      if (!rules || !*rules)
+        throw Error(Errc::invalid_argument, "RFAAS_FABRIC=faults:" + name + " needs its rules in RFAAS_FABRIC_FAULTS");
+      c.faults = rules;
+    }
     if (name == "ofi") c.backend = Backend::ofi;
     else if (name == "verbs") c.backend = Backend::verbs;
-    else throw Error(Errc::no_backend, "RFAAS_FABRIC='" + name + "' is not a backend (ofi, verbs)");
+    else if (name == "loopback") c.backend = Backend::loopback;
+    else throw Error(Errc::no_backend, "RFAAS_FABRIC='" + std::string(b) +
+                                           "' is not a backend (ofi, verbs, loopback, or faults:<one of them>)");
   }
   if (const char* p = std::getenv("RFAAS_OFI_PROVIDER"); p && *p) c.ofi_provider = p;
   if (const char* h = std::getenv("RFAAS_FABRIC_HOST"); h && *h) {
@@ -74,7 +92,7 @@ std::string host_identity() {
   return boot + "/" + u.nodename;
 }
 
-std::unique_ptr<Domain> open_domain(const Config& config) {
+static std::unique_ptr<Domain> open_backend(const Config& config) {
   switch (config.backend) {
     case Backend::ofi:
 #ifdef RFAAS_HAVE_OFI
@@ -88,8 +106,23 @@ std::unique_ptr<Domain> open_domain(const Config& config) {
 #else
       throw Error(Errc::no_backend, "this rfaas was built without the verbs backend (RFAAS_WITH_VERBS=OFF)");
 #endif
+    case Backend::loopback: return loopback::open_domain(config);
   }
   throw Error(Errc::no_backend, "unknown backend");
+}
+
+std::unique_ptr<Domain> open_domain(const Config& config) {
+  auto domain = open_backend(config);
+  if (config.faults.empty()) return domain;
+  return faults::wrap(std::move(domain), config.faults);
+}
+
+void clean_up_after(int pid) noexcept {
+#ifdef RFAAS_HAVE_OFI
+  ofi::clean_up_after(pid);
+#else
+  (void)pid;
+#endif
 }
 
 }  // namespace rfaas::fabric

@@ -57,7 +57,6 @@ class RfaasFabric {
     fabric::EndpointConfig ecfg;
     ecfg.max_outstanding_writes = 64;
     ecfg.wait_mode = fabric::WaitMode::sleep;  // the runtime's default; costs nothing while polling
-    ep_ = domain_->create_endpoint(ecfg);
     fabric::ConnectionData theirs;
     if (initiator) {
       // The initiator listens, as an executor would; the responder connects.
@@ -66,12 +65,13 @@ class RfaasFabric {
       uint64_t len = address.size();
       sock_send(sock, &len, 8);
       sock_send(sock, address.data(), len);
-      listener->accept(*ep_, fabric::make_connection_data(mr_->remote()), theirs, std::chrono::seconds(10));
+      ep_ = listener->accept(ecfg, fabric::make_connection_data(mr_->remote()), theirs, std::chrono::seconds(10));
     } else {
       uint64_t len;
       sock_recv(sock, &len, 8);
       std::string address(len, '\0');
       sock_recv(sock, address.data(), len);
+      ep_ = domain_->create_endpoint(ecfg);
       ep_->connect(address, fabric::make_connection_data(mr_->remote()), theirs, std::chrono::seconds(10));
     }
     remote_ = fabric::read_connection_data<fabric::RemoteRegion>(theirs);

@@ -334,7 +334,6 @@ class RecordingExecutor {
         framed_(slots, false) {
     input_mr_ = domain_->register_memory(input_.data(), input_.size(), fabric::Access::remote_write);
     output_mr_ = domain_->register_memory(output_.data(), output_.size(), fabric::Access::local);
-    ep_ = domain_->create_endpoint({});
     thread_ = std::thread([this] { serve(); });
   }
   ~RecordingExecutor() { stop(); }
@@ -373,7 +372,7 @@ class RecordingExecutor {
       std::string reply = protocol::make_message("allocated", a);
       session_.send_frame(reply.data(), reply.size(), net::deadline_in(20s));
       fabric::ConnectionData theirs;
-      listener_->accept(*ep_, fabric::make_connection_data(input_mr_->remote()), theirs, 20s);
+      ep_ = listener_->accept(fabric::EndpointConfig{}, fabric::make_connection_data(input_mr_->remote()), theirs, 20s);
       while (!stop_) {
         fabric::Completion c[8];
         int n = ep_->poll(c, 8);

@@ -37,13 +37,12 @@ struct Session {
   fabric::RemoteRegion peer_region;
 
   explicit Session(std::vector<std::string> peer_args, fabric::EndpointConfig cfg = {}) {
-    ep = domain->create_endpoint(cfg);
     std::vector<std::string> argv{RFAAS_FABRIC_PEER};
     argv.insert(argv.end(), peer_args.begin(), peer_args.end());
     argv.push_back(listener->address());
     peer = std::make_unique<ChildProcess>(argv);
     fabric::ConnectionData theirs;
-    listener->accept(*ep, fabric::make_connection_data(recv_mr->remote()), theirs, 10s);
+    ep = listener->accept(cfg, fabric::make_connection_data(recv_mr->remote()), theirs, 10s);
     peer_region = fabric::read_connection_data<fabric::RemoteRegion>(theirs);
   }
 

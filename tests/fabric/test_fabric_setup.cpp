@@ -199,13 +199,13 @@ TEST_CASE("registration refuses an empty region", "[fabric][config]") {
 // Both versions end with a real endpoint of this process connecting to the same listener.
 void real_endpoint_connects(fabric::Domain& domain, fabric::Listener& listener) {
   fabric::ConnectionData mine = fabric::make_connection_data(uint64_t{7}), theirs;
-  auto server_ep = domain.create_endpoint();
+  std::unique_ptr<fabric::Endpoint> server_ep;
   auto client_ep = domain.create_endpoint();
   fabric::ConnectionData client_theirs;
   TestThread client([&] {
     client_ep->connect(listener.address(), fabric::make_connection_data(uint64_t{9}), client_theirs, 5s);
   });
-  listener.accept(*server_ep, mine, theirs, 5s);
+  server_ep = listener.accept(fabric::EndpointConfig{}, mine, theirs, 5s);
   client.join();
   CHECK(fabric::read_connection_data<uint64_t>(theirs) == 9);
   CHECK(fabric::read_connection_data<uint64_t>(client_theirs) == 7);
@@ -219,7 +219,7 @@ TEST_CASE("a listener turns away connectors it does not admit and accepts the ne
   auto domain = fabric::open_domain(fabric::Config::from_env());
   auto listener = domain->listen(fabric::Config::from_env().local_host, 0);
   fabric::ConnectionData mine = fabric::make_connection_data(uint64_t{7}), theirs;
-  auto server_ep = domain->create_endpoint();
+  std::unique_ptr<fabric::Endpoint> server_ep;
   std::atomic<int> refused{0};
   std::vector<uint64_t> seen;
   fabric::ConnectionData good_theirs;
@@ -238,7 +238,7 @@ TEST_CASE("a listener turns away connectors it does not admit and accepts the ne
     ep->connect(listener->address(), fabric::make_connection_data(uint64_t{42}), good_theirs, 5s);
     good_connected = ep->connected();
   });
-  listener->accept(*server_ep, mine, theirs, 10s, [&](const fabric::ConnectionData& cd) {
+  server_ep = listener->accept(fabric::EndpointConfig{}, mine, theirs, 10s, [&](const fabric::ConnectionData& cd) {
     seen.push_back(fabric::read_connection_data<uint64_t>(cd));
     return seen.back() == 42;
   });
@@ -269,9 +269,9 @@ TEST_CASE("a listener survives garbage and a silent connector, then accepts a re
     s.send_frame(junk.data(), junk.size(), net::deadline_in(5s));
     std::this_thread::sleep_for(200ms);
   });
-  auto ep1 = domain->create_endpoint();
+  std::unique_ptr<fabric::Endpoint> ep1;
   try {
-    listener->accept(*ep1, mine, theirs, 5s);
+    ep1 = listener->accept(fabric::EndpointConfig{}, mine, theirs, 5s);
     FAIL("accepted garbage");
   } catch (const fabric::Error& e) {
     CHECK(e.code() == fabric::Errc::protocol);
@@ -283,10 +283,10 @@ TEST_CASE("a listener survives garbage and a silent connector, then accepts a re
     auto s = net::TcpStream::connect(hp, net::deadline_in(5s));
     std::this_thread::sleep_for(500ms);
   });
-  auto ep2 = domain->create_endpoint();
+  std::unique_ptr<fabric::Endpoint> ep2;
   auto t0 = std::chrono::steady_clock::now();
   try {
-    listener->accept(*ep2, mine, theirs, 200ms);
+    ep2 = listener->accept(fabric::EndpointConfig{}, mine, theirs, 200ms);
     FAIL("accepted a silent connector");
   } catch (const fabric::Error& e) {
     CHECK(e.code() == fabric::Errc::timeout);
@@ -317,7 +317,7 @@ TEST_CASE("silent connectors ahead of an admissible one do not delay it (ofi TCP
   strangers[5].send_all(huge, sizeof huge, net::deadline_in(1s));
 
   fabric::ConnectionData mine = fabric::make_connection_data(uint64_t{7}), theirs, good_theirs;
-  auto server_ep = domain->create_endpoint();
+  std::unique_ptr<fabric::Endpoint> server_ep;
   std::chrono::steady_clock::duration took{};
   TestThread client([&] {
     std::this_thread::sleep_for(50ms);  // after the strangers, in the listener's queue
@@ -326,7 +326,7 @@ TEST_CASE("silent connectors ahead of an admissible one do not delay it (ofi TCP
     ep->connect(listener->address(), fabric::make_connection_data(uint64_t{42}), good_theirs, 10s);
     took = std::chrono::steady_clock::now() - t0;
   });
-  listener->accept(*server_ep, mine, theirs, 10s,
+  server_ep = listener->accept(fabric::EndpointConfig{}, mine, theirs, 10s,
                    [](const fabric::ConnectionData& cd) { return fabric::read_connection_data<uint64_t>(cd) == 42; });
   client.join();
   CHECK(fabric::read_connection_data<uint64_t>(theirs) == 42);
@@ -357,9 +357,9 @@ TEST_CASE("a listener survives garbage and a silent connector, then accepts a re
   for (const auto& junk : {std::vector<uint8_t>(40, 200), too_long}) {
     RawCmConnector garbage(host, port);
     garbage.request(junk);
-    auto ep = domain->create_endpoint();
+    std::unique_ptr<fabric::Endpoint> ep;
     try {
-      listener->accept(*ep, mine, theirs, 5s);
+      ep = listener->accept(fabric::EndpointConfig{}, mine, theirs, 5s);
       FAIL("accepted garbage");
     } catch (const fabric::Error& e) {
       CHECK(e.code() == fabric::Errc::protocol);
@@ -372,10 +372,10 @@ TEST_CASE("a listener survives garbage and a silent connector, then accepts a re
   {
     RawCmConnector silent(host, port);
     silent.request({0});
-    auto ep = domain->create_endpoint();
+    std::unique_ptr<fabric::Endpoint> ep;
     auto t0 = std::chrono::steady_clock::now();
     try {
-      listener->accept(*ep, mine, theirs, 300ms);
+      ep = listener->accept(fabric::EndpointConfig{}, mine, theirs, 300ms);
       FAIL("accepted a silent connector");
     } catch (const fabric::Error& e) {
       CHECK(e.code() == fabric::Errc::timeout);
@@ -417,10 +417,11 @@ TEST_CASE("verbs picks the device by name or address and the RoCE v2 GID of the 
 
   auto connect_pair = [&](fabric::Domain& d) {
     auto listener = d.listen(config.local_host, 0);
-    auto server = d.create_endpoint(), client = d.create_endpoint();
+    std::unique_ptr<fabric::Endpoint> server;
+    auto client = d.create_endpoint();
     fabric::ConnectionData theirs, client_theirs;
     TestThread t([&] { client->connect(listener->address(), {}, client_theirs, 5s); });
-    listener->accept(*server, {}, theirs, 5s);
+    server = listener->accept(fabric::EndpointConfig{}, {}, theirs, 5s);
     t.join();
     return std::make_pair(fabric::verbs::path_info(*server), fabric::verbs::path_info(*client));
   };
@@ -479,7 +480,7 @@ TEST_CASE("a foreign endpoint without the key cannot write into an RDM endpoint'
   auto listener = domain->listen(config.local_host, 0);
   std::vector<uint8_t> memory(4096, 0);
   auto mr = domain->register_memory(memory.data(), memory.size(), fabric::Access::remote_write);
-  auto victim = domain->create_endpoint();
+  std::unique_ptr<fabric::Endpoint> victim;
   auto client = domain->create_endpoint();
 
   // The client connects through a relay that keeps what the listener says: its hello carries
@@ -501,7 +502,7 @@ TEST_CASE("a foreign endpoint without the key cannot write into an RDM endpoint'
   });
   fabric::ConnectionData theirs;
   const auto offered = fabric::make_connection_data(mr->remote());
-  listener->accept(*victim, offered, theirs, 10s, [](const fabric::ConnectionData&) { return true; });
+  victim = listener->accept(fabric::EndpointConfig{}, offered, theirs, 10s, [](const fabric::ConnectionData&) { return true; });
   relaying.join();
   connecting.join();
   const std::string prov = domain->provider();

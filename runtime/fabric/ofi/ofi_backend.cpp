@@ -15,7 +15,9 @@
 #include <cerrno>
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "net/tcp_socket.hpp"
@@ -195,7 +197,13 @@ class OfiDomain final : public Domain {
 
   Backend backend() const noexcept override { return Backend::ofi; }
   std::string provider() const override { return info_->fabric_attr->prov_name; }
-  bool meets_peers_in_dev_shm() const noexcept override { return std::strcmp(info_->fabric_attr->prov_name, "shm") == 0; }
+  Capabilities capabilities() const noexcept override {
+    // shm and tcp keep working across a credential change; providers over RDMA devices hold
+    // descriptors the kernel refuses after one.
+    const char* prov = info_->fabric_attr->prov_name;
+    const bool shm = std::strcmp(prov, "shm") == 0;
+    return {.survives_credential_change = shm || std::strncmp(prov, "tcp", 3) == 0, .meets_peers_in_dev_shm = shm};
+  }
   std::unique_ptr<MemoryRegion> register_memory(void* data, size_t size, Access access) override;
   std::unique_ptr<Endpoint> create_endpoint(const EndpointConfig& config) override {
     return std::make_unique<OfiEndpoint>(*this, config);
@@ -217,8 +225,8 @@ class OfiListener final : public Listener {
  public:
   OfiListener(OfiDomain& domain, net::TcpListener tcp) : domain_(domain), tcp_(std::move(tcp)) {}
   std::string address() const override { return net::HostPort{tcp_.host(), tcp_.port()}.str(); }
-  void accept(Endpoint& ep, const ConnectionData& mine, ConnectionData& theirs,
-              std::chrono::milliseconds timeout, const Admit& admit = {}) override;
+  std::unique_ptr<Endpoint> accept(const EndpointConfig& config, const ConnectionData& mine, ConnectionData& theirs,
+                                   std::chrono::milliseconds timeout, const Admit& admit = {}) override;
 
  private:
   OfiDomain& domain_;
@@ -478,11 +486,11 @@ void OfiEndpoint::connect(const std::string& address, const ConnectionData& mine
   handshake(std::move(stream), mine, theirs, deadline);
 }
 
-void OfiListener::accept(Endpoint& ep, const ConnectionData& mine, ConnectionData& theirs,
-                         std::chrono::milliseconds timeout, const Admit& admit) {
-  auto* ofi_ep = dynamic_cast<OfiEndpoint*>(&ep);
-  if (!ofi_ep || &ofi_ep->domain() != &domain_)
-    throw Error(Errc::invalid_argument, "accept: the endpoint belongs to another domain");
+std::unique_ptr<Endpoint> OfiListener::accept(const EndpointConfig& config, const ConnectionData& mine,
+                                              ConnectionData& theirs, std::chrono::milliseconds timeout,
+                                              const Admit& admit) {
+  auto ep = std::make_unique<OfiEndpoint>(domain_, config);
+  OfiEndpoint* ofi_ep = ep.get();
   auto deadline = net::deadline_in(timeout);
   if (!admit) {
     net::TcpStream stream;
@@ -492,7 +500,7 @@ void OfiListener::accept(Endpoint& ep, const ConnectionData& mine, ConnectionDat
       throw Error(e.code() == net::NetErrc::timeout ? Errc::timeout : Errc::io, std::string("accept: ") + e.what());
     }
     ofi_ep->handshake(std::move(stream), mine, theirs, deadline);
-    return;
+    return ep;
   }
   // Connectors are judged side by side, each given kAdmitHelloTimeout from its arrival to
   // present its hello: silent ones cost only themselves, never the connector behind them. At
@@ -538,14 +546,14 @@ void OfiListener::accept(Endpoint& ep, const ConnectionData& mine, ConnectionDat
       }
       if (!c.stream) break;
       Verdict v = judge(c);
-      if (v == Verdict::admitted) return;
+      if (v == Verdict::admitted) return ep;
       if (v == Verdict::turned_away) continue;
       if (waiting.size() >= kMaxWaitingConnectors) waiting.erase(waiting.begin());
       waiting.push_back(std::move(c));
     }
     for (size_t i = 0; i < waiting.size();) {
       Verdict v = judge(waiting[i]);
-      if (v == Verdict::admitted) return;
+      if (v == Verdict::admitted) return ep;
       if (v == Verdict::turned_away) waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(i));
       else ++i;
     }
@@ -786,5 +794,14 @@ std::string available_providers() {
 }
 
 std::unique_ptr<Domain> open_domain(const Config& config) { return std::make_unique<OfiDomain>(config); }
+
+void clean_up_after(int pid) noexcept {
+  // The shm regions a process's endpoints made are named after it (unique_shm_name above); one that was
+  // killed could not remove them, and each holds up to 16 MiB of /dev/shm.
+  std::error_code ec;
+  const std::string prefix = "rfaas-" + std::to_string(pid) + "-";
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec))
+    if (entry.path().filename().string().rfind(prefix, 0) == 0) std::filesystem::remove(entry.path(), ec);
+}
 
 }  // namespace rfaas::fabric::ofi

@@ -13,6 +13,9 @@ namespace rfaas::fabric::ofi {
 
 std::unique_ptr<Domain> open_domain(const Config& config);
 
+// Removes the shm regions a dead process of this host left in /dev/shm (fabric::clean_up_after).
+void clean_up_after(int pid) noexcept;
+
 // Names libfabric providers that can do what rfaas needs here (for error messages and tools).
 std::string available_providers();
 

@@ -126,10 +126,10 @@ class VerbsMemoryRegion final : public MemoryRegion {
     size_ = size;
     desc_ = mr_;
     key_ = mr_->rkey;
+    local_key_ = mr_->lkey;
     remote_base_ = reinterpret_cast<uint64_t>(data);
   }
   ~VerbsMemoryRegion() override { ibv_dereg_mr(mr_); }
-  uint32_t lkey() const { return mr_->lkey; }
 
  private:
   ibv_mr* mr_ = nullptr;
@@ -251,6 +251,9 @@ class VerbsDomain final : public Domain {
 
   Backend backend() const noexcept override { return Backend::verbs; }
   std::string provider() const override { return "verbs;" + device_; }
+  Capabilities capabilities() const noexcept override {
+    return {.survives_credential_change = false, .meets_peers_in_dev_shm = false};
+  }
   std::unique_ptr<MemoryRegion> register_memory(void* data, size_t size, Access access) override {
     return std::make_unique<VerbsMemoryRegion>(pd_, data, size, access);
   }
@@ -307,9 +310,10 @@ class VerbsListener final : public Listener {
   }
   std::string address() const override { return host_ + ":" + std::to_string(port_); }
 
-  void accept(Endpoint& ep, const ConnectionData& mine, ConnectionData& theirs,
-              std::chrono::milliseconds timeout, const Admit& admit = {}) override {
+  std::unique_ptr<Endpoint> accept(const EndpointConfig& config, const ConnectionData& mine, ConnectionData& theirs,
+                                   std::chrono::milliseconds timeout, const Admit& admit = {}) override {
     auto deadline = Clock::now() + timeout;
+    auto ep = std::make_unique<VerbsEndpoint>(domain_, config);
     for (;;) {
       rdma_cm_event* ev = next_event(channel_, deadline, "a connection request");
       if (ev->event != RDMA_CM_EVENT_CONNECT_REQUEST) {
@@ -331,12 +335,12 @@ class VerbsListener final : public Listener {
         continue;
       }
       try {
-        static_cast<VerbsEndpoint&>(ep).accept_from(id, mine, channel_, deadline);
+        ep->accept_from(id, mine, channel_, deadline);
       } catch (const Error& e) {
         if (e.code() != Errc::peer_lost) throw;
         continue;  // that connector went away: wait for the next
       }
-      return;
+      return ep;
     }
   }
 
@@ -551,7 +555,7 @@ Errc VerbsEndpoint::write_imm(const Segment* segments, int count, const RemoteRe
     if (s.length == 0) continue;
     sge[n].addr = reinterpret_cast<uint64_t>(static_cast<uint8_t*>(s.region->data()) + s.offset);
     sge[n].length = static_cast<uint32_t>(s.length);
-    sge[n].lkey = static_cast<const VerbsMemoryRegion*>(s.region)->lkey();
+    sge[n].lkey = s.region->local_key();
     total += s.length;
     ++n;
   }

@@ -2,8 +2,9 @@
 //
 // It offers what the invocation protocol needs and nothing more: a domain, memory registration,
 // connected endpoints, RDMA write-with-immediate, completion polling (busy) and waiting
-// (blocking). It knows nothing of leases or functions. A backend (ofi/, verbs/) fills these
-// classes; which backend is chosen once, at open_domain(), never per operation.
+// (blocking). It knows nothing of leases or functions. A backend (ofi/, verbs/, loopback/) fills
+// these classes; which backend is chosen once, at open_domain(), never per operation. faults/ wraps
+// any of them (Config::faults) to inject failures at chosen operations, for tests.
 //
 // Errors: setup calls throw fabric::Error (cold path). Hot-path calls (write_imm, poll, wait)
 // are noexcept and return error values; a broken connection surfaces as an error completion.
@@ -43,11 +44,16 @@ class Error : public std::runtime_error {
   Errc code_;
 };
 
-enum class Backend : uint8_t { ofi, verbs };
+// loopback: in-process only (both ends in one process), for tests of what is built on the fabric
+// without processes or a provider.
+enum class Backend : uint8_t { ofi, verbs, loopback };
 const char* to_string(Backend) noexcept;
 
 struct Config {
   Backend backend = Backend::ofi;
+  // Failures to inject (the faults decorator over `backend`), e.g. "drop_write@3,lose_peer@10":
+  // faults/faults_backend.hpp has the rules. Empty: the backend as it is.
+  std::string faults;
   // libfabric provider: "shm", "tcp" (means "tcp;ofi_rxm"), any provider string fi_getinfo takes,
   // or "auto" (the default): shm between processes of one host, tcp between hosts. A domain
   // opened without a peer in mind takes "auto" as shm; the client and the executor resolve it
@@ -60,8 +66,9 @@ struct Config {
   // peer on another host is reached from an address it can answer.
   bool local_host_chosen = false;
 
-  // From RFAAS_FABRIC (ofi|verbs), RFAAS_OFI_PROVIDER and RFAAS_FABRIC_HOST; unset keeps the
-  // defaults above. Throws Error(no_backend) for an unknown backend name.
+  // From RFAAS_FABRIC (ofi|verbs|loopback, or faults:<backend> with the rules in
+  // RFAAS_FABRIC_FAULTS), RFAAS_OFI_PROVIDER and RFAAS_FABRIC_HOST; unset keeps the defaults
+  // above. Throws Error(no_backend) for an unknown backend name.
   static Config from_env();
   // The provider to use with a peer on this host (same_host) or another: ofi_provider, unless
   // it is "auto".
@@ -99,6 +106,8 @@ class MemoryRegion {
   void* data() const noexcept { return data_; }
   size_t size() const noexcept { return size_; }
   void* descriptor() const noexcept { return desc_; }
+  // The key a local gather entry names (verbs' lkey); 0 where the provider uses descriptor().
+  uint32_t local_key() const noexcept { return local_key_; }
   RemoteRegion remote() const noexcept { return {remote_base_, key_, size_}; }
 
  protected:
@@ -108,6 +117,7 @@ class MemoryRegion {
   void* desc_ = nullptr;
   uint64_t key_ = 0;
   uint64_t remote_base_ = 0;
+  uint32_t local_key_ = 0;
 };
 
 struct Completion {
@@ -208,12 +218,24 @@ class Listener {
   // Whether a connector may connect, judged by its connection data before anything of this side's
   // (`mine`) reaches it.
   using Admit = std::function<bool(const ConnectionData& theirs)>;
-  // Accepts one connection into `ep` (a fresh endpoint of the same domain). A connector that
-  // `admit` refuses is turned away (it sees its connect fail) and the wait goes on for the next.
-  // Connectors are judged side by side, each given at most kAdmitHelloTimeout to present its
-  // data: silent ones delay no other. Throws Error(timeout).
-  virtual void accept(Endpoint& ep, const ConnectionData& mine, ConnectionData& theirs,
-                      std::chrono::milliseconds timeout, const Admit& admit = {}) = 0;
+  // Accepts one connection and returns its endpoint, made with `config` in the listener's domain.
+  // A connector that `admit` refuses is turned away (it sees its connect fail) and the wait goes
+  // on for the next. Connectors are judged side by side, each given at most kAdmitHelloTimeout to
+  // present its data: silent ones delay no other. Throws Error(timeout).
+  virtual std::unique_ptr<Endpoint> accept(const EndpointConfig& config, const ConnectionData& mine,
+                                           ConnectionData& theirs, std::chrono::milliseconds timeout,
+                                           const Admit& admit = {}) = 0;
+};
+
+// What a domain's transport does beyond the interface, asked rather than inferred from names.
+struct Capabilities {
+  // Endpoints and registrations opened before a credential change (setuid) go on working after
+  // it. The kernel refuses RDMA descriptors (rdma_cm, uverbs) opened before one: verbs must be
+  // opened again as the new user.
+  bool survives_credential_change = true;
+  // Peers meet through files in the host's /dev/shm (libfabric's shm provider): a process that
+  // talks over this domain needs the host's /dev/shm, not a private one.
+  bool meets_peers_in_dev_shm = false;
 };
 
 class Domain {
@@ -225,9 +247,7 @@ class Domain {
   virtual Backend backend() const noexcept = 0;
   // Human-readable provider name, e.g. "shm" or "tcp;ofi_rxm".
   virtual std::string provider() const = 0;
-  // Whether peers meet through files in the host's /dev/shm (libfabric's shm provider): then a
-  // process that talks over this domain needs the host's /dev/shm, not a private one.
-  virtual bool meets_peers_in_dev_shm() const noexcept { return false; }
+  virtual Capabilities capabilities() const noexcept = 0;
 
   virtual std::unique_ptr<MemoryRegion> register_memory(void* data, size_t size, Access access) = 0;
   virtual std::unique_ptr<Endpoint> create_endpoint(const EndpointConfig& config = {}) = 0;
@@ -238,9 +258,14 @@ class Domain {
   Domain() = default;
 };
 
-// Opens a domain of the configured backend. Throws Error(no_backend) naming what is available
-// when the backend or provider is missing.
+// Opens a domain of the configured backend (wrapped by the faults decorator when config.faults
+// names rules). Throws Error(no_backend) naming what is available when the backend or provider
+// is missing, Error(invalid_argument) for rules that do not parse.
 std::unique_ptr<Domain> open_domain(const Config& config);
+
+// Removes what a process that used the fabric and died without closing it left on this host (the
+// shm provider's files in /dev/shm), by its pid. For the parent of such a process.
+void clean_up_after(int pid) noexcept;
 
 // Helpers for ConnectionData.
 template <class T>

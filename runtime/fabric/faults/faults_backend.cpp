@@ -1,0 +1,243 @@
+#include "fabric/faults/faults_backend.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <vector>
+
+namespace rfaas::fabric::faults {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+enum class Kind { drop_write, fail_write, delay_write, corrupt_imm, lose_peer, fail_register, fail_listen,
+                  fail_connect, fail_accept };
+enum class Op { write, register_memory, listen, connect, accept, count };
+
+struct KindName {
+  Kind kind;
+  const char* name;
+  Op op;
+};
+constexpr KindName kKinds[] = {
+    {Kind::drop_write, "drop_write", Op::write},       {Kind::fail_write, "fail_write", Op::write},
+    {Kind::delay_write, "delay_write", Op::write},     {Kind::corrupt_imm, "corrupt_imm", Op::write},
+    {Kind::lose_peer, "lose_peer", Op::write},         {Kind::fail_register, "fail_register", Op::register_memory},
+    {Kind::fail_listen, "fail_listen", Op::listen},    {Kind::fail_connect, "fail_connect", Op::connect},
+    {Kind::fail_accept, "fail_accept", Op::accept},
+};
+
+struct Rule {
+  Kind kind;
+  Op op;
+  uint64_t nth;
+  uint32_t ms;
+  std::string text;
+};
+
+// The domain's rules and its operation counts, shared with its endpoints and listeners.
+struct Rules {
+  std::vector<Rule> rules;
+  std::atomic<uint64_t> counts[static_cast<int>(Op::count)] = {};
+
+  // The rule that fires at this operation, if any (each fires once: its count passes once).
+  const Rule* next(Op op) noexcept {
+    const uint64_t n = counts[static_cast<int>(op)].fetch_add(1, std::memory_order_relaxed) + 1;
+    for (const Rule& r : rules)
+      if (r.op == op && r.nth == n) {
+        std::fprintf(stderr, "rfaas fabric faults: %s\n", r.text.c_str());
+        return &r;
+      }
+    return nullptr;
+  }
+  void setup(Op op) {
+    if (const Rule* r = next(op)) throw Error(Errc::io, "injected fault " + r->text);
+  }
+};
+
+std::shared_ptr<Rules> parse(const std::string& spec) {
+  auto rules = std::make_shared<Rules>();
+  size_t pos = 0;
+  while (pos <= spec.size()) {
+    size_t end = spec.find(',', pos);
+    if (end == std::string::npos) end = spec.size();
+    std::string text = spec.substr(pos, end - pos);
+    pos = end + 1;
+    if (text.empty()) continue;
+    auto bad = [&](const std::string& why) {
+      return Error(Errc::invalid_argument, "fabric faults: '" + text + "': " + why +
+                                               " (rules: drop_write@N, fail_write@N, delay_write=MS@N, corrupt_imm@N, "
+                                               "lose_peer@N, fail_register@N, fail_listen@N, fail_connect@N, "
+                                               "fail_accept@N)");
+    };
+    const size_t at = text.find('@');
+    if (at == std::string::npos) throw bad("no @N");
+    std::string name = text.substr(0, at), arg;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      arg = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    const KindName* k = nullptr;
+    for (const auto& kn : kKinds)
+      if (name == kn.name) k = &kn;
+    if (!k) throw bad("unknown fault");
+    auto number = [&](const std::string& s, uint64_t max) {
+      if (s.empty() || s.size() > 12 || s.find_first_not_of("0123456789") != std::string::npos) throw bad("not a number");
+      uint64_t v = std::stoull(s);
+      if (v == 0 || v > max) throw bad("out of range");
+      return v;
+    };
+    Rule r{k->kind, k->op, number(text.substr(at + 1), uint64_t{1} << 40), 0, text};
+    if (k->kind == Kind::delay_write) r.ms = static_cast<uint32_t>(number(arg, 600'000));
+    else if (!arg.empty()) throw bad("takes no value");
+    rules->rules.push_back(std::move(r));
+  }
+  return rules;
+}
+
+class FaultsEndpoint final : public Endpoint {
+ public:
+  FaultsEndpoint(std::unique_ptr<Endpoint> inner, std::shared_ptr<Rules> rules)
+      : inner_(std::move(inner)), rules_(std::move(rules)) {}
+
+  void connect(const std::string& address, const ConnectionData& mine, ConnectionData& theirs,
+               std::chrono::milliseconds timeout) override {
+    rules_->setup(Op::connect);
+    inner_->connect(address, mine, theirs, timeout);
+  }
+
+  Errc write_imm(const MemoryRegion& src, size_t src_offset, size_t length, const RemoteRegion& dst,
+                 uint64_t dst_offset, uint32_t imm, uint64_t context) noexcept override {
+    Segment s{&src, src_offset, length};
+    return write_imm(&s, 1, dst, dst_offset, imm, context);
+  }
+
+  Errc write_imm(const Segment* segments, int count, const RemoteRegion& dst, uint64_t dst_offset, uint32_t imm,
+                 uint64_t context) noexcept override {
+    if (!inner_) return Errc::peer_lost;
+    const Rule* r = rules_->next(Op::write);
+    if (!r) return inner_->write_imm(segments, count, dst, dst_offset, imm, context);
+    switch (r->kind) {
+      case Kind::fail_write: return Errc::io;
+      case Kind::drop_write:
+        injected_.push_back({Completion::Kind::write_sent, Errc::ok, 0, context});
+        return Errc::ok;
+      case Kind::corrupt_imm: return inner_->write_imm(segments, count, dst, dst_offset, imm ^ 0xa5a5a5a5u, context);
+      case Kind::lose_peer:
+        inner_.reset();  // the peer sees the connection end
+        injected_.push_back({Completion::Kind::error, Errc::peer_lost, 0, 0});
+        return Errc::peer_lost;
+      case Kind::delay_write: {
+        if (count < 1 || count > kMaxSegments) return Errc::invalid_argument;
+        Delayed d{{}, count, dst, dst_offset, imm, context, Clock::now() + std::chrono::milliseconds(r->ms)};
+        std::copy(segments, segments + count, d.segments);
+        delayed_.push_back(d);
+        return Errc::ok;
+      }
+      default: return inner_->write_imm(segments, count, dst, dst_offset, imm, context);
+    }
+  }
+
+  int poll(Completion* out, int max) noexcept override {
+    issue_due();
+    int n = 0;
+    while (n < max && !injected_.empty()) {
+      out[n++] = injected_.front();
+      injected_.erase(injected_.begin());
+    }
+    if (n < max && inner_) n += inner_->poll(out + n, max - n);
+    return n;
+  }
+
+  Errc wait(std::chrono::microseconds timeout) noexcept override {
+    if (!injected_.empty()) return Errc::ok;
+    if (!inner_) return Errc::peer_lost;
+    if (!delayed_.empty()) {  // wake for the next delayed write
+      auto due = std::chrono::duration_cast<std::chrono::microseconds>(delayed_.front().due - Clock::now());
+      timeout = std::clamp(due, std::chrono::microseconds(0), timeout);
+    }
+    Errc e = inner_->wait(timeout);
+    issue_due();
+    return e == Errc::timeout && !injected_.empty() ? Errc::ok : e;
+  }
+
+  size_t max_inline() const noexcept override { return inner_ ? inner_->max_inline() : 0; }
+  bool connected() const noexcept override { return inner_ && inner_->connected(); }
+
+ private:
+  struct Delayed {
+    Segment segments[kMaxSegments];
+    int count;
+    RemoteRegion dst;
+    uint64_t dst_offset;
+    uint32_t imm;
+    uint64_t context;
+    Clock::time_point due;
+  };
+
+  void issue_due() noexcept {
+    while (!delayed_.empty() && inner_ && delayed_.front().due <= Clock::now()) {
+      const Delayed& d = delayed_.front();
+      if (Errc e = inner_->write_imm(d.segments, d.count, d.dst, d.dst_offset, d.imm, d.context); e != Errc::ok) {
+        if (e == Errc::again) return;  // retried at the next poll
+        injected_.push_back({Completion::Kind::error, e, 0, d.context});
+      }
+      delayed_.erase(delayed_.begin());
+    }
+  }
+
+  std::unique_ptr<Endpoint> inner_;
+  std::shared_ptr<Rules> rules_;
+  // Completions made here (a dropped write's, a lost peer's) and writes held back: a test
+  // backend, so plain vectors; the undecorated path never reaches them.
+  std::vector<Completion> injected_;
+  std::vector<Delayed> delayed_;
+};
+
+class FaultsListener final : public Listener {
+ public:
+  FaultsListener(std::unique_ptr<Listener> inner, std::shared_ptr<Rules> rules)
+      : inner_(std::move(inner)), rules_(std::move(rules)) {}
+  std::string address() const override { return inner_->address(); }
+  std::unique_ptr<Endpoint> accept(const EndpointConfig& config, const ConnectionData& mine, ConnectionData& theirs,
+                                   std::chrono::milliseconds timeout, const Admit& admit = {}) override {
+    rules_->setup(Op::accept);
+    return std::make_unique<FaultsEndpoint>(inner_->accept(config, mine, theirs, timeout, admit), rules_);
+  }
+
+ private:
+  std::unique_ptr<Listener> inner_;
+  std::shared_ptr<Rules> rules_;
+};
+
+class FaultsDomain final : public Domain {
+ public:
+  FaultsDomain(std::unique_ptr<Domain> inner, std::shared_ptr<Rules> rules)
+      : inner_(std::move(inner)), rules_(std::move(rules)) {}
+  Backend backend() const noexcept override { return inner_->backend(); }
+  std::string provider() const override { return inner_->provider(); }
+  Capabilities capabilities() const noexcept override { return inner_->capabilities(); }
+  std::unique_ptr<MemoryRegion> register_memory(void* data, size_t size, Access access) override {
+    rules_->setup(Op::register_memory);
+    return inner_->register_memory(data, size, access);
+  }
+  std::unique_ptr<Endpoint> create_endpoint(const EndpointConfig& config) override {
+    return std::make_unique<FaultsEndpoint>(inner_->create_endpoint(config), rules_);
+  }
+  std::unique_ptr<Listener> listen(const std::string& host, uint16_t port) override {
+    rules_->setup(Op::listen);
+    return std::make_unique<FaultsListener>(inner_->listen(host, port), rules_);
+  }
+
+ private:
+  std::unique_ptr<Domain> inner_;
+  std::shared_ptr<Rules> rules_;
+};
+
+}  // namespace
+
+std::unique_ptr<Domain> wrap(std::unique_ptr<Domain> inner, const std::string& spec) {
+  return std::make_unique<FaultsDomain>(std::move(inner), parse(spec));
+}
+
+}  // namespace rfaas::fabric::faults
