@@ -1410,3 +1410,145 @@ TEST_CASE("auto picks the transport per lease: shm for a client of this host, or
     CHECK(std::string(e.what()).find("'shm'") != std::string::npos);
   }
 }
+
+// Failures injected with the faults decorator (fabric/faults) over this run's transport: each
+// ends in its named error within its bound, and the daemon serves on.
+namespace {
+
+// The decorator over the transport this run uses, with `rules`, for this process's next domain.
+struct InjectAtClient {
+  EnvGuard fabric{"RFAAS_FABRIC"}, faults{"RFAAS_FABRIC_FAULTS"};
+  explicit InjectAtClient(const char* rules) {
+    const char* b = std::getenv("RFAAS_FABRIC");
+    ::setenv("RFAAS_FABRIC", (std::string("faults:") + (b && *b ? b : "ofi")).c_str(), 1);
+    ::setenv("RFAAS_FABRIC_FAULTS", rules, 1);
+  }
+};
+
+std::map<std::string, std::string> inject_at_executor(const char* rules) {
+  const char* b = std::getenv("RFAAS_FABRIC");
+  return {{"RFAAS_FABRIC", std::string("faults:") + (b && *b ? b : "ofi")}, {"RFAAS_FABRIC_FAULTS", rules}};
+}
+
+}  // namespace
+
+TEST_CASE("injected at the client: the connection lost mid-invocation ends it with executor_lost, bounded",
+          "[executor][faults][injected]") {
+  ExecutorDaemonProcess daemon;
+  {
+    InjectAtClient inject("lose_peer@3");
+    auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+    int echo = ex->function("echo");
+    uint64_t v = 7, r = 0;
+    size_t n = 0;
+    REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+    REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+    auto t0 = Clock::now();
+    CHECK(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::executor_lost);
+    CHECK(Clock::now() - t0 < 2s);
+    CHECK(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n, 1s) == Errc::executor_lost);
+  }
+  CHECK(daemon.alive());
+  check_daemon_serves(daemon);
+}
+
+TEST_CASE("injected at the executor: its connection lost mid-invocation ends the call with executor_lost, bounded",
+          "[executor][faults][injected]") {
+  // The executor's second write (the second call's result) ends its connection instead.
+  ExecutorDaemonProcess daemon({}, {}, ExecutorDaemonProcess::kNodeName, {}, inject_at_executor("lose_peer@2"));
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  int echo = ex->function("echo");
+  uint64_t v = 7, r = 0;
+  size_t n = 0;
+  REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  auto t0 = Clock::now();
+  CHECK(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n, 8s) == Errc::executor_lost);
+  CHECK(Clock::now() - t0 < 8s);
+  CHECK(daemon.alive());
+}
+
+TEST_CASE("injected at the client: a lost request ends in timeout on time; the other slots serve on",
+          "[executor][faults][injected]") {
+  ExecutorDaemonProcess daemon;
+  InjectAtClient inject("drop_write@2");
+  DeployOptions o = basic();
+  o.slots = 2;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), o);
+  int echo = ex->function("echo");
+  uint64_t v = 7, r = 0;
+  size_t n = 0;
+  REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  auto t0 = Clock::now();
+  CHECK(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n, 200ms) == Errc::timeout);
+  CHECK(Clock::now() - t0 < 1s);
+  for (uint64_t i = 0; i < 5; ++i) {
+    v = 100 + i;
+    REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n, 2s) == Errc::ok);
+    CHECK(r == v);
+  }
+}
+
+TEST_CASE("injected at the client: a request delayed past the timeout, then its late result frees the slot",
+          "[executor][faults][injected]") {
+  ExecutorDaemonProcess daemon;
+  InjectAtClient inject("delay_write=600@2");
+  DeployOptions o = basic();
+  o.slots = 1;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), o);
+  int echo = ex->function("echo");
+  uint64_t v = 7, r = 0;
+  size_t n = 0;
+  REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  auto t0 = Clock::now();
+  CHECK(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n, 150ms) == Errc::timeout);
+  CHECK(Clock::now() - t0 < 600ms);
+  v = 99;
+  REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n, 5s) == Errc::ok);
+  CHECK(r == 99);
+  CHECK(Clock::now() - t0 >= 600ms);
+}
+
+TEST_CASE("injected at the client: a corrupted request immediate is never a wrong result",
+          "[executor][faults][injected]") {
+  ExecutorDaemonProcess daemon;
+  InjectAtClient inject("corrupt_imm@2");
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  int echo = ex->function("echo");
+  uint64_t v = 7, r = 0;
+  size_t n = 0;
+  REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  r = 0;
+  v = 8;
+  Errc e = ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n, 300ms);
+  INFO("the corrupted call ended with " << to_string(e));
+  CHECK(e != Errc::ok);
+  CHECK(r != v);
+  v = 9;
+  REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n, 2s) == Errc::ok);
+  CHECK(r == 9);
+}
+
+TEST_CASE("injected at the client: each fabric step of deploy fails with a named error; the daemon serves on",
+          "[executor][faults][injected]") {
+  ExecutorDaemonProcess daemon;
+  for (const char* rule : {"fail_register@1", "fail_register@3", "fail_connect@1"}) {
+    INFO(rule);
+    {
+      InjectAtClient inject(rule);
+      Errc e = deploy_error(direct_lease(daemon.address(), lease_options(daemon)), basic());
+      INFO("deploy ended with " << to_string(e));
+      CHECK(e == Errc::connection_failed);
+    }
+    CHECK(daemon.alive());
+    // The failed client's lease ends when its control connection closes; its executor, still
+    // waiting for the client's endpoints, is stopped within the daemon's 2 s grace.
+    const auto t0 = Clock::now();
+    Errc e = Errc::no_capacity;
+    while (e == Errc::no_capacity && Clock::now() - t0 < 5s) {
+      e = deploy_error(direct_lease(daemon.address(), lease_options(daemon)), basic());
+      if (e == Errc::no_capacity) std::this_thread::sleep_for(100ms);
+    }
+    CHECK(e == Errc::ok);
+    check_daemon_serves(daemon);
+  }
+}

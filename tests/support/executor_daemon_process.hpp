@@ -65,7 +65,8 @@ class ExecutorDaemonProcess {
 
   // A daemon with its own secret, or (secret_file given) sharing one, e.g. with a broker.
   explicit ExecutorDaemonProcess(std::vector<std::string> extra_args = {}, std::string secret_file = {},
-                                 std::string node_name = kNodeName, std::string log_file = {}) {
+                                 std::string node_name = kNodeName, std::string log_file = {},
+                                 const std::map<std::string, std::string>& env = {}) {
     secret_ = secret_file.empty() ? write_secret(dir_.path() / "secret") : secret_file;
     auto ready = (dir_.path() / "ready").string();
     // RFAAS_TEST_DAEMON_HOST: its control port elsewhere than loopback, for a daemon that
@@ -75,7 +76,7 @@ class ExecutorDaemonProcess {
     std::vector<std::string> argv{RFAAS_EXECUTORD, "--listen", listen, "--node-name", node_name,
                                   "--secret-file", secret_, "--ready-file", ready};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-    process_ = std::make_unique<ChildProcess>(argv, std::map<std::string, std::string>{}, log_file);
+    process_ = std::make_unique<ChildProcess>(argv, env, log_file);
     address_ = wait_ready_file(ready, *process_);
   }
   ~ExecutorDaemonProcess() {

@@ -35,23 +35,33 @@ struct Rule {
   std::string text;
 };
 
-// The domain's rules and its operation counts, shared with its endpoints and listeners.
+// The domain's rules and its operation counts, shared with its endpoints and listeners. An
+// operation counts once it happened: a write the backend answered with `again` (a full queue, shm
+// still setting up its path) is retried by its caller and counted when it goes.
 struct Rules {
   std::vector<Rule> rules;
   std::atomic<uint64_t> counts[static_cast<int>(Op::count)] = {};
 
-  // The rule that fires at this operation, if any (each fires once: its count passes once).
-  const Rule* next(Op op) noexcept {
-    const uint64_t n = counts[static_cast<int>(op)].fetch_add(1, std::memory_order_relaxed) + 1;
+  // The rule for the next operation of this class, if any.
+  const Rule* peek(Op op) const noexcept {
+    const uint64_t n = counts[static_cast<int>(op)].load(std::memory_order_relaxed) + 1;
     for (const Rule& r : rules)
-      if (r.op == op && r.nth == n) {
-        std::fprintf(stderr, "rfaas fabric faults: %s\n", r.text.c_str());
-        return &r;
-      }
+      if (r.op == op && r.nth == n) return &r;
     return nullptr;
   }
+  void count(Op op) noexcept { counts[static_cast<int>(op)].fetch_add(1, std::memory_order_relaxed); }
+  // Claims `r` for this operation (once, whichever thread gets there first) and says so.
+  bool fire(const Rule& r) noexcept {
+    uint64_t expected = r.nth - 1;
+    if (!counts[static_cast<int>(r.op)].compare_exchange_strong(expected, r.nth, std::memory_order_relaxed))
+      return false;
+    std::fprintf(stderr, "rfaas fabric faults: %s\n", r.text.c_str());
+    return true;
+  }
   void setup(Op op) {
-    if (const Rule* r = next(op)) throw Error(Errc::io, "injected fault " + r->text);
+    const Rule* r = peek(op);
+    if (r && fire(*r)) throw Error(Errc::io, "injected fault " + r->text);
+    if (!r) count(op);
   }
 };
 
@@ -115,14 +125,27 @@ class FaultsEndpoint final : public Endpoint {
   Errc write_imm(const Segment* segments, int count, const RemoteRegion& dst, uint64_t dst_offset, uint32_t imm,
                  uint64_t context) noexcept override {
     if (!inner_) return Errc::peer_lost;
-    const Rule* r = rules_->next(Op::write);
-    if (!r) return inner_->write_imm(segments, count, dst, dst_offset, imm, context);
+    const Rule* r = rules_->peek(Op::write);
+    if (!r) {
+      Errc e = inner_->write_imm(segments, count, dst, dst_offset, imm, context);
+      if (e != Errc::again) rules_->count(Op::write);
+      return e;
+    }
+    if (r->kind == Kind::corrupt_imm) {  // fires only when the corrupted write goes
+      Errc e = inner_->write_imm(segments, count, dst, dst_offset, imm ^ 0xa5a5a5a5u, context);
+      if (e != Errc::again) rules_->fire(*r);
+      return e;
+    }
+    if (!rules_->fire(*r)) {  // another thread's write took the rule
+      Errc e = inner_->write_imm(segments, count, dst, dst_offset, imm, context);
+      if (e != Errc::again) rules_->count(Op::write);
+      return e;
+    }
     switch (r->kind) {
       case Kind::fail_write: return Errc::io;
       case Kind::drop_write:
         injected_.push_back({Completion::Kind::write_sent, Errc::ok, 0, context});
         return Errc::ok;
-      case Kind::corrupt_imm: return inner_->write_imm(segments, count, dst, dst_offset, imm ^ 0xa5a5a5a5u, context);
       case Kind::lose_peer:
         inner_.reset();  // the peer sees the connection end
         injected_.push_back({Completion::Kind::error, Errc::peer_lost, 0, 0});

@@ -2,7 +2,8 @@
 // libfabric's hook providers). Rules, separated by commas, each firing once, at the Nth operation
 // of its class in the domain (1-based):
 //
-//   writes (write_imm, counted together):
+//   writes (write_imm, counted together once they go: a write the backend answers with `again`
+//   is retried by its caller and counted then):
 //     drop_write@N       reported sent here, never delivered: a lost write
 //     fail_write@N       write_imm returns Errc::io
 //     delay_write=MS@N   held MS ms, then written (issued from poll or wait once due)
