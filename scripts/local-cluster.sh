@@ -29,14 +29,14 @@ installed=""
 cores=""
 limit=600
 host=127.0.0.1
-prefix=()
+daemon_prefix=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --build) build=$(cd "$2" && pwd); installed=""; shift 2 ;;
     --cores) cores=$2; shift 2 ;;
     --timeout) limit=$2; shift 2 ;;
     --host) host=$2; shift 2 ;;
-    --daemon-prefix) read -r -a prefix <<<"$2"; shift 2 ;;
+    --daemon-prefix) read -r -a daemon_prefix <<<"$2"; shift 2 ;;
     --) shift; break ;;
     *) echo "local-cluster.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -90,7 +90,7 @@ fi
 head -c 32 /dev/urandom >"$work/secret"
 chmod 600 "$work/secret"
 
-"${prefix[@]}" "$broker_bin" --listen "$host:0" --secret-file "$work/secret" --journal "$work/journal" \
+"${daemon_prefix[@]}" "$broker_bin" --listen "$host:0" --secret-file "$work/secret" --journal "$work/journal" \
   --ready-file "$work/broker.addr" >"$work/broker.log" 2>&1 &
 pids+=($!)
 wait_file "$work/broker.addr" broker "${pids[-1]}"
@@ -99,7 +99,7 @@ broker=$(cat "$work/broker.addr")
 args=(--listen "$host:0" --node-name "$(hostname)" --secret-file "$work/secret" --broker "$broker"
       --ready-file "$work/executord.addr")
 [[ -n "$cores" ]] && args+=(--cores "$cores")
-"${prefix[@]}" "$executord_bin" "${args[@]}" >"$work/executord.log" 2>&1 &
+"${daemon_prefix[@]}" "$executord_bin" "${args[@]}" >"$work/executord.log" 2>&1 &
 pids+=($!)
 wait_file "$work/executord.addr" executord "${pids[-1]}"
 

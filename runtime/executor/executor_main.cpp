@@ -99,7 +99,15 @@ int main(int argc, char** argv) {
   std::unique_ptr<fabric::Domain> domain;
   std::unique_ptr<fabric::Listener> listener;
   // The endpoints bind where the listener does: clients on other hosts reach both.
-  fabric::Config fabric_config = fabric::Config::from_env();
+  fabric::Config fabric_config;
+  try {
+    fabric_config = fabric::Config::from_env();
+  } catch (const std::exception& e) {
+    fail("executor_failed", e.what());
+  }
+  // Its clients are other processes: an in-process transport cannot reach them.
+  if (fabric_config.backend == fabric::Backend::loopback)
+    fail("executor_failed", "RFAAS_FABRIC=loopback is in-process only; an executor serves other processes");
   fabric_config.local_host = listen_host;
   // "auto": the standby guesses what most of its leases will want (a daemon on loopback serves
   // only its host); a lease that wants the other provider opens it below.
@@ -206,6 +214,13 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     fail("executor_failed", e.what());
+  }
+  // The workers' endpoints made before the client hears we are ready: its connects do not wait
+  // for them.
+  try {
+    listener->prepare(pool[0]->endpoint_config(), pool.size());
+  } catch (const std::exception& e) {
+    fail("executor_failed", std::string("preparing the endpoints: ") + e.what());
   }
   // A function writing past its output faults in the slot's guard page: named to the daemon.
   executor::output_guard::set_function_names(lease.functions);

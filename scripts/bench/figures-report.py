@@ -5,7 +5,9 @@ README's expected quickstart output, every block stamped with the commit whose b
 Only what the run measured is replaced; a block whose bench was not run is left as it is.
 
   figures-report.py FIGURES_DIR
-FIGURES_DIR holds stamp.json ({"commit", "date", "machine"}), NAME.jsonl and NAME.txt per bench.
+FIGURES_DIR holds NAME.jsonl and NAME.txt per bench and NAME.stamp.json ({"commit", "date",
+"machine"}) for each, written by the run that made them: a block says the build its own lines
+came from, whichever run wrote the others.
 """
 import json
 import os
@@ -100,7 +102,7 @@ def apps(rs):
                      f"{r['call_us']:.0f} / {r['executor_compute_us']:.0f}",
                      "PASS" if r["pass"] else "FAIL"])
     out = table(["app", "N", "placement", "provider", "rank alone", "rank + leased core", "two ranks, no rfaas",
-                 "speed-up", "of two ranks", "end to end", "set-up ms (lease+deploy / regions / calibration)",
+                 "speed-up", "of two ranks", "of two ranks, end to end", "set-up ms (lease+deploy / regions / calibration)",
                  "call us (round trip / leased core's compute)", "verified"], rows)
     phases = [[r["size"], r["placement"].replace("_", " "), r["provider"], f"{1e3 * r['phase_own_s']:.1f}",
                f"{r['own_rows_per_s']:.0f}", f"{1e3 * r['phase_post_s']:.1f}", f"{1e3 * r['phase_test_s']:.1f}",
@@ -163,9 +165,11 @@ def replace_block(text, name, body):
 def main():
     d = sys.argv[1]
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    stamp = json.load(open(os.path.join(d, "stamp.json")))
-    said = (f"Measured {stamp['date']} by the build of `{stamp['commit']}` on {stamp['machine']}, "
-            f"with `scripts/bench/figures.sh`")
+
+    def said(name):
+        stamp = json.load(open(os.path.join(d, name + ".stamp.json")))
+        return (f"Measured {stamp['date']} by the build of `{stamp['commit']}` on {stamp['machine']}, "
+                f"with `scripts/bench/figures.sh`")
     perf_path = os.path.join(root, "docs", "performance.md")
     perf = open(perf_path).read()
     done = []
@@ -174,14 +178,14 @@ def main():
         rs = lines(d, name)
         if not rs:
             continue
-        body = f"{said} (`{COMMANDS[name]}`; JSON lines: `docs/figures/{name}.jsonl`).\n\n{render(rs)}\n"
+        body = f"{said(name)} (`{COMMANDS[name]}`; JSON lines: `docs/figures/{name}.jsonl`).\n\n{render(rs)}\n"
         perf, ok = replace_block(perf, name, body)
         if ok:
             done.append(name)
     rs = lines(d, "broker")
     if rs:
         txt = open(os.path.join(d, "broker.txt")).read()
-        body = f"{said} (`{COMMANDS['broker']}`; JSON lines: `docs/figures/broker.jsonl`).\n\n{broker(rs, txt)}\n"
+        body = f"{said('broker')} (`{COMMANDS['broker']}`; JSON lines: `docs/figures/broker.jsonl`).\n\n{broker(rs, txt)}\n"
         perf, ok = replace_block(perf, "broker", body)
         if ok:
             done.append("broker")
@@ -195,7 +199,7 @@ def main():
             out.pop(0)
         readme_path = os.path.join(root, "README.md")
         readme = open(readme_path).read()
-        body = (f"{said} (`./scripts/quickstart.sh`):\n\n```\n" + "\n".join(out).strip() + "\n```\n")
+        body = (f"{said('quickstart')} (`./scripts/quickstart.sh`):\n\n```\n" + "\n".join(out).strip() + "\n```\n")
         readme, ok = replace_block(readme, "quickstart", body)
         if ok:
             done.append("quickstart (README)")

@@ -5,8 +5,9 @@
 # across nodes (apps.sh), the submission queue (queue.sh), verbs in the Soft-RoCE guest
 # (verbs-invoke.sh) and the main job (quickstart.sh, the README's expected output). Each bench's
 # JSON lines and output go to docs/figures/NAME.{jsonl,txt} (replaced, so only this commit's
-# lines are there), the plots to docs/img/, and scripts/bench/figures-report.py writes the tables
-# into docs/performance.md and the README. Commit the result: the docs then state figures made by
+# lines are there) with NAME.stamp.json naming the build, the plots to docs/img/, and
+# scripts/bench/figures-report.py writes the tables into docs/performance.md and the README, each
+# table stamped with the build its own lines came from. Commit the result: the docs then state figures made by
 # the build of their parent commit, which differs from it in docs only.
 #   scripts/bench/figures.sh                           all (about 40 minutes on 2 cores; root for
 #                                                      the cluster, Slurm and the guest)
@@ -31,21 +32,19 @@ cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$root/build" -j "$(nproc)" >/dev/null
 
 machine="$(nproc) cores ($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n1)), Linux $(uname -r)"
-python3 - "$dir/stamp.json" "$commit" "$machine" <<'PY'
-import json, sys, datetime
-json.dump({"commit": sys.argv[2], "date": datetime.date.today().isoformat(), "machine": sys.argv[3]},
-          open(sys.argv[1], "w"))
-PY
 
-stamp() {  # name: every JSON line of docs/figures/NAME.jsonl carries the commit
-  python3 - "$dir/$1.jsonl" "$commit" <<'PY'
-import json, sys
-path, commit = sys.argv[1:]
-rows = [json.loads(l) for l in open(path) if l.strip().startswith("{")]
-with open(path, "w") as f:
-    for r in rows:
-        r["commit"] = commit
-        f.write(json.dumps(r) + "\n")
+stamp() {  # name: NAME.stamp.json says which build made NAME's figures, and each JSON line too
+  python3 - "$dir/$1" "$commit" "$machine" <<'PY'
+import datetime, json, os, sys
+base, commit, machine = sys.argv[1:]
+json.dump({"commit": commit, "date": datetime.date.today().isoformat(), "machine": machine},
+          open(base + ".stamp.json", "w"))
+if os.path.exists(base + ".jsonl"):
+    rows = [json.loads(l) for l in open(base + ".jsonl") if l.strip().startswith("{")]
+    with open(base + ".jsonl", "w") as f:
+        for r in rows:
+            r["commit"] = commit
+            f.write(json.dumps(r) + "\n")
 PY
 }
 
@@ -53,12 +52,12 @@ run() {  # name command...: its output to NAME.txt; JSON lines left in NAME.json
   local name=$1; shift
   [[ " $which " == *" $name "* ]] || return 0
   echo "figures.sh: $name ($*)"
-  rm -f "$dir/$name.jsonl" "$dir/$name.txt"
+  rm -f "$dir/$name.jsonl" "$dir/$name.txt" "$dir/$name.stamp.json"
   local t0=$SECONDS
   OUT="$dir/$name.jsonl" "$@" >"$dir/$name.txt" 2>&1 ||
     { tail -n 30 "$dir/$name.txt" >&2; echo "figures.sh: $name failed" >&2; exit 1; }
-  [[ -s "$dir/$name.jsonl" ]] || grep '^{"bench"' "$dir/$name.txt" >"$dir/$name.jsonl" || true
-  [[ -s "$dir/$name.jsonl" ]] && stamp "$name"
+  [[ -s "$dir/$name.jsonl" ]] || grep '^{"bench"' "$dir/$name.txt" >"$dir/$name.jsonl" || rm -f "$dir/$name.jsonl"
+  stamp "$name"
   echo "figures.sh: $name done in $((SECONDS - t0)) s"
 }
 

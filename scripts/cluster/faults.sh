@@ -14,7 +14,7 @@
 #
 # This kernel has no netem qdisc (CONFIG_NET_SCH_NETEM is off), so a delay is made in userspace: an
 # iptables NFQUEUE rule in the node hands its outgoing packets (on eth0, not its loopback) to
-# rfaas-nfq-delay (tests/cluster/nfq_delay.c, $RFAAS_NFQ_DELAY or BUILD/tests/cluster), which holds
+# rfaas-nfq-delay (tests/cluster/nfq_delay.c, built into BUILD/tests/cluster; $RFAAS_NFQ_DELAY names it), which holds
 # each for MS ms and gives it back in order. The rule has --queue-bypass: if the delayer is gone,
 # packets pass undelayed, never dropped. Delay on every node is delay on every link, each way.
 set -euo pipefail

@@ -115,6 +115,8 @@ fi
 #    trip between nodes): the job still verifies; its per-call time is reported and must show the
 #    delay (an offload's round trip crosses a link twice).
 export RFAAS_NFQ_DELAY="$build/tests/cluster/rfaas-nfq-delay"
+[[ -x "$RFAAS_NFQ_DELAY" ]] ||
+  { echo "test-cluster: $RFAAS_NFQ_DELAY was not built (libnetfilter-queue-dev missing? scripts/install-deps.sh)" >&2; exit 1; }
 call_us() { sed -n 's/.*offload call: \([0-9.]*\) us round trip.*/\1/p' "$1" | head -n1; }
 for n in node1 node2 node3 node4 node5; do fault loss "$n" 1; fault delay "$n" 5; done
 jacobi "$state/jacobi-faults.out" || { cat "$state/jacobi-faults.out"; exit 1; }
@@ -122,6 +124,7 @@ grep -E "rfaas  |offload call|verification" "$state/jacobi-faults.out"
 grep -q "verification: PASS" "$state/jacobi-faults.out"
 fault clear
 clean_us=$(call_us "$state/jacobi.out"); faulty_us=$(call_us "$state/jacobi-faults.out")
+[[ -n "$clean_us" && -n "$faulty_us" ]] || { echo "test-cluster: jacobi printed no per-call time" >&2; exit 1; }
 echo "test-cluster: offload call round trip (median) $clean_us us clean, $faulty_us us with 1 % loss and 5 ms delay"
 python3 -c "import sys; sys.exit(0 if float('$faulty_us') >= 10000 else 1)" ||
   { echo "test-cluster: the per-call time ($faulty_us us) does not show a 10 ms round trip: no delay applied" >&2; exit 1; }

@@ -1419,15 +1419,15 @@ namespace {
 struct InjectAtClient {
   EnvGuard fabric{"RFAAS_FABRIC"}, faults{"RFAAS_FABRIC_FAULTS"};
   explicit InjectAtClient(const char* rules) {
-    const char* b = std::getenv("RFAAS_FABRIC");
-    ::setenv("RFAAS_FABRIC", (std::string("faults:") + (b && *b ? b : "ofi")).c_str(), 1);
+    const std::string backend = fabric::to_string(fabric::Config::from_env().backend);
+    ::setenv("RFAAS_FABRIC", ("faults:" + backend).c_str(), 1);
     ::setenv("RFAAS_FABRIC_FAULTS", rules, 1);
   }
 };
 
 std::map<std::string, std::string> inject_at_executor(const char* rules) {
-  const char* b = std::getenv("RFAAS_FABRIC");
-  return {{"RFAAS_FABRIC", std::string("faults:") + (b && *b ? b : "ofi")}, {"RFAAS_FABRIC_FAULTS", rules}};
+  const std::string backend = fabric::to_string(fabric::Config::from_env().backend);
+  return {{"RFAAS_FABRIC", "faults:" + backend}, {"RFAAS_FABRIC_FAULTS", rules}};
 }
 
 }  // namespace

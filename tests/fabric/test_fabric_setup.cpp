@@ -267,7 +267,10 @@ TEST_CASE("a listener survives garbage and a silent connector, then accepts a re
     auto s = net::TcpStream::connect(hp, net::deadline_in(5s));
     std::vector<uint8_t> junk(200, 0xAB);
     s.send_frame(junk.data(), junk.size(), net::deadline_in(5s));
-    std::this_thread::sleep_for(200ms);
+    // Open until the listener has judged it and hung up (it makes its endpoint first, which
+    // takes a while over tcp): a connector gone before that would be a lost peer, not garbage.
+    pollfd p{s.fd(), POLLIN, 0};
+    ::poll(&p, 1, 5000);
   });
   std::unique_ptr<fabric::Endpoint> ep1;
   try {

@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include <atomic>
 #include <exception>
 
 #include "rfaas/fabric/fabric.hpp"
@@ -245,13 +246,68 @@ TEST_CASE("faults: a failed write, a corrupted immediate, a delayed write", "[fa
   CHECK(got[0].imm == (2u ^ 0xa5a5a5a5u));
   const auto t0 = std::chrono::steady_clock::now();
   REQUIRE(p.a->write_imm(*p.a_mr, 0, 8, p.a_sees_b, 0, 3, 3) == Errc::ok);
-  // Held back: nothing reaches the peer until the writer's poll or wait issues it when due.
-  std::thread writer([&] { drain(*p.a, 3); });
+  // Held back however often the writer polls; its poll issues it once due.
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    Completion c[8];
+    while (!stop.load()) {
+      p.a->poll(c, 8);
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  CHECK(drain(*p.b, 1, 100ms).empty());
   got = drain(*p.b, 1);
+  const auto arrived = std::chrono::steady_clock::now() - t0;
+  stop.store(true);
   writer.join();
   REQUIRE(got.size() == 1);
   CHECK(got[0].imm == 3);
-  CHECK(std::chrono::steady_clock::now() - t0 >= 150ms);
+  CHECK(arrived >= 150ms);
+  CHECK(arrived < 1s);
+}
+
+TEST_CASE("faults: a write answered with again counts when it goes; a rule fires once among threads",
+          "[fabric][faults]") {
+  {
+    fabric::EndpointConfig ecfg;
+    ecfg.max_outstanding_writes = 1;
+    Pair p(loopback("drop_write@3"), ecfg);
+    REQUIRE(p.a->write_imm(*p.a_mr, 0, 8, p.a_sees_b, 0, 1, 1) == Errc::ok);
+    REQUIRE(p.a->write_imm(*p.a_mr, 0, 8, p.a_sees_b, 0, 2, 2) == Errc::again);  // not counted
+    REQUIRE(drain(*p.a, 1).size() == 1);
+    REQUIRE(p.a->write_imm(*p.a_mr, 0, 8, p.a_sees_b, 0, 2, 2) == Errc::ok);  // the second write
+    REQUIRE(drain(*p.a, 1).size() == 1);
+    REQUIRE(p.a->write_imm(*p.a_mr, 0, 8, p.a_sees_b, 0, 3, 3) == Errc::ok);  // the third: dropped
+    auto got = drain(*p.b, 3, 300ms);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].imm == 1);
+    CHECK(got[1].imm == 2);
+  }
+  // Two connections of one domain written from two threads: the 500th write of the domain is
+  // dropped, once.
+  Pair p(loopback("drop_write@500"));
+  fabric::EndpointConfig ecfg;
+  auto listener = p.domain->listen("loop", 0);
+  auto c = p.domain->create_endpoint(ecfg);
+  fabric::ConnectionData t1, t2;
+  TestThread connector([&] { c->connect(listener->address(), {}, t1, 5s); });
+  auto d = listener->accept(ecfg, {}, t2, 5s);
+  connector.join();
+  auto writes = [&](fabric::Endpoint& ep) {
+    for (uint32_t i = 0; i < 400; ++i) {
+      Errc e;
+      while ((e = ep.write_imm(*p.a_mr, 0, 8, p.a_sees_b, 0, i, i)) == Errc::again) drain(ep, 1, 10ms);
+      REQUIRE(e == Errc::ok);
+      drain(ep, 1, 10ms);
+    }
+  };
+  std::thread one([&] { writes(*p.a); });
+  std::thread two([&] { writes(*c); });
+  one.join();
+  two.join();
+  // Both sent to b's memory; b hears a's writes, d hears c's.
+  const size_t heard = drain(*p.b, 400, 2s).size() + drain(*d, 400, 2s).size();
+  CHECK(heard == 799);
 }
 
 TEST_CASE("faults: the peer lost at a chosen write, seen at both ends", "[fabric][faults]") {
@@ -301,13 +357,14 @@ TEST_CASE("faults: each set-up step can fail, by name", "[fabric][faults]") {
 
 TEST_CASE("faults: rules that do not parse are named; the environment chooses the decorator", "[fabric][faults]") {
   for (const char* bad : {"drop_write", "drop_write@0", "nonsense@1", "drop_write=5@1", "delay_write@1",
-                          "fail_write@x"}) {
+                          "fail_write@x", "drop_write@2,lose_peer@2"}) {
     try {
       fabric::open_domain(loopback(bad));
       FAIL(std::string("accepted ") + bad);
     } catch (const fabric::Error& e) {
       CHECK(e.code() == Errc::invalid_argument);
-      CHECK(std::string(e.what()).find(bad) != std::string::npos);
+      const std::string spec = bad, rule = spec.substr(spec.rfind(',') == std::string::npos ? 0 : spec.rfind(',') + 1);
+      CHECK(std::string(e.what()).find(rule) != std::string::npos);
     }
   }
   {

@@ -1,8 +1,8 @@
 #include "fabric/faults/faults_backend.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdio>
+#include <mutex>
 #include <vector>
 
 namespace rfaas::fabric::faults {
@@ -11,7 +11,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 enum class Kind { drop_write, fail_write, delay_write, corrupt_imm, lose_peer, fail_register, fail_listen,
-                  fail_connect, fail_accept };
+                  fail_connect, fail_accept, none };
 enum class Op { write, register_memory, listen, connect, accept, count };
 
 struct KindName {
@@ -35,33 +35,34 @@ struct Rule {
   std::string text;
 };
 
-// The domain's rules and its operation counts, shared with its endpoints and listeners. An
-// operation counts once it happened: a write the backend answered with `again` (a full queue, shm
-// still setting up its path) is retried by its caller and counted when it goes.
+// The domain's rules and its operation counts, shared with its endpoints and listeners (the
+// executor's workers write from their own threads). An operation counts once it happened: a
+// write the backend answered with `again` (a full queue, shm still setting up its path) is
+// retried by its caller and counted when it goes. Deciding and counting are one step under the
+// lock, so each rule fires exactly once whatever the threads do: a test layer, never on the
+// undecorated path.
 struct Rules {
   std::vector<Rule> rules;
-  std::atomic<uint64_t> counts[static_cast<int>(Op::count)] = {};
+  std::mutex mutex;
+  uint64_t counts[static_cast<int>(Op::count)] = {};
 
-  // The rule for the next operation of this class, if any.
+  // The rule for the next operation of this class, if any; under the lock.
   const Rule* peek(Op op) const noexcept {
-    const uint64_t n = counts[static_cast<int>(op)].load(std::memory_order_relaxed) + 1;
+    const uint64_t n = counts[static_cast<int>(op)] + 1;
     for (const Rule& r : rules)
       if (r.op == op && r.nth == n) return &r;
     return nullptr;
   }
-  void count(Op op) noexcept { counts[static_cast<int>(op)].fetch_add(1, std::memory_order_relaxed); }
-  // Claims `r` for this operation (once, whichever thread gets there first) and says so.
-  bool fire(const Rule& r) noexcept {
-    uint64_t expected = r.nth - 1;
-    if (!counts[static_cast<int>(r.op)].compare_exchange_strong(expected, r.nth, std::memory_order_relaxed))
-      return false;
-    std::fprintf(stderr, "rfaas fabric faults: %s\n", r.text.c_str());
-    return true;
+  // Counts the operation; says so when a rule fired at it. Under the lock.
+  void count(Op op, const Rule* fired) noexcept {
+    ++counts[static_cast<int>(op)];
+    if (fired) std::fprintf(stderr, "rfaas fabric faults: %s\n", fired->text.c_str());
   }
   void setup(Op op) {
+    std::lock_guard lock(mutex);
     const Rule* r = peek(op);
-    if (r && fire(*r)) throw Error(Errc::io, "injected fault " + r->text);
-    if (!r) count(op);
+    count(op, r);
+    if (r) throw Error(Errc::io, "injected fault " + r->text);
   }
 };
 
@@ -100,6 +101,8 @@ std::shared_ptr<Rules> parse(const std::string& spec) {
     Rule r{k->kind, k->op, number(text.substr(at + 1), uint64_t{1} << 40), 0, text};
     if (k->kind == Kind::delay_write) r.ms = static_cast<uint32_t>(number(arg, 600'000));
     else if (!arg.empty()) throw bad("takes no value");
+    for (const Rule& other : rules->rules)
+      if (other.op == r.op && other.nth == r.nth) throw bad("another rule already takes that operation");
     rules->rules.push_back(std::move(r));
   }
   return rules;
@@ -125,40 +128,29 @@ class FaultsEndpoint final : public Endpoint {
   Errc write_imm(const Segment* segments, int count, const RemoteRegion& dst, uint64_t dst_offset, uint32_t imm,
                  uint64_t context) noexcept override {
     if (!inner_) return Errc::peer_lost;
+    std::lock_guard lock(rules_->mutex);
     const Rule* r = rules_->peek(Op::write);
-    if (!r) {
-      Errc e = inner_->write_imm(segments, count, dst, dst_offset, imm, context);
-      if (e != Errc::again) rules_->count(Op::write);
-      return e;
-    }
-    if (r->kind == Kind::corrupt_imm) {  // fires only when the corrupted write goes
-      Errc e = inner_->write_imm(segments, count, dst, dst_offset, imm ^ 0xa5a5a5a5u, context);
-      if (e != Errc::again) rules_->fire(*r);
-      return e;
-    }
-    if (!rules_->fire(*r)) {  // another thread's write took the rule
-      Errc e = inner_->write_imm(segments, count, dst, dst_offset, imm, context);
-      if (e != Errc::again) rules_->count(Op::write);
-      return e;
-    }
-    switch (r->kind) {
-      case Kind::fail_write: return Errc::io;
-      case Kind::drop_write:
-        injected_.push_back({Completion::Kind::write_sent, Errc::ok, 0, context});
-        return Errc::ok;
-      case Kind::lose_peer:
-        inner_.reset();  // the peer sees the connection end
-        injected_.push_back({Completion::Kind::error, Errc::peer_lost, 0, 0});
-        return Errc::peer_lost;
+    const Kind kind = r ? r->kind : Kind::none;
+    Errc e = Errc::ok;
+    switch (kind) {
+      case Kind::fail_write: e = Errc::io; break;
+      case Kind::drop_write: injected_.push_back({Completion::Kind::write_sent, Errc::ok, 0, context}); break;
+      case Kind::lose_peer: lose(); e = Errc::peer_lost; break;
       case Kind::delay_write: {
         if (count < 1 || count > kMaxSegments) return Errc::invalid_argument;
         Delayed d{{}, count, dst, dst_offset, imm, context, Clock::now() + std::chrono::milliseconds(r->ms)};
         std::copy(segments, segments + count, d.segments);
         delayed_.push_back(d);
-        return Errc::ok;
+        break;
       }
-      default: return inner_->write_imm(segments, count, dst, dst_offset, imm, context);
+      default:  // an undisturbed write, or one whose immediate is corrupted
+        e = inner_->write_imm(segments, count, dst, dst_offset, kind == Kind::corrupt_imm ? imm ^ 0xa5a5a5a5u : imm,
+                              context);
+        if (e == Errc::again) return e;  // not counted: its caller retries it
+        if (e == Errc::ok) in_flight_.push_back(context);
     }
+    rules_->count(Op::write, r);
+    return e;
   }
 
   int poll(Completion* out, int max) noexcept override {
@@ -168,7 +160,14 @@ class FaultsEndpoint final : public Endpoint {
       out[n++] = injected_.front();
       injected_.erase(injected_.begin());
     }
-    if (n < max && inner_) n += inner_->poll(out + n, max - n);
+    if (n < max && inner_) {
+      const int first = n;
+      n += inner_->poll(out + n, max - n);
+      for (int i = first; i < n; ++i)  // a write that completed is no longer in flight
+        if (out[i].kind != Completion::Kind::write_received)
+          if (auto it = std::find(in_flight_.begin(), in_flight_.end(), out[i].context); it != in_flight_.end())
+            in_flight_.erase(it);
+    }
     return n;
   }
 
@@ -201,12 +200,23 @@ class FaultsEndpoint final : public Endpoint {
   void issue_due() noexcept {
     while (!delayed_.empty() && inner_ && delayed_.front().due <= Clock::now()) {
       const Delayed& d = delayed_.front();
-      if (Errc e = inner_->write_imm(d.segments, d.count, d.dst, d.dst_offset, d.imm, d.context); e != Errc::ok) {
-        if (e == Errc::again) return;  // retried at the next poll
-        injected_.push_back({Completion::Kind::error, e, 0, d.context});
-      }
+      Errc e = inner_->write_imm(d.segments, d.count, d.dst, d.dst_offset, d.imm, d.context);
+      if (e == Errc::again) return;  // retried at the next poll
+      if (e == Errc::ok) in_flight_.push_back(d.context);
+      else injected_.push_back({Completion::Kind::error, e, 0, d.context});
       delayed_.erase(delayed_.begin());
     }
+  }
+
+  // The connection ends here, as a provider ends it: every write still in flight (held back or
+  // under way) fails with peer_lost, then the loss is reported once.
+  void lose() noexcept {
+    inner_.reset();  // the peer sees the connection end
+    for (uint64_t c : in_flight_) injected_.push_back({Completion::Kind::error, Errc::peer_lost, 0, c});
+    for (const Delayed& d : delayed_) injected_.push_back({Completion::Kind::error, Errc::peer_lost, 0, d.context});
+    in_flight_.clear();
+    delayed_.clear();
+    injected_.push_back({Completion::Kind::error, Errc::peer_lost, 0, 0});
   }
 
   std::unique_ptr<Endpoint> inner_;
@@ -215,6 +225,7 @@ class FaultsEndpoint final : public Endpoint {
   // backend, so plain vectors; the undecorated path never reaches them.
   std::vector<Completion> injected_;
   std::vector<Delayed> delayed_;
+  std::vector<uint64_t> in_flight_;  // contexts of the writes the backend has under way
 };
 
 class FaultsListener final : public Listener {
@@ -227,6 +238,7 @@ class FaultsListener final : public Listener {
     rules_->setup(Op::accept);
     return std::make_unique<FaultsEndpoint>(inner_->accept(config, mine, theirs, timeout, admit), rules_);
   }
+  void prepare(const EndpointConfig& config, size_t count) override { inner_->prepare(config, count); }
 
  private:
   std::unique_ptr<Listener> inner_;

@@ -18,13 +18,14 @@ using Clock = std::chrono::steady_clock;
 
 // Registered regions of the process, found by key on the write path without a lock: the key is
 // the slot's index in its low 16 bits and a generation above, published last (release), so a
-// slot reused after deregistration never matches an old key.
+// slot reused after deregistration never matches an old key. A reader takes the fields between
+// two reads of the key and uses them only if the key did not change (a sequence lock).
 constexpr size_t kMaxRegions = 1 << 16;
 struct RegionSlot {
   std::atomic<uint64_t> key{0};
-  uint8_t* base = nullptr;
-  size_t size = 0;
-  bool remote_write = false;
+  std::atomic<uint8_t*> base{nullptr};
+  std::atomic<size_t> size{0};
+  std::atomic<bool> remote_write{false};
 };
 RegionSlot g_regions[kMaxRegions];
 std::mutex g_regions_mutex;
@@ -33,9 +34,14 @@ uint64_t g_generation = 0;
 // Where a write of `length` bytes to `dst` + `offset` may land, or nullptr.
 uint8_t* target_of(const RemoteRegion& dst, uint64_t offset, size_t length) noexcept {
   const RegionSlot& r = g_regions[dst.key & (kMaxRegions - 1)];
-  if (dst.key == 0 || r.key.load(std::memory_order_acquire) != dst.key || !r.remote_write) return nullptr;
-  const uint64_t at = dst.address + offset, base = reinterpret_cast<uint64_t>(r.base);
-  if (at < base || at + length > base + r.size || at + length < at) return nullptr;
+  if (dst.key == 0 || r.key.load(std::memory_order_acquire) != dst.key) return nullptr;
+  const uint64_t base = reinterpret_cast<uint64_t>(r.base.load(std::memory_order_relaxed));
+  const size_t size = r.size.load(std::memory_order_relaxed);
+  const bool writable = r.remote_write.load(std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (r.key.load(std::memory_order_relaxed) != dst.key || !writable) return nullptr;  // reused meanwhile
+  const uint64_t at = dst.address + offset;
+  if (at < base || at + length > base + size || at + length < at) return nullptr;
   return reinterpret_cast<uint8_t*>(at);
 }
 
@@ -47,9 +53,9 @@ class LoopbackRegion final : public MemoryRegion {
     for (size_t i = 1; i < kMaxRegions; ++i) {
       RegionSlot& r = g_regions[i];
       if (r.key.load(std::memory_order_relaxed) != 0) continue;
-      r.base = static_cast<uint8_t*>(data);
-      r.size = size;
-      r.remote_write = access == Access::remote_write;
+      r.base.store(static_cast<uint8_t*>(data), std::memory_order_relaxed);
+      r.size.store(size, std::memory_order_relaxed);
+      r.remote_write.store(access == Access::remote_write, std::memory_order_relaxed);
       key_ = (++g_generation << 16) | i;
       r.key.store(key_, std::memory_order_release);
       slot_ = &r;
@@ -200,7 +206,7 @@ class LoopbackEndpoint final : public Endpoint {
 struct Request {
   ConnectionData mine, theirs;
   std::shared_ptr<Link> link;
-  enum class State { waiting, accepted, refused } state = State::waiting;
+  enum class State { waiting, accepted, refused, abandoned } state = State::waiting;
 };
 
 class LoopbackListener;
@@ -229,6 +235,7 @@ class LoopbackListener final : public Listener {
         throw Error(Errc::timeout, "loopback accept: no connector in time");
       auto r = waiting_.front();
       waiting_.pop_front();
+      if (r->state == Request::State::abandoned) continue;  // its connect gave up
       if (admit && !admit(r->mine)) {
         r->state = Request::State::refused;
         g_listeners_changed.notify_all();
@@ -263,8 +270,10 @@ void LoopbackEndpoint::connect(const std::string& address, const ConnectionData&
   it->second->enqueue(r);
   g_listeners_changed.notify_all();
   if (!g_listeners_changed.wait_until(lock, Clock::now() + timeout,
-                                      [&] { return r->state != Request::State::waiting; }))
+                                      [&] { return r->state != Request::State::waiting; })) {
+    r->state = Request::State::abandoned;  // an accept after this skips it
     throw Error(Errc::timeout, "loopback connect: not accepted in time");
+  }
   if (r->state == Request::State::refused) throw Error(Errc::peer_lost, "loopback connect: refused by " + address);
   theirs = r->theirs;
   attach(r->link, 0);

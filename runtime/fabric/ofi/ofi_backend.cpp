@@ -227,10 +227,14 @@ class OfiListener final : public Listener {
   std::string address() const override { return net::HostPort{tcp_.host(), tcp_.port()}.str(); }
   std::unique_ptr<Endpoint> accept(const EndpointConfig& config, const ConnectionData& mine, ConnectionData& theirs,
                                    std::chrono::milliseconds timeout, const Admit& admit = {}) override;
+  void prepare(const EndpointConfig& config, size_t count) override {
+    for (size_t i = 0; i < count; ++i) prepared_.push_back(std::make_unique<OfiEndpoint>(domain_, config));
+  }
 
  private:
   OfiDomain& domain_;
   net::TcpListener tcp_;
+  std::vector<std::unique_ptr<OfiEndpoint>> prepared_;  // made ahead by prepare(), taken in order
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -489,7 +493,13 @@ void OfiEndpoint::connect(const std::string& address, const ConnectionData& mine
 std::unique_ptr<Endpoint> OfiListener::accept(const EndpointConfig& config, const ConnectionData& mine,
                                               ConnectionData& theirs, std::chrono::milliseconds timeout,
                                               const Admit& admit) {
-  auto ep = std::make_unique<OfiEndpoint>(domain_, config);
+  std::unique_ptr<OfiEndpoint> ep;
+  if (!prepared_.empty()) {
+    ep = std::move(prepared_.front());
+    prepared_.erase(prepared_.begin());
+  } else {
+    ep = std::make_unique<OfiEndpoint>(domain_, config);
+  }
   OfiEndpoint* ofi_ep = ep.get();
   auto deadline = net::deadline_in(timeout);
   if (!admit) {
@@ -800,8 +810,9 @@ void clean_up_after(int pid) noexcept {
   // killed could not remove them, and each holds up to 16 MiB of /dev/shm.
   std::error_code ec;
   const std::string prefix = "rfaas-" + std::to_string(pid) + "-";
-  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec))
-    if (entry.path().filename().string().rfind(prefix, 0) == 0) std::filesystem::remove(entry.path(), ec);
+  // increment(ec), not ++: nothing here may throw.
+  for (std::filesystem::directory_iterator it("/dev/shm", ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().rfind(prefix, 0) == 0) std::filesystem::remove(it->path(), ec);
 }
 
 }  // namespace rfaas::fabric::ofi

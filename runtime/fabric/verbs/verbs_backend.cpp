@@ -313,7 +313,13 @@ class VerbsListener final : public Listener {
   std::unique_ptr<Endpoint> accept(const EndpointConfig& config, const ConnectionData& mine, ConnectionData& theirs,
                                    std::chrono::milliseconds timeout, const Admit& admit = {}) override {
     auto deadline = Clock::now() + timeout;
-    auto ep = std::make_unique<VerbsEndpoint>(domain_, config);
+    std::unique_ptr<VerbsEndpoint> ep;
+    if (!prepared_.empty()) {
+      ep = std::move(prepared_.front());
+      prepared_.erase(prepared_.begin());
+    } else {
+      ep = std::make_unique<VerbsEndpoint>(domain_, config);
+    }
     for (;;) {
       rdma_cm_event* ev = next_event(channel_, deadline, "a connection request");
       if (ev->event != RDMA_CM_EVENT_CONNECT_REQUEST) {
@@ -344,8 +350,13 @@ class VerbsListener final : public Listener {
     }
   }
 
+  void prepare(const EndpointConfig& config, size_t count) override {
+    for (size_t i = 0; i < count; ++i) prepared_.push_back(std::make_unique<VerbsEndpoint>(domain_, config));
+  }
+
  private:
   VerbsDomain& domain_;
+  std::vector<std::unique_ptr<VerbsEndpoint>> prepared_;  // made ahead by prepare(), taken in order
   rdma_event_channel* channel_ = nullptr;
   rdma_cm_id* id_ = nullptr;
   std::string host_;

@@ -225,6 +225,13 @@ class Listener {
   virtual std::unique_ptr<Endpoint> accept(const EndpointConfig& config, const ConnectionData& mine,
                                            ConnectionData& theirs, std::chrono::milliseconds timeout,
                                            const Admit& admit = {}) = 0;
+  // Makes `count` endpoints with `config` now, for the next accepts (which then take them instead
+  // of making their own): an endpoint can take tens of milliseconds to make (a provider's queues,
+  // a QP), which a connector should not wait for. Accepts must use the same config.
+  virtual void prepare(const EndpointConfig& config, size_t count) {
+    (void)config;
+    (void)count;
+  }
 };
 
 // What a domain's transport does beyond the interface, asked rather than inferred from names.
