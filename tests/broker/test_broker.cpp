@@ -711,6 +711,16 @@ TEST_CASE("the broker's policy caps durations and cores before any arithmetic, a
   CHECK(broker.process().wait_for(0ms) == std::nullopt);  // still running
 }
 
+// Timing bounds of the flood cases are the Release build's. Under AddressSanitizer the daemons
+// admit and close connections several times slower (on a 2-core host about 800 a second, seen
+// with the code of 92cf956 and after alike), so there they are checked with room: the cap and
+// the service are what the sanitizer build checks, the speed is the Release build's.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int kSlowdown = 3;
+#else
+constexpr int kSlowdown = 1;
+#endif
+
 // 2,000 idle connections to each daemon from one peer: both cap that peer (256 here by default),
 // close the rest at once, and keep serving a legitimate client from another address.
 TEST_CASE("a flood of idle connections costs only its own peer; both daemons serve on", "[broker]") {
@@ -724,8 +734,8 @@ TEST_CASE("a flood of idle connections costs only its own peer; both daemons ser
   // All but the last 256 per daemon are pushed out at once (a stranger past its peer's cap
   // pushes out that peer's oldest), and those that stay are cut off when their first message
   // is not there within 2 s: well before the control timeout (10 s).
-  CHECK(closed_by_peer(to_broker, 2000 - 256, 1500ms) >= 2000 - 256);
-  CHECK(closed_by_peer(to_daemon, 2000 - 256, 1500ms) >= 2000 - 256);
+  CHECK(closed_by_peer(to_broker, 2000 - 256, kSlowdown * 1500ms) >= 2000 - 256);
+  CHECK(closed_by_peer(to_daemon, 2000 - 256, kSlowdown * 1500ms) >= 2000 - 256);
   CHECK(closed_by_peer(to_broker, 2000, 4s) == 2000);
   CHECK(closed_by_peer(to_daemon, 2000, 4s) == 2000);
   BrokerLeaseOptions o;
@@ -1237,7 +1247,7 @@ TEST_CASE("a flood from the node's own address by an ordinary user does not sile
   CHECK(std::stol(line) > 800);  // it really flooded (and was pushed out and came back)
   CHECK(states == std::set<std::string>{"active"});
   CHECK(failed == 0);
-  CHECK(served > 20);
+  CHECK(served > 20 / kSlowdown);
   ex2->release();
   broker_release(broker.address(), second.lease_id);
   ex->release();
