@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "support/env_guard.hpp"
+#include "support/test_thread.hpp"
 #include "net/tcp_socket.hpp"
 #include "rfaas/fabric/fabric.hpp"
 
@@ -39,30 +40,7 @@ using namespace std::chrono_literals;
 namespace {
 using rfaas::testing::EnvGuard;
 
-// Runs `body` on a thread; join() rethrows what it threw (an exception escaping a thread would
-// abort the whole test binary instead of failing one case).
-class TestThread {
- public:
-  template <class F>
-  explicit TestThread(F body) : thread_([this, body] {
-      try {
-        body();
-      } catch (...) {
-        error_ = std::current_exception();
-      }
-    }) {}
-  void join() {
-    thread_.join();
-    if (error_) std::rethrow_exception(error_);
-  }
-  ~TestThread() {
-    if (thread_.joinable()) thread_.join();
-  }
-
- private:
-  std::exception_ptr error_;
-  std::thread thread_;
-};
+using rfaas::testing::TestThread;
 
 bool verbs_selected() { return fabric::Config::from_env().backend == fabric::Backend::verbs; }
 

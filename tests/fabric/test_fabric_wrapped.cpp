@@ -12,6 +12,7 @@
 
 #include "rfaas/fabric/fabric.hpp"
 #include "support/env_guard.hpp"
+#include "support/test_thread.hpp"
 
 using namespace std::chrono_literals;
 namespace fabric = rfaas::fabric;
@@ -20,29 +21,8 @@ using fabric::Errc;
 
 namespace {
 
-// A thread whose exception reaches the test at join().
-class TestThread {
- public:
-  template <class F>
-  explicit TestThread(F body) : thread_([this, body] {
-      try {
-        body();
-      } catch (...) {
-        error_ = std::current_exception();
-      }
-    }) {}
-  ~TestThread() {
-    if (thread_.joinable()) thread_.join();
-  }
-  void join() {
-    thread_.join();
-    if (error_) std::rethrow_exception(error_);
-  }
+using rfaas::testing::TestThread;
 
- private:
-  std::exception_ptr error_;
-  std::thread thread_;
-};
 
 // Sets (or, with nullptr, unsets) a variable for the scope, then puts it back.
 struct SetEnv {
