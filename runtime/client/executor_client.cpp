@@ -12,6 +12,7 @@
 #include "net/tcp_socket.hpp"
 #include "protocol/control.hpp"
 #include "protocol/invocation.hpp"
+#include "protocol/request_codec.hpp"
 #include "rfaas/client.hpp"
 #include "rfaas/fabric/fabric.hpp"
 
@@ -133,12 +134,7 @@ struct Call {
 
 struct SlotState {
   uint32_t call = kNoCall;
-  // The output target the header in the executor's slot names (the last framed request's):
-  // while it stays the same, requests go compact, without a header.
-  bool framed = false;
-  uint64_t framed_address = 0, framed_key = 0;
-  uint32_t framed_capacity = 0;
-  uint32_t framed_in_size = 0;
+  protocol::SlotTarget target;  // what the header in the executor's slot names (request_codec.hpp)
 };
 
 struct WorkerLink {
@@ -751,7 +747,7 @@ fabric::Errc ExecutorClient::post(WorkerLink& l, uint32_t index) noexcept {
   if (c.kind == Call::Kind::put) {
     // Straight into the region; the imm tells the worker to acknowledge it.
     const RegionInfo& region = regions_[c.region];
-    const uint32_t imm = protocol::region_op_imm(slot, protocol::RegionOp::put);
+    const uint32_t imm = protocol::encode_put(slot);
     const Registration* r = c.in_size ? find(c.in, c.in_size) : nullptr;
     if (r) {
       rc = l.ep->write_imm(*r->region, static_cast<size_t>(static_cast<const uint8_t*>(c.in) - r->begin), c.in_size,
@@ -772,7 +768,6 @@ fabric::Errc ExecutorClient::post(WorkerLink& l, uint32_t index) noexcept {
     h.in_size = c.kind == Call::Kind::get ? sizeof(protocol::RegionGet) : static_cast<uint32_t>(c.in_size);
     h.out_capacity = static_cast<uint32_t>(capacity);
     c.copy_out = false;
-    bool reframed = true;  // the header in the executor's slot changes
     if (const Registration* r = capacity ? find(c.out, capacity) : nullptr) {
       auto remote = r->region->remote();
       h.out_address = remote.address + static_cast<uint64_t>(static_cast<const uint8_t*>(c.out) - r->begin);
@@ -786,62 +781,41 @@ fabric::Errc ExecutorClient::post(WorkerLink& l, uint32_t index) noexcept {
       h.out_key = remote.key;
       c.copy_out = true;
     }
+    bool header_written = true;
     if (c.kind == Call::Kind::get) {
+      const protocol::EncodedGet e = protocol::encode_get(slot, in_stride_);
       protocol::RegionGet g{c.region, 0, c.offset, c.out_capacity};
       uint8_t* hdr = l.headers.data() + slot * kHeaderStride;
       std::memcpy(hdr, &h, sizeof h);
       std::memcpy(hdr + sizeof h, &g, sizeof g);
-      rc = l.ep->write_imm(*l.headers_mr, slot * size_t{kHeaderStride}, sizeof h + sizeof g, l.input,
-                           protocol::slot_header_offset(slot, in_stride_),
-                           protocol::region_op_imm(slot, protocol::RegionOp::get), 0);
+      rc = l.ep->write_imm(*l.headers_mr, slot * size_t{kHeaderStride}, e.bytes, l.input, e.offset, e.imm, 0);
     } else {
-      const int function = c.function;
       const void* in = c.in;
       const size_t in_size = c.in_size;
-      // Compact when the slot's header already names this target: the request is the payload alone.
-      // A payload beyond the compact size field goes compact too when the header's size is its own.
-      const bool same_size = s.framed_in_size == in_size;
-      const bool compact = s.framed && s.framed_address == h.out_address && s.framed_key == h.out_key &&
-                           s.framed_capacity == h.out_capacity &&
-                           (in_size <= protocol::kMaxCompactPayload || same_size) &&
-                           static_cast<uint32_t>(function) < protocol::kMaxCompactFunctions;
-      const size_t header_bytes = compact ? 0 : sizeof h;
-      const uint64_t dst_offset = protocol::slot_payload_offset(slot, in_stride_) - header_bytes;
-      const uint32_t size_field = in_size <= protocol::kMaxCompactPayload ? static_cast<uint32_t>(in_size)
-                                                                          : protocol::kCompactSizeFromHeader;
-      const uint32_t imm = compact ? protocol::compact_request_imm(slot, static_cast<uint32_t>(function), size_field)
-                                   : protocol::request_imm(slot, static_cast<uint32_t>(function));
+      const protocol::EncodedInvocation e =
+          protocol::encode_invocation(s.target, slot, in_stride_, static_cast<uint32_t>(c.function), h);
+      header_written = !e.compact();
       const Registration* r = in_size ? find(in, in_size) : nullptr;
       if (!r && in_size) {  // unregistered input: header (if any) and payload go from the staging slot
-        // Laid out as the executor's slot, so that the copy reads aligned lines too.
+        // Laid out as the executor's slot (the same offsets), so that the copy reads aligned lines too.
         uint8_t* stage = l.staging_in.data() + protocol::slot_header_offset(slot, in_stride_);
-        if (!compact) std::memcpy(stage, &h, sizeof h);
+        if (header_written) std::memcpy(stage, &h, sizeof h);
         std::memcpy(stage + sizeof h, in, in_size);
-        rc = l.ep->write_imm(*l.staging_in_mr, protocol::slot_payload_offset(slot, in_stride_) - header_bytes,
-                             header_bytes + in_size, l.input, dst_offset, imm, 0);
+        rc = l.ep->write_imm(*l.staging_in_mr, e.offset, e.header_bytes + in_size, l.input, e.offset, e.imm, 0);
+      } else if (e.compact()) {
+        rc = l.ep->write_imm(r ? *r->region : *l.headers_mr,
+                             r ? static_cast<size_t>(static_cast<const uint8_t*>(in) - r->begin) : 0, in_size, l.input,
+                             e.offset, e.imm, 0);
       } else {
-        if (!compact) std::memcpy(l.headers.data() + slot * kHeaderStride, &h, sizeof h);
-        if (compact) {
-          rc = l.ep->write_imm(r ? *r->region : *l.headers_mr,
-                               r ? static_cast<size_t>(static_cast<const uint8_t*>(in) - r->begin) : 0, in_size,
-                               l.input, dst_offset, imm, 0);
-        } else {
-          fabric::Segment segs[2] = {{l.headers_mr.get(), slot * size_t{kHeaderStride}, sizeof h},
-                                     {r ? r->region : l.headers_mr.get(),
-                                      r ? static_cast<size_t>(static_cast<const uint8_t*>(in) - r->begin) : 0, in_size}};
-          rc = l.ep->write_imm(segs, in_size ? 2 : 1, l.input, dst_offset, imm, 0);
-        }
+        std::memcpy(l.headers.data() + slot * kHeaderStride, &h, sizeof h);
+        fabric::Segment segs[2] = {{l.headers_mr.get(), slot * size_t{kHeaderStride}, sizeof h},
+                                   {r ? r->region : l.headers_mr.get(),
+                                    r ? static_cast<size_t>(static_cast<const uint8_t*>(in) - r->begin) : 0, in_size}};
+        rc = l.ep->write_imm(segs, in_size ? 2 : 1, l.input, e.offset, e.imm, 0);
       }
-      if (rc == fabric::Errc::ok && compact) reframed = false;
     }
     if (rc != fabric::Errc::ok) return rc;
-    if (reframed) s.framed = true;
-    if (reframed) {
-      s.framed_address = h.out_address;
-      s.framed_key = h.out_key;
-      s.framed_capacity = h.out_capacity;
-      s.framed_in_size = h.in_size;
-    }
+    if (header_written) protocol::record_header(s.target, h);
   }
   --l.free_count;
   s.call = index;

@@ -67,25 +67,23 @@ protocol::Usage Worker::usage() const {
 }
 
 bool Worker::handle(uint32_t imm, uint64_t& mark) {
-  uint32_t slot = protocol::request_slot(imm);
-  if (slot >= config_.slots) return true;  // nowhere to answer: a broken client; drop it
-  if (protocol::request_is_region_op(imm)) return handle_region_op(imm);
-  uint32_t fn = protocol::request_function(imm);
-  uint8_t* base = input_.data() + protocol::slot_header_offset(slot, stride_);
-  InvocationHeader h;
-  std::memcpy(&h, base, sizeof h);
-  if (protocol::request_is_compact(imm)) {
-    // The header is the last framed request's; without one there is no target to answer to.
-    if (!framed_[slot]) return true;
-    const uint32_t size = protocol::compact_request_size(imm);
-    if (size != protocol::kCompactSizeFromHeader) h.in_size = size;
-  } else {
-    framed_[slot] = 1;
+  using Kind = protocol::DecodedRequest::Kind;
+  const protocol::DecodedRequest r = protocol::decode_request(imm, input_.data(), stride_, config_.slots, framed_.data());
+  switch (r.kind) {
+    case Kind::drop: return true;  // nowhere to answer: a broken client's; drop it
+    case Kind::put:  // the bytes are in the region already (this completion says so): acknowledge them
+      return answer({r.slot, InvocationStatus::put_done, 0, 0, ack_, outputs_[0].mr.get(), 0});
+    case Kind::get: return answer_get(r);
+    case Kind::invoke: break;
   }
+  const uint32_t slot = r.slot;
+  const uint32_t fn = r.function;
+  const InvocationHeader& h = r.header;
+  uint8_t* payload = input_.data() + protocol::slot_payload_offset(slot, stride_);
   uint64_t capacity = std::min<uint64_t>(h.out_capacity, config_.output_capacity);
   InvocationStatus status = InvocationStatus::ok;
   uint32_t size = 0;
-  if (!protocol::request_is_compact(imm) && protocol::request_reserved(imm) != 0) {
+  if (r.reserved_set) {
     status = InvocationStatus::bad_request;  // answered, so that the client's slot comes back
   } else if (fn >= functions_.size()) {
     status = InvocationStatus::unknown_function;
@@ -98,9 +96,9 @@ bool Worker::handle(uint32_t imm, uint64_t& mark) {
     int32_t failed = 0;
     running_.store(static_cast<int32_t>(fn), std::memory_order_relaxed);
     if (f.reference) {
-      written = f.reference(base + sizeof h, h.in_size, out);
+      written = f.reference(payload, h.in_size, out);
     } else {
-      rfaas_call call{base + sizeof h, h.in_size, out, capacity, 0, regions_.views(), regions_.count(),
+      rfaas_call call{payload, h.in_size, out, capacity, 0, regions_.views(), regions_.count(),
                       config_.index, config_.workers, 0};
       failed = f.context(&call);
       written = call.out_size;
@@ -125,28 +123,17 @@ bool Worker::handle(uint32_t imm, uint64_t& mark) {
                  outputs_[slot].offset});
 }
 
-bool Worker::handle_region_op(uint32_t imm) {
-  uint32_t slot = protocol::request_slot(imm);
-  if (protocol::region_op_reserved(imm) != 0) return true;
-  if (protocol::request_region_op(imm) == protocol::RegionOp::put) {
-    // The bytes are in the region already (this completion says so): acknowledge them.
-    return answer({slot, InvocationStatus::put_done, 0, 0, ack_, outputs_[0].mr.get(), 0});
-  }
-  if (protocol::request_region_op(imm) != protocol::RegionOp::get) return true;
-  const uint8_t* base = input_.data() + protocol::slot_header_offset(slot, stride_);
-  InvocationHeader h;
-  protocol::RegionGet g;
-  std::memcpy(&h, base, sizeof h);
-  std::memcpy(&g, base + sizeof h, sizeof g);
-  framed_[slot] = 1;
+bool Worker::answer_get(const protocol::DecodedRequest& r) {
+  const InvocationHeader& h = r.header;
+  const protocol::RegionGet& g = r.get;
   fabric::RemoteRegion target{h.out_address, h.out_key, h.out_capacity};
   const uint32_t count = regions_.count();
   if (h.in_size != sizeof g || g.reserved != 0 || g.region >= count || g.offset > regions_.views()[g.region].size ||
       g.length > regions_.views()[g.region].size - g.offset || g.length > h.out_capacity ||
       g.length > protocol::kMaxResultSize)
-    return answer({slot, InvocationStatus::region_error, 0, 0, target, outputs_[0].mr.get(), 0});
+    return answer({r.slot, InvocationStatus::region_error, 0, 0, target, outputs_[0].mr.get(), 0});
   const auto length = static_cast<uint32_t>(g.length);
-  return answer({slot, InvocationStatus::ok, length, length, target, &regions_.region(g.region), g.offset});
+  return answer({r.slot, InvocationStatus::ok, length, length, target, &regions_.region(g.region), g.offset});
 }
 
 bool Worker::answer(const Reply& r) {

@@ -15,6 +15,7 @@
 #include "fabric/host_memory.hpp"
 #include "protocol/control.hpp"
 #include "protocol/invocation.hpp"
+#include "protocol/request_codec.hpp"
 #include "rfaas/fabric/fabric.hpp"
 
 namespace rfaas::executor {
@@ -67,7 +68,7 @@ class Worker {
   // Runs one request and answers it (or queues the answer behind a full send queue); false when
   // the client is gone. mark: the cycle count before, moved to the function's end.
   bool handle(uint32_t imm, uint64_t& mark);
-  bool handle_region_op(uint32_t imm);
+  bool answer_get(const protocol::DecodedRequest& r);
   bool answer(const Reply& r);
   fabric::Errc send(const Reply& r) noexcept;
   bool send_pending();  // false when the client is gone

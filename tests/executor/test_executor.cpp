@@ -19,6 +19,7 @@
 #include "net/tcp_socket.hpp"
 #include "protocol/control.hpp"
 #include "protocol/invocation.hpp"
+#include "protocol/request_codec.hpp"
 #include "protocol/lease_token.hpp"
 #include "rfaas/client.hpp"
 #include "rfaas/fabric/fabric.hpp"
@@ -330,8 +331,8 @@ class RecordingExecutor {
         stride_(protocol::input_slot_stride(capacity)),
         input_(stride_ * slots),
         output_(capacity),
-        headers_(slots),
-        framed_(slots, false) {
+        slots_(slots),
+        framed_(slots, 0) {
     input_mr_ = domain_->register_memory(input_.data(), input_.size(), fabric::Access::remote_write);
     output_mr_ = domain_->register_memory(output_.data(), output_.size(), fabric::Access::local);
     thread_ = std::thread([this] { serve(); });
@@ -387,21 +388,19 @@ class RecordingExecutor {
     }
   }
   void answer(uint32_t imm) {
-    const uint32_t slot = protocol::request_slot(imm);
-    const bool compact = protocol::request_is_compact(imm);
-    uint8_t* base = input_.data() + protocol::slot_header_offset(slot, stride_);
-    if (!compact) {
-      std::memcpy(&headers_[slot], base, sizeof(protocol::InvocationHeader));
-      framed_[slot] = true;
-    }
-    protocol::InvocationHeader h = headers_[slot];
-    if (compact && protocol::compact_request_size(imm) != protocol::kCompactSizeFromHeader)
-      h.in_size = protocol::compact_request_size(imm);
+    // Read with the executor's own decoder: a request it would drop is the client's fault here.
+    const auto r = protocol::decode_request(imm, input_.data(), stride_, slots_, framed_.data());
+    const protocol::InvocationHeader h = r.header;
+    const uint32_t slot = r.slot;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      seen_.push_back({compact, slot, h.in_size, h});
-      if (compact && !framed_[slot]) failure_ = "a compact request to a slot without a header";
+      if (r.kind != protocol::DecodedRequest::Kind::invoke || r.reserved_set) {
+        failure_ = "a request the executor would not serve (a compact one to a slot without a header?)";
+        return;
+      }
+      seen_.push_back({protocol::request_is_compact(imm), slot, h.in_size, h});
     }
+    const uint8_t* base = input_.data() + protocol::slot_header_offset(slot, stride_);
     std::memcpy(output_.data(), base + sizeof h, h.in_size);
     fabric::Errc rc;
     while ((rc = ep_->write_imm(*output_mr_, 0, h.in_size, {h.out_address, h.out_key, h.out_capacity}, 0,
@@ -420,8 +419,8 @@ class RecordingExecutor {
   std::vector<uint8_t> input_, output_;
   std::unique_ptr<fabric::MemoryRegion> input_mr_, output_mr_;
   std::unique_ptr<fabric::Endpoint> ep_;
-  std::vector<protocol::InvocationHeader> headers_;
-  std::vector<bool> framed_;
+  uint32_t slots_;
+  std::vector<uint8_t> framed_;
   std::atomic<bool> stop_{false};
   std::mutex mutex_;
   std::vector<Seen> seen_;
