@@ -1,11 +1,12 @@
 // rfaas for MPI codes (include/rfaas/rfaas_mpi.h), over the public client API only.
 //
 // One OffloadSession per process: the rank's lease (one broker lease, one worker per leased
-// core), its registration cache, and a fixed pool of offload records, one per input slot, made
-// at init so that rfaas_ioffload allocates nothing of its own (one per slot and queue entry). Non-blocking offloads are MPI
-// generalized requests; Open MPI's progress engine (opal_progress, which MPI_Wait/Waitall/Test
-// spin in) calls progress_offloads(), which completes them; under MPICH each request's poll
-// function (MPIX_Grequest_start) does. No helper thread, no lock.
+// core) and a fixed pool of offload records, one per slot and queue entry, made at init so that
+// rfaas_ioffload allocates nothing of its own. Which buffers are registered is the client's to
+// know (Executor::registered). Non-blocking offloads are MPI generalized requests; Open MPI's
+// progress engine (opal_progress, which MPI_Wait/Waitall/Test spin in) calls progress_offloads(),
+// which completes every finished one in one pass (Executor::progress); under MPICH each request's
+// poll function (MPIX_Grequest_start) does. No helper thread, no lock.
 #include "rfaas/rfaas_mpi.h"
 
 #include <dlfcn.h>
@@ -19,7 +20,6 @@
 #include <thread>
 #include <vector>
 
-#include "registration_cache.hpp"
 #include "rfaas/client.hpp"
 
 namespace rfaas::mpi {
@@ -64,10 +64,22 @@ struct OffloadSession {
   DeployOptions deploy_options;
   std::unique_ptr<Executor> executor;
   std::vector<std::string> names;  // deployed functions; the index is the function id
-  RegistrationCache cache;
+  // The last few names asked for, by pointer (callers pass the same literal each time): one
+  // compare confirms the id, where a search would compare with every name.
+  struct KnownName {
+    const char* pointer = nullptr;
+    int id = -1;
+  };
+  KnownName known_names[8];
+  uint32_t next_known = 0;
+  std::vector<std::pair<void*, size_t>> restore;  // registrations the next rfaas_mpi_recover makes again
   std::vector<OffloadRecord> records;
   std::vector<uint32_t> free_records;
-  std::vector<uint32_t> in_flight;  // record indices, unordered
+  // The record of each of the client's call entries in flight: worker * calls_per_worker + call.
+  std::vector<uint32_t> record_of;
+  uint32_t calls_per_worker = 0;
+  size_t in_flight = 0;
+  std::vector<Executor::Completed> completed;  // progress()'s output, sized at init
   std::vector<uint64_t> region_sizes;  // by id, made again by rfaas_mpi_recover
   rfaas_mpi_stats stats{};
   size_t output_capacity = 0;
@@ -78,18 +90,24 @@ struct OffloadSession {
 
 OffloadSession* g_session = nullptr;
 
-int function_id(const OffloadSession& s, const char* name) noexcept {
+int function_id(OffloadSession& s, const char* name) noexcept {
   if (!name) return -1;
-  for (size_t i = 0; i < s.names.size(); ++i)
-    if (std::strcmp(s.names[i].c_str(), name) == 0) return static_cast<int>(i);
+  // The same pointer may hold another name now (a buffer reused): the compare says.
+  for (const auto& k : s.known_names)
+    if (k.pointer == name && std::strcmp(s.names[k.id].c_str(), name) == 0) return k.id;
+  for (size_t i = 0; i < s.names.size(); ++i) {
+    if (std::strcmp(s.names[i].c_str(), name) != 0) continue;
+    s.known_names[s.next_known++ % std::size(s.known_names)] = {name, static_cast<int>(i)};
+    return static_cast<int>(i);
+  }
   return -1;
 }
 
 void count_transfer(OffloadSession& s, const void* in, size_t in_size, void* out, size_t out_capacity) noexcept {
-  if (in_size) ++(s.cache.covers(in, in_size) ? s.stats.zero_copy_inputs : s.stats.copied_inputs);
+  if (in_size) ++(s.executor->registered(in, in_size) ? s.stats.zero_copy_inputs : s.stats.copied_inputs);
   if (out_capacity) {
     size_t cap = std::min<size_t>(out_capacity, s.output_capacity);  // what the client writes at most
-    ++(s.cache.covers(out, cap) ? s.stats.zero_copy_outputs : s.stats.copied_outputs);
+    ++(s.executor->registered(out, cap) ? s.stats.zero_copy_outputs : s.stats.copied_outputs);
   }
 }
 
@@ -135,11 +153,7 @@ void complete_record(OffloadSession& s, uint32_t index, int code, size_t size) n
   r.completed = true;
   if (r.is_put) count_put(s, code, r.put_bytes);
   else count_result(s, code);
-  auto it = std::find(s.in_flight.begin(), s.in_flight.end(), index);
-  if (it != s.in_flight.end()) {
-    *it = s.in_flight.back();
-    s.in_flight.pop_back();
-  }
+  --s.in_flight;
   MPI_Grequest_complete(r.request);
 }
 
@@ -154,25 +168,22 @@ int cancel_offload(void* state, int complete) {
 }
 
 // Called from MPI's progress (Open MPI's opal_progress, MPICH's poll of a pending request), i.e.
-// inside MPI_Wait / MPI_Waitall / MPI_Test.
+// inside MPI_Wait / MPI_Waitall / MPI_Test: one pass over the lease's connections completes every
+// request that finished.
 int progress_offloads() {
   OffloadSession* s = g_session;
-  if (!s || s->in_flight.empty() || s->in_progress) return 0;
+  if (!s || !s->in_flight || s->in_progress || !s->executor) return 0;
   s->in_progress = true;
   int events = 0;
-  for (size_t i = 0; i < s->in_flight.size();) {
-    uint32_t index = s->in_flight[i];
-    OffloadRecord& r = s->records[index];
-    bool done = false;
-    s->executor->test(r.handle, &done);
-    if (!done) {
-      ++i;
-      continue;
+  for (;;) {
+    const size_t n = s->executor->progress(s->completed.data(), s->completed.size());
+    for (size_t i = 0; i < n; ++i) {
+      const auto& c = s->completed[i];
+      const uint32_t index = s->record_of[c.handle.worker * s->calls_per_worker + c.handle.call];
+      complete_record(*s, index, static_cast<int>(c.result), c.size);
     }
-    size_t size = 0;
-    Errc e = s->executor->wait(r.handle, &size, std::chrono::microseconds(0));
-    complete_record(*s, index, static_cast<int>(e), size);  // swaps the last in-flight entry into i
-    ++events;
+    events += static_cast<int>(n);
+    if (n < s->completed.size()) break;
   }
   s->in_progress = false;
   return events;
@@ -214,7 +225,8 @@ int start_request(OffloadSession& s, MPI_Request* request, bool is_put, size_t p
   r.in_flight = true;
   r.is_put = is_put;
   r.put_bytes = put_bytes;
-  s.in_flight.push_back(index);
+  s.record_of[r.handle.worker * s.calls_per_worker + r.handle.call] = index;
+  ++s.in_flight;
 #if defined(MPICH_NUMVERSION)
   MPIX_Grequest_start(&query_offload, &free_offload, &cancel_offload, &poll_offload, &wait_offloads, &r, &r.request);
 #else
@@ -284,10 +296,12 @@ std::unique_ptr<OffloadSession> open_session(const rfaas_mpi_config& cfg, int ra
     throw;
   }
   s->output_capacity = d.output_capacity;
-  size_t n = static_cast<size_t>(lo.cores) * (d.slots + d.queue_depth);
+  s->calls_per_worker = d.slots + d.queue_depth;
+  size_t n = static_cast<size_t>(lo.cores) * s->calls_per_worker;
   s->records.resize(n);
+  s->record_of.resize(n);
+  s->completed.resize(std::min<size_t>(n, 64));
   s->free_records.reserve(n);
-  s->in_flight.reserve(n);
   for (size_t i = n; i-- > 0;) s->free_records.push_back(static_cast<uint32_t>(i));
   return s;
 }
@@ -502,18 +516,14 @@ int rfaas_mpi_register(void* buf, size_t bytes) {
   OffloadSession* s = g_session;
   if (!s) return fail(Errc::not_initialized, "rfaas_mpi_register: not initialized");
   if (!buf || bytes == 0) return fail(Errc::invalid_argument, "rfaas_mpi_register: empty range");
-  auto kind = s->cache.classify(buf, bytes);
-  if (kind == RegistrationCache::Lookup::covered) {
+  if (!s->executor) return fail(Errc::executor_lost, "rfaas_mpi_register: no lease (rfaas_mpi_recover failed)");
+  if (s->executor->registered(buf, bytes)) {
     ++s->stats.registration_hits;
     return RFAAS_OK;
   }
   try {
-    if (!s->executor) throw rfaas::Error(Errc::executor_lost, "rfaas_mpi_register: no lease (rfaas_mpi_recover failed)");
-    if (kind == RegistrationCache::Lookup::grows_existing) s->executor->deregister_memory(buf);
-    s->executor->register_memory(buf, bytes);
-    s->cache.insert(buf, bytes);
+    s->executor->register_memory(buf, bytes);  // replaces a shorter one starting at buf
   } catch (const rfaas::Error& e) {
-    s->cache.erase(buf);
     return fail(e.code(), e.what());
   }
   ++s->stats.registrations;
@@ -523,9 +533,10 @@ int rfaas_mpi_register(void* buf, size_t bytes) {
 int rfaas_mpi_deregister(void* buf) {
   OffloadSession* s = g_session;
   if (!s) return fail(Errc::not_initialized, "rfaas_mpi_deregister: not initialized");
-  if (!s->cache.erase(buf)) return fail(Errc::invalid_argument, "rfaas_mpi_deregister: not registered");
-  if (s->executor) s->executor->deregister_memory(buf);
-  return RFAAS_OK;
+  if (s->executor ? s->executor->deregister_memory(buf)
+                  : std::erase_if(s->restore, [&](const auto& r) { return r.first == buf; }) > 0)
+    return RFAAS_OK;
+  return fail(Errc::invalid_argument, "rfaas_mpi_deregister: not registered");
 }
 
 int rfaas_mpi_renew(int64_t duration_ms) {
@@ -548,8 +559,10 @@ int rfaas_mpi_recover(void) {
   if (!s) return fail(Errc::not_initialized, "rfaas_mpi_recover: not initialized");
   if (s->free_records.size() != s->records.size())
     return fail(Errc::busy, "rfaas_mpi_recover: complete the rank's offload requests first");
-  // What is left of the old lease goes back (the daemon may already have ended it).
+  // What is left of the old lease goes back (the daemon may already have ended it); its
+  // registrations are made again on the new one.
   try {
+    if (s->executor) s->restore = s->executor->registered_ranges();
     if (s->executor) s->executor->release();
   } catch (...) {
   }
@@ -575,7 +588,7 @@ int rfaas_mpi_recover(void) {
       }
       try {
         s->executor = Executor::deploy(s->grant, s->deploy_options);
-        for (const auto& r : s->cache.ranges()) s->executor->register_memory(const_cast<uint8_t*>(r.begin), r.size);
+        for (const auto& [p, bytes] : s->restore) s->executor->register_memory(p, bytes);
         for (uint64_t bytes : s->region_sizes) s->executor->create_region(bytes);  // zeroed: put again
       } catch (...) {
         s->executor.reset();

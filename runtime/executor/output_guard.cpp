@@ -94,6 +94,11 @@ void add(const void* guard, size_t bytes, uint32_t worker, uint32_t slot, uint64
   g_guards.push_back({b, b + bytes, worker, slot, capacity, running});
 }
 
+void remove(const void* guard) {
+  const auto b = reinterpret_cast<uintptr_t>(guard);
+  std::erase_if(g_guards, [&](const auto& g) { return g.begin == b; });
+}
+
 void set_function_names(const std::vector<std::string>& names) {
   g_names.clear();
   for (const auto& n : names) {

@@ -16,6 +16,8 @@ namespace rfaas::executor::output_guard {
 using Running = std::atomic<int32_t>;
 
 void add(const void* guard, size_t bytes, uint32_t worker, uint32_t slot, uint64_t capacity, const Running* running);
+// Forgets a guard (its worker is gone, its memory unmapped): in-process tests make and drop workers.
+void remove(const void* guard);
 void set_function_names(const std::vector<std::string>& names);
 // Installs the SIGSEGV (and SIGBUS) handler; reports go to report_fd as one JSON line. Any other
 // fault then kills the executor by its signal too (not by a library's handler that exits 1).

@@ -50,6 +50,7 @@ Worker::Worker(fabric::Domain& domain, const WorkerConfig& config, const std::ve
 Worker::~Worker() {
   stop();
   join();
+  for (const auto& o : outputs_) output_guard::remove(o.memory.guard());
 }
 
 void Worker::start() {

@@ -1046,6 +1046,68 @@ TEST_CASE("a daemon shutting down revokes its leases with lease_revoked", "[exec
   CHECK(daemon.process().exit_code(15s) == 0);
 }
 
+TEST_CASE("DeployOptions::fabric is the transport: the environment is not read when it is given", "[executor]") {
+  ExecutorDaemonProcess daemon;
+  DeployOptions o = basic();
+  o.fabric = fabric::Config::from_env();  // this test's transport, read here
+  EnvGuard backend{"RFAAS_FABRIC"};
+  ::setenv("RFAAS_FABRIC", "no-such-backend", 1);  // what deploy would refuse, had it read it
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), o);
+  uint64_t v = 11, r = 0;
+  size_t n = 0;
+  CHECK(ex->invoke(ex->function("echo"), &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  CHECK(r == v);
+  o.fabric.reset();
+  try {
+    Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), o);
+    FAIL("deployed with an unknown backend in RFAAS_FABRIC");
+  } catch (const Error& e) {
+    CHECK(e.code() == Errc::invalid_argument);
+  }
+}
+
+TEST_CASE("progress() hands back every completed call once, queued ones too, and none that wait() took",
+          "[executor][progress]") {
+  ExecutorDaemonProcess daemon;
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  int echo = ex->function("echo");
+  constexpr int kCalls = 24;  // beyond the slots: the rest wait in the submission queue
+  uint64_t in[kCalls], out[kCalls] = {};
+  Invocation h[kCalls];
+  for (int i = 0; i < kCalls; ++i) {
+    in[i] = 1000 + i;
+    REQUIRE(ex->submit(echo, &in[i], sizeof in[i], &out[i], sizeof out[i], &h[i]) == Errc::ok);
+  }
+  size_t n = 0;
+  REQUIRE(ex->wait(h[3], &n) == Errc::ok);
+  REQUIRE(ex->wait(h[17], &n) == Errc::ok);
+  std::vector<int> seen(kCalls, 0);
+  Executor::Completed done[5];  // fewer than what completes: progress() returns the rest next time
+  int total = 0;
+  auto deadline = Clock::now() + 10s;
+  while (total < kCalls - 2 && Clock::now() < deadline) {
+    size_t got = ex->progress(done, 5);
+    REQUIRE(got <= 5);
+    for (size_t i = 0; i < got; ++i) {
+      auto it = std::find_if(h, h + kCalls, [&](const Invocation& x) {
+        return x.worker == done[i].handle.worker && x.call == done[i].handle.call && x.generation == done[i].handle.generation;
+      });
+      REQUIRE(it != h + kCalls);
+      const int k = static_cast<int>(it - h);
+      ++seen[k];
+      CHECK(done[i].result == Errc::ok);
+      CHECK(done[i].size == sizeof(uint64_t));
+      CHECK(out[k] == in[k]);
+    }
+    total += static_cast<int>(got);
+  }
+  CHECK(total == kCalls - 2);
+  for (int i = 0; i < kCalls; ++i) CHECK(seen[i] == (i == 3 || i == 17 ? 0 : 1));
+  CHECK(ex->progress(done, 5) == 0);
+  bool finished = true;
+  CHECK(ex->test(h[5], &finished) == Errc::invalid_argument);  // spent, as after wait()
+}
+
 // --- resident regions, the context ABI, the submission queue ------------------------------------
 
 namespace {
@@ -1449,6 +1511,47 @@ TEST_CASE("injected at the client: the connection lost mid-invocation ends it wi
   }
   CHECK(daemon.alive());
   check_daemon_serves(daemon);
+}
+
+TEST_CASE("injected at the client: after a lost connection, submit, test and progress never wait for the daemon's word",
+          "[executor][faults][injected]") {
+  // The daemon has nothing to say (its executor is fine): the client gives it kLossReasonBound
+  // (1.5 s) to say why, but its non-blocking calls must not spend that time (MPI_Test calls them).
+  ExecutorDaemonProcess daemon;
+  InjectAtClient inject("lose_peer@4");
+  auto ex = Executor::deploy(direct_lease(daemon.address(), lease_options(daemon)), basic());
+  int echo = ex->function("echo");
+  uint64_t v = 7, r = 0, b = 0;
+  size_t n = 0;
+  REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  REQUIRE(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n) == Errc::ok);
+  Invocation first;  // not waited for: outstanding when the connection goes
+  REQUIRE(ex->submit(echo, &v, sizeof v, &b, sizeof b, &first) == Errc::ok);  // write 3: goes
+  std::this_thread::sleep_for(50ms);                                          // its answer arrives
+  Invocation second;
+  auto t0 = Clock::now();
+  CHECK(ex->submit(echo, &v, sizeof v, &r, sizeof r, &second) == Errc::executor_lost);  // write 4: lost
+  CHECK(Clock::now() - t0 < 300ms);
+  // The call still outstanding (the lost connection takes its answer with it) comes back through
+  // progress() with the lease's end, once that is decided; until then every call returns at once.
+  Executor::Completed done[4];
+  size_t got = 0;
+  auto deadline = Clock::now() + 3s;
+  while (got == 0 && Clock::now() < deadline) {
+    t0 = Clock::now();
+    bool finished = false;
+    CHECK(ex->test(first, &finished) == Errc::ok);
+    got = ex->progress(done, 4);
+    CHECK(Clock::now() - t0 < 300ms);
+  }
+  REQUIRE(got == 1);
+  CHECK(done[0].handle.call == first.call);
+  CHECK(done[0].result == Errc::executor_lost);
+  // The lease counts as lost, for good.
+  t0 = Clock::now();
+  CHECK(ex->invoke(echo, &v, sizeof v, &r, sizeof r, &n, 5s) == Errc::executor_lost);
+  CHECK(Clock::now() - t0 < 2s);
+  CHECK(daemon.alive());
 }
 
 TEST_CASE("injected at the executor: its connection lost mid-invocation ends the call with executor_lost, bounded",

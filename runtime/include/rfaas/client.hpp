@@ -29,7 +29,11 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <optional>
 #include <vector>
+
+#include "rfaas/fabric/fabric.hpp"
 
 // The library is built with hidden visibility; this is its exported interface.
 #pragma GCC visibility push(default)
@@ -136,6 +140,9 @@ struct DeployOptions {
   int64_t client_hot_timeout_us = 1'000;  // this side busy-polls for a result this long, then sleeps
   std::chrono::milliseconds control_timeout{10'000};     // bound on every setup step
   std::chrono::milliseconds invocation_timeout{10'000};  // default bound for invoke()
+  // The transport (rfaas/fabric/fabric.hpp); unset: read from the environment once, at deploy
+  // (RFAAS_FABRIC, RFAAS_OFI_PROVIDER, RFAAS_FABRIC_HOST).
+  std::optional<fabric::Config> fabric;
 };
 
 struct Usage {
@@ -189,9 +196,16 @@ class Executor {
 
   // Registered memory: inputs read from and results written into it travel without a copy.
   // Unregistered memory works too, through one copy into rfaas's own slot buffers.
+  // register_memory of a range inside a registration does nothing (it travels without a copy
+  // already); of a longer range starting where one starts, it replaces that one.
   virtual std::unique_ptr<Buffer> allocate(size_t bytes) = 0;
   virtual void register_memory(void* data, size_t bytes) = 0;
-  virtual void deregister_memory(void* data) = 0;
+  // By start address, as registered; false when register_memory made no registration there.
+  virtual bool deregister_memory(void* data) = 0;
+  // Whether [data, data+bytes) travels without a copy (inside one registration or allocate()d buffer).
+  virtual bool registered(const void* data, size_t bytes) const noexcept = 0;
+  // What register_memory registered, by start address: what a new lease must register again.
+  virtual std::vector<std::pair<void*, size_t>> registered_ranges() const = 0;
 
   // Synchronous call: `out_size` gets the result's length. Bounded by `timeout` (default:
   // DeployOptions::invocation_timeout).
@@ -209,6 +223,16 @@ class Executor {
   virtual Errc test(const Invocation& handle, bool* done) noexcept = 0;
   // Gives up on a pending invocation; its slot returns when the late result arrives.
   virtual void abandon(const Invocation& handle) noexcept = 0;
+  // Progress for many calls at once: polls every worker's connection once and returns, in `out`,
+  // up to `max` submitted calls that have completed and that no wait() took. Each returned call is
+  // finished, as after wait() (its handle is spent). When the lease is lost, every call still
+  // outstanding is returned with the lease's end. Never blocks; allocates nothing.
+  struct Completed {
+    Invocation handle;
+    Errc result;
+    size_t size;  // as wait()'s *out_size
+  };
+  virtual size_t progress(Completed* out, size_t max) noexcept = 0;
   // The same input to every worker; outs[i] (capacity out_capacity each) gets worker i's result.
   virtual Errc invoke_all(int function, const void* in, size_t in_size, void* const* outs, size_t out_capacity,
                           size_t* out_sizes) noexcept = 0;
