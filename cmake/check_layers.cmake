@@ -5,10 +5,10 @@
 # What may be included, by folder (prefixes of the quoted include path, comma-separated):
 set(_layers
   "runtime/clock="
-  "runtime/net=net/"
-  "runtime/protocol=protocol/"
+  "runtime/net=net/,rfaas/coded_error.hpp"
+  "runtime/protocol=protocol/,rfaas/coded_error.hpp"
   "runtime/fabric=fabric/,net/,rfaas/fabric/"
-  "runtime/auth=auth/,protocol/"
+  "runtime/auth=auth/,protocol/,rfaas/coded_error.hpp"
   "runtime/client=client/,protocol/,fabric/,net/,clock/,auth/,rfaas/client.hpp,rfaas/rfaas.h,rfaas/fabric/"
   "runtime/executor=executor/,protocol/,fabric/,net/,clock/,rfaas/fabric/,rfaas/function.h"
   "runtime/daemon=daemon/,protocol/,net/,rfaas/fabric/"

@@ -5,6 +5,7 @@
 // Cold path: one round trip to the local munged per broker request.
 #pragma once
 
+#include "rfaas/coded_error.hpp"
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -28,14 +29,7 @@ enum class AuthErrc {
 };
 const char* to_string(AuthErrc);
 
-class AuthError : public std::runtime_error {
- public:
-  AuthError(AuthErrc code, const std::string& what) : std::runtime_error(what), code_(code) {}
-  AuthErrc code() const noexcept { return code_; }
-
- private:
-  AuthErrc code_;
-};
+using AuthError = CodedError<AuthErrc>;
 
 // The munged socket a client talks to: RFAAS_MUNGE_SOCKET if set, else "" (libmunge's
 // default, /run/munge/munge.socket.2).

@@ -2,6 +2,7 @@
 // (later) the control protocol. Every blocking call takes a deadline; nothing waits forever.
 #pragma once
 
+#include "rfaas/coded_error.hpp"
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -19,14 +20,7 @@ inline Deadline deadline_in(std::chrono::milliseconds ms) { return Clock::now() 
 enum class NetErrc { timeout, closed, refused, invalid_address, too_large, io };
 const char* to_string(NetErrc);
 
-class NetError : public std::runtime_error {
- public:
-  NetError(NetErrc code, const std::string& what) : std::runtime_error(what), code_(code) {}
-  NetErrc code() const noexcept { return code_; }
-
- private:
-  NetErrc code_;
-};
+using NetError = CodedError<NetErrc>;
 
 struct HostPort {
   std::string host;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "protocol/lease_token.hpp"
+#include "rfaas/coded_error.hpp"
 
 namespace rfaas::protocol {
 
@@ -50,14 +51,7 @@ enum class ControlErrc {
 const char* to_string(ControlErrc);
 std::optional<ControlErrc> control_errc_from_string(const std::string&);
 
-class MessageError : public std::runtime_error {
- public:
-  MessageError(ControlErrc code, const std::string& what) : std::runtime_error(what), code_(code) {}
-  ControlErrc code() const noexcept { return code_; }
-
- private:
-  ControlErrc code_;
-};
+using MessageError = CodedError<ControlErrc>;
 
 // A library the function library links, shipped with it (and cached like it by content).
 struct LibraryRef {

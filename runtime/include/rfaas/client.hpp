@@ -22,6 +22,7 @@
 // submission, as slots free up during wait/test; Errc::queue_full when that queue is full.
 #pragma once
 
+#include "rfaas/coded_error.hpp"
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -67,14 +68,7 @@ enum class Errc : int {
 };
 const char* to_string(Errc) noexcept;
 
-class Error : public std::runtime_error {
- public:
-  Error(Errc code, const std::string& what) : std::runtime_error(what), code_(code) {}
-  Errc code() const noexcept { return code_; }
-
- private:
-  Errc code_;
-};
+using Error = CodedError<Errc>;
 
 // A lease: where its executor daemon listens and the token that proves it. From the broker, or
 // made directly from the cluster secret with direct_lease().

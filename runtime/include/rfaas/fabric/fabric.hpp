@@ -10,6 +10,7 @@
 // are noexcept and return error values; a broken connection surfaces as an error completion.
 #pragma once
 
+#include "rfaas/coded_error.hpp"
 #include <chrono>
 #include <functional>
 #include <cstddef>
@@ -35,14 +36,7 @@ enum class Errc : uint8_t {
 };
 const char* to_string(Errc) noexcept;
 
-class Error : public std::runtime_error {
- public:
-  Error(Errc code, const std::string& what) : std::runtime_error(what), code_(code) {}
-  Errc code() const noexcept { return code_; }
-
- private:
-  Errc code_;
-};
+using Error = CodedError<Errc>;
 
 // loopback: in-process only (both ends in one process), for tests of what is built on the fabric
 // without processes or a provider.
