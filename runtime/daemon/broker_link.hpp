@@ -18,12 +18,12 @@
 #include <string>
 #include <thread>
 
-#include "executor/lease_table.hpp"
+#include "daemon/lease_table.hpp"
 #include "net/tcp_socket.hpp"
 #include "protocol/broker_messages.hpp"
 #include "protocol/lease_token.hpp"
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 class BrokerLink {
  public:
@@ -76,4 +76,4 @@ class BrokerLink {
   int polling_fd_ = -1;
 };
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 struct LeaseLimits {
   std::vector<int> cores;     // cpuset
@@ -74,4 +74,4 @@ class LeaseCgroup {
   bool closed_ = false;
 };
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

@@ -1,4 +1,4 @@
-#include "executor/broker_link.hpp"
+#include "daemon/broker_link.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -6,7 +6,7 @@
 
 #include <sys/socket.h>
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 using namespace std::chrono_literals;
 
@@ -162,4 +162,4 @@ void BrokerLink::report_usage(uint64_t lease_id, const protocol::Usage& reported
        nullptr);
 }
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

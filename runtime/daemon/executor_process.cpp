@@ -1,4 +1,4 @@
-#include "executor/executor_process.hpp"
+#include "daemon/executor_process.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -22,7 +22,7 @@
 
 extern char** environ;
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 using protocol::ControlErrc;
 using protocol::MessageError;
@@ -304,4 +304,4 @@ std::string describe_exit(int status) {
   return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

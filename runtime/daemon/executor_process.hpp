@@ -19,7 +19,7 @@
 #include "net/tcp_socket.hpp"
 #include "protocol/control.hpp"
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 // The executor's report lines, each read with a deadline.
 class ExecutorReports {
@@ -119,4 +119,4 @@ class ExecutorProcess {
 
 std::string describe_exit(int status);
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

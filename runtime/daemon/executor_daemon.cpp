@@ -1,4 +1,4 @@
-#include "executor/executor_daemon.hpp"
+#include "daemon/executor_daemon.hpp"
 
 #include "rfaas/fabric/fabric.hpp"
 
@@ -18,13 +18,13 @@
 #include <system_error>
 #include <thread>
 
-#include "executor/executor_process.hpp"
+#include "daemon/executor_process.hpp"
 #include "protocol/control.hpp"
 #include "protocol/invocation.hpp"
 
 extern char** environ;
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 using protocol::ControlErrc;
 using protocol::MessageError;
@@ -590,4 +590,4 @@ void ExecutorDaemon::session(net::TcpStream& stream, net::SessionAdmission::Tick
   if (reserved) leases_.release(lease_id, served_until_ms);
 }
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

@@ -1,4 +1,4 @@
-#include "executor/lease_cgroup.hpp"
+#include "daemon/lease_cgroup.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -15,7 +15,7 @@
 #include <sstream>
 #include <thread>
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 namespace {
 
@@ -373,4 +373,4 @@ bool LeaseCgroup::memory_exceeded() const {
   return false;
 }
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

@@ -13,17 +13,17 @@
 #include <string>
 #include <vector>
 
-#include "executor/broker_link.hpp"
+#include "daemon/broker_link.hpp"
 #include "rfaas/fabric/fabric.hpp"
-#include "executor/executor_process.hpp"
-#include "executor/lease_cgroup.hpp"
-#include "executor/lease_table.hpp"
-#include "executor/library_cache.hpp"
+#include "daemon/executor_process.hpp"
+#include "daemon/lease_cgroup.hpp"
+#include "daemon/lease_table.hpp"
+#include "daemon/library_cache.hpp"
 #include "net/session_limits.hpp"
 #include "net/tcp_socket.hpp"
 #include "protocol/lease_token.hpp"
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 struct DaemonConfig {
   std::string listen = "127.0.0.1:0";  // control port; port 0 picks one
@@ -92,4 +92,4 @@ class ExecutorDaemon {
   CgroupHierarchy cgroups_;  // where leases are confined (Kind::none: rlimits only)
 };
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon
