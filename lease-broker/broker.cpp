@@ -302,7 +302,14 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
       if (!lease && !served_uid)
         for (const auto& g : book_.ending_on(r.node))
           if (g.lease_id == id) record.uid = g.uid;
-      release_locked(id, "ended: " + reason);  // journaled first
+      // A reason this broker does not know (a daemon of another version) still ends the lease:
+      // refusing the report would hold its cores until the lease expires.
+      const auto known = protocol::lease_end_reason_from_string(reason);
+      std::string ended = known ? protocol::to_string(*known) : "unknown reason '" + protocol::utf8_prefix(reason, 64) + "'";
+      if (known == protocol::LeaseEndReason::deploy_refused && served_json.is_object() && served_json.contains("refused") &&
+          served_json.at("refused").is_string())
+        ended += ": " + protocol::utf8_prefix(served_json.at("refused").get<std::string>(), 64);
+      release_locked(id, "ended: " + ended);  // journaled first
       book_.served_ended(r.node, id, r.timestamp_ms);  // its executor is gone there: its cores are free
       usage_[id] = record;
       return protocol::make_message("recorded", {{"lease_id", id}});

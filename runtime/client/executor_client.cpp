@@ -534,11 +534,11 @@ protocol::ControlMessage ExecutorClient::control_request(const std::string& msg,
       if (reply.type == "lease_ended") {
         auto end = reply.as<protocol::LeaseEnded>();
         usage_ = {end.usage.invocations, end.usage.hot_polling_ns, end.usage.compute_ns};
-        lost_ = end.reason == "expired" ? Errc::lease_expired
-                : end.reason == "revoked" ? Errc::lease_revoked
-                : end.reason == "memory_exceeded" ? Errc::memory_exceeded
-                                          : Errc::executor_lost;
-        fail(lost_, std::string(what) + ": the lease ended (" + end.reason + (end.detail.empty() ? "" : ": " + end.detail) + ")");
+        lost_ = end.reason == protocol::LeaseEndReason::expired           ? Errc::lease_expired
+                : end.reason == protocol::LeaseEndReason::revoked         ? Errc::lease_revoked
+                : end.reason == protocol::LeaseEndReason::memory_exceeded ? Errc::memory_exceeded
+                                                                          : Errc::executor_lost;
+        fail(lost_, std::string(what) + ": the lease ended (" + protocol::to_string(end.reason) + (end.detail.empty() ? "" : ": " + end.detail) + ")");
       }
     }
   } catch (const net::NetError& e) {
@@ -597,9 +597,9 @@ void ExecutorClient::mark_lost() noexcept {
       if (msg.type != "lease_ended") continue;
       auto end = msg.as<protocol::LeaseEnded>();
       usage_ = {end.usage.invocations, end.usage.hot_polling_ns, end.usage.compute_ns};
-      if (end.reason == "expired") why = Errc::lease_expired;
-      else if (end.reason == "revoked") why = Errc::lease_revoked;
-      else if (end.reason == "memory_exceeded") why = Errc::memory_exceeded;  // the kernel ended it at its limit
+      if (end.reason == protocol::LeaseEndReason::expired) why = Errc::lease_expired;
+      else if (end.reason == protocol::LeaseEndReason::revoked) why = Errc::lease_revoked;
+      else if (end.reason == protocol::LeaseEndReason::memory_exceeded) why = Errc::memory_exceeded;  // the kernel ended it at its limit
       break;
     }
   } catch (...) {

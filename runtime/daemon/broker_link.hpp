@@ -37,7 +37,7 @@ class BrokerLink {
   // What the daemon measured of a lease (`served`: cores, memory, how long) and what its executor
   // reported of itself (`reported`), at its end.
   void report_usage(uint64_t lease_id, const protocol::Usage& reported, const nlohmann::json& served,
-                    const std::string& reason);
+                    protocol::LeaseEndReason reason);
   // A lease was admitted: the broker hears it now, not at the next heartbeat (and a lease it does
   // not hold is ended at once).
   void report_now();

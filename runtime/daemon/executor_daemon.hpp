@@ -48,6 +48,11 @@ struct DaemonConfig {
   static DaemonConfig from_json_file(const std::string& path);
 };
 
+// "rfaas-executord: <line>" on the daemon's log (stderr).
+void log(const std::string& line);
+
+class LeaseSession;
+
 class ExecutorDaemon {
  public:
   explicit ExecutorDaemon(DaemonConfig config);
@@ -65,6 +70,7 @@ class ExecutorDaemon {
   const protocol::ClusterSecret& secret() const { return secret_; }
 
  private:
+  friend class LeaseSession;  // a lease's session uses the daemon's tables, standby and broker link
   void session(net::TcpStream& stream, net::SessionAdmission::Ticket ticket);
   // The executor started ahead of need; replenish_standby() starts the next one once a lease
   // has what it needs.
