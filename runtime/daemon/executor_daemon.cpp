@@ -113,20 +113,23 @@ ExecutorDaemon::ExecutorDaemon(DaemonConfig config)
       admission_(config_.sessions) {
   auto hp = net::HostPort::parse(config_.listen);
   listener_ = net::TcpListener::bind(hp.host, hp.port);
-  std::string why, swept;
-  cgroups_ = CgroupHierarchy::detect("rfaas-executord-", &why, &swept);
+  const std::string swept = sweep_crashed_daemons_cgroups("rfaas-executord-");
   if (!swept.empty()) log("emptied and removed the cgroups of a daemon that is gone: " + swept);
-  if (cgroups_.kind() == CgroupHierarchy::Kind::none)
+  std::string why;
+  cgroups_ = make_daemon_cgroups("rfaas-executord-", &why);
+  if (!cgroups_)
     log("leases are not confined by cgroups (" + why + "): executors limit themselves with rlimits; "
         "processes a lease leaves outside its process group survive it (docs/security.md)");
   else
-    log("leases confined by " + cgroups_.describe() + ": leased cores, memory, " +
+    log("leases confined by " + cgroups_->describe() + ": leased cores, memory, " +
         std::to_string(config_.max_tasks_per_lease) + " tasks each");
   if (::geteuid() != 0)
     log("not root: serves only uid " + std::to_string(::getuid()) + "'s leases (as root, every user's, each as its user)");
 }
 
-ExecutorDaemon::~ExecutorDaemon() { cgroups_.remove(); }
+ExecutorDaemon::~ExecutorDaemon() {
+  if (cgroups_) cgroups_->remove();
+}
 
 std::string ExecutorDaemon::address() const { return net::HostPort{listener_.host(), listener_.port()}.str(); }
 

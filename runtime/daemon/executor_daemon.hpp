@@ -95,7 +95,7 @@ class ExecutorDaemon {
   std::condition_variable sessions_done_;
   int sessions_ = 0;
   net::SessionAdmission admission_;
-  CgroupHierarchy cgroups_;  // where leases are confined (Kind::none: rlimits only)
+  std::unique_ptr<CgroupHierarchy> cgroups_;  // where leases are confined (none: rlimits only)
 };
 
 }  // namespace rfaas::daemon

@@ -158,9 +158,9 @@ void LeaseSession::deploy() {
   a.library_name = protocol::utf8_prefix(req_.library_name, 255);
   a.ofi_provider = d_.lease_ofi_provider(req_, stream_.peer_host());
   executor_ = d_.take_standby();
-  if (d_.cgroups_.kind() != CgroupHierarchy::Kind::none) {
+  if (d_.cgroups_) {
     try {
-      cgroup_ = d_.cgroups_.create(lease_id_, {cores_, a.memory_limit_bytes, a.max_tasks});
+      cgroup_ = d_.cgroups_->create(lease_id_, {cores_, a.memory_limit_bytes, a.max_tasks});
       cgroup_->add(executor_->pid());
       a.confined = true;
     } catch (const CgroupError& e) {
