@@ -58,6 +58,7 @@ void LeaseSession::run() noexcept {
   } catch (...) {
     log("internal error");
   }
+  stop_executor();
   if (reserved_) d_.leases_.release(lease_id_, served_until_ms_);
   state_ = State::done;
 }
@@ -457,7 +458,13 @@ void LeaseSession::end() {
 
 // --- refused: before the lease was served --------------------------------------------------------
 
+void LeaseSession::stop_executor() noexcept {
+  cgroup_.reset();  // every process of the lease killed first
+  executor_.reset();
+}
+
 void LeaseSession::refuse(const MessageError& e) {
+  stop_executor();  // the cores are not free while anything of the lease still runs on them
   log(std::string("refused a client: ") + to_string(e.code()) + ": " + e.what());
   // A genuine lease whose deploy failed is spent, and the broker hears that it ended, so that
   // its cores are not held until the lease expires (unless another session serves it).

@@ -47,6 +47,7 @@ class LeaseSession {
   void serve();      // -> ending
   void end();        // -> done
   void refuse(const protocol::MessageError& e);  // negotiating / deploying -> done
+  void stop_executor() noexcept;  // the lease's cgroup, then its executor, gone (before its cores go)
 
   // serving's events; each may move the session to ending.
   void on_tick();
