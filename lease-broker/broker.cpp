@@ -487,40 +487,12 @@ void LeaseBroker::serve() {
       std::this_thread::sleep_for(200ms);
     }
   });
-  while (!shutdown_.load()) {
-    net::TcpStream stream;
-    try {
-      stream = listener_.accept(net::deadline_in(200ms));
-    } catch (const net::NetError& e) {
-      if (e.code() != net::NetErrc::timeout) {
-        // Out of descriptors (EMFILE) and the like: pause instead of spinning on the listener.
-        log(std::string("accept: ") + e.what());
-        std::this_thread::sleep_for(100ms);
-      }
-      continue;
-    }
-    std::string why;
-    auto ticket = admission_.admit(stream.peer_host(), stream.fd(), &why);
-    if (!why.empty()) log("connections: " + why);
-    if (!ticket) continue;  // closed as it goes out of scope
-    ++sessions_;
-    try {
-      // The stream outlives release(): a pushed-out descriptor is never one reused meanwhile.
-      std::thread([this, s = std::move(stream), ticket]() mutable {
-        session(s, ticket);
-        admission_.release(ticket);
-        --sessions_;
-      }).detach();
-    } catch (const std::system_error& e) {  // no thread to be had: this connection only
-      log(std::string("refused a connection: no thread: ") + e.what());
-      admission_.release(ticket);
-      --sessions_;
-    }
-  }
+  net::serve_sessions(
+      listener_, admission_, sessions_, [this] { return shutdown_.load(); },
+      [this](net::TcpStream& s, net::SessionAdmission::Ticket ticket) { session(s, ticket); }, log);
   sweeper.join();
   // Sessions end within their read timeout; wait for them before the state goes away.
-  for (int i = 0; sessions_.load() > 0 && i < static_cast<int>(config_.control_timeout_ms / 10) + 100; ++i)
-    std::this_thread::sleep_for(10ms);
+  sessions_.wait_none(std::chrono::milliseconds(config_.control_timeout_ms) + 1s);
   log("stopped");
 }
 

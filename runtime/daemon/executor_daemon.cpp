@@ -163,46 +163,12 @@ void ExecutorDaemon::serve() {
     broker_->start();
   }
   log("node " + config_.node_name + ", " + std::to_string(leases_.total_cores()) + " cores, control port " + address());
-  while (!shutting_down()) {
-    net::TcpStream stream;
-    try {
-      stream = listener_.accept(net::deadline_in(200ms));
-    } catch (const net::NetError& e) {
-      if (e.code() != net::NetErrc::timeout) {
-        // Out of descriptors (EMFILE) and the like: pause instead of spinning on the listener.
-        log(std::string("accept: ") + e.what());
-        std::this_thread::sleep_for(100ms);
-      }
-      continue;
-    }
-    std::string why;
-    auto ticket = admission_.admit(stream.peer_host(), stream.fd(), &why);
-    if (!why.empty()) log("connections: " + why);
-    if (!ticket) continue;  // closed as it goes out of scope
-    {
-      std::lock_guard lock(sessions_mutex_);
-      ++sessions_;
-    }
-    auto ended = [this, ticket] {
-      admission_.release(ticket);
-      std::lock_guard lock(sessions_mutex_);
-      if (--sessions_ == 0) sessions_done_.notify_all();
-    };
-    try {
-      // The stream outlives release(): a pushed-out descriptor is never one reused meanwhile.
-      std::thread([this, s = std::move(stream), ticket, ended]() mutable {
-        session(s, ticket);
-        ended();
-      }).detach();
-    } catch (const std::system_error& e) {  // no thread to be had: this connection only
-      log(std::string("refused a connection: no thread: ") + e.what());
-      ended();
-    }
-  }
+  net::serve_sessions(
+      listener_, admission_, sessions_, [this] { return shutting_down(); },
+      [this](net::TcpStream& s, net::SessionAdmission::Ticket ticket) { session(s, ticket); }, log);
   if (broker_) broker_->drain();  // no new leases here while the running ones are revoked
   // Sessions see shutting_down() within their poll period and revoke their leases.
-  std::unique_lock lock(sessions_mutex_);
-  sessions_done_.wait_for(lock, 10s, [this] { return sessions_ == 0; });
+  sessions_.wait_none(10s);
   {
     std::lock_guard standby_lock(standby_mutex_);
     standby_.reset();

@@ -91,9 +91,7 @@ class ExecutorDaemon {
   std::unique_ptr<BrokerLink> broker_;
   std::mutex standby_mutex_;
   std::unique_ptr<ExecutorProcess> standby_;
-  std::mutex sessions_mutex_;
-  std::condition_variable sessions_done_;
-  int sessions_ = 0;
+  net::SessionCount sessions_;
   net::SessionAdmission admission_;
   std::unique_ptr<CgroupHierarchy> cgroups_;  // where leases are confined (none: rlimits only)
 };
