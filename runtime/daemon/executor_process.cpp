@@ -239,41 +239,33 @@ ExecutorProcess::~ExecutorProcess() {
   if (socket_ >= 0) ::close(socket_);
 }
 
+void ExecutorProcess::send(const std::string& command, int fd, const char* what) {
+  try {
+    net::send_with_fd(socket_, command, fd);
+  } catch (const net::NetError& e) {
+    throw MessageError(ControlErrc::executor_failed, std::string(what) + ": " + e.what());
+  }
+}
+
 void ExecutorProcess::assign(const protocol::LeaseAssignment& lease, int library_fd,
                              const std::vector<std::pair<std::string, int>>& dependencies) {
   output_->set_lease(lease.lease_id);
   assigned_ = true;
-  try {
-    for (const auto& [name, fd] : dependencies)
-      net::send_with_fd(socket_, protocol::make_command(protocol::DependencyCommand{name}), fd);
-    net::send_with_fd(socket_, protocol::make_command(lease), library_fd);
-  } catch (const net::NetError& e) {
-    throw MessageError(ControlErrc::executor_failed, std::string("handing the lease to the executor: ") + e.what());
-  }
+  for (const auto& [name, fd] : dependencies)
+    send(protocol::make_command(protocol::DependencyCommand{name}), fd, "handing the lease to the executor");
+  send(protocol::make_command(lease), library_fd, "handing the lease to the executor");
 }
 
 void ExecutorProcess::renew(int64_t expires_at_ms) {
-  try {
-    net::send_with_fd(socket_, protocol::make_command(protocol::RenewCommand{expires_at_ms}), -1);
-  } catch (const net::NetError& e) {
-    throw MessageError(ControlErrc::executor_failed, std::string("renewing the executor's lease: ") + e.what());
-  }
+  send(protocol::make_command(protocol::RenewCommand{expires_at_ms}), -1, "renewing the executor's lease");
 }
 
 void ExecutorProcess::create_region(uint64_t bytes, uint64_t seq) {
-  try {
-    net::send_with_fd(socket_, protocol::make_command(protocol::CreateRegionCommand{bytes, seq}), -1);
-  } catch (const net::NetError& e) {
-    throw MessageError(ControlErrc::executor_failed, std::string("asking the executor for a region: ") + e.what());
-  }
+  send(protocol::make_command(protocol::CreateRegionCommand{bytes, seq}), -1, "asking the executor for a region");
 }
 
 void ExecutorProcess::request_usage(uint64_t seq) {
-  try {
-    net::send_with_fd(socket_, protocol::make_command(protocol::UsageCommand{seq}), -1);
-  } catch (const net::NetError& e) {
-    throw MessageError(ControlErrc::executor_failed, std::string("asking the executor for its usage: ") + e.what());
-  }
+  send(protocol::make_command(protocol::UsageCommand{seq}), -1, "asking the executor for its usage");
 }
 
 std::optional<int> ExecutorProcess::exited() {

@@ -113,6 +113,8 @@ class ExecutorProcess {
   int terminate(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
 
  private:
+  // One command on the executor's socket; throws MessageError(executor_failed) saying `what` failed.
+  void send(const std::string& command, int fd, const char* what);
   pid_t pid_ = -1;
   int pidfd_ = -1;
   int socket_ = -1;  // to the executor's fd 3

@@ -9,7 +9,7 @@
 // with the lease and rate-limited: a chatty function neither blocks nor mixes its bytes into the
 // reports, and no descriptor of root's log is in the lease's hands). Reports are the executor's
 // word about itself, and leased code runs in this process: the daemon takes them for what the
-// executor says (invocation counts), never for accounting that matters (executor_process.hpp):
+// executor says (invocation counts), never for accounting that matters (daemon/executor_process.hpp):
 // ready (serving; the client may connect), failed (could not serve: exit status 3), usage (at
 // exit), and the answers to the daemon's commands (protocol/executor_messages.hpp).
 // It exits when the lease's expiry passes, on SIGTERM/SIGINT, when every worker's client is
