@@ -302,7 +302,14 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
       if (!lease && !served_uid)
         for (const auto& g : book_.ending_on(r.node))
           if (g.lease_id == id) record.uid = g.uid;
-      release_locked(id, "ended: " + reason);  // journaled first
+      // A reason this broker does not know (a daemon of another version) still ends the lease:
+      // refusing the report would hold its cores until the lease expires.
+      const auto known = protocol::lease_end_reason_from_string(reason);
+      std::string ended = known ? protocol::to_string(*known) : "unknown reason '" + protocol::utf8_prefix(reason, 64) + "'";
+      if (known == protocol::LeaseEndReason::deploy_refused && served_json.is_object() && served_json.contains("refused") &&
+          served_json.at("refused").is_string())
+        ended += ": " + protocol::utf8_prefix(served_json.at("refused").get<std::string>(), 64);
+      release_locked(id, "ended: " + ended);  // journaled first
       book_.served_ended(r.node, id, r.timestamp_ms);  // its executor is gone there: its cores are free
       usage_[id] = record;
       return protocol::make_message("recorded", {{"lease_id", id}});
@@ -480,40 +487,12 @@ void LeaseBroker::serve() {
       std::this_thread::sleep_for(200ms);
     }
   });
-  while (!shutdown_.load()) {
-    net::TcpStream stream;
-    try {
-      stream = listener_.accept(net::deadline_in(200ms));
-    } catch (const net::NetError& e) {
-      if (e.code() != net::NetErrc::timeout) {
-        // Out of descriptors (EMFILE) and the like: pause instead of spinning on the listener.
-        log(std::string("accept: ") + e.what());
-        std::this_thread::sleep_for(100ms);
-      }
-      continue;
-    }
-    std::string why;
-    auto ticket = admission_.admit(stream.peer_host(), stream.fd(), &why);
-    if (!why.empty()) log("connections: " + why);
-    if (!ticket) continue;  // closed as it goes out of scope
-    ++sessions_;
-    try {
-      // The stream outlives release(): a pushed-out descriptor is never one reused meanwhile.
-      std::thread([this, s = std::move(stream), ticket]() mutable {
-        session(s, ticket);
-        admission_.release(ticket);
-        --sessions_;
-      }).detach();
-    } catch (const std::system_error& e) {  // no thread to be had: this connection only
-      log(std::string("refused a connection: no thread: ") + e.what());
-      admission_.release(ticket);
-      --sessions_;
-    }
-  }
+  net::serve_sessions(
+      listener_, admission_, sessions_, [this] { return shutdown_.load(); },
+      [this](net::TcpStream& s, net::SessionAdmission::Ticket ticket) { session(s, ticket); }, log);
   sweeper.join();
   // Sessions end within their read timeout; wait for them before the state goes away.
-  for (int i = 0; sessions_.load() > 0 && i < static_cast<int>(config_.control_timeout_ms / 10) + 100; ++i)
-    std::this_thread::sleep_for(10ms);
+  sessions_.wait_none(std::chrono::milliseconds(config_.control_timeout_ms) + 1s);
   log("stopped");
 }
 

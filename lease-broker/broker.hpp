@@ -108,7 +108,7 @@ class LeaseBroker {
   std::map<std::string, NodeWait> node_waits_;  // guarded by mutex_
   net::TcpListener listener_;
   std::atomic<bool> shutdown_{false};
-  std::atomic<int> sessions_{0};
+  net::SessionCount sessions_;
   net::SessionAdmission admission_{config_.sessions};
   std::mutex journal_log_mutex_;
   std::string last_journal_error_;

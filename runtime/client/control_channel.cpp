@@ -48,11 +48,13 @@ bool ControlChannel::read_frame(net::Deadline deadline, protocol::ControlMessage
 
 Errc ControlChannel::note_end(const protocol::LeaseEnded& end) {
   usage_ = {end.usage.invocations, end.usage.hot_polling_ns, end.usage.compute_ns};
-  ended_ = end.reason == "expired"           ? Errc::lease_expired
-           : end.reason == "revoked"         ? Errc::lease_revoked
-           : end.reason == "memory_exceeded" ? Errc::memory_exceeded  // the kernel ended it at its limit
-                                             : Errc::executor_lost;
-  ended_text_ = end.reason + (end.detail.empty() ? "" : ": " + end.detail);
+  switch (end.reason) {
+    case protocol::LeaseEndReason::expired: ended_ = Errc::lease_expired; break;
+    case protocol::LeaseEndReason::revoked: ended_ = Errc::lease_revoked; break;
+    case protocol::LeaseEndReason::memory_exceeded: ended_ = Errc::memory_exceeded; break;  // the kernel's limit
+    default: ended_ = Errc::executor_lost; break;
+  }
+  ended_text_ = std::string(protocol::to_string(end.reason)) + (end.detail.empty() ? "" : ": " + end.detail);
   return ended_;
 }
 

@@ -9,10 +9,9 @@
 // with the lease and rate-limited: a chatty function neither blocks nor mixes its bytes into the
 // reports, and no descriptor of root's log is in the lease's hands). Reports are the executor's
 // word about itself, and leased code runs in this process: the daemon takes them for what the
-// executor says (invocation counts), never for accounting that matters (executor_process.hpp):
-//   {"event":"ready","address":"host:port"}          serving; the client may connect
-//   {"event":"failed","code":"...","detail":"..."}   could not serve (exit status 3)
-//   {"event":"usage", "invocations":..., ...}        at exit
+// executor says (invocation counts), never for accounting that matters (daemon/executor_process.hpp):
+// ready (serving; the client may connect), failed (could not serve: exit status 3), usage (at
+// exit), and the answers to the daemon's commands (protocol/executor_messages.hpp).
 // It exits when the lease's expiry passes, on SIGTERM/SIGINT, when every worker's client is
 // gone, or (while on standby) when the daemon goes away.
 #include <cstdlib>
@@ -39,6 +38,7 @@
 #include "executor/worker.hpp"
 #include "net/fd_passing.hpp"
 #include "protocol/control.hpp"
+#include "protocol/executor_messages.hpp"
 #include "protocol/invocation.hpp"
 
 namespace po = boost::program_options;
@@ -52,13 +52,15 @@ std::atomic<bool> g_terminate{false};
 void on_signal(int) { g_terminate.store(true); }
 int g_reports = STDOUT_FILENO;  // the daemon's pipe, moved off fd 1 before any user code runs
 
-void report(const nlohmann::json& j) {
-  std::string line = j.dump() + "\n";
+// One report line (protocol/executor_messages.hpp).
+template <class T>
+void report(const T& m) {
+  std::string line = protocol::make_report(m) + "\n";
   (void)!::write(g_reports, line.data(), line.size());
 }
 
-[[noreturn]] void fail(const char* code, const std::string& detail) {
-  report({{"event", "failed"}, {"code", code}, {"detail", detail}});
+[[noreturn]] void fail(protocol::ControlErrc code, const std::string& detail) {
+  report(protocol::FailedReport{code, detail});
   std::exit(3);
 }
 
@@ -82,7 +84,7 @@ int main(int argc, char** argv) {
     po::store(po::parse_command_line(argc, argv, desc), vm);
     po::notify(vm);
   } catch (const std::exception& e) {
-    fail("executor_failed", std::string("bad arguments: ") + e.what());
+    fail(protocol::ControlErrc::executor_failed, std::string("bad arguments: ") + e.what());
   }
   if (vm.count("help")) {
     std::cout << desc << "\n";
@@ -103,11 +105,11 @@ int main(int argc, char** argv) {
   try {
     fabric_config = fabric::Config::from_env();
   } catch (const std::exception& e) {
-    fail("executor_failed", e.what());
+    fail(protocol::ControlErrc::executor_failed, e.what());
   }
   // Its clients are other processes: an in-process transport cannot reach them.
   if (fabric_config.backend == fabric::Backend::loopback)
-    fail("executor_failed", "RFAAS_FABRIC=loopback is in-process only; an executor serves other processes");
+    fail(protocol::ControlErrc::executor_failed, "RFAAS_FABRIC=loopback is in-process only; an executor serves other processes");
   fabric_config.local_host = listen_host;
   // "auto": the standby guesses what most of its leases will want (a daemon on loopback serves
   // only its host); a lease that wants the other provider opens it below.
@@ -117,12 +119,12 @@ int main(int argc, char** argv) {
     domain = fabric::open_domain(fabric_config);
     listener = domain->listen(listen_host, 0);
   } catch (const std::exception& e) {
-    fail("executor_failed", e.what());
+    fail(protocol::ControlErrc::executor_failed, e.what());
   }
   CycleClock::ticks_per_ns();  // measured now, not when the lease arrives
   // Workers report the end of their loop here, so the wait below needs no polling period.
   const int finished_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (finished_fd < 0) fail("executor_failed", std::string("eventfd: ") + std::strerror(errno));
+  if (finished_fd < 0) fail(protocol::ControlErrc::executor_failed, std::string("eventfd: ") + std::strerror(errno));
 
   protocol::LeaseAssignment lease;
   int library_fd = -1;
@@ -131,28 +133,27 @@ int main(int argc, char** argv) {
     for (;;) {
       int fd = -1;
       auto text = net::recv_with_fd(kDaemonSocket, protocol::kMaxControlFrame, &fd);
-      auto j = nlohmann::json::parse(text, nullptr, false);
-      if (j.is_discarded()) fail("executor_failed", "lease assignment is not JSON");
-      if (j.is_object() && j.contains("type") && j["type"] == "dependency") {
+      auto command = protocol::ExecutorCommand::parse(text);
+      if (command.type == protocol::ExecutorCommandType::dependency) {
         if (fd < 0 || dependencies.size() >= protocol::kMaxDependencies)
-          fail("executor_failed", "a dependency without its descriptor, or too many");
-        dependencies.emplace_back(j.value("name", std::string("dependency")), fd);
+          fail(protocol::ControlErrc::executor_failed, "a dependency without its descriptor, or too many");
+        dependencies.emplace_back(command.as<protocol::DependencyCommand>().name, fd);
         continue;
       }
       library_fd = fd;
-      lease = j.get<protocol::LeaseAssignment>();
+      lease = command.as<protocol::LeaseAssignment>();
       break;
     }
   } catch (const net::NetError&) {
     return 0;  // the daemon went away before it needed us
   } catch (const std::exception& e) {
-    fail("executor_failed", std::string("lease assignment: ") + e.what());
+    fail(protocol::ControlErrc::executor_failed, std::string("lease assignment: ") + e.what());
   }
-  if (library_fd < 0) fail("executor_failed", "lease assignment came without the library");
+  if (library_fd < 0) fail(protocol::ControlErrc::executor_failed, "lease assignment came without the library");
   const uint32_t workers = static_cast<uint32_t>(lease.cores.size());
   if (workers == 0 || lease.slots == 0 || lease.slots > protocol::kMaxSlots ||
       lease.input_capacity > protocol::kMaxInputCapacity || lease.output_capacity > protocol::kMaxOutputCapacity)
-    fail("executor_failed", "workers, slots or capacities out of range");
+    fail(protocol::ControlErrc::executor_failed, "workers, slots or capacities out of range");
   // The lease's user from here on, before any of its code is loaded.
   try {
     // The transport the daemon chose for this lease's client (shm on its host, tcp from another).
@@ -188,14 +189,14 @@ int main(int argc, char** argv) {
                    static_cast<unsigned long long>(lease.lease_id),
                    executor::limit_by_rlimits(lease.memory_limit_bytes, lease.max_tasks).c_str());
   } catch (const std::exception& e) {
-    fail("executor_failed", e.what());
+    fail(protocol::ControlErrc::executor_failed, e.what());
   }
 
   std::unique_ptr<executor::FunctionLibrary> library;
   try {
     library = std::make_unique<executor::FunctionLibrary>(library_fd, lease.functions, lease.library_name, dependencies);
   } catch (const executor::LibraryError& e) {
-    fail("library_load_failed", e.what());
+    fail(protocol::ControlErrc::library_load_failed, e.what());
   }
   executor::ResidentRegions regions(*domain);
   std::vector<std::unique_ptr<executor::Worker>> pool;
@@ -213,19 +214,19 @@ int main(int argc, char** argv) {
       pool.push_back(std::make_unique<executor::Worker>(*domain, wc, library->functions(), regions));
     }
   } catch (const std::exception& e) {
-    fail("executor_failed", e.what());
+    fail(protocol::ControlErrc::executor_failed, e.what());
   }
   // The workers' endpoints made before the client hears we are ready: its connects do not wait
   // for them.
   try {
     listener->prepare(pool[0]->endpoint_config(), pool.size());
   } catch (const std::exception& e) {
-    fail("executor_failed", std::string("preparing the endpoints: ") + e.what());
+    fail(protocol::ControlErrc::executor_failed, std::string("preparing the endpoints: ") + e.what());
   }
   // A function writing past its output faults in the slot's guard page: named to the daemon.
   executor::output_guard::set_function_names(lease.functions);
   executor::output_guard::install(g_reports);
-  report({{"event", "ready"}, {"address", listener->address()}});
+  report(protocol::ReadyReport{listener->address()});
 
   // The client connects its endpoints in worker order. Only a hello signed with the lease's key
   // gets a worker (and learns where its slots are): another local process that reaches the
@@ -251,7 +252,7 @@ int main(int argc, char** argv) {
       auto hello = fabric::read_connection_data<protocol::WorkerHello>(theirs);
       pool[i]->set_ack_target({hello.ack_address, hello.ack_key, 0});
     } catch (const fabric::Error& e) {
-      fail("executor_failed", std::string("client endpoints did not connect: ") + e.what());
+      fail(protocol::ControlErrc::executor_failed, std::string("client endpoints did not connect: ") + e.what());
     }
   }
   for (auto& w : pool) w->start();
@@ -269,18 +270,18 @@ int main(int argc, char** argv) {
   // Wait for expiry, a signal, every client endpoint gone, or the daemon gone; the daemon may
   // move the expiry (a renewed lease). Blocks: nothing here runs beside the workers while they
   // serve. Signals interrupt poll(); the 1 s bound covers one arriving just before it.
-  const char* ended = "signal";  // why the lease ended here, for the daemon
+  auto ended = protocol::ExecutorEnd::signal;  // why the lease ended here, for the daemon
   for (;;) {
     if (g_terminate.load()) break;
     int64_t left_ms = lease.expires_at_ms - static_cast<int64_t>(protocol::unix_now_ms());
     if (left_ms <= 0) {
-      ended = "expired";
+      ended = protocol::ExecutorEnd::expired;
       break;
     }
     bool all_done = true;
     for (auto& w : pool) all_done &= w->finished();
     if (all_done) {
-      ended = "clients_gone";
+      ended = protocol::ExecutorEnd::clients_gone;
       break;
     }
     pollfd fds[2] = {{kDaemonSocket, POLLIN, 0}, {finished_fd, POLLIN, 0}};
@@ -292,32 +293,32 @@ int main(int argc, char** argv) {
     if (!fds[0].revents) continue;
     try {
       int ignored = -1;
-      auto j = nlohmann::json::parse(net::recv_with_fd(kDaemonSocket, protocol::kMaxControlFrame, &ignored), nullptr, false);
+      auto text = net::recv_with_fd(kDaemonSocket, protocol::kMaxControlFrame, &ignored);
       if (ignored >= 0) ::close(ignored);
-      if (j.is_discarded() || !j.is_object()) continue;
-      std::string type = j.value("type", "");
-      if (type == "renew") lease.expires_at_ms = j.value("expires_at_ms", lease.expires_at_ms);
-      if (type == "usage") {  // what the workers counted so far, for the client (through the daemon)
-        nlohmann::json u = pool_usage();
-        u["event"] = "usage_now";
-        u["seq"] = j.value("seq", uint64_t{0});
-        report(u);
-      }
-      if (type == "create_region") {
-        // The daemon has checked the size against the lease's memory; the answer goes back
-        // through it to the client.
-        const uint64_t seq = j.value("seq", uint64_t{0});
-        try {
-          uint32_t id = regions.create(j.value("bytes", uint64_t{0}));
-          auto r = regions.remote(id);
-          report({{"event", "region"}, {"seq", seq}, {"id", id}, {"address", r.address}, {"key", r.key},
-                  {"length", r.length}});
-        } catch (const std::exception& e) {
-          report({{"event", "region_failed"}, {"seq", seq}, {"detail", e.what()}});
+      protocol::ExecutorCommand command;
+      try {
+        command = protocol::ExecutorCommand::parse(text);
+        using Type = protocol::ExecutorCommandType;
+        if (command.type == Type::renew) lease.expires_at_ms = command.as<protocol::RenewCommand>().expires_at_ms;
+        if (command.type == Type::usage)  // what the workers counted so far, for the client (through the daemon)
+          report(protocol::UsageNowReport{command.as<protocol::UsageCommand>().seq, pool_usage()});
+        if (command.type == Type::create_region) {
+          // The daemon has checked the size against the lease's memory; the answer goes back
+          // through it to the client.
+          auto ask = command.as<protocol::CreateRegionCommand>();
+          try {
+            uint32_t id = regions.create(ask.bytes);
+            auto r = regions.remote(id);
+            report(protocol::RegionReport{ask.seq, {id, r.address, r.key, r.length}});
+          } catch (const std::exception& e) {
+            report(protocol::RegionFailedReport{ask.seq, e.what()});
+          }
         }
+      } catch (const protocol::MessageError& e) {  // the daemon's bug: said, and the lease goes on
+        std::fprintf(stderr, "rfaas-executor: a command from the daemon refused: %s\n", e.what());
       }
     } catch (const net::NetError&) {
-      ended = "daemon_gone";  // nobody would report this lease's end
+      ended = protocol::ExecutorEnd::daemon_gone;  // nobody would report this lease's end
       break;
     }
   }
@@ -325,9 +326,6 @@ int main(int argc, char** argv) {
     w->stop();
     w->join();
   }
-  nlohmann::json j = pool_usage();
-  j["event"] = "usage";
-  j["ended"] = ended;
-  report(j);
+  report(protocol::FinalUsageReport{pool_usage(), ended});
   return 0;
 }

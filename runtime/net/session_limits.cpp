@@ -3,6 +3,11 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <system_error>
+#include <thread>
+
+#include "net/tcp_socket.hpp"
+
 namespace rfaas::net {
 
 void SessionAdmission::tell_locked(const std::string& what, std::string* why) {
@@ -106,6 +111,61 @@ void SessionAdmission::release(Ticket ticket) {
 uint32_t SessionAdmission::sessions() const {
   std::lock_guard lock(mutex_);
   return static_cast<uint32_t>(sessions_.size());
+}
+
+void SessionCount::started() {
+  std::lock_guard lock(mutex_);
+  ++running_;
+}
+
+void SessionCount::ended() {
+  std::lock_guard lock(mutex_);
+  if (--running_ == 0) none_.notify_all();
+}
+
+bool SessionCount::wait_none(std::chrono::milliseconds bound) {
+  std::unique_lock lock(mutex_);
+  return none_.wait_for(lock, bound, [this] { return running_ == 0; });
+}
+
+void serve_sessions(TcpListener& listener, SessionAdmission& admission, SessionCount& count,
+                    const std::function<bool()>& stopping,
+                    const std::function<void(TcpStream&, SessionAdmission::Ticket)>& session,
+                    const std::function<void(const std::string&)>& log) {
+  using namespace std::chrono_literals;
+  while (!stopping()) {
+    TcpStream stream;
+    try {
+      stream = listener.accept(deadline_in(200ms));
+    } catch (const NetError& e) {
+      if (e.code() != NetErrc::timeout) {
+        // Out of descriptors (EMFILE) and the like: pause instead of spinning on the listener.
+        log(std::string("accept: ") + e.what());
+        std::this_thread::sleep_for(100ms);
+      }
+      continue;
+    }
+    std::string why;
+    auto ticket = admission.admit(stream.peer_host(), stream.fd(), &why);
+    if (!why.empty()) log("connections: " + why);
+    if (!ticket) continue;  // closed as it goes out of scope
+    count.started();
+    auto ended = [&admission, &count, ticket] {
+      admission.release(ticket);
+      count.ended();
+    };
+    try {
+      // The stream outlives release(): a pushed-out descriptor is never one reused meanwhile.
+      // `session` copied: the thread may outlive this call.
+      std::thread([session, s = std::move(stream), ticket, ended]() mutable {
+        session(s, ticket);
+        ended();
+      }).detach();
+    } catch (const std::system_error& e) {  // no thread to be had: this connection only
+      log(std::string("refused a connection: no thread: ") + e.what());
+      ended();
+    }
+  }
 }
 
 }  // namespace rfaas::net

@@ -11,7 +11,9 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -63,5 +65,32 @@ class SessionAdmission {
   std::chrono::steady_clock::time_point last_told_{};
   uint64_t untold_ = 0;  // refusals and push-outs since the last one told
 };
+
+class TcpListener;
+class TcpStream;
+
+// How many sessions run, and a bounded wait for none (a daemon's shutdown).
+class SessionCount {
+ public:
+  void started();
+  void ended();
+  // True when none is left within `bound`.
+  bool wait_none(std::chrono::milliseconds bound);
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable none_;
+  int running_ = 0;
+};
+
+// The accept loop of a daemon that serves each connection on a thread of its own (the broker
+// and the executor daemon): until `stopping()` (seen within 200 ms), each connection that
+// `admission` admits runs `session` on a detached thread, counted in `count` until its ticket
+// is released. A connection no thread can be had for is closed; accept failures (EMFILE) pause
+// 100 ms rather than spin. `log` gets one line per problem.
+void serve_sessions(TcpListener& listener, SessionAdmission& admission, SessionCount& count,
+                    const std::function<bool()>& stopping,
+                    const std::function<void(TcpStream&, SessionAdmission::Ticket)>& session,
+                    const std::function<void(const std::string&)>& log);
 
 }  // namespace rfaas::net

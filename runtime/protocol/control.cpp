@@ -37,6 +37,53 @@ std::optional<ControlErrc> control_errc_from_string(const std::string& s) {
   return std::nullopt;
 }
 
+const char* to_string(ControlType t) {
+  switch (t) {
+    case ControlType::allocate: return "allocate";
+    case ControlType::send_library: return "send_library";
+    case ControlType::allocated: return "allocated";
+    case ControlType::create_region: return "create_region";
+    case ControlType::region_created: return "region_created";
+    case ControlType::usage: return "usage";
+    case ControlType::usage_report: return "usage_report";
+    case ControlType::renew: return "renew";
+    case ControlType::renewed: return "renewed";
+    case ControlType::release: return "release";
+    case ControlType::lease_ended: return "lease_ended";
+    case ControlType::error: return "error";
+  }
+  return "error";
+}
+
+std::optional<ControlType> control_type_from_string(const std::string& s) {
+  for (auto t : {ControlType::allocate, ControlType::send_library, ControlType::allocated, ControlType::create_region,
+                 ControlType::region_created, ControlType::usage, ControlType::usage_report, ControlType::renew,
+                 ControlType::renewed, ControlType::release, ControlType::lease_ended, ControlType::error})
+    if (s == to_string(t)) return t;
+  return std::nullopt;
+}
+
+const char* to_string(LeaseEndReason r) {
+  switch (r) {
+    case LeaseEndReason::expired: return "expired";
+    case LeaseEndReason::released: return "released";
+    case LeaseEndReason::executor_crashed: return "executor_crashed";
+    case LeaseEndReason::memory_exceeded: return "memory_exceeded";
+    case LeaseEndReason::revoked: return "revoked";
+    case LeaseEndReason::client_gone: return "client_gone";
+    case LeaseEndReason::deploy_refused: return "deploy_refused";
+  }
+  return "released";
+}
+
+std::optional<LeaseEndReason> lease_end_reason_from_string(const std::string& s) {
+  for (auto r : {LeaseEndReason::expired, LeaseEndReason::released, LeaseEndReason::executor_crashed,
+                 LeaseEndReason::memory_exceeded, LeaseEndReason::revoked, LeaseEndReason::client_gone,
+                 LeaseEndReason::deploy_refused})
+    if (s == to_string(r)) return r;
+  return std::nullopt;
+}
+
 // --- messages ------------------------------------------------------------------------------------
 
 void to_json(nlohmann::json& j, const AllocateRequest& m) {
@@ -176,11 +223,14 @@ void from_json(const nlohmann::json& j, Usage& m) {
 }
 
 void to_json(nlohmann::json& j, const LeaseEnded& m) {
-  j = {{"reason", m.reason}, {"detail", m.detail}, {"usage", m.usage}};
+  j = {{"reason", to_string(m.reason)}, {"detail", m.detail}, {"usage", m.usage}};
 }
 
 void from_json(const nlohmann::json& j, LeaseEnded& m) {
-  m.reason = field<std::string>(j, "reason");
+  const auto reason = field<std::string>(j, "reason");
+  const auto known = lease_end_reason_from_string(reason);
+  if (!known) malformed("unknown lease-end reason '" + utf8_prefix(reason, 64) + "'");
+  m.reason = *known;
   m.detail = field<std::string>(j, "detail");
   if (!j.contains("usage")) malformed("missing field 'usage'");
   m.usage = j.at("usage").get<Usage>();
@@ -225,7 +275,7 @@ std::string make_message(const std::string& type, nlohmann::json body) {
 }
 
 std::string make_error(ControlErrc code, const std::string& message) {
-  return make_message("error", {{"code", to_string(code)}, {"message", message}});
+  return make_message(ControlType::error, {{"code", to_string(code)}, {"message", message}});
 }
 
 }  // namespace rfaas::protocol

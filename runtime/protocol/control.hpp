@@ -137,10 +137,21 @@ struct Usage {
   uint64_t compute_ns = 0;
 };
 
+// Why a lease ended: the daemon's lease_ended to the client and its usage report to the broker.
+enum class LeaseEndReason {
+  expired,           // the token's expiry passed
+  released,          // the client released it, or the executor ended it cleanly (its clients gone)
+  executor_crashed,  // the executor died (a fault report names the function when there was one)
+  memory_exceeded,   // the kernel killed the lease's processes at its memory limit
+  revoked,           // the broker ended it, or the node is being taken back (shutdown, scancel)
+  client_gone,       // the control connection closed (never sent to the client: nobody to hear it)
+  deploy_refused,    // a genuine token whose deploy failed (to the broker only): spent, cores freed
+};
+const char* to_string(LeaseEndReason);
+std::optional<LeaseEndReason> lease_end_reason_from_string(const std::string&);
+
 struct LeaseEnded {
-  // "expired", "released", "executor_crashed", "memory_exceeded" (the kernel killed the lease's
-  // processes at its memory limit), "revoked", "client_gone" (not sent: nobody to hear it)
-  std::string reason;
+  LeaseEndReason reason = LeaseEndReason::released;
   std::string detail;
   Usage usage;
 };
@@ -162,12 +173,31 @@ void from_json(const nlohmann::json& j, Usage& m);
 void to_json(nlohmann::json& j, const LeaseEnded& m);
 void from_json(const nlohmann::json& j, LeaseEnded& m);
 
+// The client <-> daemon message types (the broker's are its own, broker_messages.hpp).
+enum class ControlType {
+  allocate,        // client: AllocateRequest
+  send_library,    // daemon: {"sha256"}, the body the client sends next
+  allocated,       // daemon: Allocated
+  create_region,   // client: CreateRegionRequest
+  region_created,  // daemon: RegionCreated
+  usage,           // client: what the lease's workers counted so far
+  usage_report,    // daemon: Usage
+  renew,           // client: RenewRequest
+  renewed,         // daemon: {"lease_id", "expires_at_ms"}
+  release,         // client: end the lease
+  lease_ended,     // daemon: LeaseEnded
+  error,           // either: {"code", "message"}
+};
+const char* to_string(ControlType);
+std::optional<ControlType> control_type_from_string(const std::string&);
+
 // A parsed frame: its type and body. Throws MessageError(malformed) for bad JSON, a missing
 // type, or an unsupported version.
 struct ControlMessage {
   std::string type;
   nlohmann::json body;
   static ControlMessage parse(const std::vector<uint8_t>& frame);
+  bool is(ControlType t) const { return type == to_string(t); }
   // Typed access: throws MessageError(malformed) naming the bad field.
   template <class T>
   T as() const {
@@ -183,6 +213,9 @@ struct ControlMessage {
 
 // Serialises `body` with its type and version into a frame payload.
 std::string make_message(const std::string& type, nlohmann::json body = nlohmann::json::object());
+inline std::string make_message(ControlType type, nlohmann::json body = nlohmann::json::object()) {
+  return make_message(to_string(type), std::move(body));
+}
 std::string make_error(ControlErrc code, const std::string& message);
 
 }  // namespace rfaas::protocol

@@ -3,16 +3,16 @@
 
 #include <catch2/catch.hpp>
 
-#include "executor/executor_process.hpp"
-#include "executor/lease_table.hpp"
-#include "executor/library_cache.hpp"
+#include "daemon/executor_process.hpp"
+#include "daemon/lease_table.hpp"
+#include "daemon/library_cache.hpp"
 #include "protocol/lease_token.hpp"
 
 using namespace rfaas;
 using rfaas::protocol::ControlErrc;
 
 namespace {
-ControlErrc reserve_error(executor::LeaseTable& t, uint64_t id, uint32_t cores, int64_t now_ms = 1000) {
+ControlErrc reserve_error(daemon::LeaseTable& t, uint64_t id, uint32_t cores, int64_t now_ms = 1000) {
   try {
     t.reserve(id, cores, now_ms);
   } catch (const protocol::MessageError& e) {
@@ -31,7 +31,7 @@ std::string read_all(int fd) {
 }  // namespace
 
 TEST_CASE("leases take distinct cores and give them back", "[tables]") {
-  executor::LeaseTable t({4, 5, 6});
+  daemon::LeaseTable t({4, 5, 6});
   auto a = t.reserve(1, 2, 1000);
   CHECK(a == std::vector<int>{4, 5});
   CHECK(t.free_cores() == 1);
@@ -52,14 +52,14 @@ TEST_CASE("leases take distinct cores and give them back", "[tables]") {
 }
 
 TEST_CASE("a lease served once is refused until its token expires", "[tables]") {
-  executor::LeaseTable t({0, 1});
+  daemon::LeaseTable t({0, 1});
   t.reserve(7, 1, 1000);
   t.release(7, 5000);  // served; its token (renewals included) expires at 5000
   CHECK(t.free_cores() == 2);
   CHECK(reserve_error(t, 7, 1, 1001) == ControlErrc::lease_ended);
   CHECK(reserve_error(t, 7, 1, 4999) == ControlErrc::lease_ended);
   // and for a day beyond: a renewal the broker granted after the end would expire later
-  const int64_t grace = executor::LeaseTable::kSpentGraceMs;
+  const int64_t grace = daemon::LeaseTable::kSpentGraceMs;
   CHECK(reserve_error(t, 7, 1, 5000 + grace - 1) == ControlErrc::lease_ended);
   CHECK(t.ended_leases() == 1);
   // A deploy refused before the lease was served leaves the id usable (the client may retry).
@@ -74,7 +74,7 @@ TEST_CASE("a lease served once is refused until its token expires", "[tables]") 
 }
 
 TEST_CASE("the library cache keeps sealed copies and drops the least recently used", "[tables]") {
-  executor::LibraryCache cache(10);  // bytes
+  daemon::LibraryCache cache(10);  // bytes
   std::vector<uint8_t> a{'a', 'a', 'a', 'a'}, b{'b', 'b', 'b', 'b'}, c{'c', 'c', 'c', 'c'};
   auto ha = protocol::sha256_hex(a.data(), a.size()), hb = protocol::sha256_hex(b.data(), b.size()),
        hc = protocol::sha256_hex(c.data(), c.size());
@@ -112,8 +112,8 @@ TEST_CASE("the library cache keeps sealed copies and drops the least recently us
 TEST_CASE("executors see only the environment their transport and libraries need", "[tables]") {
   for (const char* yes : {"PATH=/usr/bin", "FI_PROVIDER=shm", "RFAAS_FABRIC=verbs", "RFAAS_OFI_PROVIDER=tcp",
                           "RFAAS_VERBS_GID_INDEX=1", "LD_LIBRARY_PATH=/opt/lib", "HOME=/root"})
-    CHECK(executor::executor_may_see(yes));
+    CHECK(daemon::executor_may_see(yes));
   for (const char* no : {"RFAAS_SECRET_FILE=/etc/rfaas/secret", "RFAAS_BROKER=h:1", "SLURM_JOB_ID=7", "MUNGE_KEY=x",
                          "PATHX=1", "AWS_SECRET_ACCESS_KEY=y", "LD_PRELOAD=/tmp/x.so"})
-    CHECK_FALSE(executor::executor_may_see(no));
+    CHECK_FALSE(daemon::executor_may_see(no));
 }

@@ -183,13 +183,48 @@ TEST_CASE("control messages round-trip", "[protocol][control]") {
   CHECK(old.get<Allocated>().ofi_provider.empty());
   CHECK(req.library_sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 
-  LeaseEnded ended{"expired", "at 123", {5, 6, 7}};
+  LeaseEnded ended{LeaseEndReason::expired, "at 123", {5, 6, 7}};
   auto e = ControlMessage::parse(bytes(make_message("lease_ended", ended))).as<LeaseEnded>();
-  CHECK(e.reason == "expired");
+  CHECK(e.reason == LeaseEndReason::expired);
   CHECK(e.usage.compute_ns == 7);
   auto err = ControlMessage::parse(bytes(make_error(ControlErrc::bad_token, "nope")));
   CHECK(err.type == "error");
   CHECK(control_errc_from_string(err.body.at("code").get<std::string>()) == ControlErrc::bad_token);
+}
+
+TEST_CASE("every control message type spells one way", "[protocol][control]") {
+  for (auto t : {ControlType::allocate, ControlType::send_library, ControlType::allocated, ControlType::create_region,
+                 ControlType::region_created, ControlType::usage, ControlType::usage_report, ControlType::renew,
+                 ControlType::renewed, ControlType::release, ControlType::lease_ended, ControlType::error}) {
+    INFO(to_string(t));
+    CHECK(control_type_from_string(to_string(t)) == t);
+    CHECK(ControlMessage::parse(bytes(make_message(t))).is(t));
+  }
+  CHECK_FALSE(control_type_from_string("lease_granted"));  // the broker's, not the daemon's
+  CHECK_FALSE(control_type_from_string(""));
+}
+
+TEST_CASE("every lease-end reason round-trips; an unknown one is refused", "[protocol][control]") {
+  for (auto r : {LeaseEndReason::expired, LeaseEndReason::released, LeaseEndReason::executor_crashed,
+                 LeaseEndReason::memory_exceeded, LeaseEndReason::revoked, LeaseEndReason::client_gone,
+                 LeaseEndReason::deploy_refused}) {
+    INFO(to_string(r));
+    CHECK(lease_end_reason_from_string(to_string(r)) == r);
+    LeaseEnded ended{r, "", {}};
+    CHECK(nlohmann::json(ended).get<LeaseEnded>().reason == r);
+  }
+  CHECK_FALSE(lease_end_reason_from_string("crashed"));
+  CHECK_FALSE(lease_end_reason_from_string(""));
+  CHECK_FALSE(lease_end_reason_from_string("deploy_refused: bad_token"));  // the old broker vocabulary
+  nlohmann::json j = LeaseEnded{LeaseEndReason::revoked, "", {}};
+  j["reason"] = "vanished";
+  try {
+    j.get<LeaseEnded>();
+    FAIL("an unknown reason was taken");
+  } catch (const MessageError& e) {
+    CHECK(e.code() == ControlErrc::malformed);
+    CHECK(std::string(e.what()).find("vanished") != std::string::npos);
+  }
 }
 
 TEST_CASE("malformed control messages are named errors", "[protocol][control]") {

@@ -8,13 +8,13 @@
 #include <iostream>
 #include <thread>
 
-#include "executor/executor_daemon.hpp"
+#include "daemon/executor_daemon.hpp"
 #include "net/private_file.hpp"
 
 namespace po = boost::program_options;
 
 namespace {
-rfaas::executor::ExecutorDaemon* g_daemon = nullptr;
+rfaas::daemon::ExecutorDaemon* g_daemon = nullptr;
 void on_signal(int) {
   if (g_daemon) g_daemon->shutdown();
 }
@@ -53,8 +53,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   try {
-    rfaas::executor::DaemonConfig cfg;
-    if (!config_path.empty()) cfg = rfaas::executor::DaemonConfig::from_json_file(config_path);
+    rfaas::daemon::DaemonConfig cfg;
+    if (!config_path.empty()) cfg = rfaas::daemon::DaemonConfig::from_json_file(config_path);
     if (!listen.empty()) cfg.listen = listen;
     if (!node_name.empty()) cfg.node_name = node_name;
     if (!secret_file.empty()) cfg.secret_file = secret_file;
@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
     }
     if (cfg.secret_file.empty()) throw std::runtime_error("no cluster secret: give --secret-file or secret_file");
     signal(SIGPIPE, SIG_IGN);
-    rfaas::executor::ExecutorDaemon daemon(cfg);
+    rfaas::daemon::ExecutorDaemon daemon(cfg);
     g_daemon = &daemon;
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);

@@ -1,4 +1,4 @@
-#include "executor/lease_cgroup.hpp"
+#include "daemon/lease_cgroup.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -15,7 +15,7 @@
 #include <sstream>
 #include <thread>
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 namespace {
 
@@ -165,166 +165,184 @@ std::string cpu_list(const std::vector<int>& cores) {
   return s;
 }
 
-}  // namespace
-
-CgroupHierarchy CgroupHierarchy::detect(const std::string& prefix, std::string* why, std::string* swept) {
-  CgroupHierarchy h;
-  const std::string name = prefix + std::to_string(::getpid());
-  auto mounts = cgroup_mounts();
-  auto own = own_cgroups();
+// The daemon's own folders under each cgroup mount it can use ("" where there is none).
+struct OwnCgroups {
   std::string v1_cpuset, v1_memory, v1_pids, v2;
-  for (auto& m : mounts) {
+};
+
+OwnCgroups own_cgroup_dirs() {
+  OwnCgroups o;
+  auto own = own_cgroups();
+  for (auto& m : cgroup_mounts()) {
     if (m.fstype == "cgroup2") {
-      if (v2.empty()) v2 = own_dir(m.point, own.count("") ? own[""] : "/");
+      if (o.v2.empty()) o.v2 = own_dir(m.point, own.count("") ? own[""] : "/");
       continue;
     }
     for (auto* c : {"cpuset", "memory", "pids"}) {
       if (!has_option(m.options, c)) continue;
       std::string dir = own_dir(m.point, own.count(c) ? own[c] : "/");
-      if (std::string(c) == "cpuset") v1_cpuset = dir;
-      if (std::string(c) == "memory") v1_memory = dir;
-      if (std::string(c) == "pids") v1_pids = dir;
+      if (std::string(c) == "cpuset") o.v1_cpuset = dir;
+      if (std::string(c) == "memory") o.v1_memory = dir;
+      if (std::string(c) == "pids") o.v1_pids = dir;
     }
   }
-  std::string v1_why, v2_why;
-  // What crashed daemons left: their leases' processes would go on running on cores leased anew.
-  for (auto* base : {&v1_cpuset, &v1_memory, &v1_pids, &v2}) {
+  return o;
+}
+
+std::unique_ptr<CgroupHierarchy> make_v1(const OwnCgroups& o, const std::string& name, std::string* why) {
+  if (o.v1_cpuset.empty() || o.v1_memory.empty() || o.v1_pids.empty()) {
+    *why = "no cgroup v1 mounts of cpuset, memory and pids";
+    return nullptr;
+  }
+  std::string c = o.v1_cpuset + "/" + name, m = o.v1_memory + "/" + name, p = o.v1_pids + "/" + name;
+  if (!make_dir(c, why) || !make_dir(m, why) || !make_dir(p, why)) return nullptr;
+  try {
+    // A v1 cpuset starts empty: it takes its parent's cores and memory nodes before any child can.
+    std::string cpus, mems;
+    read_file(o.v1_cpuset + "/cpuset.cpus", &cpus);
+    read_file(o.v1_cpuset + "/cpuset.mems", &mems);
+    write_file(c + "/cpuset.cpus", cpus);
+    write_file(c + "/cpuset.mems", mems);
+    return std::make_unique<CgroupV1>(c, m, p);
+  } catch (const CgroupError& e) {
+    *why = e.what();
+    return nullptr;
+  }
+}
+
+std::unique_ptr<CgroupHierarchy> make_v2(const OwnCgroups& o, const std::string& name, std::string* why) {
+  if (o.v2.empty()) {
+    *why = "no cgroup v2 mount";
+    return nullptr;
+  }
+  std::string controllers;
+  read_file(o.v2 + "/cgroup.controllers", &controllers);
+  std::istringstream cs(controllers);
+  std::string c;
+  bool memory = false, pids = false, cpuset = false;
+  while (cs >> c) {
+    memory |= c == "memory";
+    pids |= c == "pids";
+    cpuset |= c == "cpuset";
+  }
+  if (!memory || !pids) {
+    *why = "cgroup v2 at " + o.v2 + " offers '" + controllers + "', not memory and pids";
+    return nullptr;
+  }
+  std::string dir = o.v2 + "/" + name;
+  try {
+    std::string ctl = std::string("+memory +pids") + (cpuset ? " +cpuset" : "");
+    if (!make_dir(dir, why)) throw CgroupError(*why);
+    // Processes live only in leaves ("no internal processes"): where the daemon's own cgroup
+    // holds processes (the daemon itself, under systemd or Slurm), the daemon moves into a
+    // leaf of its own first, so that its cgroup can hand the controllers down.
+    try {
+      write_file(o.v2 + "/cgroup.subtree_control", ctl);
+    } catch (const CgroupError&) {
+      if (!make_dir(dir + "/daemon", why)) throw CgroupError(*why);
+      write_file(dir + "/daemon/cgroup.procs", std::to_string(::getpid()));
+      // The daemon is now inside `dir`: its parent may enable the controllers, `dir` may not
+      // (it holds nothing itself but its leaf), so the leases go beside the daemon's leaf.
+      write_file(o.v2 + "/cgroup.subtree_control", ctl);
+    }
+    write_file(dir + "/cgroup.subtree_control", ctl);
+    return std::make_unique<CgroupV2>(dir, cpuset);
+  } catch (const CgroupError& e) {
+    *why = e.what();
+    return nullptr;
+  }
+}
+
+}  // namespace
+
+std::string sweep_crashed_daemons_cgroups(const std::string& prefix) {
+  const OwnCgroups o = own_cgroup_dirs();
+  std::string swept;
+  for (auto* base : {&o.v1_cpuset, &o.v1_memory, &o.v1_pids, &o.v2}) {
     if (base->empty()) continue;
     for (auto& dir : stale_daemon_dirs(*base, prefix)) {
       remove_tree(dir);
-      *swept += (swept->empty() ? "" : ", ") + dir;
+      swept += (swept.empty() ? "" : ", ") + dir;
     }
   }
-  if (!v1_cpuset.empty() && !v1_memory.empty() && !v1_pids.empty()) {
-    std::string c = v1_cpuset + "/" + name, m = v1_memory + "/" + name, p = v1_pids + "/" + name;
-    if (make_dir(c, &v1_why) && make_dir(m, &v1_why) && make_dir(p, &v1_why)) {
-      try {
-        // A v1 cpuset starts empty: it takes its parent's cores and memory nodes before any child can.
-        std::string cpus, mems;
-        read_file(v1_cpuset + "/cpuset.cpus", &cpus);
-        read_file(v1_cpuset + "/cpuset.mems", &mems);
-        write_file(c + "/cpuset.cpus", cpus);
-        write_file(c + "/cpuset.mems", mems);
-        h.kind_ = Kind::v1;
-        h.cpuset_ = c;
-        h.memory_ = m;
-        h.pids_ = p;
-        return h;
-      } catch (const CgroupError& e) {
-        v1_why = e.what();
-      }
-    }
-  } else {
-    v1_why = "no cgroup v1 mounts of cpuset, memory and pids";
-  }
-  if (!v2.empty()) {
-    std::string controllers;
-    read_file(v2 + "/cgroup.controllers", &controllers);
-    std::istringstream cs(controllers);
-    std::string c;
-    bool memory = false, pids = false, cpuset = false;
-    while (cs >> c) {
-      memory |= c == "memory";
-      pids |= c == "pids";
-      cpuset |= c == "cpuset";
-    }
-    if (!memory || !pids) {
-      v2_why = "cgroup v2 at " + v2 + " offers '" + controllers + "', not memory and pids";
-    } else {
-      std::string dir = v2 + "/" + name;
-      try {
-        std::string ctl = std::string("+memory +pids") + (cpuset ? " +cpuset" : "");
-        if (!make_dir(dir, &v2_why)) throw CgroupError(v2_why);
-        // Processes live only in leaves ("no internal processes"): where the daemon's own cgroup
-        // holds processes (the daemon itself, under systemd or Slurm), the daemon moves into a
-        // leaf of its own first, so that its cgroup can hand the controllers down.
-        try {
-          write_file(v2 + "/cgroup.subtree_control", ctl);
-        } catch (const CgroupError&) {
-          if (!make_dir(dir + "/daemon", &v2_why)) throw CgroupError(v2_why);
-          write_file(dir + "/daemon/cgroup.procs", std::to_string(::getpid()));
-          // The daemon is now inside `dir`: its parent may enable the controllers, `dir` may not
-          // (it holds nothing itself but its leaf), so the leases go beside the daemon's leaf.
-          write_file(v2 + "/cgroup.subtree_control", ctl);
-        }
-        write_file(dir + "/cgroup.subtree_control", ctl);
-        h.kind_ = Kind::v2;
-        h.memory_ = h.pids_ = dir;
-        if (cpuset) h.cpuset_ = dir;
-        return h;
-      } catch (const CgroupError& e) {
-        v2_why = e.what();
-      }
-    }
-  } else {
-    v2_why = "no cgroup v2 mount";
-  }
+  return swept;
+}
+
+std::unique_ptr<CgroupHierarchy> make_daemon_cgroups(const std::string& prefix, std::string* why) {
+  const OwnCgroups o = own_cgroup_dirs();
+  const std::string name = prefix + std::to_string(::getpid());
+  std::string v1_why, v2_why;
+  if (auto h = make_v1(o, name, &v1_why)) return h;
+  if (auto h = make_v2(o, name, &v2_why)) return h;
   *why = "cgroup v1: " + v1_why + "; cgroup v2: " + v2_why;
-  return h;
+  return nullptr;
 }
 
-void CgroupHierarchy::remove() const {
-  for (auto* d : {&cpuset_, &memory_, &pids_})
-    if (!d->empty()) ::rmdir(d->c_str());
+// --- cgroup v1 ---------------------------------------------------------------------------------
+
+std::string CgroupV1::describe() const { return "cgroup v1 (" + cpuset_ + ", " + memory_ + ", " + pids_ + ")"; }
+
+void CgroupV1::remove() const {
+  for (auto* d : {&cpuset_, &memory_, &pids_}) ::rmdir(d->c_str());
 }
 
-std::string CgroupHierarchy::describe() const {
-  switch (kind_) {
-    case Kind::v1: return "cgroup v1 (" + cpuset_ + ", " + memory_ + ", " + pids_ + ")";
-    case Kind::v2: return "cgroup v2 (" + memory_ + (cpuset_.empty() ? ", no cpuset controller" : "") + ")";
-    case Kind::none: return "no cgroups";
-  }
-  return "no cgroups";
-}
-
-std::unique_ptr<LeaseCgroup> CgroupHierarchy::create(uint64_t lease_id, const LeaseLimits& limits) const {
-  if (kind_ == Kind::none) throw CgroupError("no cgroup hierarchy");
+std::unique_ptr<LeaseCgroup> CgroupV1::create(uint64_t lease_id, const LeaseLimits& limits) const {
   const std::string leaf = "/lease-" + std::to_string(lease_id);
   std::vector<std::string> dirs;
   std::string why;
   // Owned by the LeaseCgroup as soon as each folder exists, so a failure below removes them.
-  auto group = [&](std::vector<std::string> d) {
-    return std::make_unique<LeaseCgroup>(kind_, std::move(d), memory_ + leaf, pids_ + leaf);
+  auto group = [&] {
+    return std::make_unique<LeaseCgroup>(dirs, pids_ + leaf, memory_ + leaf + "/memory.oom_control", "");
   };
   std::unique_ptr<LeaseCgroup> g;
-  if (kind_ == Kind::v1) {
-    for (auto* base : {&cpuset_, &memory_, &pids_}) {
-      if (!make_dir(*base + leaf, &why, true)) {
-        g = group(dirs);
-        throw CgroupError(why);
-      }
-      dirs.push_back(*base + leaf);
+  for (auto* base : {&cpuset_, &memory_, &pids_}) {
+    if (!make_dir(*base + leaf, &why, true)) {
+      g = group();
+      throw CgroupError(why);
     }
-    g = group(dirs);
-    std::string mems;
-    read_file(cpuset_ + "/cpuset.mems", &mems);
-    write_file(cpuset_ + leaf + "/cpuset.cpus", cpu_list(limits.cores));
-    write_file(cpuset_ + leaf + "/cpuset.mems", mems);
-    write_file(memory_ + leaf + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes));
-    // Memory and swap together, as v2's memory.swap.max 0: a lease cannot spill past its
-    // memory into swap. (After the memory limit: v1 keeps memsw at or above it.)
-    const std::string memsw = memory_ + leaf + "/memory.memsw.limit_in_bytes";
-    if (::access(memsw.c_str(), F_OK) == 0)  // absent without swap accounting (swapaccount=0): nothing to limit
-      write_file(memsw, std::to_string(limits.memory_bytes));
-    write_file(pids_ + leaf + "/pids.max", std::to_string(limits.max_tasks));
-  } else {
-    if (!make_dir(memory_ + leaf, &why, true)) throw CgroupError(why);
-    dirs.push_back(memory_ + leaf);
-    g = group(dirs);
-    if (!cpuset_.empty()) write_file(cpuset_ + leaf + "/cpuset.cpus", cpu_list(limits.cores));
-    write_file(memory_ + leaf + "/memory.max", std::to_string(limits.memory_bytes));
-    try {
-      write_file(memory_ + leaf + "/memory.swap.max", "0");
-    } catch (const CgroupError&) {  // no swap accounting on this host: nothing to limit
-    }
-    write_file(pids_ + leaf + "/pids.max", std::to_string(limits.max_tasks));
+    dirs.push_back(*base + leaf);
   }
+  g = group();
+  std::string mems;
+  read_file(cpuset_ + "/cpuset.mems", &mems);
+  write_file(cpuset_ + leaf + "/cpuset.cpus", cpu_list(limits.cores));
+  write_file(cpuset_ + leaf + "/cpuset.mems", mems);
+  write_file(memory_ + leaf + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes));
+  // Memory and swap together, as v2's memory.swap.max 0: a lease cannot spill past its
+  // memory into swap. (After the memory limit: v1 keeps memsw at or above it.)
+  const std::string memsw = memory_ + leaf + "/memory.memsw.limit_in_bytes";
+  if (::access(memsw.c_str(), F_OK) == 0)  // absent without swap accounting (swapaccount=0): nothing to limit
+    write_file(memsw, std::to_string(limits.memory_bytes));
+  write_file(pids_ + leaf + "/pids.max", std::to_string(limits.max_tasks));
   return g;
 }
 
-LeaseCgroup::LeaseCgroup(CgroupHierarchy::Kind kind, std::vector<std::string> dirs, std::string memory_dir,
-                         std::string procs_dir)
-    : kind_(kind), dirs_(std::move(dirs)), memory_dir_(std::move(memory_dir)), procs_dir_(std::move(procs_dir)) {}
+// --- cgroup v2 ---------------------------------------------------------------------------------
+
+std::string CgroupV2::describe() const { return "cgroup v2 (" + dir_ + (cpuset_ ? "" : ", no cpuset controller") + ")"; }
+
+void CgroupV2::remove() const { ::rmdir(dir_.c_str()); }
+
+std::unique_ptr<LeaseCgroup> CgroupV2::create(uint64_t lease_id, const LeaseLimits& limits) const {
+  const std::string dir = dir_ + "/lease-" + std::to_string(lease_id);
+  std::string why;
+  if (!make_dir(dir, &why, true)) throw CgroupError(why);
+  // Linux 5.14 and later kill the cgroup whole through cgroup.kill.
+  auto g = std::make_unique<LeaseCgroup>(std::vector<std::string>{dir}, dir, dir + "/memory.events", dir + "/cgroup.kill");
+  if (cpuset_) write_file(dir + "/cpuset.cpus", cpu_list(limits.cores));
+  write_file(dir + "/memory.max", std::to_string(limits.memory_bytes));
+  try {
+    write_file(dir + "/memory.swap.max", "0");
+  } catch (const CgroupError&) {  // no swap accounting on this host: nothing to limit
+  }
+  write_file(dir + "/pids.max", std::to_string(limits.max_tasks));
+  return g;
+}
+
+// --- a lease's cgroup --------------------------------------------------------------------------
+
+LeaseCgroup::LeaseCgroup(std::vector<std::string> dirs, std::string procs_dir, std::string oom_file, std::string kill_file)
+    : dirs_(std::move(dirs)), procs_dir_(std::move(procs_dir)), oom_file_(std::move(oom_file)), kill_file_(std::move(kill_file)) {}
 
 LeaseCgroup::~LeaseCgroup() { close(); }
 
@@ -349,10 +367,10 @@ void LeaseCgroup::add(pid_t pid) {
 
 void LeaseCgroup::kill_all() {
   if (dirs_.empty()) return;
-  if (kind_ == CgroupHierarchy::Kind::v2) {
+  if (!kill_file_.empty()) {
     try {
-      write_file(procs_dir_ + "/cgroup.kill", "1");  // Linux 5.14 and later: the kernel does it whole
-    } catch (const CgroupError&) {
+      write_file(kill_file_, "1");  // the kernel does it whole
+    } catch (const CgroupError&) {  // before Linux 5.14: one by one below
     }
   }
   auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
@@ -363,8 +381,7 @@ void LeaseCgroup::kill_all() {
 
 bool LeaseCgroup::memory_exceeded() const {
   std::string text;
-  if (!read_file(memory_dir_ + (kind_ == CgroupHierarchy::Kind::v1 ? "/memory.oom_control" : "/memory.events"), &text))
-    return false;
+  if (!read_file(oom_file_, &text)) return false;
   std::istringstream ts(text);
   std::string key;
   uint64_t value;
@@ -373,4 +390,4 @@ bool LeaseCgroup::memory_exceeded() const {
   return false;
 }
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

@@ -18,8 +18,9 @@
 
 #include "net/tcp_socket.hpp"
 #include "protocol/control.hpp"
+#include "protocol/executor_messages.hpp"
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 // The executor's report lines, each read with a deadline.
 class ExecutorReports {
@@ -28,19 +29,23 @@ class ExecutorReports {
   ~ExecutorReports();
   ExecutorReports(const ExecutorReports&) = delete;
   ExecutorReports& operator=(const ExecutorReports&) = delete;
-  // The next JSON line, or nothing at EOF or when the deadline passes. Lines longer than
-  // kMaxReportLine are skipped without being held.
-  std::optional<nlohmann::json> next(net::Deadline deadline);
+  // The next report, or nothing at EOF or when the deadline passes. Lines that are no report
+  // (malformed, an unknown event) and lines longer than kMaxReportLine are skipped, the latter
+  // without being held.
+  std::optional<protocol::ExecutorReport> next(net::Deadline deadline);
   static constexpr size_t kMaxReportLine = 64 * 1024;
-  // The usage report, if the executor printed one before exiting; `ended` (may be null) gets
-  // why it ended ("signal", "expired", "clients_gone", "daemon_gone"; empty if unknown).
-  protocol::Usage usage(net::Deadline deadline, std::string* ended = nullptr);
+  // The final usage report, if the executor printed one before exiting (nothing if not).
+  std::optional<protocol::FinalUsageReport> usage(net::Deadline deadline);
   // What a "fault" report said (a function wrote past its output, output_guard), once read;
   // such lines are taken here and not returned by next().
   const std::string& fault() const { return fault_; }
+  // The pipe, for a poll beside other descriptors; closed(): it reached its end (or failed).
+  int fd() const { return fd_; }
+  bool closed() const { return closed_; }
 
  private:
   int fd_;
+  bool closed_ = false;
   std::string fault_;
   std::string buffer_;
   bool skipping_ = false;  // inside an overlong line
@@ -108,6 +113,8 @@ class ExecutorProcess {
   int terminate(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
 
  private:
+  // One command on the executor's socket; throws MessageError(executor_failed) saying `what` failed.
+  void send(const std::string& command, int fd, const char* what);
   pid_t pid_ = -1;
   int pidfd_ = -1;
   int socket_ = -1;  // to the executor's fd 3
@@ -119,4 +126,4 @@ class ExecutorProcess {
 
 std::string describe_exit(int status);
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

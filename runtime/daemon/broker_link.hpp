@@ -18,12 +18,12 @@
 #include <string>
 #include <thread>
 
-#include "executor/lease_table.hpp"
+#include "daemon/lease_table.hpp"
 #include "net/tcp_socket.hpp"
 #include "protocol/broker_messages.hpp"
 #include "protocol/lease_token.hpp"
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 class BrokerLink {
  public:
@@ -37,7 +37,7 @@ class BrokerLink {
   // What the daemon measured of a lease (`served`: cores, memory, how long) and what its executor
   // reported of itself (`reported`), at its end.
   void report_usage(uint64_t lease_id, const protocol::Usage& reported, const nlohmann::json& served,
-                    const std::string& reason);
+                    protocol::LeaseEndReason reason);
   // A lease was admitted: the broker hears it now, not at the next heartbeat (and a lease it does
   // not hold is ended at once).
   void report_now();
@@ -76,4 +76,4 @@ class BrokerLink {
   int polling_fd_ = -1;
 };
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

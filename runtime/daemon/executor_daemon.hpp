@@ -13,17 +13,17 @@
 #include <string>
 #include <vector>
 
-#include "executor/broker_link.hpp"
+#include "daemon/broker_link.hpp"
 #include "rfaas/fabric/fabric.hpp"
-#include "executor/executor_process.hpp"
-#include "executor/lease_cgroup.hpp"
-#include "executor/lease_table.hpp"
-#include "executor/library_cache.hpp"
+#include "daemon/executor_process.hpp"
+#include "daemon/lease_cgroup.hpp"
+#include "daemon/lease_table.hpp"
+#include "daemon/library_cache.hpp"
 #include "net/session_limits.hpp"
 #include "net/tcp_socket.hpp"
 #include "protocol/lease_token.hpp"
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 struct DaemonConfig {
   std::string listen = "127.0.0.1:0";  // control port; port 0 picks one
@@ -48,6 +48,11 @@ struct DaemonConfig {
   static DaemonConfig from_json_file(const std::string& path);
 };
 
+// "rfaas-executord: <line>" on the daemon's log (stderr).
+void log(const std::string& line);
+
+class LeaseSession;
+
 class ExecutorDaemon {
  public:
   explicit ExecutorDaemon(DaemonConfig config);
@@ -65,6 +70,7 @@ class ExecutorDaemon {
   const protocol::ClusterSecret& secret() const { return secret_; }
 
  private:
+  friend class LeaseSession;  // a lease's session uses the daemon's tables, standby and broker link
   void session(net::TcpStream& stream, net::SessionAdmission::Ticket ticket);
   // The executor started ahead of need; replenish_standby() starts the next one once a lease
   // has what it needs.
@@ -85,11 +91,9 @@ class ExecutorDaemon {
   std::unique_ptr<BrokerLink> broker_;
   std::mutex standby_mutex_;
   std::unique_ptr<ExecutorProcess> standby_;
-  std::mutex sessions_mutex_;
-  std::condition_variable sessions_done_;
-  int sessions_ = 0;
+  net::SessionCount sessions_;
   net::SessionAdmission admission_;
-  CgroupHierarchy cgroups_;  // where leases are confined (Kind::none: rlimits only)
+  std::unique_ptr<CgroupHierarchy> cgroups_;  // where leases are confined (none: rlimits only)
 };
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 class LibraryCache {
  public:
@@ -42,4 +42,4 @@ class LibraryCache {
   uint64_t used_ = 0;
 };
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

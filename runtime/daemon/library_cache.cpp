@@ -1,4 +1,4 @@
-#include "executor/library_cache.hpp"
+#include "daemon/library_cache.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -9,7 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 LibraryCache::~LibraryCache() {
   for (auto& e : entries_) ::close(e.fd);
@@ -77,4 +77,4 @@ int LibraryCache::insert(const std::string& sha256, const std::vector<uint8_t>& 
   return copy;
 }
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

@@ -1,4 +1,4 @@
-#include "executor/broker_link.hpp"
+#include "daemon/broker_link.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -6,7 +6,7 @@
 
 #include <sys/socket.h>
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 using namespace std::chrono_literals;
 
@@ -154,12 +154,13 @@ void BrokerLink::drain() {
 }
 
 void BrokerLink::report_usage(uint64_t lease_id, const protocol::Usage& reported, const nlohmann::json& served,
-                              const std::string& reason) {
+                              protocol::LeaseEndReason why) {
   const nlohmann::json usage = reported;
+  const std::string reason = protocol::to_string(why);
   send("lease_usage",
        {{"registration", registration(protocol::usage_report_purpose(lease_id, usage, served, reason))},
         {"lease_id", lease_id}, {"usage", usage}, {"served", served}, {"reason", reason}},
        nullptr);
 }
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

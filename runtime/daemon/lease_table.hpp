@@ -12,7 +12,7 @@
 #include "protocol/broker_messages.hpp"
 #include "protocol/control.hpp"
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 class LeaseTable {
  public:
@@ -64,4 +64,4 @@ class LeaseTable {
   std::map<uint64_t, int64_t> ended_;  // lease id -> until when it is refused
 };
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

@@ -1,8 +1,8 @@
-#include "executor/lease_table.hpp"
+#include "daemon/lease_table.hpp"
 
 #include <algorithm>
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 std::vector<int> LeaseTable::reserve(uint64_t lease_id, uint32_t cores, int64_t now_ms, uint64_t memory_bytes,
                                      uint32_t uid) {
@@ -91,4 +91,4 @@ size_t LeaseTable::active_leases() const {
   return active_.size();
 }
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon

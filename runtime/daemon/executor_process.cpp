@@ -1,4 +1,4 @@
-#include "executor/executor_process.hpp"
+#include "daemon/executor_process.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -22,7 +22,7 @@
 
 extern char** environ;
 
-namespace rfaas::executor {
+namespace rfaas::daemon {
 
 using protocol::ControlErrc;
 using protocol::MessageError;
@@ -31,50 +31,57 @@ ExecutorReports::~ExecutorReports() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::optional<nlohmann::json> ExecutorReports::next(net::Deadline deadline) {
+std::optional<protocol::ExecutorReport> ExecutorReports::next(net::Deadline deadline) {
   for (;;) {
     auto nl = buffer_.find('\n');
     if (nl != std::string::npos) {
       std::string line = buffer_.substr(0, nl);
       buffer_.erase(0, nl + 1);
       if (std::exchange(skipping_, false)) continue;  // the end of an overlong line
-      if (protocol::json_depth(line.data(), line.data() + line.size()) > protocol::kMaxJsonDepth) continue;
-      auto j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded()) continue;
-      if (j.is_object() && j.value("event", "") == "fault") {
-        const auto& d = j["detail"];
-        fault_ = protocol::utf8_prefix(d.is_string() ? d.get<std::string>() : std::string("a fault"), 512);
+      protocol::ExecutorReport report;
+      try {
+        report = protocol::ExecutorReport::parse(line);
+        if (report.event == protocol::ExecutorEventType::fault) {
+          fault_ = protocol::utf8_prefix(report.as<protocol::FaultReport>().detail, 512);
+          continue;
+        }
+      } catch (const MessageError&) {
+        if (report.event == protocol::ExecutorEventType::fault) fault_ = "a fault";
         continue;
       }
-      return j;
+      return report;
     }
     // A line longer than any report is not one: dropped up to its end, never buffered whole.
     if (buffer_.size() > kMaxReportLine) {
       buffer_.clear();
       skipping_ = true;
     }
+    if (closed_) return std::nullopt;
+    // A deadline already past still reads what is there (the session's loop asks so).
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - net::Clock::now()).count();
-    if (left <= 0) return std::nullopt;
     pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(left, 0))) <= 0) {
+      if (left <= 0) return std::nullopt;
+      continue;
+    }
     char chunk[4096];
     ssize_t n = ::read(fd_, chunk, sizeof chunk);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) closed_ = true;
     if (n <= 0) return std::nullopt;
     buffer_.append(chunk, static_cast<size_t>(n));
   }
 }
 
-protocol::Usage ExecutorReports::usage(net::Deadline deadline, std::string* ended) {
-  while (auto j = next(deadline))
-    if (j->value("event", "") == "usage") {
-      if (ended) *ended = j->value("ended", "");
+std::optional<protocol::FinalUsageReport> ExecutorReports::usage(net::Deadline deadline) {
+  while (auto r = next(deadline))
+    if (r->event == protocol::ExecutorEventType::usage) {
       try {
-        return j->get<protocol::Usage>();
-      } catch (...) {
+        return r->as<protocol::FinalUsageReport>();
+      } catch (const MessageError&) {
         break;
       }
     }
-  return {};
+  return std::nullopt;
 }
 
 ExecutorOutput::ExecutorOutput(int fd, pid_t pid) : fd_(fd), pid_(pid) {
@@ -232,41 +239,33 @@ ExecutorProcess::~ExecutorProcess() {
   if (socket_ >= 0) ::close(socket_);
 }
 
+void ExecutorProcess::send(const std::string& command, int fd, const char* what) {
+  try {
+    net::send_with_fd(socket_, command, fd);
+  } catch (const net::NetError& e) {
+    throw MessageError(ControlErrc::executor_failed, std::string(what) + ": " + e.what());
+  }
+}
+
 void ExecutorProcess::assign(const protocol::LeaseAssignment& lease, int library_fd,
                              const std::vector<std::pair<std::string, int>>& dependencies) {
   output_->set_lease(lease.lease_id);
   assigned_ = true;
-  try {
-    for (const auto& [name, fd] : dependencies)
-      net::send_with_fd(socket_, nlohmann::json{{"type", "dependency"}, {"name", name}}.dump(), fd);
-    net::send_with_fd(socket_, nlohmann::json(lease).dump(), library_fd);
-  } catch (const net::NetError& e) {
-    throw MessageError(ControlErrc::executor_failed, std::string("handing the lease to the executor: ") + e.what());
-  }
+  for (const auto& [name, fd] : dependencies)
+    send(protocol::make_command(protocol::DependencyCommand{name}), fd, "handing the lease to the executor");
+  send(protocol::make_command(lease), library_fd, "handing the lease to the executor");
 }
 
 void ExecutorProcess::renew(int64_t expires_at_ms) {
-  try {
-    net::send_with_fd(socket_, nlohmann::json{{"type", "renew"}, {"expires_at_ms", expires_at_ms}}.dump(), -1);
-  } catch (const net::NetError& e) {
-    throw MessageError(ControlErrc::executor_failed, std::string("renewing the executor's lease: ") + e.what());
-  }
+  send(protocol::make_command(protocol::RenewCommand{expires_at_ms}), -1, "renewing the executor's lease");
 }
 
 void ExecutorProcess::create_region(uint64_t bytes, uint64_t seq) {
-  try {
-    net::send_with_fd(socket_, nlohmann::json{{"type", "create_region"}, {"bytes", bytes}, {"seq", seq}}.dump(), -1);
-  } catch (const net::NetError& e) {
-    throw MessageError(ControlErrc::executor_failed, std::string("asking the executor for a region: ") + e.what());
-  }
+  send(protocol::make_command(protocol::CreateRegionCommand{bytes, seq}), -1, "asking the executor for a region");
 }
 
 void ExecutorProcess::request_usage(uint64_t seq) {
-  try {
-    net::send_with_fd(socket_, nlohmann::json{{"type", "usage"}, {"seq", seq}}.dump(), -1);
-  } catch (const net::NetError& e) {
-    throw MessageError(ControlErrc::executor_failed, std::string("asking the executor for its usage: ") + e.what());
-  }
+  send(protocol::make_command(protocol::UsageCommand{seq}), -1, "asking the executor for its usage");
 }
 
 std::optional<int> ExecutorProcess::exited() {
@@ -304,4 +303,4 @@ std::string describe_exit(int status) {
   return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
-}  // namespace rfaas::executor
+}  // namespace rfaas::daemon
