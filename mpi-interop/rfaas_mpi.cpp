@@ -258,8 +258,10 @@ std::unique_ptr<OffloadSession> open_session(const rfaas_mpi_config& cfg, int ra
     throw Error(Errc::invalid_argument, "no function library: set cfg.library_path or RFAAS_LIBRARY");
   s->names = split_names(cfg.functions);
   if (s->names.empty()) throw Error(Errc::invalid_argument, "cfg.functions names no function");
-  if (cfg.cores_per_rank < 1 || cfg.slots < 1 || cfg.slots > 64 || cfg.duration_ms <= 0)
-    throw Error(Errc::invalid_argument, "cores_per_rank, slots (1..64) and duration_ms must be positive");
+  if (cfg.cores_per_rank < 1 || cfg.slots < 1 || cfg.slots > static_cast<int32_t>(kMaxSlotsPerWorker) ||
+      cfg.duration_ms <= 0)
+    throw Error(Errc::invalid_argument, "cores_per_rank, slots (1.." + std::to_string(kMaxSlotsPerWorker) +
+                                            ") and duration_ms must be positive");
 
   char host[MPI_MAX_PROCESSOR_NAME] = {};
   int host_len = 0;

@@ -21,9 +21,47 @@ struct rfaas_executor {
   std::map<void*, std::unique_ptr<rfaas::Buffer>> buffers;  // rfaas_alloc's, by address
 };
 
-static_assert(RFAAS_ERR_NOT_INITIALIZED == static_cast<int>(rfaas::Errc::not_initialized), "C and C++ codes agree");
-static_assert(RFAAS_ERR_BUSY == static_cast<int>(rfaas::Errc::busy), "C and C++ codes agree");
-static_assert(RFAAS_ERR_NOT_PERMITTED == static_cast<int>(rfaas::Errc::not_permitted), "C and C++ codes agree");
+// Every C++ code has its C code, of the same value, checked at compile time: an Errc added without
+// a case here is an error (-Wswitch made one), and a value that differs fails the assertion.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic error "-Wswitch"
+constexpr int c_code(rfaas::Errc e) {
+  using rfaas::Errc;
+  switch (e) {
+    case Errc::ok: return RFAAS_OK;
+    case Errc::unknown_function: return RFAAS_ERR_UNKNOWN_FUNCTION;
+    case Errc::payload_too_large: return RFAAS_ERR_PAYLOAD_TOO_LARGE;
+    case Errc::output_too_large: return RFAAS_ERR_OUTPUT_TOO_LARGE;
+    case Errc::executor_lost: return RFAAS_ERR_EXECUTOR_LOST;
+    case Errc::lease_expired: return RFAAS_ERR_LEASE_EXPIRED;
+    case Errc::lease_revoked: return RFAAS_ERR_LEASE_REVOKED;
+    case Errc::bad_token: return RFAAS_ERR_BAD_TOKEN;
+    case Errc::library_load_failed: return RFAAS_ERR_LIBRARY_LOAD_FAILED;
+    case Errc::no_capacity: return RFAAS_ERR_NO_CAPACITY;
+    case Errc::timeout: return RFAAS_ERR_TIMEOUT;
+    case Errc::busy: return RFAAS_ERR_BUSY;
+    case Errc::invalid_argument: return RFAAS_ERR_INVALID_ARGUMENT;
+    case Errc::connection_failed: return RFAAS_ERR_CONNECTION_FAILED;
+    case Errc::protocol: return RFAAS_ERR_PROTOCOL;
+    case Errc::lease_in_use: return RFAAS_ERR_LEASE_IN_USE;
+    case Errc::not_initialized: return RFAAS_ERR_NOT_INITIALIZED;
+    case Errc::no_such_region: return RFAAS_ERR_NO_SUCH_REGION;
+    case Errc::region_out_of_bounds: return RFAAS_ERR_REGION_OUT_OF_BOUNDS;
+    case Errc::memory_exceeded: return RFAAS_ERR_MEMORY_EXCEEDED;
+    case Errc::queue_full: return RFAAS_ERR_QUEUE_FULL;
+    case Errc::function_failed: return RFAAS_ERR_FUNCTION_FAILED;
+    case Errc::not_authenticated: return RFAAS_ERR_NOT_AUTHENTICATED;
+    case Errc::not_permitted: return RFAAS_ERR_NOT_PERMITTED;
+  }
+  return -1;
+}
+#pragma GCC diagnostic pop
+constexpr bool c_codes_agree() {
+  for (int v = RFAAS_OK; v <= RFAAS_ERR_NOT_PERMITTED; ++v)
+    if (c_code(static_cast<rfaas::Errc>(v)) != v) return false;
+  return true;
+}
+static_assert(c_codes_agree(), "every rfaas::Errc and its RFAAS_ERR_* code have the same value");
 
 namespace {
 

@@ -51,6 +51,8 @@ const char* to_string(Errc e) noexcept {
   return "unknown error";
 }
 
+static_assert(kMaxSlotsPerWorker == protocol::kMaxSlots, "the public limit is the protocol's");
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -186,11 +188,10 @@ class ExecutorClient final : public Executor, private client::LeaseWatch {
 ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& options)
     : options_(options), functions_(options.functions) {
   const auto timeout = options.control_timeout;
-  if (options.workers == 0 || options.slots == 0 || options.slots > protocol::kMaxSlots)
-    fail(Errc::invalid_argument, "workers must be at least 1 and slots 1.." + std::to_string(protocol::kMaxSlots));
+  const protocol::LeaseParameters params{options.workers, options.slots, options.input_capacity,
+                                         options.output_capacity, options.hot_timeout_us};
+  if (std::string why = protocol::lease_parameters_error(params); !why.empty()) fail(Errc::invalid_argument, why);
   if (options.queue_depth > (1u << 20)) fail(Errc::invalid_argument, "queue_depth is at most 2^20 per worker");
-  if (options.output_capacity > protocol::kMaxOutputCapacity || options.input_capacity > protocol::kMaxInputCapacity)
-    fail(Errc::invalid_argument, "input or output capacity beyond the protocol's limits");
 
   auto read_file = [](const std::string& path, const char* what) {
     std::ifstream f(path, std::ios::binary);
@@ -217,11 +218,7 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
     req.dependencies.push_back({protocol::sha256_hex(dependencies[i].data(), dependencies[i].size()),
                                 dependencies[i].size(), file_name(options.dependencies[i])});
   req.functions = options.functions;
-  req.workers = options.workers;
-  req.slots = options.slots;
-  req.input_capacity = options.input_capacity;
-  req.output_capacity = options.output_capacity;
-  req.hot_timeout_us = options.hot_timeout_us;
+  req.params = params;
   req.host = fabric::host_identity();
   fabric::Config fabric_config;
   try {

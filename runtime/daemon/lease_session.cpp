@@ -90,14 +90,11 @@ void LeaseSession::negotiate() {
     throw MessageError(ControlErrc::policy, "uid " + std::to_string(t.uid) + " holds " +
                                                 std::to_string(d_.admission_.limits().max_sessions_per_identity) +
                                                 " control connections to this node already");
-  if (req_.workers == 0 || req_.workers > t.cores)
+  // The parameters' own ranges were checked on parsing (protocol::read_lease_parameters).
+  if (req_.params.workers > t.cores)
     throw MessageError(ControlErrc::malformed, "workers must be 1.." + std::to_string(t.cores) + " for this lease");
-  if (req_.slots == 0 || req_.slots > protocol::kMaxSlots)
-    throw MessageError(ControlErrc::malformed, "slots must be 1.." + std::to_string(protocol::kMaxSlots));
-  if (req_.input_capacity > protocol::kMaxInputCapacity || req_.output_capacity > protocol::kMaxOutputCapacity)
-    throw MessageError(ControlErrc::malformed, "input or output capacity beyond the protocol's limits");
   if (req_.functions.size() > protocol::kMaxFunctions) throw MessageError(ControlErrc::malformed, "too many functions");
-  slot_memory_ = uint64_t{req_.workers} * req_.slots * (protocol::input_slot_stride(req_.input_capacity) + req_.output_capacity);
+  slot_memory_ = protocol::lease_slot_memory(req_.params);
   if (slot_memory_ > t.memory_bytes)
     throw MessageError(ControlErrc::no_capacity, "slots need " + std::to_string(slot_memory_) + " bytes, the lease grants " +
                                                      std::to_string(t.memory_bytes));
@@ -112,7 +109,7 @@ void LeaseSession::negotiate() {
     if (dep.size > config.max_library_bytes)
       throw MessageError(ControlErrc::library_mismatch, "dependency " + dep.name + " of " + std::to_string(dep.size) +
                                                             " bytes exceeds this daemon's limit");
-  cores_ = d_.leases_.reserve(lease_id_, req_.workers, protocol::unix_now_ms(), t.memory_bytes, t.uid);
+  cores_ = d_.leases_.reserve(lease_id_, req_.params.workers, protocol::unix_now_ms(), t.memory_bytes, t.uid);
   reserved_ = true;
   if (d_.broker_) d_.broker_->report_now();  // a lease the broker does not hold ends before it serves long
 
@@ -145,10 +142,7 @@ void LeaseSession::deploy() {
   a.lease_id = lease_id_;
   a.functions = req_.functions;
   a.cores = cores_;
-  a.slots = req_.slots;
-  a.input_capacity = req_.input_capacity;
-  a.output_capacity = req_.output_capacity;
-  a.hot_timeout_us = req_.hot_timeout_us;
+  a.params = req_.params;
   a.expires_at_ms = t.expires_at_ms;
   a.accept_timeout_ms = config.control_timeout_ms;
   a.uid = t.uid;
@@ -188,7 +182,7 @@ void LeaseSession::deploy() {
     if (auto st = executor_->exited()) failed.detail += " (" + describe_exit(*st) + ")";
     throw MessageError(failed.code, failed.detail);
   }
-  protocol::Allocated reply{lease_id_, serving->address, req_.workers, cached_, a.ofi_provider};
+  protocol::Allocated reply{lease_id_, serving->address, req_.params.workers, cached_, a.ofi_provider};
   send(protocol::make_message(ControlType::allocated, reply));
   // From here the token is spent: presented again, it is refused (LeaseTable).
   served_until_ms_ = t.expires_at_ms;
@@ -198,7 +192,7 @@ void LeaseSession::deploy() {
   // The next standby starts once this lease's endpoints had time to connect: its libfabric
   // start-up would otherwise compete with them for the node's cores.
   replenish_at_ = served_since_ + 200ms;
-  log("lease " + std::to_string(lease_id_) + ": " + std::to_string(req_.workers) + " workers on cores " + cores_csv_ +
+  log("lease " + std::to_string(lease_id_) + ": " + std::to_string(req_.params.workers) + " workers on cores " + cores_csv_ +
       ", library " + req_.library_name + (cached_ ? " (cached)" : " (received)") + ", executor at " + reply.address +
       (reply.ofi_provider.empty() ? "" : " over " + reply.ofi_provider));
   state_ = State::serving;
@@ -430,7 +424,7 @@ void LeaseSession::end() {
     // Measured here, not reported by the executor (which runs the lease's code).
     const auto& t = req_.token;
     auto served_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - served_since_).count();
-    nlohmann::json served{{"cores", req_.workers}, {"memory_bytes", t.memory_bytes}, {"served_ms", served_ms}, {"uid", t.uid}};
+    nlohmann::json served{{"cores", req_.params.workers}, {"memory_bytes", t.memory_bytes}, {"served_ms", served_ms}, {"uid", t.uid}};
     auto report = [broker = d_.broker_.get(), id = lease_id_, usage = end_.usage, served, reason = end_.reason] {
       broker->report_usage(id, usage, served, reason);
     };

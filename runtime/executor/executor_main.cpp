@@ -150,10 +150,8 @@ int main(int argc, char** argv) {
     fail(protocol::ControlErrc::executor_failed, std::string("lease assignment: ") + e.what());
   }
   if (library_fd < 0) fail(protocol::ControlErrc::executor_failed, "lease assignment came without the library");
-  const uint32_t workers = static_cast<uint32_t>(lease.cores.size());
-  if (workers == 0 || lease.slots == 0 || lease.slots > protocol::kMaxSlots ||
-      lease.input_capacity > protocol::kMaxInputCapacity || lease.output_capacity > protocol::kMaxOutputCapacity)
-    fail(protocol::ControlErrc::executor_failed, "workers, slots or capacities out of range");
+  // The parameters were checked on parsing (protocol::read_lease_parameters), one worker per core.
+  const uint32_t workers = lease.params.workers;
   // The lease's user from here on, before any of its code is loaded.
   try {
     // The transport the daemon chose for this lease's client (shm on its host, tcp from another).
@@ -206,10 +204,10 @@ int main(int argc, char** argv) {
       wc.index = i;
       wc.workers = workers;
       wc.core = lease.cores[i];
-      wc.slots = lease.slots;
-      wc.input_capacity = lease.input_capacity;
-      wc.output_capacity = lease.output_capacity;
-      wc.hot_timeout_us = lease.hot_timeout_us;
+      wc.slots = lease.params.slots;
+      wc.input_capacity = lease.params.input_capacity;
+      wc.output_capacity = lease.params.output_capacity;
+      wc.hot_timeout_us = lease.params.hot_timeout_us;
       wc.finished_fd = finished_fd;
       pool.push_back(std::make_unique<executor::Worker>(*domain, wc, library->functions(), regions));
     }

@@ -88,9 +88,8 @@ std::optional<LeaseEndReason> lease_end_reason_from_string(const std::string& s)
 
 void to_json(nlohmann::json& j, const AllocateRequest& m) {
   j = {{"token", m.token}, {"library_sha256", m.library_sha256}, {"library_size", m.library_size},
-       {"library_name", m.library_name}, {"functions", m.functions}, {"workers", m.workers}, {"slots", m.slots},
-       {"input_capacity", m.input_capacity}, {"output_capacity", m.output_capacity},
-       {"hot_timeout_us", m.hot_timeout_us}};
+       {"library_name", m.library_name}, {"functions", m.functions}};
+  write_fields(j, m.params);
   if (!m.host.empty()) j["host"] = m.host;
   if (!m.ofi_provider.empty()) j["ofi_provider"] = m.ofi_provider;
   if (!m.dependencies.empty()) {
@@ -135,11 +134,7 @@ void from_json(const nlohmann::json& j, AllocateRequest& m) {
       m.dependencies.push_back(std::move(r));
     }
   }
-  m.workers = field<uint32_t>(j, "workers");
-  m.slots = field<uint32_t>(j, "slots");
-  m.input_capacity = field<uint64_t>(j, "input_capacity");
-  m.output_capacity = field<uint64_t>(j, "output_capacity");
-  m.hot_timeout_us = field<int64_t>(j, "hot_timeout_us");
+  m.params = read_lease_parameters(j);
 }
 
 void to_json(nlohmann::json& j, const RenewRequest& m) { j = {{"token", m.token}}; }
@@ -181,12 +176,11 @@ void from_json(const nlohmann::json& j, Allocated& m) {
 }
 
 void to_json(nlohmann::json& j, const LeaseAssignment& m) {
-  j = {{"lease_id", m.lease_id}, {"functions", m.functions}, {"cores", m.cores}, {"slots", m.slots},
-       {"input_capacity", m.input_capacity}, {"output_capacity", m.output_capacity},
-       {"hot_timeout_us", m.hot_timeout_us}, {"expires_at_ms", m.expires_at_ms},
+  j = {{"lease_id", m.lease_id}, {"functions", m.functions}, {"cores", m.cores}, {"expires_at_ms", m.expires_at_ms},
        {"accept_timeout_ms", m.accept_timeout_ms}, {"uid", m.uid}, {"gid", m.gid}, {"confined", m.confined},
        {"memory_limit_bytes", m.memory_limit_bytes}, {"max_tasks", m.max_tasks}, {"hello_key", m.hello_key},
        {"library_name", m.library_name}};
+  write_fields(j, m.params);
   if (!m.ofi_provider.empty()) j["ofi_provider"] = m.ofi_provider;
 }
 
@@ -196,10 +190,8 @@ void from_json(const nlohmann::json& j, LeaseAssignment& m) {
   m.functions = j.at("functions").get<std::vector<std::string>>();
   if (!j.contains("cores") || !j.at("cores").is_array()) malformed("field 'cores' must be an array");
   m.cores = j.at("cores").get<std::vector<int>>();
-  m.slots = field<uint32_t>(j, "slots");
-  m.input_capacity = field<uint64_t>(j, "input_capacity");
-  m.output_capacity = field<uint64_t>(j, "output_capacity");
-  m.hot_timeout_us = field<int64_t>(j, "hot_timeout_us");
+  m.params = read_lease_parameters(j);
+  if (m.params.workers != m.cores.size()) malformed("an assignment has one worker per core");
   m.expires_at_ms = field<int64_t>(j, "expires_at_ms");
   m.accept_timeout_ms = field<uint32_t>(j, "accept_timeout_ms");
   m.uid = field<uint32_t>(j, "uid");

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "protocol/lease_parameters.hpp"
 #include "protocol/lease_token.hpp"
 #include "rfaas/coded_error.hpp"
 
@@ -71,11 +72,7 @@ struct AllocateRequest {
   // resolve to them. The daemon asks for each one it has not cached with "send_library"
   // {"sha256"} (the library itself: that body's sha256 is library_sha256, or no body).
   std::vector<LibraryRef> dependencies;
-  uint32_t workers = 1;
-  uint32_t slots = 4;
-  uint64_t input_capacity = 1 << 20;
-  uint64_t output_capacity = 1 << 20;
-  int64_t hot_timeout_us = 10'000;  // -1 always hot, 0 always warm
+  LeaseParameters params;  // checked on parsing (lease_parameters_error)
   // How the transport is picked (fabric.hpp): the client's host (fabric::host_identity) and the
   // ofi provider it was told to use ("auto": the daemon's choice). Empty: unknown / auto.
   std::string host;
@@ -111,11 +108,8 @@ struct Allocated {
 struct LeaseAssignment {
   uint64_t lease_id = 0;
   std::vector<std::string> functions;
-  std::vector<int> cores;  // one worker per core, pinned
-  uint32_t slots = 4;
-  uint64_t input_capacity = 1 << 20;
-  uint64_t output_capacity = 1 << 20;
-  int64_t hot_timeout_us = 10'000;
+  std::vector<int> cores;  // one worker per core, pinned: params.workers of them
+  LeaseParameters params;
   int64_t expires_at_ms = 0;
   uint32_t accept_timeout_ms = 10'000;
   // Who the lease's code runs as (the token's user): the executor becomes them before it loads

@@ -188,10 +188,7 @@ TEST_CASE("an executor admits only its lease's signed hello, drops a compact req
   req.library_size = library.size();
   req.library_name = "basic";
   req.functions = {"echo"};
-  req.slots = 2;
-  req.input_capacity = 4096;
-  req.output_capacity = 4096;
-  req.hot_timeout_us = -1;
+  req.params = {1, 2, 4096, 4096, -1};
   auto control = net::TcpStream::connect(net::HostPort::parse(grant.daemon_address), net::deadline_in(5s));
   std::string msg = protocol::make_message("allocate", req);
   control.send_frame(msg.data(), msg.size(), net::deadline_in(5s));
@@ -241,7 +238,7 @@ TEST_CASE("an executor admits only its lease's signed hello, drops a compact req
   ep->connect(allocated.address, fabric::make_connection_data(hello), theirs, 10s);
   auto input = fabric::read_connection_data<fabric::RemoteRegion>(theirs);
   constexpr size_t kHeader = sizeof(protocol::InvocationHeader);
-  const uint64_t slot1 = protocol::slot_header_offset(1, protocol::input_slot_stride(req.input_capacity));
+  const uint64_t slot1 = protocol::slot_header_offset(1, protocol::input_slot_stride(req.params.input_capacity));
 
   // Sends and waits for one reply; false when none comes within `limit`.
   auto exchange = [&](size_t local_offset, size_t length, uint64_t remote_offset, uint32_t imm, uint32_t* reply,

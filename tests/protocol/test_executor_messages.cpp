@@ -61,9 +61,13 @@ TEST_CASE("executor commands round-trip", "[protocol][executor]") {
   a.lease_id = 42;
   a.functions = {"echo"};
   a.cores = {1, 2};
+  a.params = {2, 8, 4096, 512, -1};
   auto back = command_round_trip(a);
   CHECK(back.lease_id == 42);
   CHECK(back.cores == std::vector<int>{1, 2});
+  CHECK(back.params == a.params);
+  a.params.workers = 3;  // one worker per core, or the assignment is refused
+  CHECK_THROWS_WITH(command_round_trip(a), Catch::Contains("one worker per core"));
 }
 
 TEST_CASE("executor reports round-trip", "[protocol][executor]") {

@@ -154,7 +154,7 @@ TEST_CASE("control messages round-trip", "[protocol][control]") {
   req.library_size = 3;
   req.library_name = "libx.so";
   req.functions = {"echo", "saxpy"};
-  req.workers = 2;
+  req.params.workers = 2;
   req.dependencies = {{sha256_hex("d", 1), 1, "libhelper.so.1"}};
   req.host = "boot-id/node7";
   req.ofi_provider = "tcp";
@@ -167,7 +167,7 @@ TEST_CASE("control messages round-trip", "[protocol][control]") {
   CHECK(back.dependencies[0].name == "libhelper.so.1");
   CHECK(back.dependencies[0].sha256 == req.dependencies[0].sha256);
   CHECK(back.dependencies[0].size == 1);
-  CHECK(back.workers == 2);
+  CHECK(back.params == req.params);
   CHECK(back.token.verify(test_secret()));
   CHECK(back.host == "boot-id/node7");
   CHECK(back.ofi_provider == "tcp");
@@ -175,6 +175,7 @@ TEST_CASE("control messages round-trip", "[protocol][control]") {
   auto a = ControlMessage::parse(bytes(make_message("allocated", allocated))).as<Allocated>();
   CHECK(a.ofi_provider == "tcp");
   LeaseAssignment assignment;
+  assignment.cores = {0};
   assignment.ofi_provider = "shm";
   CHECK(nlohmann::json(assignment).get<LeaseAssignment>().ofi_provider == "shm");
   // Older peers send none of them: empty, the choice left to the side that makes it.
@@ -363,4 +364,36 @@ TEST_CASE("a worker hello is signed with its lease's key; any change breaks it",
   other.lease_id = 18;
   other.sign(secret);
   CHECK_FALSE(worker_hello_valid(h, worker_hello_key(other)));  // another lease's key
+}
+
+TEST_CASE("lease parameters: one validator, named errors, checked wherever a message carries them",
+          "[protocol][control]") {
+  LeaseParameters ok;
+  CHECK(lease_parameters_error(ok).empty());
+  struct Case {
+    const char* what;
+    LeaseParameters p;
+    const char* named;
+  } cases[] = {
+      {"no workers", {0, 4, 1024, 1024, 0}, "workers"},
+      {"no slots", {1, 0, 1024, 1024, 0}, "slots"},
+      {"more slots than the immediate names", {1, kMaxSlots + 1, 1024, 1024, 0}, "slots"},
+      {"an input beyond the protocol", {1, 4, kMaxInputCapacity + 1, 1024, 0}, "input capacity"},
+      {"an output beyond the immediate's size field", {1, 4, 1024, kMaxOutputCapacity + 1, 0}, "output capacity"},
+      {"a hot timeout below -1", {1, 4, 1024, 1024, -2}, "hot_timeout_us"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    CHECK_THAT(lease_parameters_error(c.p), Catch::Contains(c.named));
+    // The same refusal where a message carries them: an allocate request and an assignment.
+    nlohmann::json j = nlohmann::json::object();
+    write_fields(j, c.p);
+    CHECK_THROWS_WITH(read_lease_parameters(j), Catch::Contains(c.named));
+  }
+  nlohmann::json j = nlohmann::json::object();
+  write_fields(j, ok);
+  CHECK(read_lease_parameters(j) == ok);
+  j.erase("slots");
+  CHECK_THROWS_WITH(read_lease_parameters(j), Catch::Contains("slots"));
+  CHECK(lease_slot_memory({2, 3, 100, 50, 0}) == 2u * 3u * (input_slot_stride(100) + 50));
 }

@@ -118,6 +118,9 @@ LeaseGrant broker_renew(const std::string& broker_address, const LeaseGrant& gra
 void broker_release(const std::string& broker_address, uint64_t lease_id,
                     std::chrono::milliseconds timeout = std::chrono::milliseconds(10'000));
 
+// The most invocations in flight per worker (DeployOptions::slots): what a request's immediate names.
+inline constexpr uint32_t kMaxSlotsPerWorker = 64;
+
 struct DeployOptions {
   std::string library_path;             // the function library (.so) to ship
   std::vector<std::string> functions;   // names to resolve; function(name) gives their ids
