@@ -5,15 +5,17 @@
 # What may be included, by folder (prefixes of the quoted include path, comma-separated):
 set(_layers
   "runtime/clock="
+  "runtime/text="
+  "runtime/cli="
   "runtime/net=net/,rfaas/coded_error.hpp"
   "runtime/protocol=protocol/,rfaas/coded_error.hpp"
-  "runtime/fabric=fabric/,net/,rfaas/fabric/"
+  "runtime/fabric=fabric/,net/,text/,rfaas/fabric/"
   "runtime/auth=auth/,protocol/,rfaas/coded_error.hpp"
-  "runtime/client=client/,protocol/,fabric/,net/,clock/,auth/,rfaas/client.hpp,rfaas/rfaas.h,rfaas/fabric/"
-  "runtime/executor=executor/,protocol/,fabric/,net/,clock/,rfaas/fabric/,rfaas/function.h"
-  "runtime/daemon=daemon/,protocol/,net/,rfaas/fabric/"
+  "runtime/client=client/,text/,protocol/,fabric/,net/,clock/,auth/,rfaas/client.hpp,rfaas/rfaas.h,rfaas/fabric/"
+  "runtime/executor=executor/,cli/,protocol/,fabric/,net/,clock/,rfaas/fabric/,rfaas/function.h"
+  "runtime/daemon=daemon/,text/,cli/,protocol/,net/,rfaas/fabric/"
   "runtime/include/rfaas=rfaas/"
-  "lease-broker=protocol/,net/,auth/"
+  "lease-broker=protocol/,net/,auth/,cli/"
   "mpi-interop=rfaas/client.hpp,rfaas/rfaas.h,rfaas/rfaas_mpi.h"
   "apps=rfaas/client.hpp,rfaas/rfaas.h,rfaas/rfaas_mpi.h"
   "functions=rfaas/function.h")

@@ -8,6 +8,7 @@
 
 #include "broker.hpp"
 #include "net/private_file.hpp"
+#include "cli/parse_options.hpp"
 
 namespace po = boost::program_options;
 
@@ -44,17 +45,7 @@ int main(int argc, char** argv) {
       ("max-connections-per-peer", po::value<uint32_t>(), "of them from one peer address (default 256)")
       ("ready-file", po::value(&ready_file), "write the listening address here once ready");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << "rfaas-broker: " << e.what() << "\n" << desc << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (auto exit = rfaas::cli::parse_options(argc, argv, desc, vm, "rfaas-broker")) return *exit;
   try {
     rfaas::broker::BrokerConfig cfg;
     if (!config_path.empty()) cfg = rfaas::broker::BrokerConfig::from_json_file(config_path);

@@ -27,10 +27,12 @@ namespace {
 
 thread_local std::string g_last_error;
 
-int fail(Errc code, const std::string& message) {
+// The MPI layer's own codes (RFAAS_ERR_BUSY, RFAAS_ERR_NOT_INITIALIZED) are C codes only.
+int fail(int code, const std::string& message) {
   g_last_error = message;
-  return static_cast<int>(code);
+  return code;
 }
+int fail(Errc code, const std::string& message) { return fail(static_cast<int>(code), message); }
 
 // Open MPI's progress callbacks: exported by libopen-pal (what its own components use), found
 // at init so that nothing links against Open MPI internals. MPICH instead calls a generalized
@@ -413,9 +415,9 @@ int rfaas_mpi_finalize(void) { return rfaas_mpi_finalize_usage(nullptr); }
 
 int rfaas_mpi_finalize_usage(rfaas_usage* usage) {
   OffloadSession* s = g_session;
-  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_finalize: not initialized");
+  if (!s) return fail(RFAAS_ERR_NOT_INITIALIZED, "rfaas_mpi_finalize: not initialized");
   // Requests MPI still holds would call back into freed records: refuse, on every rank alike.
-  int code = s->free_records.size() == s->records.size() ? 0 : static_cast<int>(Errc::busy);
+  int code = s->free_records.size() == s->records.size() ? 0 : RFAAS_ERR_BUSY;
   if (code) g_last_error = "rfaas_mpi_finalize: offload requests not yet completed and freed by MPI";
   int all = agree(s->comm, code);
   if (all) return all;
@@ -431,7 +433,7 @@ int rfaas_mpi_finalize_usage(rfaas_usage* usage) {
 int rfaas_offload(const char* function, const void* in, size_t in_size, void* out, size_t out_capacity,
                   size_t* out_size) {
   OffloadSession* s = g_session;
-  if (!s) return static_cast<int>(Errc::not_initialized);
+  if (!s) return RFAAS_ERR_NOT_INITIALIZED;
   if (!s->executor) return static_cast<int>(Errc::executor_lost);  // a failed rfaas_mpi_recover
   int id = function_id(*s, function);
   if (id < 0) return static_cast<int>(Errc::unknown_function);
@@ -444,7 +446,7 @@ int rfaas_offload(const char* function, const void* in, size_t in_size, void* ou
 int rfaas_ioffload(const char* function, const void* in, size_t in_size, void* out, size_t out_capacity,
                    MPI_Request* request) {
   OffloadSession* s = g_session;
-  if (!s) return static_cast<int>(Errc::not_initialized);
+  if (!s) return RFAAS_ERR_NOT_INITIALIZED;
   if (!request) return static_cast<int>(Errc::invalid_argument);
   if (!s->executor) return static_cast<int>(Errc::executor_lost);
   if (!s->progress_hooked)
@@ -460,7 +462,7 @@ int rfaas_ioffload(const char* function, const void* in, size_t in_size, void* o
 
 int rfaas_mpi_create_region(uint64_t bytes, uint32_t* region) {
   OffloadSession* s = g_session;
-  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_create_region: not initialized");
+  if (!s) return fail(RFAAS_ERR_NOT_INITIALIZED, "rfaas_mpi_create_region: not initialized");
   if (!region) return fail(Errc::invalid_argument, "rfaas_mpi_create_region: no region");
   if (!s->executor) return fail(Errc::executor_lost, "rfaas_mpi_create_region: no lease (rfaas_mpi_recover failed)");
   try {
@@ -474,7 +476,7 @@ int rfaas_mpi_create_region(uint64_t bytes, uint32_t* region) {
 
 int rfaas_put(uint32_t region, uint64_t offset, const void* src, size_t bytes) {
   OffloadSession* s = g_session;
-  if (!s) return static_cast<int>(Errc::not_initialized);
+  if (!s) return RFAAS_ERR_NOT_INITIALIZED;
   if (!s->executor) return static_cast<int>(Errc::executor_lost);
   int e = static_cast<int>(s->executor->put(region, offset, src, bytes));
   count_put(*s, e, bytes);
@@ -483,7 +485,7 @@ int rfaas_put(uint32_t region, uint64_t offset, const void* src, size_t bytes) {
 
 int rfaas_iput(uint32_t region, uint64_t offset, const void* src, size_t bytes, MPI_Request* request) {
   OffloadSession* s = g_session;
-  if (!s) return static_cast<int>(Errc::not_initialized);
+  if (!s) return RFAAS_ERR_NOT_INITIALIZED;
   if (!request) return static_cast<int>(Errc::invalid_argument);
   if (!s->executor) return static_cast<int>(Errc::executor_lost);
   if (!s->progress_hooked)
@@ -494,7 +496,7 @@ int rfaas_iput(uint32_t region, uint64_t offset, const void* src, size_t bytes, 
 
 int rfaas_get(uint32_t region, uint64_t offset, void* dst, size_t bytes) {
   OffloadSession* s = g_session;
-  if (!s) return static_cast<int>(Errc::not_initialized);
+  if (!s) return RFAAS_ERR_NOT_INITIALIZED;
   if (!s->executor) return static_cast<int>(Errc::executor_lost);
   int e = static_cast<int>(s->executor->get(region, offset, dst, bytes));
   if (e == 0) ++s->stats.gets;
@@ -516,7 +518,7 @@ int rfaas_ioffload_fortran(const char* function, const void* in, size_t in_size,
 
 int rfaas_mpi_register(void* buf, size_t bytes) {
   OffloadSession* s = g_session;
-  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_register: not initialized");
+  if (!s) return fail(RFAAS_ERR_NOT_INITIALIZED, "rfaas_mpi_register: not initialized");
   if (!buf || bytes == 0) return fail(Errc::invalid_argument, "rfaas_mpi_register: empty range");
   if (!s->executor) return fail(Errc::executor_lost, "rfaas_mpi_register: no lease (rfaas_mpi_recover failed)");
   if (s->executor->registered(buf, bytes)) {
@@ -534,7 +536,7 @@ int rfaas_mpi_register(void* buf, size_t bytes) {
 
 int rfaas_mpi_deregister(void* buf) {
   OffloadSession* s = g_session;
-  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_deregister: not initialized");
+  if (!s) return fail(RFAAS_ERR_NOT_INITIALIZED, "rfaas_mpi_deregister: not initialized");
   if (s->executor ? s->executor->deregister_memory(buf)
                   : std::erase_if(s->restore, [&](const auto& r) { return r.first == buf; }) > 0)
     return RFAAS_OK;
@@ -543,7 +545,7 @@ int rfaas_mpi_deregister(void* buf) {
 
 int rfaas_mpi_renew(int64_t duration_ms) {
   OffloadSession* s = g_session;
-  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_renew: not initialized");
+  if (!s) return fail(RFAAS_ERR_NOT_INITIALIZED, "rfaas_mpi_renew: not initialized");
   if (duration_ms <= 0) return fail(Errc::invalid_argument, "rfaas_mpi_renew: duration must be positive");
   try {
     if (!s->executor) throw rfaas::Error(Errc::executor_lost, "rfaas_mpi_renew: no lease (rfaas_mpi_recover failed)");
@@ -558,9 +560,9 @@ int rfaas_mpi_renew(int64_t duration_ms) {
 
 int rfaas_mpi_recover(void) {
   OffloadSession* s = g_session;
-  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_recover: not initialized");
+  if (!s) return fail(RFAAS_ERR_NOT_INITIALIZED, "rfaas_mpi_recover: not initialized");
   if (s->free_records.size() != s->records.size())
-    return fail(Errc::busy, "rfaas_mpi_recover: complete the rank's offload requests first");
+    return fail(RFAAS_ERR_BUSY, "rfaas_mpi_recover: complete the rank's offload requests first");
   // What is left of the old lease goes back (the daemon may already have ended it); its
   // registrations are made again on the new one.
   try {
@@ -612,7 +614,7 @@ int rfaas_mpi_recover(void) {
 
 int rfaas_mpi_usage(rfaas_usage* usage) {
   OffloadSession* s = g_session;
-  if (!s) return fail(Errc::not_initialized, "rfaas_mpi_usage: not initialized");
+  if (!s) return fail(RFAAS_ERR_NOT_INITIALIZED, "rfaas_mpi_usage: not initialized");
   if (!usage) return fail(Errc::invalid_argument, "rfaas_mpi_usage: no usage");
   if (!s->executor) return fail(Errc::executor_lost, "rfaas_mpi_usage: no lease (rfaas_mpi_recover failed)");
   try {
@@ -625,7 +627,7 @@ int rfaas_mpi_usage(rfaas_usage* usage) {
 }
 
 int rfaas_mpi_get_stats(rfaas_mpi_stats* stats) {
-  if (!g_session) return static_cast<int>(Errc::not_initialized);
+  if (!g_session) return RFAAS_ERR_NOT_INITIALIZED;
   if (!stats) return static_cast<int>(Errc::invalid_argument);
   *stats = g_session->stats;
   return RFAAS_OK;

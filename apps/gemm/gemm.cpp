@@ -25,11 +25,15 @@
 #include <vector>
 
 #include "app_memory.hpp"
+#include "app_support.hpp"
 #include "rfaas/rfaas_mpi.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using rfaas_apps::append_json;
+using rfaas_apps::median;
+using rfaas_apps::quiet_barrier;
 
 struct Options {
   uint32_t n = 512;
@@ -46,22 +50,7 @@ struct Options {
   std::string broker, library;
 };
 
-// One JSON line of figures, appended to `path` (for scripts/bench/apps.sh and the quickstart).
-[[gnu::format(printf, 2, 3)]] void append_json(const std::string& path, const char* format, ...) {
-  FILE* f = std::fopen(path.c_str(), "a");
-  if (!f) return;
-  va_list args;
-  va_start(args, format);
-  std::vfprintf(f, format, args);
-  va_end(args);
-  std::fclose(f);
-}
-
-[[noreturn]] void die(const char* what) {
-  std::fprintf(stderr, "gemm: %s\n", what);
-  MPI_Abort(MPI_COMM_WORLD, 2);
-  std::abort();
-}
+[[noreturn]] void die(const char* what) { rfaas_apps::die("gemm", what); }
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -111,10 +100,6 @@ void check(int code, const char* what) {
   die(m.c_str());
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 void local_gemm(const double* A, const double* B, double* C, uint32_t rows, uint32_t n) {
   if (rows)
@@ -122,17 +107,6 @@ void local_gemm(const double* A, const double* B, double* C, uint32_t rows, uint
                 static_cast<int>(n), 1.0, A, static_cast<int>(n), B, static_cast<int>(n), 0.0, C, static_cast<int>(n));
 }
 
-// Ranks other than 0 wait here while rank 0 measures alone: a sleeping wait, so that on a node
-// whose cores are shared with the executors the measurement is not competing with spinners.
-void quiet_barrier() {
-  MPI_Request req;
-  MPI_Ibarrier(MPI_COMM_WORLD, &req);
-  int done = 0;
-  while (!done) {
-    MPI_Test(&req, &done, MPI_STATUS_IGNORE);
-    if (!done) std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
-}
 
 }  // namespace
 

@@ -29,12 +29,16 @@
 #include <vector>
 
 #include "app_memory.hpp"
+#include "app_support.hpp"
 #include "jacobi_kernel.h"
 #include "rfaas/rfaas_mpi.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using rfaas_apps::append_json;
+using rfaas_apps::median;
+using rfaas_apps::quiet_barrier;
 
 struct Options {
   uint32_t n = 512;  // grid points per side, boundary included
@@ -49,22 +53,7 @@ struct Options {
   std::string broker, library;
 };
 
-// One JSON line of figures, appended to `path` (for scripts/bench/apps.sh and the quickstart).
-[[gnu::format(printf, 2, 3)]] void append_json(const std::string& path, const char* format, ...) {
-  FILE* f = std::fopen(path.c_str(), "a");
-  if (!f) return;
-  va_list args;
-  va_start(args, format);
-  std::vfprintf(f, format, args);
-  va_end(args);
-  std::fclose(f);
-}
-
-[[noreturn]] void die(const char* what) {
-  std::fprintf(stderr, "jacobi: %s\n", what);
-  MPI_Abort(MPI_COMM_WORLD, 2);
-  std::abort();
-}
+[[noreturn]] void die(const char* what) { rfaas_apps::die("jacobi", what); }
 
 void check(int code, const char* what) {
   if (code == RFAAS_OK) return;
@@ -272,22 +261,7 @@ RunResult solve(Rank& r, const Options& o, std::vector<Block>& blocks) {
   return res;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
-// Ranks other than 0 wait here while rank 0 measures alone: a sleeping wait, so that the
-// measurement is not competing with spinners.
-void quiet_barrier() {
-  MPI_Request req;
-  MPI_Ibarrier(MPI_COMM_WORLD, &req);
-  int done = 0;
-  while (!done) {
-    MPI_Test(&req, &done, MPI_STATUS_IGNORE);
-    if (!done) std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
-}
 
 }  // namespace
 

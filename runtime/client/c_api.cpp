@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "rfaas/client.hpp"
+#include "text/comma_list.hpp"
 
 struct rfaas_lease {
   rfaas::LeaseGrant grant;
@@ -39,12 +40,10 @@ constexpr int c_code(rfaas::Errc e) {
     case Errc::library_load_failed: return RFAAS_ERR_LIBRARY_LOAD_FAILED;
     case Errc::no_capacity: return RFAAS_ERR_NO_CAPACITY;
     case Errc::timeout: return RFAAS_ERR_TIMEOUT;
-    case Errc::busy: return RFAAS_ERR_BUSY;
     case Errc::invalid_argument: return RFAAS_ERR_INVALID_ARGUMENT;
     case Errc::connection_failed: return RFAAS_ERR_CONNECTION_FAILED;
     case Errc::protocol: return RFAAS_ERR_PROTOCOL;
     case Errc::lease_in_use: return RFAAS_ERR_LEASE_IN_USE;
-    case Errc::not_initialized: return RFAAS_ERR_NOT_INITIALIZED;
     case Errc::no_such_region: return RFAAS_ERR_NO_SUCH_REGION;
     case Errc::region_out_of_bounds: return RFAAS_ERR_REGION_OUT_OF_BOUNDS;
     case Errc::memory_exceeded: return RFAAS_ERR_MEMORY_EXCEEDED;
@@ -56,9 +55,11 @@ constexpr int c_code(rfaas::Errc e) {
   return -1;
 }
 #pragma GCC diagnostic pop
+// The MPI layer's own codes (rfaas_mpi.h) are C codes with no Errc.
+constexpr bool mpi_layer_code(int v) { return v == RFAAS_ERR_BUSY || v == RFAAS_ERR_NOT_INITIALIZED; }
 constexpr bool c_codes_agree() {
   for (int v = RFAAS_OK; v <= RFAAS_ERR_NOT_PERMITTED; ++v)
-    if (c_code(static_cast<rfaas::Errc>(v)) != v) return false;
+    if (!mpi_layer_code(v) && c_code(static_cast<rfaas::Errc>(v)) != v) return false;
   return true;
 }
 static_assert(c_codes_agree(), "every rfaas::Errc and its RFAAS_ERR_* code have the same value");
@@ -72,17 +73,7 @@ int fail(rfaas::Errc code, const std::string& message) {
   return static_cast<int>(code);
 }
 
-// "a,b,,c" -> {a, b, c}
-std::vector<std::string> split_commas(const std::string& list) {
-  std::vector<std::string> out;
-  for (size_t pos = 0; pos <= list.size();) {
-    size_t comma = list.find(',', pos);
-    if (comma == std::string::npos) comma = list.size();
-    if (comma > pos) out.push_back(list.substr(pos, comma - pos));
-    pos = comma + 1;
-  }
-  return out;
-}
+using rfaas::text::split_commas;
 
 template <class F>
 int guarded(F&& f) {
@@ -103,6 +94,8 @@ extern "C" {
 
 const char* rfaas_strerror(int code) {
   if (code < 0 || code > RFAAS_ERR_NOT_PERMITTED) return "unknown rfaas error code";
+  if (code == RFAAS_ERR_BUSY) return "requests still pending";
+  if (code == RFAAS_ERR_NOT_INITIALIZED) return "rfaas is not initialized (call rfaas_mpi_init first)";
   return rfaas::to_string(static_cast<rfaas::Errc>(code));
 }
 

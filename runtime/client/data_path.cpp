@@ -87,32 +87,32 @@ DataPath::DataPath(fabric::Domain& domain, const DataPathConfig& config, uint32_
                    const RegistrationTable& registrations, const std::vector<ResidentRegion>& regions,
                    LeaseWatch& watch)
     : config_(config),
-      in_stride_(protocol::input_slot_stride(config.input_capacity)),
+      in_stride_(protocol::input_slot_stride(config.lease.input_capacity)),
       registrations_(registrations),
       regions_(regions),
       watch_(watch) {
     links_.resize(workers);
     for (uint32_t w = 0; w < workers; ++w) {
       WorkerLink& l = links_[w];
-      l.slots.resize(config.slots);
-      l.free_slots.resize(config.slots);
-      for (uint32_t s = 0; s < config.slots; ++s) l.free_slots[s] = config.slots - 1 - s;
-      l.free_count = config.slots;
-      const size_t calls = size_t{config.slots} + config.queue_depth;
+      l.slots.resize(config.lease.slots);
+      l.free_slots.resize(config.lease.slots);
+      for (uint32_t s = 0; s < config.lease.slots; ++s) l.free_slots[s] = config.lease.slots - 1 - s;
+      l.free_count = config.lease.slots;
+      const size_t calls = size_t{config.lease.slots} + config.queue_depth;
       l.calls.resize(calls);
       l.free_calls.resize(calls);
       for (size_t c = 0; c < calls; ++c) l.free_calls[c] = static_cast<uint32_t>(calls - 1 - c);
       l.queue.resize(calls);
       l.done.resize(calls);
-      l.headers.resize(kHeaderStride * config.slots);
-      l.staging_in = fabric::HostMemory(in_stride_ * config.slots);
-      l.staging_out = fabric::HostMemory(std::max<uint64_t>(config.output_capacity, 1) * config.slots);
+      l.headers.resize(kHeaderStride * config.lease.slots);
+      l.staging_in = fabric::HostMemory(in_stride_ * config.lease.slots);
+      l.staging_out = fabric::HostMemory(std::max<uint64_t>(config.lease.output_capacity, 1) * config.lease.slots);
       l.headers_mr = domain.register_memory(l.headers.data(), l.headers.size(), fabric::Access::local);
       l.staging_in_mr = domain.register_memory(l.staging_in.data(), l.staging_in.size(), fabric::Access::local);
       l.staging_out_mr =
           domain.register_memory(l.staging_out.data(), l.staging_out.size(), fabric::Access::remote_write);
       fabric::EndpointConfig ec;
-      ec.max_outstanding_writes = 2 * config.slots + 8;
+      ec.max_outstanding_writes = 2 * config.lease.slots + 8;
       ec.wait_mode = fabric::WaitMode::sleep;
       l.ep = domain.create_endpoint(ec);
       fabric::ConnectionData theirs;
@@ -162,7 +162,7 @@ void DataPath::poll(WorkerLink& link) noexcept {
       // An abandoned call's buffer may be gone: nothing is copied into it.
       if (e == Errc::ok && call.copy_out && size && !call.abandoned) {
         if (size > call.out_capacity) e = Errc::output_too_large;
-        else std::memcpy(call.out, link.staging_out.data() + slot * config_.output_capacity, size);
+        else std::memcpy(call.out, link.staging_out.data() + slot * config_.lease.output_capacity, size);
       }
       complete(link, call, e, e == Errc::ok || e == Errc::function_failed ? size : 0);
     } else if (c.kind == fabric::Completion::Kind::error && c.error == fabric::Errc::peer_lost) {
@@ -331,7 +331,7 @@ fabric::Errc DataPath::post(WorkerLink& l, uint32_t index) noexcept {
     } else {
       // Staged through the slot; submit_put checked the size, but the source may have been
       // deregistered while the put was queued.
-      if (c.in_size > config_.input_capacity) return fabric::Errc::invalid_argument;
+      if (c.in_size > config_.lease.input_capacity) return fabric::Errc::invalid_argument;
       if (c.in_size) std::memcpy(l.staging_in.data() + slot * in_stride_, c.in, c.in_size);
       rc = l.ep->write_imm(*l.staging_in_mr, slot * in_stride_, c.in_size, region.remote, c.offset, imm, 0);
     }
@@ -340,7 +340,7 @@ fabric::Errc DataPath::post(WorkerLink& l, uint32_t index) noexcept {
     // Invocations and gets name their output target in the slot's header.
     InvocationHeader h;
     const size_t capacity = std::min<size_t>(c.out_capacity, c.kind == CallKind::get ? protocol::kMaxResultSize
-                                                                                        : config_.output_capacity);
+                                                                                        : config_.lease.output_capacity);
     h.in_size = c.kind == CallKind::get ? sizeof(protocol::RegionGet) : static_cast<uint32_t>(c.in_size);
     h.out_capacity = static_cast<uint32_t>(capacity);
     c.copy_out = false;
@@ -351,9 +351,9 @@ fabric::Errc DataPath::post(WorkerLink& l, uint32_t index) noexcept {
     } else {
       // Into the slot's staging: never more than it holds (a get's destination may have been
       // deregistered while it was queued).
-      if (capacity > config_.output_capacity) return fabric::Errc::invalid_argument;
+      if (capacity > config_.lease.output_capacity) return fabric::Errc::invalid_argument;
       auto remote = l.staging_out_mr->remote();
-      h.out_address = remote.address + slot * config_.output_capacity;
+      h.out_address = remote.address + slot * config_.lease.output_capacity;
       h.out_key = remote.key;
       c.copy_out = true;
     }
@@ -403,7 +403,7 @@ fabric::Errc DataPath::post(WorkerLink& l, uint32_t index) noexcept {
 Errc DataPath::submit(int function, const void* in, size_t in_size, void* out, size_t out_capacity,
                             Invocation* handle, int worker) noexcept {
   if (function < 0 || static_cast<size_t>(function) >= config_.functions) return Errc::unknown_function;
-  if (in_size > config_.input_capacity) return Errc::payload_too_large;
+  if (in_size > config_.lease.input_capacity) return Errc::payload_too_large;
   if ((in_size && !in) || (out_capacity && !out)) return Errc::invalid_argument;
   uint32_t w, index;
   Errc e = new_call(worker, CallKind::invoke, &w, &index, handle);
@@ -421,7 +421,7 @@ Errc DataPath::submit_put(uint32_t region, uint64_t offset, const void* src, siz
                                 int worker) noexcept {
   if (Errc e = check_region(region, offset, bytes); e != Errc::ok) return e;
   if (bytes && !src) return Errc::invalid_argument;
-  if (bytes > config_.input_capacity && !find(src, bytes)) return Errc::payload_too_large;  // staged: one slot's worth
+  if (bytes > config_.lease.input_capacity && !find(src, bytes)) return Errc::payload_too_large;  // staged: one slot's worth
   uint32_t w, index;
   Errc e = new_call(worker, CallKind::put, &w, &index, handle);
   if (e != Errc::ok) return e;
@@ -437,7 +437,7 @@ Errc DataPath::submit_get(uint32_t region, uint64_t offset, void* dst, size_t by
                                 int worker) noexcept {
   if (Errc e = check_region(region, offset, bytes); e != Errc::ok) return e;
   if (bytes && !dst) return Errc::invalid_argument;
-  if (bytes > protocol::kMaxResultSize || (bytes > config_.output_capacity && !find(dst, bytes)))
+  if (bytes > protocol::kMaxResultSize || (bytes > config_.lease.output_capacity && !find(dst, bytes)))
     return Errc::output_too_large;
   uint32_t w, index;
   Errc e = new_call(worker, CallKind::get, &w, &index, handle);

@@ -13,6 +13,7 @@
 
 #include "client/registration_table.hpp"
 #include "fabric/host_memory.hpp"
+#include "protocol/lease_parameters.hpp"
 #include "protocol/request_codec.hpp"
 #include "rfaas/client.hpp"
 #include "rfaas/fabric/fabric.hpp"
@@ -43,11 +44,9 @@ class LeaseWatch {
 };
 
 struct DataPathConfig {
-  uint32_t functions = 0;  // ids below this are deployed
-  uint32_t slots = 4;
+  uint32_t functions = 0;           // ids below this are deployed
+  protocol::LeaseParameters lease;  // slots and capacities per worker (workers: the connections)
   uint32_t queue_depth = 256;
-  uint64_t input_capacity = 64 * 1024;
-  uint64_t output_capacity = 64 * 1024;
   int64_t client_hot_timeout_us = 1'000;
   std::chrono::milliseconds invocation_timeout{10'000};
 };

@@ -34,12 +34,10 @@ const char* to_string(Errc e) noexcept {
     case Errc::library_load_failed: return "function library failed to load";
     case Errc::no_capacity: return "no capacity on the executor node";
     case Errc::timeout: return "timeout";
-    case Errc::busy: return "requests still pending";
     case Errc::invalid_argument: return "invalid argument";
     case Errc::connection_failed: return "connection failed";
     case Errc::protocol: return "protocol error";
     case Errc::lease_in_use: return "lease already deployed";
-    case Errc::not_initialized: return "rfaas is not initialized (call rfaas_mpi_init first)";
     case Errc::no_such_region: return "no such resident region";
     case Errc::region_out_of_bounds: return "past the end of the resident region";
     case Errc::memory_exceeded: return "beyond the lease's memory";
@@ -257,10 +255,8 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
     const std::string hello_key = protocol::worker_hello_key(req.token);  // proves the lease to the executor
     client::DataPathConfig dc;
     dc.functions = static_cast<uint32_t>(functions_.size());
-    dc.slots = options.slots;
+    dc.lease = params;
     dc.queue_depth = options.queue_depth;
-    dc.input_capacity = options.input_capacity;
-    dc.output_capacity = options.output_capacity;
     dc.client_hot_timeout_us = options.client_hot_timeout_us;
     dc.invocation_timeout = options.invocation_timeout;
     auto hello = [&](uint32_t w, const fabric::RemoteRegion& ack) {

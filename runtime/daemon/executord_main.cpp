@@ -10,6 +10,8 @@
 
 #include "daemon/executor_daemon.hpp"
 #include "net/private_file.hpp"
+#include "text/comma_list.hpp"
+#include "cli/parse_options.hpp"
 
 namespace po = boost::program_options;
 
@@ -41,17 +43,7 @@ int main(int argc, char** argv) {
       ("max-connections", po::value<uint32_t>(), "control connections served at once (default 2048)")
       ("max-connections-per-peer", po::value<uint32_t>(), "of them from one peer address (default 256)");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << "rfaas-executord: " << e.what() << "\n" << desc << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (auto exit = rfaas::cli::parse_options(argc, argv, desc, vm, "rfaas-executord")) return *exit;
   try {
     rfaas::daemon::DaemonConfig cfg;
     if (!config_path.empty()) cfg = rfaas::daemon::DaemonConfig::from_json_file(config_path);
@@ -67,12 +59,7 @@ int main(int argc, char** argv) {
       cfg.sessions.max_sessions_per_peer = vm["max-connections-per-peer"].as<uint32_t>();
     if (!cores_csv.empty()) {
       cfg.cores.clear();
-      size_t pos = 0;
-      while (pos < cores_csv.size()) {
-        size_t comma = cores_csv.find(',', pos);
-        cfg.cores.push_back(std::stoi(cores_csv.substr(pos, comma - pos)));
-        pos = comma == std::string::npos ? cores_csv.size() : comma + 1;
-      }
+      for (const auto& core : rfaas::text::split_commas(cores_csv)) cfg.cores.push_back(std::stoi(core));
     }
     if (cfg.secret_file.empty()) throw std::runtime_error("no cluster secret: give --secret-file or secret_file");
     signal(SIGPIPE, SIG_IGN);

@@ -1,4 +1,5 @@
 #include "daemon/lease_cgroup.hpp"
+#include "text/comma_list.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -132,18 +133,14 @@ std::map<std::string, std::string> own_cgroups() {
     auto a = line.find(':'), b = line.find(':', a + 1);
     if (a == std::string::npos || b == std::string::npos) continue;
     std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
-    std::istringstream cs(controllers);
-    std::string c;
     if (controllers.empty()) out[""] = path;
-    while (std::getline(cs, c, ',')) out[c] = path;
+    for (const auto& c : rfaas::text::split_commas(controllers)) out[c] = path;
   }
   return out;
 }
 
 bool has_option(const std::string& options, const std::string& name) {
-  std::istringstream os(options);
-  std::string o;
-  while (std::getline(os, o, ','))
+  for (const auto& o : rfaas::text::split_commas(options))
     if (o == name) return true;
   return false;
 }
@@ -157,12 +154,7 @@ std::string own_dir(const std::string& point, const std::string& path) {
 }
 
 std::string cpu_list(const std::vector<int>& cores) {
-  std::string s;
-  for (int c : cores) {
-    if (!s.empty()) s += ',';
-    s += std::to_string(c);
-  }
-  return s;
+  return rfaas::text::join_commas(cores);
 }
 
 // The daemon's own folders under each cgroup mount it can use ("" where there is none).

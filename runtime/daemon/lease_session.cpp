@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "protocol/invocation.hpp"
+#include "text/comma_list.hpp"
 
 namespace rfaas::daemon {
 
@@ -134,10 +135,7 @@ void LeaseSession::negotiate() {
 void LeaseSession::deploy() {
   const auto& config = d_.config_;
   const auto& t = req_.token;
-  for (int c : cores_) {
-    if (!cores_csv_.empty()) cores_csv_ += ',';
-    cores_csv_ += std::to_string(c);
-  }
+  cores_csv_ = rfaas::text::join_commas(cores_);
   auto& a = assignment_;
   a.lease_id = lease_id_;
   a.functions = req_.functions;

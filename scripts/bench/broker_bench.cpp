@@ -30,6 +30,7 @@
 #include "protocol/control.hpp"
 #include "protocol/lease_token.hpp"
 #include "rfaas/client.hpp"
+#include "cli/parse_options.hpp"
 
 namespace po = boost::program_options;
 using namespace rfaas;
@@ -201,17 +202,7 @@ int broker_bench_main(int argc, char** argv) {
       "hold", po::value(&hold)->default_value(hold), "leases held for the memory figure")(
       "sbatch-samples", po::value(&sbatch_samples)->default_value(0), "sbatch -> RUNNING samples (needs Slurm)");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << "rfaas-bench broker: " << e.what() << "\n" << desc << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << "usage: rfaas-bench broker [options]\n" << desc << "\n";
-    return 0;
-  }
+  if (auto exit = rfaas::cli::parse_options(argc, argv, desc, vm, "rfaas-bench broker")) return *exit;
   auto ints = [](const std::string& csv) {
     std::vector<int> v;
     for (size_t pos = 0; pos < csv.size();) {

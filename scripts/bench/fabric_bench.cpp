@@ -36,6 +36,7 @@
 #include "raw_verbs.hpp"
 #endif
 #include "rfaas/fabric/fabric.hpp"
+#include "cli/parse_options.hpp"
 
 namespace po = boost::program_options;
 using namespace rfaas;
@@ -251,17 +252,7 @@ int main(int argc, char** argv) {
     ("stream-count", po::value(&o.stream_count)->default_value(o.stream_count), "1 MiB writes per bandwidth repeat")
     ("json", po::value(&o.json_path), "append JSON lines to this file ('-' for stdout)");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const std::exception& e) {
-    std::cerr << "rfaas-fabric-bench: " << e.what() << "\n" << desc << "\n";
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (auto exit = rfaas::cli::parse_options(argc, argv, desc, vm, "rfaas-fabric-bench")) return *exit;
   if (vm.count("sizes")) o.sizes = vm["sizes"].as<std::vector<size_t>>();
   for (size_t s : o.sizes)
     if (s > kMaxSize) die("sizes are limited to 1 MiB");

@@ -1225,10 +1225,18 @@ TEST_CASE("a flood from the node's own address by an ordinary user does not sile
     uint64_t v = 3, r = 0;
     size_t n = 0;
     (ex->invoke(ex->function("echo"), &v, 8, &r, 8, &n, 2s) == Errc::ok && r == 3) ? ++served : ++failed;
-    try {
-      states.insert(node_state(broker.address(), "node-1"));
-    } catch (const std::exception& e) {
-      states.insert(std::string("status failed: ") + e.what());
+    // The probe comes from the flooder's address and may itself be pushed out before it is
+    // heard: what is judged is the node's state, so a probe gets three tries.
+    for (int attempt = 1;; ++attempt) {
+      try {
+        states.insert(node_state(broker.address(), "node-1"));
+        break;
+      } catch (const std::exception& e) {
+        if (attempt == 3) {
+          states.insert(std::string("status failed: ") + e.what());
+          break;
+        }
+      }
     }
     std::this_thread::sleep_for(50ms);
   }

@@ -85,9 +85,9 @@ struct LoopbackLease : client::LeaseWatch {
       executor::WorkerConfig wc;
       wc.index = w;
       wc.workers = nworkers;
-      wc.slots = config.slots;
-      wc.input_capacity = config.input_capacity;
-      wc.output_capacity = config.output_capacity;
+      wc.slots = config.lease.slots;
+      wc.input_capacity = config.lease.input_capacity;
+      wc.output_capacity = config.lease.output_capacity;
       wc.hot_timeout_us = 1000;
       workers.push_back(std::make_unique<executor::Worker>(*domain, wc, functions, *executor_regions));
     }
@@ -136,10 +136,10 @@ struct LoopbackLease : client::LeaseWatch {
 client::DataPathConfig config(uint32_t slots = 4, uint64_t capacity = 4096) {
   client::DataPathConfig c;
   c.functions = kFunctions;
-  c.slots = slots;
+  c.lease.slots = slots;
   c.queue_depth = 256;
-  c.input_capacity = capacity;
-  c.output_capacity = capacity;
+  c.lease.input_capacity = capacity;
+  c.lease.output_capacity = capacity;
   return c;
 }
 

@@ -1,4 +1,5 @@
 #include "fabric/faults/faults_backend.hpp"
+#include "text/comma_list.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -68,13 +69,7 @@ struct Rules {
 
 std::shared_ptr<Rules> parse(const std::string& spec) {
   auto rules = std::make_shared<Rules>();
-  size_t pos = 0;
-  while (pos <= spec.size()) {
-    size_t end = spec.find(',', pos);
-    if (end == std::string::npos) end = spec.size();
-    std::string text = spec.substr(pos, end - pos);
-    pos = end + 1;
-    if (text.empty()) continue;
+  for (const std::string& text : rfaas::text::split_commas(spec)) {
     auto bad = [&](const std::string& why) {
       return Error(Errc::invalid_argument, "fabric faults: '" + text + "': " + why +
                                                " (rules: drop_write@N, fail_write@N, delay_write=MS@N, corrupt_imm@N, "

@@ -52,12 +52,12 @@ enum class Errc : int {
   library_load_failed = 8,  // dlopen failed, a function name did not resolve, or the bytes were damaged
   no_capacity = 9,          // the executor node has not enough free cores or memory
   timeout = 10,             // a bounded wait ended first
-  busy = 11,                // the MPI layer: requests still pending where none may be
+  // 11: RFAAS_ERR_BUSY, the MPI layer's (rfaas/rfaas.h); not a code of this API
   invalid_argument = 12,    // a bad argument, handle or request
   connection_failed = 13,   // the daemon or executor could not be reached
   protocol = 14,            // the other side answered outside the protocol
   lease_in_use = 15,        // this lease is already deployed
-  not_initialized = 16,     // rfaas_mpi_init has not run (or rfaas_mpi_finalize has)
+  // 16: RFAAS_ERR_NOT_INITIALIZED, the MPI layer's (rfaas/rfaas.h)
   no_such_region = 17,      // no resident region has this id on this lease
   region_out_of_bounds = 18,  // a put or get past the end of its region
   memory_exceeded = 19,     // a region beyond what is left of the lease's memory
