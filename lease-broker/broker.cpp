@@ -225,167 +225,24 @@ std::string LeaseBroker::handle(const std::vector<uint8_t>& frame) {
   return reply;
 }
 
+// Each message type's handler: a table, not a chain of comparisons.
+const std::map<std::string, LeaseBroker::Handler, std::less<>>& LeaseBroker::handlers() {
+  static const std::map<std::string, Handler, std::less<>> table = {
+      {"register", &LeaseBroker::heartbeat},     {"lease", &LeaseBroker::on_lease},
+      {"release", &LeaseBroker::on_release},     {"lease_usage", &LeaseBroker::on_lease_usage},
+      {"drain", &LeaseBroker::on_drain},         {"renew", &LeaseBroker::on_renew},
+      {"admin", &LeaseBroker::on_admin},         {"status", &LeaseBroker::on_status},
+  };
+  return table;
+}
+
 std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
   try {
     auto msg = protocol::ControlMessage::parse(frame);
-    int64_t now = protocol::unix_now_ms();
-    if (msg.type == "register") return heartbeat(msg, now);
-    if (msg.type == "lease") {
-      auto ask = msg.as<protocol::LeaseAsk>();
-      auto who = authenticate(msg);
-      // Policy, checked before any arithmetic on what the client sent.
-      check_duration(ask.duration_ms);
-      if (config_.max_cores_per_lease && ask.cores > config_.max_cores_per_lease)
-        throw MessageError(ControlErrc::policy, std::to_string(ask.cores) + " cores asked, this broker grants at most " +
-                                                    std::to_string(config_.max_cores_per_lease) + " per lease");
-      std::lock_guard lock(mutex_);
-      if (config_.max_cores_per_user && book_.cores_of_user(who.uid) + ask.cores > config_.max_cores_per_user)
-        throw MessageError(ControlErrc::policy, "uid " + std::to_string(who.uid) + " holds " +
-                                                    std::to_string(book_.cores_of_user(who.uid)) + " cores; this broker grants at most " +
-                                                    std::to_string(config_.max_cores_per_user) + " per user");
-      LeaseRequest req{ask.cores, ask.memory_bytes, ask.duration_ms, ask.client, ask.avoid_nodes, who.uid, who.gid, ask.job,
-                       config_.max_memory_per_core_bytes};
-      PlaceRefusal refusal = PlaceRefusal::none;
-      auto rec = book_.place(req, now, &refusal);
-      if (!rec && refusal == PlaceRefusal::memory_share)
-        throw MessageError(ControlErrc::policy,
-                           std::to_string(ask.memory_bytes) + " bytes asked for " + std::to_string(ask.cores) +
-                               " cores; this broker grants at most " +
-                               (config_.max_memory_per_core_bytes
-                                    ? std::to_string(config_.max_memory_per_core_bytes) + " bytes per core"
-                                    : std::string("a node's memory over its cores, per core")));
-      if (!rec)
-        throw MessageError(ControlErrc::no_capacity, "no active node has " + std::to_string(ask.cores) +
-                                                         " free cores and the memory asked for");
-      journal_.grant(*rec);  // synced in handle(), before it is answered
-      book_.apply_grant(*rec);
-      auto t = token_for(*rec, rec->expires_at_ms);
-      protocol::LeaseGranted g{rec->lease_id, book_.nodes().at(rec->node).control_address, nlohmann::json(t).dump(),
-                               rec->expires_at_ms};
-      return protocol::make_message("lease_granted", g);
-    }
-    if (msg.type == "release") {
-      uint64_t id = msg.body.value("lease_id", uint64_t{0});
-      auto who = authenticate(msg);
-      std::lock_guard lock(mutex_);
-      if (auto rec = book_.lease(id)) check_owner(who, *rec);
-      release_locked(id, "released");
-      return protocol::make_message("released", {{"lease_id", id}});
-    }
-    if (msg.type == "lease_usage") {
-      if (!msg.body.contains("registration")) throw MessageError(ControlErrc::malformed, "usage without registration");
-      auto r = msg.body.at("registration").get<protocol::NodeRegistration>();
-      uint64_t id = msg.body.value("lease_id", uint64_t{0});
-      std::string why;
-      const nlohmann::json served_json = msg.body.value("served", nlohmann::json());
-      const std::string reason = msg.body.value("reason", std::string("unknown"));
-      if (!registration_valid(r, protocol::usage_report_purpose(id, msg.body.value("usage", nlohmann::json()), served_json, reason), &why))
-        throw MessageError(ControlErrc::bad_token, why);
-      auto usage = msg.body.at("usage").get<protocol::Usage>();
-      // Accounting from the daemon's own measure; what the executor (the lease's code) said of
-      // itself is kept apart, labelled as its word.
-      UsageRecord record;
-      record.reported = usage;
-      std::optional<uint32_t> served_uid;  // whose, as the node's report (signed whole) says
-      if (auto served = msg.body.find("served"); served != msg.body.end() && served->is_object()) {
-        record.cores = served->value("cores", 0u);
-        record.memory_bytes = served->value("memory_bytes", uint64_t{0});
-        record.served_ms = served->value("served_ms", uint64_t{0});
-        if (auto u = served->find("uid"); u != served->end() && u->is_number_unsigned()) served_uid = u->get<uint32_t>();
-      }
-      std::lock_guard lock(mutex_);
-      auto lease = book_.lease(id);
-      if (lease && lease->node != r.node) throw MessageError(ControlErrc::bad_token, "usage for a lease on another node");
-      // Released here first: whose it was, as the node's signed report (or serving list) says. A
-      // lease admitted and ended between two heartbeats is in no serving list.
-      record.uid = lease ? lease->uid : served_uid.value_or(0);
-      if (!lease && !served_uid)
-        for (const auto& g : book_.ending_on(r.node))
-          if (g.lease_id == id) record.uid = g.uid;
-      // A reason this broker does not know (a daemon of another version) still ends the lease:
-      // refusing the report would hold its cores until the lease expires.
-      const auto known = protocol::lease_end_reason_from_string(reason);
-      std::string ended = known ? protocol::to_string(*known) : "unknown reason '" + protocol::utf8_prefix(reason, 64) + "'";
-      if (known == protocol::LeaseEndReason::deploy_refused && served_json.is_object() && served_json.contains("refused") &&
-          served_json.at("refused").is_string())
-        ended += ": " + protocol::utf8_prefix(served_json.at("refused").get<std::string>(), 64);
-      release_locked(id, "ended: " + ended);  // journaled first
-      book_.served_ended(r.node, id, r.timestamp_ms);  // its executor is gone there: its cores are free
-      usage_[id] = record;
-      return protocol::make_message("recorded", {{"lease_id", id}});
-    }
-    if (msg.type == "drain") {
-      if (!msg.body.contains("registration")) throw MessageError(ControlErrc::malformed, "drain without registration");
-      auto r = msg.body.at("registration").get<protocol::NodeRegistration>();
-      std::string why;
-      if (!registration_valid(r, "drain", &why)) throw MessageError(ControlErrc::bad_token, why);
-      std::lock_guard lock(mutex_);
-      if (book_.set_state(r.node, NodeInfo::State::draining)) log("node " + r.node + " draining");
-      return protocol::make_message("draining", {{"node", r.node}});
-    }
-    if (msg.type == "renew") {
-      auto ask = msg.as<protocol::LeaseRenewAsk>();
-      auto who = authenticate(msg);
-      check_duration(ask.duration_ms);
-      if (!ask.token.verify(secret_)) throw MessageError(ControlErrc::bad_token, "lease token does not verify");
-      std::lock_guard lock(mutex_);
-      auto rec = book_.lease(ask.token.lease_id);
-      if (!rec || rec->node != ask.token.executor)
-        throw MessageError(ControlErrc::lease_expired, "lease " + std::to_string(ask.token.lease_id) + " is not held");
-      check_owner(who, *rec);
-      if (rec->expires_at_ms <= now) throw MessageError(ControlErrc::lease_expired, "lease has expired");
-      // Never past its lifetime: a renewal that cannot move the expiry is refused by name.
-      const int64_t last = rec->granted_at_ms + config_.max_lease_lifetime_ms;
-      int64_t expires = std::min(std::max(rec->expires_at_ms, now + ask.duration_ms), std::max(last, rec->expires_at_ms));
-      if (expires <= rec->expires_at_ms && now + ask.duration_ms > rec->expires_at_ms)
-        throw MessageError(ControlErrc::policy, "lease " + std::to_string(rec->lease_id) + " reached its lifetime of " +
-                                                    std::to_string(config_.max_lease_lifetime_ms) +
-                                                    " ms on this broker: lease again");
-      journal_.renew(rec->lease_id, expires);  // synced in handle(), before it is answered
-      book_.apply_renew(rec->lease_id, expires);
-      auto t = token_for(*rec, expires);
-      auto node = book_.nodes().find(rec->node);
-      protocol::LeaseGranted g{rec->lease_id, node == book_.nodes().end() ? "" : node->second.control_address,
-                               nlohmann::json(t).dump(), expires};
-      return protocol::make_message("lease_renewed", g);
-    }
-    if (msg.type == "admin") {
-      auto cmd = msg.as<protocol::AdminCommand>();
-      auto who = authenticate(msg);
-      if (!is_operator(who))
-        throw MessageError(ControlErrc::not_permitted, "uid " + std::to_string(who.uid) + " is not an operator of this broker");
-      if (cmd.command != "drain_node" && cmd.command != "resume_node")
-        throw MessageError(ControlErrc::malformed, "unknown operator command '" + cmd.command + "'");
-      std::lock_guard lock(mutex_);
-      bool drain = cmd.command == "drain_node";
-      if (!book_.set_operator_drain(cmd.node, drain))
-        throw MessageError(ControlErrc::malformed, "no node '" + cmd.node + "'");
-      log("node " + cmd.node + (drain ? " drained by an operator (running leases continue)" : " resumed by an operator"));
-      return protocol::make_message("done", {{"node", cmd.node}, {"command", cmd.command}});
-    }
-    if (msg.type == "status") {
-      // Nodes for every user; leases and usage: a user's own, an operator's all.
-      auto who = authenticate(msg);
-      const bool all = is_operator(who);
-      std::lock_guard lock(mutex_);
-      nlohmann::json nodes = nlohmann::json::array(), leases = nlohmann::json::array(), usage = nlohmann::json::array();
-      for (auto& [name, n] : book_.nodes())
-        nodes.push_back({{"node", name}, {"address", n.control_address}, {"cores", n.cores}, {"memory_bytes", n.memory_bytes},
-                         {"free_cores", book_.free_cores(name)},
-                         {"state", n.drained_by_operator && n.state == NodeInfo::State::active ? "drained" : to_string(n.state)},
-                         {"heartbeat_age_ms", now - n.last_heartbeat_ms}, {"ending", book_.ending_on(name).size()},
-                         {"incarnation", replay_.position(name).first}, {"sequence", replay_.position(name).second}});
-      for (auto& [id, l] : book_.leases())
-        if (all || l.uid == who.uid) leases.push_back(l);
-      for (auto& [id, u] : usage_) {
-        if (!all && u.uid != who.uid) continue;
-        usage.push_back({{"lease_id", id}, {"uid", u.uid}, {"cores", u.cores}, {"memory_bytes", u.memory_bytes},
-                         {"served_ms", u.served_ms}, {"core_ms", u.cores * u.served_ms},
-                         {"reported_by_executor", u.reported}});
-      }
-      return protocol::make_message("status", {{"nodes", nodes}, {"leases", leases}, {"usage", usage}});
-    }
-    throw MessageError(ControlErrc::malformed, "unknown message type '" + msg.type + "'");
+    const auto handler = handlers().find(msg.type);
+    if (handler == handlers().end())
+      throw MessageError(ControlErrc::malformed, "unknown message type '" + msg.type + "'");
+    return (this->*handler->second)(msg, protocol::unix_now_ms());
   } catch (const MessageError& e) {
     return protocol::make_error(e.code(), e.what());
   } catch (const JournalError& e) {
@@ -394,6 +251,168 @@ std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
   } catch (const std::exception& e) {
     return protocol::make_error(ControlErrc::malformed, e.what());
   }
+}
+
+std::string LeaseBroker::on_lease(const protocol::ControlMessage& msg, int64_t now) {
+  auto ask = msg.as<protocol::LeaseAsk>();
+  auto who = authenticate(msg);
+  // Policy, checked before any arithmetic on what the client sent.
+  check_duration(ask.duration_ms);
+  if (config_.max_cores_per_lease && ask.cores > config_.max_cores_per_lease)
+    throw MessageError(ControlErrc::policy, std::to_string(ask.cores) + " cores asked, this broker grants at most " +
+                                                std::to_string(config_.max_cores_per_lease) + " per lease");
+  std::lock_guard lock(mutex_);
+  if (config_.max_cores_per_user && book_.cores_of_user(who.uid) + ask.cores > config_.max_cores_per_user)
+    throw MessageError(ControlErrc::policy, "uid " + std::to_string(who.uid) + " holds " +
+                                                std::to_string(book_.cores_of_user(who.uid)) + " cores; this broker grants at most " +
+                                                std::to_string(config_.max_cores_per_user) + " per user");
+  LeaseRequest req{ask.cores, ask.memory_bytes, ask.duration_ms, ask.client, ask.avoid_nodes, who.uid, who.gid, ask.job,
+                   config_.max_memory_per_core_bytes};
+  PlaceRefusal refusal = PlaceRefusal::none;
+  auto rec = book_.place(req, now, &refusal);
+  if (!rec && refusal == PlaceRefusal::memory_share)
+    throw MessageError(ControlErrc::policy,
+                       std::to_string(ask.memory_bytes) + " bytes asked for " + std::to_string(ask.cores) +
+                           " cores; this broker grants at most " +
+                           (config_.max_memory_per_core_bytes
+                                ? std::to_string(config_.max_memory_per_core_bytes) + " bytes per core"
+                                : std::string("a node's memory over its cores, per core")));
+  if (!rec)
+    throw MessageError(ControlErrc::no_capacity, "no active node has " + std::to_string(ask.cores) +
+                                                     " free cores and the memory asked for");
+  journal_.grant(*rec);  // synced in handle(), before it is answered
+  book_.apply_grant(*rec);
+  auto t = token_for(*rec, rec->expires_at_ms);
+  protocol::LeaseGranted g{rec->lease_id, book_.nodes().at(rec->node).control_address, nlohmann::json(t).dump(),
+                           rec->expires_at_ms};
+  return protocol::make_message("lease_granted", g);
+}
+
+std::string LeaseBroker::on_release(const protocol::ControlMessage& msg, int64_t /*now*/) {
+  uint64_t id = msg.body.value("lease_id", uint64_t{0});
+  auto who = authenticate(msg);
+  std::lock_guard lock(mutex_);
+  if (auto rec = book_.lease(id)) check_owner(who, *rec);
+  release_locked(id, "released");
+  return protocol::make_message("released", {{"lease_id", id}});
+}
+
+std::string LeaseBroker::on_lease_usage(const protocol::ControlMessage& msg, int64_t /*now*/) {
+  if (!msg.body.contains("registration")) throw MessageError(ControlErrc::malformed, "usage without registration");
+  auto r = msg.body.at("registration").get<protocol::NodeRegistration>();
+  uint64_t id = msg.body.value("lease_id", uint64_t{0});
+  std::string why;
+  const nlohmann::json served_json = msg.body.value("served", nlohmann::json());
+  const std::string reason = msg.body.value("reason", std::string("unknown"));
+  if (!registration_valid(r, protocol::usage_report_purpose(id, msg.body.value("usage", nlohmann::json()), served_json, reason), &why))
+    throw MessageError(ControlErrc::bad_token, why);
+  auto usage = msg.body.at("usage").get<protocol::Usage>();
+  // Accounting from the daemon's own measure; what the executor (the lease's code) said of
+  // itself is kept apart, labelled as its word.
+  UsageRecord record;
+  record.reported = usage;
+  std::optional<uint32_t> served_uid;  // whose, as the node's report (signed whole) says
+  if (auto served = msg.body.find("served"); served != msg.body.end() && served->is_object()) {
+    record.cores = served->value("cores", 0u);
+    record.memory_bytes = served->value("memory_bytes", uint64_t{0});
+    record.served_ms = served->value("served_ms", uint64_t{0});
+    if (auto u = served->find("uid"); u != served->end() && u->is_number_unsigned()) served_uid = u->get<uint32_t>();
+  }
+  std::lock_guard lock(mutex_);
+  auto lease = book_.lease(id);
+  if (lease && lease->node != r.node) throw MessageError(ControlErrc::bad_token, "usage for a lease on another node");
+  // Released here first: whose it was, as the node's signed report (or serving list) says. A
+  // lease admitted and ended between two heartbeats is in no serving list.
+  record.uid = lease ? lease->uid : served_uid.value_or(0);
+  if (!lease && !served_uid)
+    for (const auto& g : book_.ending_on(r.node))
+      if (g.lease_id == id) record.uid = g.uid;
+  // A reason this broker does not know (a daemon of another version) still ends the lease:
+  // refusing the report would hold its cores until the lease expires.
+  const auto known = protocol::lease_end_reason_from_string(reason);
+  std::string ended = known ? protocol::to_string(*known) : "unknown reason '" + protocol::utf8_prefix(reason, 64) + "'";
+  if (known == protocol::LeaseEndReason::deploy_refused && served_json.is_object() && served_json.contains("refused") &&
+      served_json.at("refused").is_string())
+    ended += ": " + protocol::utf8_prefix(served_json.at("refused").get<std::string>(), 64);
+  release_locked(id, "ended: " + ended);  // journaled first
+  book_.served_ended(r.node, id, r.timestamp_ms);  // its executor is gone there: its cores are free
+  usage_[id] = record;
+  return protocol::make_message("recorded", {{"lease_id", id}});
+}
+
+std::string LeaseBroker::on_drain(const protocol::ControlMessage& msg, int64_t /*now*/) {
+  if (!msg.body.contains("registration")) throw MessageError(ControlErrc::malformed, "drain without registration");
+  auto r = msg.body.at("registration").get<protocol::NodeRegistration>();
+  std::string why;
+  if (!registration_valid(r, "drain", &why)) throw MessageError(ControlErrc::bad_token, why);
+  std::lock_guard lock(mutex_);
+  if (book_.set_state(r.node, NodeInfo::State::draining)) log("node " + r.node + " draining");
+  return protocol::make_message("draining", {{"node", r.node}});
+}
+
+std::string LeaseBroker::on_renew(const protocol::ControlMessage& msg, int64_t now) {
+  auto ask = msg.as<protocol::LeaseRenewAsk>();
+  auto who = authenticate(msg);
+  check_duration(ask.duration_ms);
+  if (!ask.token.verify(secret_)) throw MessageError(ControlErrc::bad_token, "lease token does not verify");
+  std::lock_guard lock(mutex_);
+  auto rec = book_.lease(ask.token.lease_id);
+  if (!rec || rec->node != ask.token.executor)
+    throw MessageError(ControlErrc::lease_expired, "lease " + std::to_string(ask.token.lease_id) + " is not held");
+  check_owner(who, *rec);
+  if (rec->expires_at_ms <= now) throw MessageError(ControlErrc::lease_expired, "lease has expired");
+  // Never past its lifetime: a renewal that cannot move the expiry is refused by name.
+  const int64_t last = rec->granted_at_ms + config_.max_lease_lifetime_ms;
+  int64_t expires = std::min(std::max(rec->expires_at_ms, now + ask.duration_ms), std::max(last, rec->expires_at_ms));
+  if (expires <= rec->expires_at_ms && now + ask.duration_ms > rec->expires_at_ms)
+    throw MessageError(ControlErrc::policy, "lease " + std::to_string(rec->lease_id) + " reached its lifetime of " +
+                                                std::to_string(config_.max_lease_lifetime_ms) +
+                                                " ms on this broker: lease again");
+  journal_.renew(rec->lease_id, expires);  // synced in handle(), before it is answered
+  book_.apply_renew(rec->lease_id, expires);
+  auto t = token_for(*rec, expires);
+  auto node = book_.nodes().find(rec->node);
+  protocol::LeaseGranted g{rec->lease_id, node == book_.nodes().end() ? "" : node->second.control_address,
+                           nlohmann::json(t).dump(), expires};
+  return protocol::make_message("lease_renewed", g);
+}
+
+std::string LeaseBroker::on_admin(const protocol::ControlMessage& msg, int64_t /*now*/) {
+  auto cmd = msg.as<protocol::AdminCommand>();
+  auto who = authenticate(msg);
+  if (!is_operator(who))
+    throw MessageError(ControlErrc::not_permitted, "uid " + std::to_string(who.uid) + " is not an operator of this broker");
+  if (cmd.command != "drain_node" && cmd.command != "resume_node")
+    throw MessageError(ControlErrc::malformed, "unknown operator command '" + cmd.command + "'");
+  std::lock_guard lock(mutex_);
+  bool drain = cmd.command == "drain_node";
+  if (!book_.set_operator_drain(cmd.node, drain))
+    throw MessageError(ControlErrc::malformed, "no node '" + cmd.node + "'");
+  log("node " + cmd.node + (drain ? " drained by an operator (running leases continue)" : " resumed by an operator"));
+  return protocol::make_message("done", {{"node", cmd.node}, {"command", cmd.command}});
+}
+
+std::string LeaseBroker::on_status(const protocol::ControlMessage& msg, int64_t now) {
+  // Nodes for every user; leases and usage: a user's own, an operator's all.
+  auto who = authenticate(msg);
+  const bool all = is_operator(who);
+  std::lock_guard lock(mutex_);
+  nlohmann::json nodes = nlohmann::json::array(), leases = nlohmann::json::array(), usage = nlohmann::json::array();
+  for (auto& [name, n] : book_.nodes())
+    nodes.push_back({{"node", name}, {"address", n.control_address}, {"cores", n.cores}, {"memory_bytes", n.memory_bytes},
+                     {"free_cores", book_.free_cores(name)},
+                     {"state", n.drained_by_operator && n.state == NodeInfo::State::active ? "drained" : to_string(n.state)},
+                     {"heartbeat_age_ms", now - n.last_heartbeat_ms}, {"ending", book_.ending_on(name).size()},
+                     {"incarnation", replay_.position(name).first}, {"sequence", replay_.position(name).second}});
+  for (auto& [id, l] : book_.leases())
+    if (all || l.uid == who.uid) leases.push_back(l);
+  for (auto& [id, u] : usage_) {
+    if (!all && u.uid != who.uid) continue;
+    usage.push_back({{"lease_id", id}, {"uid", u.uid}, {"cores", u.cores}, {"memory_bytes", u.memory_bytes},
+                     {"served_ms", u.served_ms}, {"core_ms", u.cores * u.served_ms},
+                     {"reported_by_executor", u.reported}});
+  }
+  return protocol::make_message("status", {{"nodes", nodes}, {"leases", leases}, {"usage", usage}});
 }
 
 void LeaseBroker::session(net::TcpStream& stream, net::SessionAdmission::Ticket ticket) {

@@ -75,6 +75,16 @@ class LeaseBroker {
   // A daemon's heartbeat: its node refreshed with what it serves, answered with the leases held
   // there, after at most its hold_ms (sooner when one of them ends here).
   std::string heartbeat(const protocol::ControlMessage& msg, int64_t now);
+  // The other message types' handlers (dispatch() finds them in handlers()).
+  using Handler = std::string (LeaseBroker::*)(const protocol::ControlMessage& msg, int64_t now);
+  static const std::map<std::string, Handler, std::less<>>& handlers();
+  std::string on_lease(const protocol::ControlMessage& msg, int64_t now);
+  std::string on_release(const protocol::ControlMessage& msg, int64_t now);
+  std::string on_lease_usage(const protocol::ControlMessage& msg, int64_t now);
+  std::string on_drain(const protocol::ControlMessage& msg, int64_t now);
+  std::string on_renew(const protocol::ControlMessage& msg, int64_t now);
+  std::string on_admin(const protocol::ControlMessage& msg, int64_t now);
+  std::string on_status(const protocol::ControlMessage& msg, int64_t now);
   // 1 .. max_lease_ms, or MessageError(policy).
   void check_duration(int64_t duration_ms) const;
   // Who sent a user's request (its MUNGE credential), or MessageError(not_authenticated).
