@@ -8,15 +8,6 @@ namespace {
 bool before(const RegistrationTable::Range& r, const uint8_t* p) { return r.begin < p; }
 }  // namespace
 
-const RegistrationTable::Range* RegistrationTable::find(const void* p, size_t n) const noexcept {
-  auto* b = static_cast<const uint8_t*>(p);
-  auto it = std::upper_bound(ranges_.begin(), ranges_.end(), b,
-                             [](const uint8_t* x, const Range& r) { return x < r.begin; });
-  if (it == ranges_.begin()) return nullptr;
-  --it;
-  return b + n <= it->begin + it->size ? &*it : nullptr;
-}
-
 RegistrationTable::Lookup RegistrationTable::classify(const void* p, size_t n) const noexcept {
   if (find(p, n)) return Lookup::covered;
   auto* b = static_cast<const uint8_t*>(p);

@@ -3,6 +3,7 @@
 // copy. One table per lease, for rfaas's own buffers (allocate) and the caller's (register_memory).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -22,7 +23,14 @@ class RegistrationTable {
 
   // The registration [p, p+n) lies in, or null. Only the last registration starting at or before
   // p is looked at: one binary search, nothing allocated.
-  const Range* find(const void* p, size_t n) const noexcept;
+  const Range* find(const void* p, size_t n) const noexcept {  // inline: two per invocation
+    auto* b = static_cast<const uint8_t*>(p);
+    auto it = std::upper_bound(ranges_.begin(), ranges_.end(), b,
+                               [](const uint8_t* x, const Range& r) { return x < r.begin; });
+    if (it == ranges_.begin()) return nullptr;
+    --it;
+    return b + n <= it->begin + it->size ? &*it : nullptr;
+  }
   // covered: [p, p+n) lies inside one registration. grows_existing: a registration starts at p but
   // is shorter (replace it). new_range: register it.
   Lookup classify(const void* p, size_t n) const noexcept;
