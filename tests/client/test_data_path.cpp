@@ -187,7 +187,7 @@ TEST_CASE("loopback: every request form carries the right bytes to the right pla
       size_t n = 0;
       REQUIRE(lease.invoke(c.function, in, c.size, out, cap, &n) == Errc::ok);
       REQUIRE(n == c.size);
-      CHECK(std::memcmp(out, data.data(), c.size) == 0);
+      CHECK((c.size == 0 || std::memcmp(out, data.data(), c.size) == 0));
     }
   }
 }

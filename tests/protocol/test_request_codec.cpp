@@ -29,7 +29,7 @@ struct Wire {
     const EncodedInvocation e = encode_invocation(targets[slot], slot, stride, function, h);
     REQUIRE(e.offset + e.header_bytes + payload.size() <= input.size());
     if (!e.compact()) std::memcpy(&input[e.offset], &h, sizeof h);
-    std::memcpy(&input[e.offset + e.header_bytes], payload.data(), payload.size());
+    if (!payload.empty()) std::memcpy(&input[e.offset + e.header_bytes], payload.data(), payload.size());
     if (!e.compact()) record_header(targets[slot], h);
     if (compact) *compact = e.compact();
     return e.imm;
