@@ -92,9 +92,10 @@ DaemonConfig DaemonConfig::from_json_file(const std::string& path) {
 static DaemonConfig with_defaults(DaemonConfig c) {
   if (c.node_name.empty()) c.node_name = hostname();
   if (c.executor_path.empty()) c.executor_path = self_dir() + "/rfaas-executor";
+  if (!c.fabric) c.fabric = fabric::Config::from_env();
   if (c.fabric_host.empty()) {
     // Executors listen where the daemon is reached: its advertised host, unless chosen.
-    const fabric::Config f = fabric::Config::from_env();
+    const fabric::Config& f = *c.fabric;
     c.fabric_host = f.local_host;
     if (!f.local_host_chosen && !c.advertise.empty()) c.fabric_host = net::HostPort::parse(c.advertise).host;
   }
@@ -140,7 +141,7 @@ std::unique_ptr<ExecutorProcess> ExecutorDaemon::take_standby() {
     taken = std::move(standby_);
   }
   // None ready (two leases at once), or it died: a fresh one, which initialises on its own.
-  if (!taken || taken->exited()) taken = std::make_unique<ExecutorProcess>(config_.executor_path, config_.fabric_host);
+  if (!taken || taken->exited()) taken = std::make_unique<ExecutorProcess>(config_.executor_path, config_.fabric_host, config_.fabric->to_variables());
   return taken;
 }
 
@@ -148,7 +149,7 @@ void ExecutorDaemon::replenish_standby() {
   std::lock_guard lock(standby_mutex_);
   if (standby_ || shutting_down()) return;
   try {
-    standby_ = std::make_unique<ExecutorProcess>(config_.executor_path, config_.fabric_host);
+    standby_ = std::make_unique<ExecutorProcess>(config_.executor_path, config_.fabric_host, config_.fabric->to_variables());
   } catch (const std::exception& e) {
     log(std::string("cannot start a standby executor: ") + e.what());
   }
@@ -178,15 +179,16 @@ void ExecutorDaemon::serve() {
 }
 
 std::string ExecutorDaemon::lease_ofi_provider(const protocol::AllocateRequest& req, const std::string& peer_host) const {
-  if (fabric_.backend != fabric::Backend::ofi) return "";
-  if (fabric_.ofi_provider != "auto") return fabric_.ofi_provider;  // the daemon's own choice stands
+  const fabric::Config& fabric = *config_.fabric;
+  if (fabric.backend != fabric::Backend::ofi) return "";
+  if (fabric.ofi_provider != "auto") return fabric.ofi_provider;  // the daemon's own choice stands
   // Under auto the client's word is checked, not taken: shm only for a client that reached us
   // over loopback and names this host (shm keeps the node's /dev/shm for the lease, and opens as
   // root), tcp for everyone; nothing else a client names is opened.
   const bool loopback = peer_host == "::1" || peer_host.rfind("127.", 0) == 0;
   const bool same_host = loopback && !req.host.empty() && req.host == host_identity_;
   const std::string& asked = req.ofi_provider;
-  if (asked.empty() || asked == "auto") return fabric_.ofi_provider_for(same_host);
+  if (asked.empty() || asked == "auto") return fabric.ofi_provider_for(same_host);
   if (asked == "tcp" || asked == "tcp;ofi_rxm") return "tcp";
   if (asked == "shm" && same_host) return "shm";
   throw MessageError(ControlErrc::policy, "this node serves clients of its own host over shm and the others over tcp "

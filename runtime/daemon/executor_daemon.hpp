@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,10 @@ struct DaemonConfig {
   std::string secret_file;             // cluster secret, mode 0600
   std::vector<int> cores;              // cores it may lease; default: all online cores
   std::string executor_path;           // rfaas-executor; default: beside this binary
-  std::string fabric_host;  // where executors listen for client endpoints (default: RFAAS_FABRIC_HOST)
+  std::string fabric_host;  // where executors listen for client endpoints (default: fabric's local host)
+  // The executors' transport. Unset: the environment's (fabric::Config::from_env), read once
+  // when the daemon starts; rfaas-executord sets it from its own environment.
+  std::optional<fabric::Config> fabric;
   uint64_t max_library_bytes = 256ull << 20;
   uint64_t library_cache_bytes = 1ull << 30;
   uint32_t control_timeout_ms = 10'000;  // bound on every wait for a client or an executor
@@ -78,8 +82,7 @@ class ExecutorDaemon {
   void replenish_standby();
 
   DaemonConfig config_;
-  // The executors' transport (their environment's) and this host, for the per-lease choice.
-  const fabric::Config fabric_ = fabric::Config::from_env();
+  // This host, for the per-lease choice of provider.
   const std::string host_identity_ = fabric::host_identity();
   // Throws MessageError(policy) for a provider this daemon will not open for that client.
   std::string lease_ofi_provider(const protocol::AllocateRequest& req, const std::string& peer_host) const;

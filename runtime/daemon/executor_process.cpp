@@ -157,11 +157,10 @@ void ExecutorOutput::run() {
 }
 
 bool executor_may_see(const char* entry) {
-  static const char* const kExact[] = {"PATH=", "HOME=", "LANG=", "LC_ALL=", "TZ=", "TMPDIR=", "LD_LIBRARY_PATH=",
-                                       "RFAAS_FABRIC=", "RFAAS_FABRIC_FAULTS=", "RFAAS_FABRIC_HOST=", "RFAAS_OFI_PROVIDER="};
+  static const char* const kExact[] = {"PATH=", "HOME=", "LANG=", "LC_ALL=", "TZ=", "TMPDIR=", "LD_LIBRARY_PATH="};
   // Sanitizer settings too: a sanitized build's executors behave as the daemon that started them.
   // Providers' own variables count: Slingshot's (cxi) credentials, PSM2/PSM3, UCX.
-  static const char* const kPrefixes[] = {"FI_",   "RFAAS_VERBS_", "RDMAV_", "IBV_",  "MLX5_",
+  static const char* const kPrefixes[] = {"FI_",   "RDMAV_", "IBV_",  "MLX5_",
                                           "SLINGSHOT_", "CXI_",     "PSM2_",  "PSM3_", "HFI_",
                                           "UCX_",  "OPENBLAS_CORETYPE=", "ASAN_OPTIONS=", "UBSAN_OPTIONS=",
                                           "LSAN_OPTIONS="};
@@ -172,7 +171,8 @@ bool executor_may_see(const char* entry) {
   return false;
 }
 
-ExecutorProcess::ExecutorProcess(const std::string& path, const std::string& fabric_host) {
+ExecutorProcess::ExecutorProcess(const std::string& path, const std::string& fabric_host,
+                                 const std::vector<std::string>& fabric) {
   int out[2], err[2], sock[2];
   if (::pipe2(out, O_CLOEXEC) != 0) throw MessageError(ControlErrc::executor_failed, "pipe failed");
   if (::pipe2(err, O_CLOEXEC) != 0) {
@@ -201,6 +201,7 @@ ExecutorProcess::ExecutorProcess(const std::string& path, const std::string& fab
   std::vector<std::string> env_s;
   for (char** e = environ; *e; ++e)
     if (executor_may_see(*e)) env_s.push_back(*e);
+  env_s.insert(env_s.end(), fabric.begin(), fabric.end());
   env_s.push_back("OPENBLAS_NUM_THREADS=1");
   env_s.push_back("OMP_NUM_THREADS=1");
   std::vector<char*> envp;

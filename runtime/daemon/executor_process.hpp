@@ -13,6 +13,7 @@
 #include <thread>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -80,13 +81,15 @@ class ExecutorOutput {
 };
 
 // Whether a daemon's environment entry ("NAME=value") is passed on to executors: what the
-// transports and math libraries read, nothing else (secrets, job variables).
+// providers and math libraries read, nothing else (secrets, job variables). rfaas's own transport
+// settings are not among them: the daemon hands its executors its fabric configuration.
 bool executor_may_see(const char* entry);
 
 class ExecutorProcess {
  public:
-  // Starts `path --listen fabric_host` on standby. Throws MessageError(executor_failed).
-  ExecutorProcess(const std::string& path, const std::string& fabric_host);
+  // Starts `path --listen fabric_host` on standby, with `fabric`'s variables
+  // (fabric::Config::to_variables) in its environment. Throws MessageError(executor_failed).
+  ExecutorProcess(const std::string& path, const std::string& fabric_host, const std::vector<std::string>& fabric);
   ~ExecutorProcess();
   ExecutorProcess(const ExecutorProcess&) = delete;
   ExecutorProcess& operator=(const ExecutorProcess&) = delete;

@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
       for (const auto& core : rfaas::text::split_commas(cores_csv)) cfg.cores.push_back(std::stoi(core));
     }
     if (cfg.secret_file.empty()) throw std::runtime_error("no cluster secret: give --secret-file or secret_file");
+    cfg.fabric = rfaas::fabric::Config::from_env();  // the executors' transport: this environment, read here once
     signal(SIGPIPE, SIG_IGN);
     rfaas::daemon::ExecutorDaemon daemon(cfg);
     g_daemon = &daemon;

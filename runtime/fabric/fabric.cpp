@@ -2,6 +2,7 @@
 
 #include <sys/utsname.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
@@ -42,31 +43,59 @@ const char* to_string(Backend b) noexcept {
 }
 
 Config Config::from_env() {
+  return from_variables([](const char* name) { return std::getenv(name); });
+}
+
+Config Config::from_variables(const std::function<const char*(const char*)>& lookup) {
+  auto get = [&](const char* name) {
+    const char* v = lookup(name);
+    return std::string(v ? v : "");
+  };
   Config c;
+  const std::string fabric = get("RFAAS_FABRIC");
 #ifdef RFAAS_HAVE_VERBS
-  if (const char* b = std::getenv("RFAAS_FABRIC"); (!b || !*b) && verbs::device_present()) c.backend = Backend::verbs;
+  if (fabric.empty() && verbs::device_present()) c.backend = Backend::verbs;
 #endif
-  if (const char* b = std::getenv("RFAAS_FABRIC"); b && *b) {
-    std::string name = b;
+  if (!fabric.empty()) {
+    std::string name = fabric;
     if (name.rfind("faults:", 0) == 0) {  // the decorator over the backend after the colon
       name = name.substr(7);
-      const char* rules = std::getenv("RFAAS_FABRIC_FAULTS");
-      if (!rules || !*rules)
+      c.faults = get("RFAAS_FABRIC_FAULTS");
+      if (c.faults.empty())
         throw Error(Errc::invalid_argument, "RFAAS_FABRIC=faults:" + name + " needs its rules in RFAAS_FABRIC_FAULTS");
-      c.faults = rules;
     }
     if (name == "ofi") c.backend = Backend::ofi;
     else if (name == "verbs") c.backend = Backend::verbs;
     else if (name == "loopback") c.backend = Backend::loopback;
-    else throw Error(Errc::no_backend, "RFAAS_FABRIC='" + std::string(b) +
+    else throw Error(Errc::no_backend, "RFAAS_FABRIC='" + fabric +
                                            "' is not a backend (ofi, verbs, loopback, or faults:<one of them>)");
   }
-  if (const char* p = std::getenv("RFAAS_OFI_PROVIDER"); p && *p) c.ofi_provider = p;
-  if (const char* h = std::getenv("RFAAS_FABRIC_HOST"); h && *h) {
+  if (std::string p = get("RFAAS_OFI_PROVIDER"); !p.empty()) c.ofi_provider = p;
+  if (std::string h = get("RFAAS_FABRIC_HOST"); !h.empty()) {
     c.local_host = h;
     c.local_host_chosen = true;
   }
+  if (c.backend != Backend::verbs) return c;  // the verbs settings mean nothing to the others
+  c.verbs_device = get("RFAAS_VERBS_DEVICE");
+  if (std::string g = get("RFAAS_VERBS_GID_INDEX"); !g.empty()) {
+    char* end = nullptr;
+    errno = 0;
+    const long i = std::strtol(g.c_str(), &end, 10);
+    if (*end || errno != 0 || i < 0 || i > 255)
+      throw Error(Errc::invalid_argument, "RFAAS_VERBS_GID_INDEX='" + g + "' is not a GID index (0-255)");
+    c.verbs_gid_index = static_cast<int>(i);
+  }
   return c;
+}
+
+std::vector<std::string> Config::to_variables() const {
+  std::vector<std::string> v;
+  v.push_back(std::string("RFAAS_FABRIC=") + (faults.empty() ? "" : "faults:") + to_string(backend));
+  if (!faults.empty()) v.push_back("RFAAS_FABRIC_FAULTS=" + faults);
+  v.push_back("RFAAS_OFI_PROVIDER=" + ofi_provider);
+  if (!verbs_device.empty()) v.push_back("RFAAS_VERBS_DEVICE=" + verbs_device);
+  if (verbs_gid_index >= 0) v.push_back("RFAAS_VERBS_GID_INDEX=" + std::to_string(verbs_gid_index));
+  return v;
 }
 
 std::string Config::ofi_provider_for(bool same_host) const {

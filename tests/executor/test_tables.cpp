@@ -110,10 +110,11 @@ TEST_CASE("the library cache keeps sealed copies and drops the least recently us
 }
 
 TEST_CASE("executors see only the environment their transport and libraries need", "[tables]") {
-  for (const char* yes : {"PATH=/usr/bin", "FI_PROVIDER=shm", "RFAAS_FABRIC=verbs", "RFAAS_OFI_PROVIDER=tcp",
-                          "RFAAS_VERBS_GID_INDEX=1", "LD_LIBRARY_PATH=/opt/lib", "HOME=/root"})
+  for (const char* yes : {"PATH=/usr/bin", "FI_PROVIDER=shm", "RDMAV_FORK_SAFE=1", "LD_LIBRARY_PATH=/opt/lib", "HOME=/root"})
     CHECK(daemon::executor_may_see(yes));
+  // rfaas's own transport variables come from the daemon's fabric configuration, not its environment.
   for (const char* no : {"RFAAS_SECRET_FILE=/etc/rfaas/secret", "RFAAS_BROKER=h:1", "SLURM_JOB_ID=7", "MUNGE_KEY=x",
-                         "PATHX=1", "AWS_SECRET_ACCESS_KEY=y", "LD_PRELOAD=/tmp/x.so"})
+                         "PATHX=1", "AWS_SECRET_ACCESS_KEY=y", "LD_PRELOAD=/tmp/x.so", "RFAAS_FABRIC=verbs",
+                         "RFAAS_OFI_PROVIDER=tcp", "RFAAS_VERBS_GID_INDEX=1", "RFAAS_FABRIC_HOST=10.0.0.1"})
     CHECK_FALSE(daemon::executor_may_see(no));
 }

@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <exception>
+#include <map>
+#include <string>
 
 #include "rfaas/fabric/fabric.hpp"
 #include "support/env_guard.hpp"
@@ -360,4 +362,58 @@ TEST_CASE("faults: rules that do not parse are named; the environment chooses th
   Pair p(c);
   REQUIRE(p.a->write_imm(*p.a_mr, 0, 8, p.a_sees_b, 0, 1, 1) == Errc::ok);
   CHECK(drain(*p.b, 1, 200ms).empty());
+}
+
+TEST_CASE("a fabric configuration reads back from the variables it writes for a child process", "[fabric][config]") {
+  fabric::Config c;
+  c.backend = fabric::Backend::verbs;  // read back, not opened
+  c.faults = "drop_write@3,lose_peer@10";
+  c.ofi_provider = "tcp";
+  c.verbs_device = "rxe0";
+  c.verbs_gid_index = 3;
+  c.local_host = "10.0.0.9";  // not among them: the child is given its address
+  std::map<std::string, std::string> vars;
+  for (const std::string& v : c.to_variables()) {
+    const size_t eq = v.find('=');
+    REQUIRE(eq != std::string::npos);
+    CHECK(v.rfind("RFAAS_", 0) == 0);
+    vars[v.substr(0, eq)] = v.substr(eq + 1);
+  }
+  CHECK_FALSE(vars.count("RFAAS_FABRIC_HOST"));
+  auto lookup = [&](const char* name) -> const char* {
+    auto it = vars.find(name);
+    return it == vars.end() ? nullptr : it->second.c_str();
+  };
+  const fabric::Config back = fabric::Config::from_variables(lookup);
+  CHECK(back.backend == c.backend);
+  CHECK(back.faults == c.faults);
+  CHECK(back.ofi_provider == c.ofi_provider);
+  CHECK(back.verbs_device == c.verbs_device);
+  CHECK(back.verbs_gid_index == c.verbs_gid_index);
+  CHECK(back.local_host == fabric::Config{}.local_host);
+  CHECK_FALSE(back.local_host_chosen);
+
+  // Unset keeps the defaults; a GID index that is not one is refused by name.
+  const fabric::Config defaults = fabric::Config::from_variables([](const char*) -> const char* { return nullptr; });
+  CHECK(defaults.ofi_provider == "auto");
+  CHECK(defaults.verbs_gid_index == -1);
+  CHECK(defaults.verbs_device.empty());
+  // The verbs settings are read for verbs only: another backend starts whatever they say.
+  const fabric::Config ofi = fabric::Config::from_variables([](const char* name) -> const char* {
+    return std::string(name) == "RFAAS_FABRIC" ? "ofi" : std::string(name) == "RFAAS_VERBS_GID_INDEX" ? "x" : nullptr;
+  });
+  CHECK(ofi.backend == fabric::Backend::ofi);
+  CHECK(ofi.verbs_gid_index == -1);
+  for (const char* bad : {"-1", "256", "1x", "x"}) {
+    try {
+      fabric::Config::from_variables([&](const char* name) -> const char* {
+        if (std::string(name) == "RFAAS_FABRIC") return "verbs";
+        return std::string(name) == "RFAAS_VERBS_GID_INDEX" ? bad : nullptr;
+      });
+      FAIL(std::string("accepted RFAAS_VERBS_GID_INDEX=") + bad);
+    } catch (const fabric::Error& e) {
+      CHECK(e.code() == Errc::invalid_argument);
+      CHECK(std::string(e.what()).find("RFAAS_VERBS_GID_INDEX") != std::string::npos);
+    }
+  }
 }

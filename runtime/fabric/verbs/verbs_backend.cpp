@@ -1,7 +1,7 @@
 // The verbs backend: libibverbs for the data path, librdmacm for connections.
 //
 // One protection domain per Domain, on the device librdmacm uses for the configured address
-// (RFAAS_VERBS_DEVICE picks one by name). Each Endpoint is an RC queue pair with its own
+// (Config::verbs_device picks one by name). Each Endpoint is an RC queue pair with its own
 // completion queue (send and receive), a completion channel for blocking waits and an rdma_cm
 // event channel that reports the peer's disconnect. Writes with immediate consume a receive at
 // the target: receives without buffers are kept posted and replenished in batches.
@@ -99,17 +99,6 @@ bool unpack_private_data(const rdma_conn_param& conn, ConnectionData& theirs) {
   theirs.size = p[0];
   std::memcpy(theirs.bytes, p + 1, p[0]);
   return true;
-}
-
-// RFAAS_VERBS_GID_INDEX: the source GID index to use instead of the one rdma_cm picks for the
-// address (its choice follows the port's default RoCE type, v2 on current kernels). -1: none.
-int gid_index_override() {
-  const char* v = std::getenv("RFAAS_VERBS_GID_INDEX");
-  if (!v || !*v) return -1;
-  char* end = nullptr;
-  long i = std::strtol(v, &end, 10);
-  if (*end || i < 0 || i > 255) fail(Errc::invalid_argument, std::string("RFAAS_VERBS_GID_INDEX='") + v + "' is not a GID index");
-  return static_cast<int>(i);
 }
 
 class VerbsDomain;
@@ -210,17 +199,16 @@ ibv_context* device_of_address(const std::string& host) {
 
 class VerbsDomain final : public Domain {
  public:
-  // The device: RFAAS_VERBS_DEVICE by name (rxe0, mlx5_0) or by an IPv4 address of its netdev;
-  // else the one holding RFAAS_FABRIC_HOST; else the first.
-  explicit VerbsDomain(const Config& config) : config_(config), gid_override_(gid_index_override()) {
+  // The device: config.verbs_device by name (rxe0, mlx5_0) or by an IPv4 address of its netdev;
+  // else the one holding config.local_host; else the first.
+  explicit VerbsDomain(const Config& config) : config_(config), gid_override_(config.verbs_gid_index) {
     int n = 0;
     ibv_context** list = rdma_get_devices(&n);
     if (!list || n == 0) {
       if (list) rdma_free_devices(list);
       fail(Errc::no_backend, "verbs: no RDMA device here (ibv_devices lists none)");
     }
-    const char* env = std::getenv("RFAAS_VERBS_DEVICE");
-    std::string want = env ? env : "";
+    const std::string& want = config.verbs_device;
     in_addr ip{};
     bool want_ip = !want.empty() && inet_pton(AF_INET, want.c_str(), &ip) == 1;
     ibv_context* by_address = want.empty() ? device_of_address(config.local_host)

@@ -8,7 +8,7 @@
 
 namespace rfaas::fabric::verbs {
 
-// Opens the device named by RFAAS_VERBS_DEVICE (a name, or an IPv4 address of its netdev), else
+// Opens the device named by config.verbs_device (a name, or an IPv4 address of its netdev), else
 // the one holding config.local_host, else the first. Throws Error(no_backend).
 std::unique_ptr<Domain> open_domain(const Config& config);
 

@@ -138,7 +138,7 @@ struct DeployOptions {
   std::chrono::milliseconds control_timeout{10'000};     // bound on every setup step
   std::chrono::milliseconds invocation_timeout{10'000};  // default bound for invoke()
   // The transport (rfaas/fabric/fabric.hpp); unset: read from the environment once, at deploy
-  // (RFAAS_FABRIC, RFAAS_OFI_PROVIDER, RFAAS_FABRIC_HOST).
+  // (RFAAS_FABRIC, RFAAS_OFI_PROVIDER, RFAAS_FABRIC_HOST, RFAAS_VERBS_DEVICE, RFAAS_VERBS_GID_INDEX).
   std::optional<fabric::Config> fabric;
 };
 

@@ -59,11 +59,24 @@ struct Config {
   // not choose binds to the address its control connection to the peer's node uses, so that a
   // peer on another host is reached from an address it can answer.
   bool local_host_chosen = false;
+  // verbs: the device by name (rxe0, mlx5_0) or by an IPv4 address of its netdev; empty: the
+  // one holding local_host, else the first.
+  std::string verbs_device;
+  // verbs: the source GID index instead of the one rdma_cm picks for the address; -1: none.
+  int verbs_gid_index = -1;
 
   // From RFAAS_FABRIC (ofi|verbs|loopback, or faults:<backend> with the rules in
-  // RFAAS_FABRIC_FAULTS), RFAAS_OFI_PROVIDER and RFAAS_FABRIC_HOST; unset keeps the defaults
-  // above. Throws Error(no_backend) for an unknown backend name.
+  // RFAAS_FABRIC_FAULTS), RFAAS_OFI_PROVIDER, RFAAS_FABRIC_HOST and, for verbs only,
+  // RFAAS_VERBS_DEVICE and RFAAS_VERBS_GID_INDEX; unset keeps the defaults above. Throws Error(no_backend) for an
+  // unknown backend name, Error(invalid_argument) for a malformed value. The process's
+  // environment is read here only, by the binaries and the C API (the edges).
   static Config from_env();
+  // The same from any source of variables (name -> value, or null where unset).
+  static Config from_variables(const std::function<const char*(const char*)>& lookup);
+  // The variables from_variables reads back into this configuration ("NAME=value"), for a
+  // process this one starts: the executor daemon hands its executors its own configuration.
+  // local_host is left out; the starter gives the child its address.
+  std::vector<std::string> to_variables() const;
   // The provider to use with a peer on this host (same_host) or another: ofi_provider, unless
   // it is "auto".
   std::string ofi_provider_for(bool same_host) const;
