@@ -2,29 +2,13 @@
 # and those of the layers below it. Run by the build (target check_layers, part of ALL), so that a
 # violation fails it; tests/layers checks that a deliberate one does.
 #   cmake -DROOT=<tree> [-DSTAMP=<file>] -P cmake/check_layers.cmake
-# What may be included, by folder (prefixes of the quoted include path, comma-separated):
-set(_layers
-  "runtime/clock="
-  "runtime/text="
-  "runtime/cli="
-  "runtime/net=net/,rfaas/coded_error.hpp"
-  "runtime/protocol=protocol/,rfaas/coded_error.hpp"
-  "runtime/fabric=fabric/,net/,text/,rfaas/fabric/"
-  "runtime/auth=auth/,protocol/,rfaas/coded_error.hpp"
-  "runtime/client=client/,text/,protocol/,fabric/,net/,clock/,auth/,rfaas/client.hpp,rfaas/rfaas.h,rfaas/fabric/"
-  "runtime/executor=executor/,cli/,protocol/,fabric/,net/,clock/,rfaas/fabric/,rfaas/function.h"
-  "runtime/daemon=daemon/,text/,cli/,protocol/,net/,rfaas/fabric/"
-  "runtime/include/rfaas=rfaas/"
-  "lease-broker=protocol/,net/,auth/,cli/"
-  "mpi-interop=rfaas/client.hpp,rfaas/rfaas.h,rfaas/rfaas_mpi.h"
-  "apps=rfaas/client.hpp,rfaas/rfaas.h,rfaas/rfaas_mpi.h"
-  "functions=rfaas/function.h")
+include(${CMAKE_CURRENT_LIST_DIR}/layers.cmake)  # RFAAS_LAYERS: what each folder may include
 
 if(NOT ROOT)
   message(FATAL_ERROR "check_layers: -DROOT=<source tree> is required")
 endif()
 set(_violations "")
-foreach(_layer IN LISTS _layers)
+foreach(_layer IN LISTS RFAAS_LAYERS)
   string(FIND "${_layer}" "=" _eq)
   string(SUBSTRING "${_layer}" 0 ${_eq} _dir)
   math(EXPR _from "${_eq} + 1")
