@@ -209,7 +209,7 @@ std::string LeaseBroker::heartbeat(const protocol::ControlMessage& msg, int64_t 
   }
   nlohmann::json held = nlohmann::json::array();
   for (const auto& l : book_.leases_on(r.node)) held.push_back(l.lease_id);
-  return protocol::make_message("registered", {{"heartbeat_interval_ms", config_.heartbeat_timeout_ms / 4}, {"held", held}});
+  return protocol::make_message(protocol::BrokerType::registered, {{"heartbeat_interval_ms", config_.heartbeat_timeout_ms / 4}, {"held", held}});
 }
 
 std::string LeaseBroker::handle(const std::vector<uint8_t>& frame) {
@@ -226,12 +226,13 @@ std::string LeaseBroker::handle(const std::vector<uint8_t>& frame) {
 }
 
 // Each message type's handler: a table, not a chain of comparisons.
-const std::map<std::string, LeaseBroker::Handler, std::less<>>& LeaseBroker::handlers() {
-  static const std::map<std::string, Handler, std::less<>> table = {
-      {"register", &LeaseBroker::heartbeat},     {"lease", &LeaseBroker::on_lease},
-      {"release", &LeaseBroker::on_release},     {"lease_usage", &LeaseBroker::on_lease_usage},
-      {"drain", &LeaseBroker::on_drain},         {"renew", &LeaseBroker::on_renew},
-      {"admin", &LeaseBroker::on_admin},         {"status", &LeaseBroker::on_status},
+const std::map<protocol::BrokerType, LeaseBroker::Handler>& LeaseBroker::handlers() {
+  using T = protocol::BrokerType;
+  static const std::map<T, Handler> table = {
+      {T::register_node, &LeaseBroker::heartbeat}, {T::lease, &LeaseBroker::on_lease},
+      {T::release, &LeaseBroker::on_release},      {T::lease_usage, &LeaseBroker::on_lease_usage},
+      {T::drain, &LeaseBroker::on_drain},          {T::renew, &LeaseBroker::on_renew},
+      {T::admin, &LeaseBroker::on_admin},          {T::status, &LeaseBroker::on_status},
   };
   return table;
 }
@@ -239,7 +240,8 @@ const std::map<std::string, LeaseBroker::Handler, std::less<>>& LeaseBroker::han
 std::string LeaseBroker::dispatch(const std::vector<uint8_t>& frame) {
   try {
     auto msg = protocol::ControlMessage::parse(frame);
-    const auto handler = handlers().find(msg.type);
+    const auto type = protocol::broker_type_from_string(msg.type);
+    const auto handler = type ? handlers().find(*type) : handlers().end();
     if (handler == handlers().end())
       throw MessageError(ControlErrc::malformed, "unknown message type '" + msg.type + "'");
     return (this->*handler->second)(msg, protocol::unix_now_ms());
@@ -285,7 +287,7 @@ std::string LeaseBroker::on_lease(const protocol::ControlMessage& msg, int64_t n
   auto t = token_for(*rec, rec->expires_at_ms);
   protocol::LeaseGranted g{rec->lease_id, book_.nodes().at(rec->node).control_address, nlohmann::json(t).dump(),
                            rec->expires_at_ms};
-  return protocol::make_message("lease_granted", g);
+  return protocol::make_message(protocol::BrokerType::lease_granted, g);
 }
 
 std::string LeaseBroker::on_release(const protocol::ControlMessage& msg, int64_t /*now*/) {
@@ -294,7 +296,7 @@ std::string LeaseBroker::on_release(const protocol::ControlMessage& msg, int64_t
   std::lock_guard lock(mutex_);
   if (auto rec = book_.lease(id)) check_owner(who, *rec);
   release_locked(id, "released");
-  return protocol::make_message("released", {{"lease_id", id}});
+  return protocol::make_message(protocol::BrokerType::released, {{"lease_id", id}});
 }
 
 std::string LeaseBroker::on_lease_usage(const protocol::ControlMessage& msg, int64_t /*now*/) {
@@ -337,7 +339,7 @@ std::string LeaseBroker::on_lease_usage(const protocol::ControlMessage& msg, int
   release_locked(id, "ended: " + ended);  // journaled first
   book_.served_ended(r.node, id, r.timestamp_ms);  // its executor is gone there: its cores are free
   usage_[id] = record;
-  return protocol::make_message("recorded", {{"lease_id", id}});
+  return protocol::make_message(protocol::BrokerType::recorded, {{"lease_id", id}});
 }
 
 std::string LeaseBroker::on_drain(const protocol::ControlMessage& msg, int64_t /*now*/) {
@@ -347,7 +349,7 @@ std::string LeaseBroker::on_drain(const protocol::ControlMessage& msg, int64_t /
   if (!registration_valid(r, "drain", &why)) throw MessageError(ControlErrc::bad_token, why);
   std::lock_guard lock(mutex_);
   if (book_.set_state(r.node, NodeInfo::State::draining)) log("node " + r.node + " draining");
-  return protocol::make_message("draining", {{"node", r.node}});
+  return protocol::make_message(protocol::BrokerType::draining, {{"node", r.node}});
 }
 
 std::string LeaseBroker::on_renew(const protocol::ControlMessage& msg, int64_t now) {
@@ -374,7 +376,7 @@ std::string LeaseBroker::on_renew(const protocol::ControlMessage& msg, int64_t n
   auto node = book_.nodes().find(rec->node);
   protocol::LeaseGranted g{rec->lease_id, node == book_.nodes().end() ? "" : node->second.control_address,
                            nlohmann::json(t).dump(), expires};
-  return protocol::make_message("lease_renewed", g);
+  return protocol::make_message(protocol::BrokerType::lease_renewed, g);
 }
 
 std::string LeaseBroker::on_admin(const protocol::ControlMessage& msg, int64_t /*now*/) {
@@ -389,7 +391,7 @@ std::string LeaseBroker::on_admin(const protocol::ControlMessage& msg, int64_t /
   if (!book_.set_operator_drain(cmd.node, drain))
     throw MessageError(ControlErrc::malformed, "no node '" + cmd.node + "'");
   log("node " + cmd.node + (drain ? " drained by an operator (running leases continue)" : " resumed by an operator"));
-  return protocol::make_message("done", {{"node", cmd.node}, {"command", cmd.command}});
+  return protocol::make_message(protocol::BrokerType::done, {{"node", cmd.node}, {"command", cmd.command}});
 }
 
 std::string LeaseBroker::on_status(const protocol::ControlMessage& msg, int64_t now) {
@@ -412,7 +414,7 @@ std::string LeaseBroker::on_status(const protocol::ControlMessage& msg, int64_t 
                      {"served_ms", u.served_ms}, {"core_ms", u.cores * u.served_ms},
                      {"reported_by_executor", u.reported}});
   }
-  return protocol::make_message("status", {{"nodes", nodes}, {"leases", leases}, {"usage", usage}});
+  return protocol::make_message(protocol::BrokerType::status, {{"nodes", nodes}, {"leases", leases}, {"usage", usage}});
 }
 
 void LeaseBroker::session(net::TcpStream& stream, net::SessionAdmission::Ticket ticket) {

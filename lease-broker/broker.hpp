@@ -77,7 +77,7 @@ class LeaseBroker {
   std::string heartbeat(const protocol::ControlMessage& msg, int64_t now);
   // The other message types' handlers (dispatch() finds them in handlers()).
   using Handler = std::string (LeaseBroker::*)(const protocol::ControlMessage& msg, int64_t now);
-  static const std::map<std::string, Handler, std::less<>>& handlers();
+  static const std::map<protocol::BrokerType, Handler>& handlers();
   std::string on_lease(const protocol::ControlMessage& msg, int64_t now);
   std::string on_release(const protocol::ControlMessage& msg, int64_t now);
   std::string on_lease_usage(const protocol::ControlMessage& msg, int64_t now);

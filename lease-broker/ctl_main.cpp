@@ -52,10 +52,10 @@ int main(int argc, char** argv) {
     auto s = net::TcpStream::connect(net::HostPort::parse(broker), net::deadline_in(std::chrono::seconds(5)));
     if (command != "status") {
       protocol::AdminCommand cmd{command == "drain" ? "drain_node" : "resume_node", node};
-      std::string req = protocol::make_message("admin", auth::with_credential_for(s.peer_address(), "admin", cmd));
+      std::string req = protocol::make_message(protocol::BrokerType::admin, auth::with_credential_for(s.peer_address(), "admin", cmd));
       s.send_frame(req.data(), req.size(), net::deadline_in(std::chrono::seconds(5)));
       auto reply = protocol::ControlMessage::parse(s.recv_frame(1 << 20, net::deadline_in(std::chrono::seconds(10))));
-      if (reply.type != "done") {
+      if (!reply.is(protocol::BrokerType::done)) {
         std::cerr << "rfaas-ctl: " << reply.body.value("message", reply.body.dump()) << "\n";
         return 1;
       }
@@ -63,10 +63,10 @@ int main(int argc, char** argv) {
                 << "\n";
       return 0;
     }
-    std::string req = protocol::make_message("status", auth::with_credential_for(s.peer_address(), "status", nlohmann::json::object()));
+    std::string req = protocol::make_message(protocol::BrokerType::status, auth::with_credential_for(s.peer_address(), "status", nlohmann::json::object()));
     s.send_frame(req.data(), req.size(), net::deadline_in(std::chrono::seconds(5)));
     auto reply = protocol::ControlMessage::parse(s.recv_frame(1 << 24, net::deadline_in(std::chrono::seconds(10))));
-    if (reply.type != "status") {
+    if (!reply.is(protocol::BrokerType::status)) {
       std::cerr << "rfaas-ctl: " << reply.body.value("message", reply.body.dump()) << "\n";
       return 1;
     }

@@ -12,14 +12,15 @@ namespace rfaas {
 
 namespace {
 
-protocol::ControlMessage ask(const std::string& broker, const std::string& type, const nlohmann::json& body,
+protocol::ControlMessage ask(const std::string& broker, protocol::BrokerType type, const nlohmann::json& body,
                              std::chrono::milliseconds timeout) {
   try {
     auto s = net::TcpStream::connect(net::HostPort::parse(broker), net::deadline_in(timeout));
-    std::string msg = protocol::make_message(type, auth::with_credential_for(s.peer_address(), type, body));
+    std::string msg =
+        protocol::make_message(type, auth::with_credential_for(s.peer_address(), protocol::to_string(type), body));
     s.send_frame(msg.data(), msg.size(), net::deadline_in(timeout));
     auto reply = protocol::ControlMessage::parse(s.recv_frame(protocol::kMaxControlFrame, net::deadline_in(timeout)));
-    if (reply.type == "error") {
+    if (reply.is(protocol::BrokerType::error)) {
       auto code = protocol::control_errc_from_string(reply.body.value("code", "internal"));
       Errc e = code == protocol::ControlErrc::no_capacity     ? Errc::no_capacity
                : code == protocol::ControlErrc::malformed     ? Errc::invalid_argument
@@ -56,8 +57,8 @@ LeaseGrant grant_from(const protocol::LeaseGranted& g) {
 LeaseGrant broker_lease(const std::string& broker_address, const BrokerLeaseOptions& o) {
   const char* job = std::getenv("SLURM_JOB_ID");
   protocol::LeaseAsk a{o.cores, o.memory_bytes, o.duration.count(), o.client, o.avoid_nodes, job ? job : ""};
-  auto reply = ask(broker_address, "lease", a, o.timeout);
-  if (reply.type != "lease_granted") throw Error(Errc::protocol, "lease broker answered '" + reply.type + "'");
+  auto reply = ask(broker_address, protocol::BrokerType::lease, a, o.timeout);
+  if (!reply.is(protocol::BrokerType::lease_granted)) throw Error(Errc::protocol, "lease broker answered '" + reply.type + "'");
   return grant_from(reply.as<protocol::LeaseGranted>());
 }
 
@@ -71,15 +72,15 @@ LeaseGrant broker_renew(const std::string& broker_address, const LeaseGrant& gra
     throw Error(Errc::invalid_argument, std::string("broker_renew: not a lease token: ") + e.what());
   }
   a.duration_ms = duration.count();
-  auto reply = ask(broker_address, "renew", a, timeout);
-  if (reply.type != "lease_renewed") throw Error(Errc::protocol, "lease broker answered '" + reply.type + "'");
+  auto reply = ask(broker_address, protocol::BrokerType::renew, a, timeout);
+  if (!reply.is(protocol::BrokerType::lease_renewed)) throw Error(Errc::protocol, "lease broker answered '" + reply.type + "'");
   LeaseGrant renewed = grant_from(reply.as<protocol::LeaseGranted>());
   if (renewed.daemon_address.empty()) renewed.daemon_address = grant.daemon_address;
   return renewed;
 }
 
 void broker_release(const std::string& broker_address, uint64_t lease_id, std::chrono::milliseconds timeout) {
-  ask(broker_address, "release", {{"lease_id", lease_id}}, timeout);
+  ask(broker_address, protocol::BrokerType::release, {{"lease_id", lease_id}}, timeout);
 }
 
 }  // namespace rfaas

@@ -67,7 +67,7 @@ protocol::Allocated ControlChannel::allocate(const std::string& daemon_address, 
   try {
     stream_ = net::TcpStream::connect(net::HostPort::parse(daemon_address), net::deadline_in(timeout));
     stream_.keep_alive(net::kKeepAliveIdle, net::kKeepAliveInterval, net::kKeepAliveProbes);
-    std::string msg = protocol::make_message("allocate", req);
+    std::string msg = protocol::make_message(protocol::ControlType::allocate, req);
     stream_.send_frame(msg.data(), msg.size(), net::deadline_in(timeout));
     timing.connect_ms = ms_since(t_phase);
     t_phase = Clock::now();
@@ -75,7 +75,7 @@ protocol::Allocated ControlChannel::allocate(const std::string& daemon_address, 
       protocol::ControlMessage reply;
       if (!read_frame(net::deadline_in(timeout * 2), &reply))
         throw net::NetError(net::NetErrc::timeout, "no answer to the allocate request");
-      if (reply.type == "send_library") {
+      if (reply.is(protocol::ControlType::send_library)) {
         // Which one: the library (no body, or its hash), or one of its dependencies.
         const std::vector<uint8_t>* bytes = &library;
         std::string wanted = reply.body.is_object() ? reply.body.value("sha256", std::string()) : std::string();
@@ -90,12 +90,12 @@ protocol::Allocated ControlChannel::allocate(const std::string& daemon_address, 
         timing.library_ms += ms_since(t_lib);
         continue;
       }
-      if (reply.type == "error") {
+      if (reply.is(protocol::ControlType::error)) {
         auto code = protocol::control_errc_from_string(reply.body.value("code", "internal"));
         fail(from_control(code.value_or(protocol::ControlErrc::internal)),
              "executor daemon refused the lease: " + reply.body.value("message", ""));
       }
-      if (reply.type != "allocated") fail(Errc::protocol, "unexpected '" + reply.type + "' from the executor daemon");
+      if (!reply.is(protocol::ControlType::allocated)) fail(Errc::protocol, "unexpected '" + reply.type + "' from the executor daemon");
       timing.executor_start_ms = ms_since(t_phase) - timing.library_ms;
       return reply.as<protocol::Allocated>();
     }
@@ -106,7 +106,7 @@ protocol::Allocated ControlChannel::allocate(const std::string& daemon_address, 
   }
 }
 
-protocol::ControlMessage ControlChannel::request(const std::string& msg, const char* expected, const char* what,
+protocol::ControlMessage ControlChannel::request(const std::string& msg, protocol::ControlType expected, const char* what,
                                                  std::chrono::milliseconds wait) {
   if (ended_ != Errc::ok) fail(ended_, std::string(what) + ": the lease ended (" + ended_text_ + ")");
   if (!stream_) fail(Errc::invalid_argument, std::string(what) + ": the lease was released");
@@ -116,13 +116,13 @@ protocol::ControlMessage ControlChannel::request(const std::string& msg, const c
     for (;;) {
       protocol::ControlMessage reply;
       if (!read_frame(deadline, &reply)) throw net::NetError(net::NetErrc::timeout, "no answer in time");
-      if (reply.type == expected) return reply;
-      if (reply.type == "error") {
+      if (reply.is(expected)) return reply;
+      if (reply.is(protocol::ControlType::error)) {
         auto code = protocol::control_errc_from_string(reply.body.value("code", "internal"));
         fail(from_control(code.value_or(protocol::ControlErrc::internal)),
              std::string(what) + ": " + reply.body.value("message", std::string()));
       }
-      if (reply.type == "lease_ended") {
+      if (reply.is(protocol::ControlType::lease_ended)) {
         note_end(reply.as<protocol::LeaseEnded>());
         fail(ended_, std::string(what) + ": the lease ended (" + ended_text_ + ")");
       }
@@ -140,7 +140,7 @@ Errc ControlChannel::poll_end(std::chrono::milliseconds wait) noexcept {
     const auto deadline = net::deadline_in(wait);
     protocol::ControlMessage msg;
     while (read_frame(deadline, &msg))
-      if (msg.type == "lease_ended") return note_end(msg.as<protocol::LeaseEnded>());
+      if (msg.is(protocol::ControlType::lease_ended)) return note_end(msg.as<protocol::LeaseEnded>());
   } catch (...) {
     // The daemon closed the connection or sent garbage: it will not say more.
     ended_ = Errc::executor_lost;
@@ -153,12 +153,12 @@ Usage ControlChannel::release() noexcept {
   if (!stream_) return usage_;
   try {
     if (ended_ == Errc::ok) {
-      std::string msg = protocol::make_message("release");
+      std::string msg = protocol::make_message(protocol::ControlType::release);
       stream_.send_frame(msg.data(), msg.size(), net::deadline_in(timeout_));
       const auto deadline = net::deadline_in(timeout_);
       protocol::ControlMessage reply;
       while (read_frame(deadline, &reply)) {
-        if (reply.type != "lease_ended") continue;
+        if (!reply.is(protocol::ControlType::lease_ended)) continue;
         auto u = reply.as<protocol::LeaseEnded>().usage;
         usage_ = {u.invocations, u.hot_polling_ns, u.compute_ns};
         break;

@@ -33,7 +33,7 @@ class ControlChannel {
   // A request during the lease: sends `message`, returns the reply of type `expected` within
   // `wait` (negative: the control timeout). Throws Error for an error reply, a lease that ended
   // (recorded: ended() says how), or a broken connection.
-  protocol::ControlMessage request(const std::string& message, const char* expected, const char* what,
+  protocol::ControlMessage request(const std::string& message, protocol::ControlType expected, const char* what,
                                    std::chrono::milliseconds wait = std::chrono::milliseconds(-1));
   // For the data path after it lost a worker's connection: reads what the daemon has sent, for
   // at most `wait`, and returns how the lease ended (Errc::ok: the daemon has not said yet).

@@ -82,7 +82,7 @@ struct DataPath::WorkerLink {
   fabric::Completion completions[16];  // progress() fills these: built once, not per poll
 };
 
-DataPath::DataPath(fabric::Domain& domain, const DataPathConfig& config, uint32_t workers, const std::string& address,
+DataPath::DataPath(fabric::Domain& domain, const DataPathConfig& config, const std::string& address,
                    const MakeHello& make_hello, std::chrono::milliseconds timeout,
                    const RegistrationTable& registrations, const std::vector<ResidentRegion>& regions,
                    LeaseWatch& watch)
@@ -91,8 +91,8 @@ DataPath::DataPath(fabric::Domain& domain, const DataPathConfig& config, uint32_
       registrations_(registrations),
       regions_(regions),
       watch_(watch) {
-    links_.resize(workers);
-    for (uint32_t w = 0; w < workers; ++w) {
+    links_.resize(config.lease.workers);
+    for (uint32_t w = 0; w < config.lease.workers; ++w) {
       WorkerLink& l = links_[w];
       l.slots.resize(config.lease.slots);
       l.free_slots.resize(config.lease.slots);

@@ -63,9 +63,9 @@ class DataPath {
   // put acknowledgements are to go.
   using MakeHello = std::function<fabric::ConnectionData(uint32_t worker, const fabric::RemoteRegion& ack)>;
 
-  // Makes every worker's slots, calls and buffers and connects to `address` (each worker's
-  // connection answered with its input region). Throws fabric::Error.
-  DataPath(fabric::Domain& domain, const DataPathConfig& config, uint32_t workers, const std::string& address,
+  // Makes every worker's slots, calls and buffers (config.lease.workers of them) and connects to
+  // `address` (each worker's connection answered with its input region). Throws fabric::Error.
+  DataPath(fabric::Domain& domain, const DataPathConfig& config, const std::string& address,
            const MakeHello& hello, std::chrono::milliseconds timeout, const RegistrationTable& registrations,
            const std::vector<ResidentRegion>& regions, LeaseWatch& watch);
   ~DataPath();

@@ -264,8 +264,8 @@ ExecutorClient::ExecutorClient(const LeaseGrant& grant, const DeployOptions& opt
       protocol::sign_worker_hello(h, hello_key);
       return fabric::make_connection_data(h);
     };
-    path_ = std::make_unique<client::DataPath>(*domain_, dc, options.workers, allocated.address, hello, timeout,
-                                               registrations_, regions_, static_cast<client::LeaseWatch&>(*this));
+    path_ = std::make_unique<client::DataPath>(*domain_, dc, allocated.address, hello, timeout, registrations_, regions_,
+                                               static_cast<client::LeaseWatch&>(*this));
     timing_.endpoints_ms = ms_since(t_phase);
     timing_.total_ms = ms_since(t_start);
   } catch (const fabric::Error& e) {
@@ -323,7 +323,7 @@ void ExecutorClient::renew(const LeaseGrant& renewed) {
     fail(Errc::bad_token, std::string("renewed lease token: ") + e.what());
   }
   if (req.token.lease_id != lease_id_) fail(Errc::bad_token, "renew: the token is for another lease");
-  auto reply = on_control([&] { return control_.request(protocol::make_message("renew", req), "renewed", "renew"); });
+  auto reply = on_control([&] { return control_.request(protocol::make_message(protocol::ControlType::renew, req), protocol::ControlType::renewed, "renew"); });
   expires_at_ms_ = reply.body.value("expires_at_ms", expires_at_ms_);
 }
 
@@ -335,8 +335,8 @@ uint32_t ExecutorClient::create_region(uint64_t bytes) {
     fail(Errc::invalid_argument, "create_region: a lease holds at most " + std::to_string(protocol::kMaxRegions) + " regions");
   // The daemon allows the executor 3 control timeouts to map and register a large region.
   auto reply = on_control([&] {
-    return control_.request(protocol::make_message("create_region", protocol::CreateRegionRequest{bytes}),
-                            "region_created", "create_region", options_.control_timeout * 4);
+    return control_.request(protocol::make_message(protocol::ControlType::create_region, protocol::CreateRegionRequest{bytes}),
+                            protocol::ControlType::region_created, "create_region", options_.control_timeout * 4);
   });
   protocol::RegionCreated created;
   try {
@@ -353,7 +353,7 @@ uint32_t ExecutorClient::create_region(uint64_t bytes) {
 Usage ExecutorClient::usage() {
   if (state() != Errc::ok) fail(ended_, "usage: the lease is over");
   if (released_ || !control_) fail(Errc::invalid_argument, "usage: the lease was released");
-  auto reply = on_control([&] { return control_.request(protocol::make_message("usage"), "usage_report", "usage"); });
+  auto reply = on_control([&] { return control_.request(protocol::make_message(protocol::ControlType::usage), protocol::ControlType::usage_report, "usage"); });
   try {
     auto u = reply.as<protocol::Usage>();
     return {u.invocations, u.hot_polling_ns, u.compute_ns};

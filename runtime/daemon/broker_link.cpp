@@ -43,14 +43,14 @@ protocol::NodeRegistration BrokerLink::registration(const std::string& purpose) 
   return r;
 }
 
-bool BrokerLink::send(const std::string& type, const nlohmann::json& body, nlohmann::json* reply) {
+bool BrokerLink::send(protocol::BrokerType type, const nlohmann::json& body, nlohmann::json* reply) {
   try {
     auto s = net::TcpStream::connect(net::HostPort::parse(broker_address_), net::deadline_in(2s));
     std::string msg = protocol::make_message(type, body);
     s.send_frame(msg.data(), msg.size(), net::deadline_in(2s));
     auto r = protocol::ControlMessage::parse(s.recv_frame(protocol::kMaxControlFrame, net::deadline_in(2s)));
-    if (r.type == "error") {
-      std::fprintf(stderr, "rfaas-executord: broker refused '%s': %s\n", type.c_str(),
+    if (r.is(protocol::BrokerType::error)) {
+      std::fprintf(stderr, "rfaas-executord: broker refused '%s': %s\n", protocol::to_string(type),
                    r.body.value("message", std::string()).c_str());
       return false;
     }
@@ -72,11 +72,11 @@ bool BrokerLink::heartbeat(net::TcpStream& stream, uint32_t hold_ms) {
     protocol::NodeRegistration r{node_, control_address_, cores_, memory_bytes_, protocol::unix_now_ms(), "", "register",
                                  leases_.serving(), incarnation_, sequence_.fetch_add(1) + 1};
     r.sign(secret_);
-    std::string msg = protocol::make_message("register", {{"registration", r}, {"hold_ms", hold_ms}});
+    std::string msg = protocol::make_message(protocol::BrokerType::register_node, {{"registration", r}, {"hold_ms", hold_ms}});
     stream.send_frame(msg.data(), msg.size(), net::deadline_in(2s));
     auto reply = protocol::ControlMessage::parse(
         stream.recv_frame(protocol::kMaxControlFrame, net::deadline_in(std::chrono::milliseconds(hold_ms) + 5s)));
-    if (reply.type == "error") {
+    if (reply.is(protocol::BrokerType::error)) {
       std::fprintf(stderr, "rfaas-executord: broker refused a heartbeat: %s\n",
                    reply.body.value("message", std::string()).c_str());
       return false;
@@ -150,14 +150,14 @@ void BrokerLink::report_now() {
 
 void BrokerLink::drain() {
   stop_threads();
-  send("drain", {{"registration", registration("drain")}}, nullptr);
+  send(protocol::BrokerType::drain, {{"registration", registration("drain")}}, nullptr);
 }
 
 void BrokerLink::report_usage(uint64_t lease_id, const protocol::Usage& reported, const nlohmann::json& served,
                               protocol::LeaseEndReason why) {
   const nlohmann::json usage = reported;
   const std::string reason = protocol::to_string(why);
-  send("lease_usage",
+  send(protocol::BrokerType::lease_usage,
        {{"registration", registration(protocol::usage_report_purpose(lease_id, usage, served, reason))},
         {"lease_id", lease_id}, {"usage", usage}, {"served", served}, {"reason", reason}},
        nullptr);

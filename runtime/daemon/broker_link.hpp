@@ -46,7 +46,7 @@ class BrokerLink {
 
  private:
   protocol::NodeRegistration registration(const std::string& purpose) const;  // signed for that message only
-  bool send(const std::string& type, const nlohmann::json& body, nlohmann::json* reply);
+  bool send(protocol::BrokerType type, const nlohmann::json& body, nlohmann::json* reply);
   // One heartbeat on `stream` (connected first if it is not): the broker may hold it up to
   // hold_ms. Ends the leases the answer does not hold. False if the broker could not be asked
   // or refused (the caller closes the stream).

@@ -4,6 +4,36 @@
 
 namespace rfaas::protocol {
 
+const char* to_string(BrokerType t) {
+  switch (t) {
+    case BrokerType::register_node: return "register";
+    case BrokerType::registered: return "registered";
+    case BrokerType::lease: return "lease";
+    case BrokerType::lease_granted: return "lease_granted";
+    case BrokerType::renew: return "renew";
+    case BrokerType::lease_renewed: return "lease_renewed";
+    case BrokerType::release: return "release";
+    case BrokerType::released: return "released";
+    case BrokerType::lease_usage: return "lease_usage";
+    case BrokerType::recorded: return "recorded";
+    case BrokerType::drain: return "drain";
+    case BrokerType::draining: return "draining";
+    case BrokerType::status: return "status";
+    case BrokerType::admin: return "admin";
+    case BrokerType::done: return "done";
+    case BrokerType::error: return "error";
+  }
+  return "error";
+}
+
+std::optional<BrokerType> broker_type_from_string(const std::string& s) {
+  for (uint8_t i = 0; i <= static_cast<uint8_t>(BrokerType::error); ++i)
+    if (s == to_string(static_cast<BrokerType>(i))) return static_cast<BrokerType>(i);
+  return std::nullopt;
+}
+
+bool ControlMessage::is(BrokerType t) const { return type == to_string(t); }
+
 using detail::field;
 using detail::is_hex;
 using detail::malformed;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,32 @@
 #include "protocol/lease_token.hpp"
 
 namespace rfaas::protocol {
+
+// The broker's message types (the header comment above says who sends which). "status" is both
+// rfaas-ctl's question and the broker's answer.
+enum class BrokerType : uint8_t {
+  register_node,  // "register": a daemon's registration, also its heartbeat
+  registered,
+  lease,
+  lease_granted,
+  renew,
+  lease_renewed,
+  release,
+  released,
+  lease_usage,
+  recorded,
+  drain,
+  draining,
+  status,
+  admin,
+  done,
+  error,
+};
+const char* to_string(BrokerType);
+std::optional<BrokerType> broker_type_from_string(const std::string&);
+inline std::string make_message(BrokerType type, nlohmann::json body = nlohmann::json::object()) {
+  return make_message(to_string(type), std::move(body));
+}
 
 // A daemon's registration and heartbeat, and the credential of its other messages, signed with
 // the cluster secret's kNodeKey key. `purpose` binds it to one message: "register", "drain",

@@ -185,6 +185,8 @@ enum class ControlType {
 const char* to_string(ControlType);
 std::optional<ControlType> control_type_from_string(const std::string&);
 
+enum class BrokerType : uint8_t;  // the broker's message types (broker_messages.hpp)
+
 // A parsed frame: its type and body. Throws MessageError(malformed) for bad JSON, a missing
 // type, or an unsupported version.
 struct ControlMessage {
@@ -192,6 +194,7 @@ struct ControlMessage {
   nlohmann::json body;
   static ControlMessage parse(const std::vector<uint8_t>& frame);
   bool is(ControlType t) const { return type == to_string(t); }
+  bool is(BrokerType t) const;  // broker_messages.cpp
   // Typed access: throws MessageError(malformed) naming the bad field.
   template <class T>
   T as() const {

@@ -112,11 +112,11 @@ void register_nodes(const Broker& b, int first, int last) {
     r.incarnation = 1;  // each simulated daemon registers once
     r.sequence = 1;
     r.sign(secret);
-    std::string msg = protocol::make_message("register", r);
+    std::string msg = protocol::make_message(protocol::BrokerType::register_node, r);
     s.send_frame(msg.data(), msg.size(), net::deadline_in(std::chrono::seconds(5)));
     auto reply = protocol::ControlMessage::parse(
         s.recv_frame(protocol::kMaxControlFrame, net::deadline_in(std::chrono::seconds(5))));
-    if (reply.type != "registered") die("registration refused: " + reply.body.dump());
+    if (!reply.is(protocol::BrokerType::registered)) die("registration refused: " + reply.body.dump());
   }
 }
 

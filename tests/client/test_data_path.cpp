@@ -104,7 +104,9 @@ struct LoopbackLease : client::LeaseWatch {
       protocol::WorkerHello h{w, protocol::kWorkerHelloVersion, 1, ack.address, ack.key, {}};
       return fabric::make_connection_data(h);
     };
-    path = std::make_unique<client::DataPath>(*domain, config, nworkers, listener->address(), hello, 5s, registrations,
+    client::DataPathConfig path_config = config;
+    path_config.lease.workers = nworkers;
+    path = std::make_unique<client::DataPath>(*domain, path_config, listener->address(), hello, 5s, registrations,
                                               regions, *this);
     acceptor.join();
     for (auto& worker : workers) worker->start();

@@ -205,6 +205,26 @@ TEST_CASE("every control message type spells one way", "[protocol][control]") {
   CHECK_FALSE(control_type_from_string(""));
 }
 
+TEST_CASE("every broker message type spells one way, as the wire has always spelt it", "[protocol][broker]") {
+  const std::vector<std::pair<BrokerType, std::string>> wire = {
+      {BrokerType::register_node, "register"}, {BrokerType::registered, "registered"}, {BrokerType::lease, "lease"},
+      {BrokerType::lease_granted, "lease_granted"}, {BrokerType::renew, "renew"},
+      {BrokerType::lease_renewed, "lease_renewed"}, {BrokerType::release, "release"}, {BrokerType::released, "released"},
+      {BrokerType::lease_usage, "lease_usage"}, {BrokerType::recorded, "recorded"}, {BrokerType::drain, "drain"},
+      {BrokerType::draining, "draining"}, {BrokerType::status, "status"}, {BrokerType::admin, "admin"},
+      {BrokerType::done, "done"}, {BrokerType::error, "error"}};
+  for (const auto& [t, name] : wire) {
+    INFO(name);
+    CHECK(to_string(t) == name);
+    CHECK(broker_type_from_string(name) == t);
+    CHECK(ControlMessage::parse(bytes(make_message(t))).is(t));
+  }
+  CHECK(wire.size() == static_cast<size_t>(BrokerType::error) + 1);  // every type listed
+  CHECK_FALSE(broker_type_from_string("allocate"));  // the daemon's, not the broker's
+  CHECK_FALSE(broker_type_from_string("launch"));
+  CHECK_FALSE(broker_type_from_string(""));
+}
+
 TEST_CASE("every lease-end reason round-trips; an unknown one is refused", "[protocol][control]") {
   for (auto r : {LeaseEndReason::expired, LeaseEndReason::released, LeaseEndReason::executor_crashed,
                  LeaseEndReason::memory_exceeded, LeaseEndReason::revoked, LeaseEndReason::client_gone,
